@@ -1,0 +1,263 @@
+package kv
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Op names a state-machine write. The numeric values are part of the
+// replicated log format: never renumber them, only append.
+type Op uint8
+
+// Write operations understood by the state machine.
+const (
+	OpInvalid  Op = 0
+	OpSet      Op = 1 // Keys[0] = Values[0], governed by Flags (NX, XX, GET)
+	OpGetDel   Op = 2 // delete Keys[0], return its old value or nil
+	OpDel      Op = 3 // delete every key in Keys, return how many existed
+	OpIncrBy   Op = 4 // Keys[0] += Delta, return the new value
+	OpAppend   Op = 5 // Keys[0] += Values[0], return the new length
+	OpMSet     Op = 6 // Keys[i] = Values[i] for every i
+	OpFlushAll Op = 7 // delete every user key
+	opMax      Op = 8
+)
+
+// SetFlags modify OpSet.
+type SetFlags uint8
+
+// OpSet flags.
+const (
+	SetNX  SetFlags = 1 << iota // only if the key does not exist
+	SetXX                       // only if the key exists
+	SetGet                      // reply with the old value instead of OK
+)
+
+// Command is one state-machine write, as proposed through Raft.
+type Command struct {
+	Op     Op
+	Flags  SetFlags
+	Delta  int64
+	Keys   [][]byte
+	Values [][]byte
+}
+
+// ResultKind says which field of a Result carries the reply.
+type ResultKind uint8
+
+// Result kinds.
+const (
+	ResultOK    ResultKind = 1 // +OK
+	ResultNil   ResultKind = 2 // null bulk string
+	ResultInt   ResultKind = 3 // Int
+	ResultBytes ResultKind = 4 // Bytes (a bulk string)
+	ResultError ResultKind = 5 // Err, the Redis error text without the leading '-'
+)
+
+// Result is what applying a Command produced. It travels back to the
+// proposer, possibly over the network when a follower forwarded the write.
+type Result struct {
+	Kind  ResultKind
+	Int   int64
+	Bytes []byte
+	Err   string
+}
+
+// Redis error texts produced by the state machine.
+const (
+	ErrTextNotInteger = "ERR value is not an integer or out of range"
+	ErrTextOverflow   = "ERR increment or decrement would overflow"
+	ErrTextWrongType  = "WRONGTYPE Operation against a key holding the wrong kind of value"
+)
+
+// ErrMalformed reports bytes that do not decode as a command or result.
+var ErrMalformed = errors.New("kv: malformed encoding")
+
+// Validate checks the shape of a command before it is proposed, so that a
+// bad command is refused at the door rather than replicated.
+func (c *Command) Validate() error {
+	switch c.Op {
+	case OpSet, OpAppend:
+		if len(c.Keys) != 1 || len(c.Values) != 1 {
+			return fmt.Errorf("kv: op %d needs one key and one value", c.Op)
+		}
+		if c.Op == OpSet && c.Flags&SetNX != 0 && c.Flags&SetXX != 0 {
+			return fmt.Errorf("kv: NX and XX are exclusive")
+		}
+	case OpGetDel, OpIncrBy:
+		if len(c.Keys) != 1 || len(c.Values) != 0 {
+			return fmt.Errorf("kv: op %d needs exactly one key", c.Op)
+		}
+	case OpDel:
+		if len(c.Keys) == 0 || len(c.Values) != 0 {
+			return fmt.Errorf("kv: DEL needs at least one key")
+		}
+	case OpMSet:
+		if len(c.Keys) == 0 || len(c.Keys) != len(c.Values) {
+			return fmt.Errorf("kv: MSET needs key/value pairs")
+		}
+	case OpFlushAll:
+		if len(c.Keys) != 0 || len(c.Values) != 0 {
+			return fmt.Errorf("kv: FLUSHALL takes no keys")
+		}
+	default:
+		return fmt.Errorf("kv: unknown op %d", c.Op)
+	}
+	return nil
+}
+
+// Size is an upper bound of the command's encoded length.
+func (c *Command) Size() int {
+	n := 1 + 1 + binary.MaxVarintLen64 + 2*binary.MaxVarintLen64
+	for _, k := range c.Keys {
+		n += binary.MaxVarintLen64 + len(k)
+	}
+	for _, v := range c.Values {
+		n += binary.MaxVarintLen64 + len(v)
+	}
+	return n
+}
+
+// AppendEncode appends the command's encoding to dst.
+//
+// Layout: op, flags, varint delta, uvarint nkeys, uvarint nvalues, then each
+// key and each value as uvarint length + bytes.
+func (c *Command) AppendEncode(dst []byte) []byte {
+	dst = append(dst, byte(c.Op), byte(c.Flags))
+	dst = binary.AppendVarint(dst, c.Delta)
+	dst = binary.AppendUvarint(dst, uint64(len(c.Keys)))
+	dst = binary.AppendUvarint(dst, uint64(len(c.Values)))
+	for _, k := range c.Keys {
+		dst = binary.AppendUvarint(dst, uint64(len(k)))
+		dst = append(dst, k...)
+	}
+	for _, v := range c.Values {
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+		dst = append(dst, v...)
+	}
+	return dst
+}
+
+// DecodeCommand parses an encoded command. The returned command aliases b.
+func DecodeCommand(b []byte) (Command, error) {
+	var c Command
+	if len(b) < 2 {
+		return c, ErrMalformed
+	}
+	c.Op, c.Flags = Op(b[0]), SetFlags(b[1])
+	if c.Op == OpInvalid || c.Op >= opMax {
+		return c, fmt.Errorf("%w: op %d", ErrMalformed, b[0])
+	}
+	d := decoder{b: b[2:]}
+	c.Delta = d.varint()
+	nk, nv := d.uvarint(), d.uvarint()
+	if d.err != nil || nk > uint64(len(d.b)) || nv > uint64(len(d.b)) {
+		return c, ErrMalformed
+	}
+	if nk > 0 {
+		c.Keys = make([][]byte, nk)
+		for i := range c.Keys {
+			c.Keys[i] = d.bytes()
+		}
+	}
+	if nv > 0 {
+		c.Values = make([][]byte, nv)
+		for i := range c.Values {
+			c.Values[i] = d.bytes()
+		}
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return c, ErrMalformed
+	}
+	return c, nil
+}
+
+// AppendEncode appends the result's encoding to dst.
+func (r *Result) AppendEncode(dst []byte) []byte {
+	dst = append(dst, byte(r.Kind))
+	switch r.Kind {
+	case ResultInt:
+		dst = binary.AppendVarint(dst, r.Int)
+	case ResultBytes:
+		dst = binary.AppendUvarint(dst, uint64(len(r.Bytes)))
+		dst = append(dst, r.Bytes...)
+	case ResultError:
+		dst = binary.AppendUvarint(dst, uint64(len(r.Err)))
+		dst = append(dst, r.Err...)
+	}
+	return dst
+}
+
+// DecodeResult parses an encoded result. The returned result aliases b.
+func DecodeResult(b []byte) (Result, error) {
+	var r Result
+	if len(b) < 1 {
+		return r, ErrMalformed
+	}
+	r.Kind = ResultKind(b[0])
+	d := decoder{b: b[1:]}
+	switch r.Kind {
+	case ResultOK, ResultNil:
+	case ResultInt:
+		r.Int = d.varint()
+	case ResultBytes:
+		r.Bytes = d.bytes()
+		if r.Bytes == nil && d.err == nil {
+			r.Bytes = []byte{}
+		}
+	case ResultError:
+		r.Err = string(d.bytes())
+	default:
+		return r, fmt.Errorf("%w: result kind %d", ErrMalformed, b[0])
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return r, ErrMalformed
+	}
+	return r, nil
+}
+
+// decoder reads varint-framed fields; the first failure sticks in err.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = ErrMalformed
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = ErrMalformed
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = ErrMalformed
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}

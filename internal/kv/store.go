@@ -1,0 +1,394 @@
+package kv
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Key prefixes; see the package comment.
+const (
+	prefixMeta = 'm'
+	prefixUser = 'u'
+	valString  = 's'
+)
+
+var (
+	metaApplied  = []byte("mapplied")
+	metaKeyCount = []byte("mkeycount")
+	userLower    = []byte{prefixUser}
+	userUpper    = []byte{prefixUser + 1}
+)
+
+// ErrClosed is returned by a Store after Close.
+var ErrClosed = errors.New("kv: store closed")
+
+// Config configures a Store.
+type Config struct {
+	// Dir is the Pebble directory.
+	Dir string
+	// FS is the filesystem; nil means the OS filesystem. Tests pass
+	// vfs.NewCrashableMem() to lose unsynced writes for real.
+	FS vfs.FS
+	// CacheBytes is Pebble's block cache size.
+	CacheBytes int64
+	// Sync commits every applied batch with fsync. Without it the Raft WAL is
+	// the durability boundary and a crash replays from the last synced index.
+	Sync bool
+	// Logger receives Pebble's event log; nil discards it.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the production defaults for dir.
+func DefaultConfig(dir string) Config {
+	return Config{Dir: dir, CacheBytes: 256 << 20, Sync: true}
+}
+
+// Entry is one committed Raft entry handed to Apply.
+type Entry struct {
+	// Index is the Raft log index.
+	Index uint64
+	// Data is an encoded Command, or nil for entries that only advance the
+	// applied index (empty leader entries, configuration changes).
+	Data []byte
+	// Meta are metadata records to write with this entry, e.g. the membership
+	// after a configuration change. Names must not collide with the store's.
+	Meta []MetaRecord
+}
+
+// MetaRecord is a metadata key and value owned by the caller.
+type MetaRecord struct {
+	Name  string
+	Value []byte
+}
+
+// Store is the Pebble-backed state machine. Apply must be called by one
+// goroutine at a time; Read may be called concurrently with anything.
+type Store struct {
+	cfg   Config
+	db    *pebble.DB
+	cache interface{ Unref() }
+
+	applyMu  sync.Mutex // serialises Apply; guards keyCount
+	keyCount int64
+	applied  atomic.Uint64 // Invariant: equals the applied index durably committed (or committed without sync) to db.
+
+	closeMu sync.RWMutex
+	closed  bool
+}
+
+// Open opens (creating if needed) the store in cfg.Dir.
+func Open(cfg Config) (*Store, error) {
+	cache := pebble.NewCache(max(cfg.CacheBytes, 1<<20))
+	opts := &pebble.Options{
+		Cache:  cache,
+		FS:     cfg.FS,
+		Logger: pebbleLogger{cfg.Logger},
+	}
+	db, err := pebble.Open(cfg.Dir, opts)
+	if err != nil {
+		cache.Unref()
+		return nil, fmt.Errorf("open pebble %s: %w", cfg.Dir, err)
+	}
+	s := &Store{cfg: cfg, db: db, cache: cache}
+	applied, err := s.readUint(metaApplied)
+	if err == nil {
+		s.applied.Store(applied)
+		var kc uint64
+		kc, err = s.readUint(metaKeyCount)
+		s.keyCount = int64(kc)
+	}
+	if err != nil {
+		_ = db.Close()
+		cache.Unref()
+		return nil, fmt.Errorf("open pebble %s: read metadata: %w", cfg.Dir, err)
+	}
+	return s, nil
+}
+
+func (s *Store) readUint(key []byte) (uint64, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("metadata %q has %d bytes, want 8", key, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// AppliedIndex returns the index of the last entry whose effects are in the
+// store.
+func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
+
+// Meta returns a metadata record written through Entry.Meta, or nil.
+func (s *Store) Meta(name string) ([]byte, error) {
+	v, closer, err := s.db.Get(metaKey(name))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read meta %s: %w", name, err)
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}
+
+func metaKey(name string) []byte {
+	return append([]byte{prefixMeta, '.'}, name...)
+}
+
+func userKey(key []byte) []byte {
+	k := make([]byte, 0, len(key)+1)
+	k = append(k, prefixUser)
+	return append(k, key...)
+}
+
+// Apply applies entries in index order as one Pebble batch and returns one
+// result per entry. Entries at or below the applied index are skipped (their
+// result is a zero Result), which makes replay after a crash idempotent. An
+// entry whose Data does not decode is applied as a no-op with an error result:
+// every replica sees the same bytes, so they all agree.
+//
+// An error means the batch could not be committed; the store is then unusable
+// and the caller must stop, because its in-memory view may be ahead of disk.
+func (s *Store) Apply(entries []Entry) ([]Result, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	results := make([]Result, len(entries))
+	applied := s.applied.Load()
+	b := s.db.NewIndexedBatch()
+	defer b.Close()
+	keyCount := s.keyCount
+	last := applied
+	for i := range entries {
+		e := &entries[i]
+		if e.Index <= last {
+			continue
+		}
+		for _, m := range e.Meta {
+			if err := b.Set(metaKey(m.Name), m.Value, nil); err != nil {
+				return nil, fmt.Errorf("apply index %d: %w", e.Index, err)
+			}
+		}
+		if e.Data != nil {
+			cmd, err := DecodeCommand(e.Data)
+			if err == nil {
+				err = cmd.Validate()
+			}
+			if err != nil {
+				results[i] = Result{Kind: ResultError, Err: "ERR malformed command in log"}
+			} else {
+				r, delta, err := applyCommand(b, &cmd)
+				if err != nil {
+					return nil, fmt.Errorf("apply index %d: %w", e.Index, err)
+				}
+				results[i] = r
+				if delta == flushDelta {
+					keyCount = 0
+				} else {
+					keyCount += delta
+				}
+			}
+		}
+		last = e.Index
+	}
+	if last == applied {
+		return results, nil
+	}
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], last)
+	if err := b.Set(metaApplied, buf[:], nil); err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	binary.BigEndian.PutUint64(buf[:], uint64(keyCount))
+	if err := b.Set(metaKeyCount, buf[:], nil); err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	wo := pebble.NoSync
+	if s.cfg.Sync {
+		wo = pebble.Sync
+	}
+	if err := b.Commit(wo); err != nil {
+		return nil, fmt.Errorf("commit applied batch up to %d: %w", last, err)
+	}
+	s.keyCount = keyCount
+	s.applied.Store(last)
+	return results, nil
+}
+
+// Sync makes every committed batch durable. In nosync mode the Raft layer
+// calls it before compacting the log past the applied index.
+func (s *Store) Sync() error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	// An empty synced batch forces the WAL (and everything before it) to disk.
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.LogData(nil, nil); err != nil {
+		return fmt.Errorf("sync pebble: %w", err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("sync pebble: %w", err)
+	}
+	return nil
+}
+
+// Read runs fn against a consistent snapshot of the keyspace.
+func (s *Store) Read(fn func(v View) error) error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	return fn(&snapView{r: snap})
+}
+
+// Close closes the database. It waits for an Apply or Read in progress.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := s.db.Close()
+	s.cache.Unref()
+	if err != nil {
+		return fmt.Errorf("close pebble: %w", err)
+	}
+	return nil
+}
+
+// pebbleReader is what both snapshots and batches offer.
+type pebbleReader interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+type snapView struct{ r pebbleReader }
+
+func (v *snapView) Get(key []byte) ([]byte, bool, error) {
+	val, found, err := getString(v.r, userKey(key))
+	if err != nil || !found {
+		return nil, found, err
+	}
+	return bytes.Clone(val), true, nil
+}
+
+func (v *snapView) Exists(key []byte) (bool, error) {
+	_, found, err := getRaw(v.r, userKey(key), func([]byte) {})
+	return found, err
+}
+
+func (v *snapView) ScanKeys(start []byte, fn func(key []byte) bool) error {
+	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: userKey(start), UpperBound: userUpper})
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if !fn(it.Key()[1:]) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	return nil
+}
+
+func (v *snapView) DBSize() (int64, error) {
+	var n uint64
+	_, _, err := getRaw(v.r, metaKeyCount, func(b []byte) {
+		if len(b) == 8 {
+			n = binary.BigEndian.Uint64(b)
+		}
+	})
+	return int64(n), err
+}
+
+// getRaw looks key up and passes the stored bytes to use while they are valid.
+func getRaw(r pebbleReader, key []byte, use func([]byte)) ([]byte, bool, error) {
+	val, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("get: %w", err)
+	}
+	use(val)
+	_ = closer.Close()
+	return nil, true, nil
+}
+
+// errWrongType marks a value of a type the command cannot operate on.
+var errWrongType = errors.New(ErrTextWrongType)
+
+// getString returns a copy of the string stored at the (prefixed) key.
+func getString(r pebbleReader, key []byte) ([]byte, bool, error) {
+	var out []byte
+	var typeErr error
+	_, found, err := getRaw(r, key, func(b []byte) {
+		if len(b) == 0 || b[0] != valString {
+			typeErr = errWrongType
+			return
+		}
+		out = bytes.Clone(b[1:])
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if typeErr != nil {
+		return nil, true, typeErr
+	}
+	if found && out == nil {
+		out = []byte{}
+	}
+	return out, found, nil
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	if p.l != nil {
+		p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	if p.l != nil {
+		p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if p.l != nil {
+		p.l.Error(msg, "component", "pebble")
+	}
+	// Pebble calls Fatalf only for unrecoverable corruption; it expects the
+	// process to stop, and continuing could serve wrong data.
+	panic(msg)
+}

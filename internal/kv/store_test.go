@@ -1,0 +1,115 @@
+package kv
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func enc(c Command) []byte { return c.AppendEncode(nil) }
+
+func set(k, v string) []byte {
+	return enc(Command{Op: OpSet, Keys: [][]byte{[]byte(k)}, Values: [][]byte{[]byte(v)}})
+}
+
+func incr(k string, d int64) []byte {
+	return enc(Command{Op: OpIncrBy, Keys: [][]byte{[]byte(k)}, Delta: d})
+}
+
+func openTest(t *testing.T, dir string) *Store {
+	t.Helper()
+	cfg := DefaultConfig(dir)
+	cfg.CacheBytes = 8 << 20
+	s, err := Open(cfg)
+	require.NoError(t, err)
+	return s
+}
+
+func TestEntriesInOneBatchSeeEachOther(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	res, err := s.Apply([]Entry{{Index: 1, Data: incr("c", 1)}, {Index: 2, Data: incr("c", 1)}, {Index: 3, Data: set("a", "x")}})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), res[0].Int)
+	require.Equal(t, int64(2), res[1].Int)
+	require.Equal(t, ResultOK, res[2].Kind)
+	require.Equal(t, uint64(3), s.AppliedIndex())
+}
+
+func TestReplayIsIdempotent(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	_, err := s.Apply([]Entry{{Index: 1, Data: incr("c", 5)}, {Index: 2, Data: set("k", "v")}})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	s = openTest(t, dir)
+	defer s.Close()
+	require.Equal(t, uint64(2), s.AppliedIndex())
+	// Replaying 1..3 must apply only 3.
+	res, err := s.Apply([]Entry{{Index: 1, Data: incr("c", 5)}, {Index: 2, Data: set("k", "v")}, {Index: 3, Data: incr("c", 1)}})
+	require.NoError(t, err)
+	require.Equal(t, int64(6), res[2].Int)
+	require.NoError(t, s.Read(func(v View) error {
+		n, err := v.DBSize()
+		require.Equal(t, int64(2), n)
+		return err
+	}))
+}
+
+func TestCommandRoundTripAndMalformed(t *testing.T) {
+	c := Command{Op: OpMSet, Keys: [][]byte{[]byte("a"), {}}, Values: [][]byte{[]byte("1"), []byte("22")}}
+	got, err := DecodeCommand(c.AppendEncode(nil))
+	require.NoError(t, err)
+	require.Equal(t, c.Keys, got.Keys)
+	require.Equal(t, c.Values, got.Values)
+	for _, bad := range [][]byte{nil, {1}, {99, 0, 0, 0, 0}, {1, 0, 0, 5, 0}} {
+		_, err := DecodeCommand(bad)
+		require.Error(t, err)
+	}
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	res, err := s.Apply([]Entry{{Index: 1, Data: []byte{1, 0, 0, 9}}})
+	require.NoError(t, err)
+	require.Equal(t, ResultError, res[0].Kind)
+	require.Equal(t, uint64(1), s.AppliedIndex())
+}
+
+func TestIncrErrors(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	res, err := s.Apply([]Entry{
+		{Index: 1, Data: set("s", "abc")},
+		{Index: 2, Data: incr("s", 1)},
+		{Index: 3, Data: set("m", "9223372036854775807")},
+		{Index: 4, Data: incr("m", 1)},
+		{Index: 5, Data: set("z", "007")},
+		{Index: 6, Data: incr("z", 1)},
+	})
+	require.NoError(t, err)
+	require.Equal(t, ErrTextNotInteger, res[1].Err)
+	require.Equal(t, ErrTextOverflow, res[3].Err)
+	require.Equal(t, ErrTextNotInteger, res[5].Err)
+}
+
+func TestFlushAllResetsCount(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	_, err := s.Apply([]Entry{
+		{Index: 1, Data: set("a", "1")},
+		{Index: 2, Data: set("b", "1")},
+		{Index: 3, Data: enc(Command{Op: OpFlushAll})},
+		{Index: 4, Data: set("c", "1")},
+	})
+	require.NoError(t, err)
+	require.NoError(t, s.Read(func(v View) error {
+		n, _ := v.DBSize()
+		require.Equal(t, int64(1), n)
+		var keys []string
+		require.NoError(t, v.ScanKeys(nil, func(k []byte) bool { keys = append(keys, string(k)); return true }))
+		require.Equal(t, []string{"c"}, keys)
+		_, found, _ := v.Get([]byte("a"))
+		require.False(t, found)
+		return nil
+	}))
+}

@@ -1,0 +1,16 @@
+package kv
+
+// View is a consistent, read-only view of the user keyspace. A View is only
+// valid inside the callback it was handed to; it must not be retained.
+type View interface {
+	// Get returns a copy of key's value and whether the key exists.
+	Get(key []byte) (value []byte, found bool, err error)
+	// Exists reports whether key exists.
+	Exists(key []byte) (bool, error)
+	// ScanKeys calls fn with every key >= start in ascending byte order until
+	// fn returns false or the keys run out. The key slice passed to fn is only
+	// valid during the call; copy it to keep it.
+	ScanKeys(start []byte, fn func(key []byte) bool) error
+	// DBSize returns the number of user keys.
+	DBSize() (int64, error)
+}
