@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// buildBinary compiles the real elastickv binary once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "elastickv")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+// freeOffset finds a port offset whose Redis, Raft and metrics ports for
+// three nodes are all free right now.
+func freeOffset(t *testing.T) int {
+	t.Helper()
+	for off := 1000 + os.Getpid()%500*10; off < 30000; off += 37 {
+		ok := true
+		for i := 1; i <= 3 && ok; i++ {
+			for _, base := range []int{6380, 7000, 9100} {
+				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i+off))
+				if err != nil {
+					ok = false
+					break
+				}
+				_ = ln.Close()
+			}
+		}
+		if ok {
+			return off
+		}
+	}
+	t.Fatal("no free port offset")
+	return 0
+}
+
+func TestCLIErrorsAndHelp(t *testing.T) {
+	bin := buildBinary(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"server", "--bogus"}, 2},
+		{[]string{"dev", "--nodes", "x"}, 2},
+		{[]string{"server", "--id", "n1"}, 2},
+		{[]string{"nosuch"}, 2},
+		{[]string{"server", "--help"}, 0},
+		{[]string{"dev", "--help"}, 0},
+		{[]string{"help"}, 0},
+	} {
+		cmd := exec.Command(bin, tc.args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		require.Equal(t, tc.code, code, "%v: stderr %q", tc.args, stderr.String())
+		if tc.code == 2 {
+			require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr.String()), "\n")+1, "one-line error for %v: %q", tc.args, stderr.String())
+		}
+	}
+}
+
+// TestProcessLeaderKilledDuringWrites runs the real binary's dev cluster,
+// SIGKILLs the leader while clients write, restarts it from its command
+// line, and checks that no acknowledged write is lost and the node rejoins.
+func TestProcessLeaderKilledDuringWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	off := freeOffset(t)
+	dev := exec.Command(bin, "dev", "--dir", dir, "--port-offset", strconv.Itoa(off))
+	stdout, err := dev.StdoutPipe()
+	require.NoError(t, err)
+	dev.Stderr = os.Stderr
+	require.NoError(t, dev.Start())
+	var restarted *exec.Cmd
+	t.Cleanup(func() {
+		_ = dev.Process.Signal(syscall.SIGTERM)
+		_ = dev.Wait()
+		if restarted != nil && restarted.Process != nil {
+			_ = restarted.Process.Signal(syscall.SIGTERM)
+			_ = restarted.Wait()
+		}
+	})
+	up := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		closed := false
+		for sc.Scan() {
+			if !closed && strings.Contains(sc.Text(), "cluster is up") {
+				close(up)
+				closed = true
+			}
+		}
+	}()
+	select {
+	case <-up:
+	case <-time.After(60 * time.Second):
+		t.Fatal("dev cluster did not come up")
+	}
+
+	clients := make([]*goredis.Client, 3)
+	for i := range clients {
+		clients[i] = goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", 6381+i+off), MaxRetries: -1,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
+		defer clients[i].Close()
+	}
+	leader := findLeader(t, clients)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	acked := map[string]string{}
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := clients[w%3]
+			for j := 0; ctx.Err() == nil; j++ {
+				k, v := fmt.Sprintf("w%d-%d", w, j), strconv.Itoa(j)
+				opCtx, opCancel := context.WithTimeout(ctx, 5*time.Second)
+				err := cl.Set(opCtx, k, v, 0).Err()
+				opCancel()
+				if err == nil {
+					mu.Lock()
+					acked[k] = v
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // let writes flow before the crash
+	pid := readPid(t, filepath.Join(dir, fmt.Sprintf("n%d.pid", leader+1)))
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	killed := time.Now()
+
+	// The survivors elect a leader and take writes again.
+	other := clients[(leader+1)%3]
+	require.Eventually(t, func() bool {
+		c, cc := context.WithTimeout(context.Background(), time.Second)
+		defer cc()
+		return other.Set(c, "probe", "x", 0).Err() == nil
+	}, 15*time.Second, 50*time.Millisecond)
+	t.Logf("writes accepted again %v after SIGKILL of the leader", time.Since(killed))
+
+	// Restart the killed node with the command line dev wrote for it.
+	line, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.cmd", leader+1)))
+	require.NoError(t, err)
+	restarted = exec.Command("sh", "-c", "exec "+strings.TrimSpace(string(line)))
+	logf, err := os.Create(filepath.Join(dir, "restarted.log"))
+	require.NoError(t, err)
+	defer logf.Close()
+	restarted.Stdout, restarted.Stderr = logf, logf
+	require.NoError(t, restarted.Start())
+	time.Sleep(time.Second) // more writes while it catches up
+	cancel()
+	wg.Wait()
+
+	// Every acknowledged write is readable through every node, including
+	// the restarted one once it has caught up.
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, acked)
+	for i, cl := range clients {
+		require.Eventually(t, func() bool {
+			c, cc := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cc()
+			return cl.Ping(c).Err() == nil
+		}, 30*time.Second, 100*time.Millisecond, "node %d answers", i+1)
+		for k, v := range acked {
+			c, cc := context.WithTimeout(context.Background(), 10*time.Second)
+			got, err := cl.Get(c, k).Result()
+			cc()
+			require.NoError(t, err, "node %d key %s", i+1, k)
+			require.Equal(t, v, got, "node %d key %s", i+1, k)
+		}
+	}
+	t.Logf("%d acknowledged writes verified on all 3 nodes", len(acked))
+}
+
+func findLeader(t *testing.T, clients []*goredis.Client) int {
+	t.Helper()
+	leader := -1
+	require.Eventually(t, func() bool {
+		for i, cl := range clients {
+			c, cc := context.WithTimeout(context.Background(), time.Second)
+			info, err := cl.Info(c, "replication").Result()
+			cc()
+			if err == nil && strings.Contains(info, "role:master") {
+				leader = i
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 50*time.Millisecond)
+	return leader
+}
+
+func readPid(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	return pid
+}

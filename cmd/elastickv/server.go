@@ -1,0 +1,66 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/elastickv/elastickv/internal/node"
+)
+
+func runServer(args []string, stdout, stderr io.Writer) error {
+	cfg := node.DefaultConfig()
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.StringVar(&cfg.Name, "id", "", "this node's id, e.g. n1 (required)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the node's WAL, snapshots and Pebble data (required)")
+	fs.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:7001", "peer (gRPC) listen address")
+	fs.StringVar(&cfg.RedisAddr, "redis-addr", "127.0.0.1:6381", "Redis protocol listen address")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9101", "metrics and health HTTP address (loopback); empty disables")
+	peers := fs.String("peers", "", "initial cluster, id=host:port,...; used only when the data dir is empty")
+	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "Raft heartbeat interval")
+	fs.DurationVar(&cfg.ElectionTimeout, "election-timeout", cfg.ElectionTimeout, "Raft election timeout")
+	fs.IntVar(&cfg.MaxValueBytes, "max-value-bytes", cfg.MaxValueBytes, "largest accepted value or argument, in bytes")
+	rateMB := fs.Int64("snapshot-rate-mb", 0, "snapshot send rate limit in MiB/s; 0 means unlimited")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "how long a client request may wait (e.g. for a leader)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageErr(fmt.Errorf("--log-level %q: %w", *logLevel, err))
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	ps, err := node.ParsePeers(*peers)
+	if err != nil {
+		return usageErr(fmt.Errorf("--peers: %w", err))
+	}
+	cfg.Peers = ps
+	if *rateMB < 0 {
+		return usageErr(fmt.Errorf("--snapshot-rate-mb must not be negative"))
+	}
+	cfg.SnapshotRateBytesPerSec = *rateMB << 20
+	cfg.ApplyEnv(os.Getenv)
+	if err := cfg.Validate(); err != nil {
+		if strings.HasPrefix(err.Error(), "--") {
+			return usageErr(err)
+		}
+		return err
+	}
+
+	n, err := node.Start(cfg)
+	if err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	signal.Stop(sig)
+	cfg.Logger.Info("shutting down", "signal", s.String())
+	return n.Close()
+}

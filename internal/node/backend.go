@@ -1,0 +1,103 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/elastickv/elastickv/internal/kv"
+	"github.com/elastickv/elastickv/internal/raft"
+	"github.com/elastickv/elastickv/internal/redis"
+)
+
+// backend implements redis.Backend on top of the node's Raft group.
+type backend struct{ n *Node }
+
+var _ redis.Backend = backend{}
+
+// Write proposes locally on the leader or forwards to it. While no leader is
+// known it waits (bounded by ctx) and retries; it never resends a command
+// whose delivery to the leader is uncertain.
+func (b backend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) {
+	if err := cmd.Validate(); err != nil {
+		return kv.Result{}, err
+	}
+	payload := cmd.AppendEncode(make([]byte, 0, cmd.Size()))
+	n := b.n
+	for {
+		res, err := n.group.Propose(ctx, payload)
+		if err == nil {
+			r, ok := res.(kv.Result)
+			if !ok {
+				return kv.Result{}, fmt.Errorf("unexpected apply result %T", res)
+			}
+			return r, nil
+		}
+		var nl *raft.NotLeaderError
+		if !errors.As(err, &nl) {
+			return kv.Result{}, outcomeError(err)
+		}
+		leader := nl.LeaderID
+		if leader != 0 {
+			addr, ok := n.group.Members()[leader]
+			if ok {
+				r, remoteLeader, err := n.fwd.send(ctx, addr.Addr, groupID, payload)
+				if err == nil {
+					return r, nil
+				}
+				if !errors.Is(err, errNotProposed) {
+					return kv.Result{}, outcomeError(err)
+				}
+				_ = remoteLeader // our own view converges through Raft; just retry
+			}
+		}
+		// No usable leader yet: wait a heartbeat for an election to settle.
+		select {
+		case <-ctx.Done():
+			return kv.Result{}, fmt.Errorf("%w: no leader available", redis.ErrTryAgain)
+		case <-time.After(n.cfg.HeartbeatInterval):
+		}
+	}
+}
+
+// outcomeError describes a failed write. Timeouts after the command may have
+// been proposed are reported as "outcome unknown", not as TRYAGAIN: the
+// write may still be applied, so a blind retry could apply it twice.
+func outcomeError(err error) error {
+	if errors.Is(err, raft.ErrProposalLost) {
+		return fmt.Errorf("%w: write lost to a leader change, not applied", redis.ErrTryAgain)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return fmt.Errorf("write outcome unknown: %v", err)
+	}
+	return err
+}
+
+// Read waits for a linearizable read index, then reads the local store.
+func (b backend) Read(ctx context.Context, fn func(v kv.View) error) error {
+	if err := b.n.group.ReadIndex(ctx); err != nil {
+		if errors.Is(err, raft.ErrNoLeader) || errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w: %v", redis.ErrTryAgain, err)
+		}
+		return err
+	}
+	return b.n.store.Read(fn)
+}
+
+// Status reports the group's state for INFO.
+func (b backend) Status() redis.Status {
+	st := b.n.group.Status()
+	leader := ""
+	if m, ok := st.Members[st.LeaderID]; ok {
+		leader = m.Name
+	}
+	return redis.Status{
+		NodeID:       st.Name,
+		RaftState:    st.State,
+		LeaderID:     leader,
+		Term:         st.Term,
+		CommitIndex:  st.Commit,
+		AppliedIndex: st.Applied,
+	}
+}

@@ -1,0 +1,176 @@
+// Package node wires one elastickv process together: the Pebble state
+// machine, the Raft group, the peer transport and its gRPC server, the Redis
+// front door and the metrics endpoint; it owns their start and shutdown
+// order.
+//
+// Shutdown order is the reverse of the data path: stop taking client
+// requests (Redis), then stop Raft, then the transport and gRPC server, then
+// close Pebble, so nothing is applied to a closed store.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/elastickv/elastickv/internal/raft"
+	"github.com/elastickv/elastickv/internal/transport"
+)
+
+// Config configures a node; DefaultConfig gives every default, flags and
+// environment variables only fill it in.
+type Config struct {
+	// Name is this node's id, e.g. "n1".
+	Name string
+	// DataDir holds everything the node persists.
+	DataDir string
+	// RaftAddr is the peer gRPC listen address (also used for forwarding).
+	RaftAddr string
+	// RaftListener, if set, is an already-open listener for RaftAddr (tests
+	// reserve ports this way without races). The node takes ownership.
+	RaftListener net.Listener
+	// RedisAddr is the client listen address.
+	RedisAddr string
+	// MetricsAddr is the HTTP address for /metrics, /healthz, /readyz; empty
+	// disables it.
+	MetricsAddr string
+	// Peers is the initial membership for a brand-new cluster. Ignored once
+	// DataDir holds state: the state on disk wins.
+	Peers []raft.Member
+	// HeartbeatInterval and ElectionTimeout tune Raft.
+	HeartbeatInterval time.Duration
+	ElectionTimeout   time.Duration
+	// MaxValueBytes caps a single value or argument.
+	MaxValueBytes int
+	// FSMSync commits every applied batch to Pebble with fsync
+	// (ELASTICKV_FSM_SYNC_MODE).
+	FSMSync bool
+	// PebbleCacheBytes sizes Pebble's block cache (ELASTICKV_PEBBLE_CACHE_MB).
+	PebbleCacheBytes int64
+	// Lanes is the transport's lane layout (ELASTICKV_RAFT_DISPATCHER_LANES).
+	Lanes transport.LaneMode
+	// SnapshotRateBytesPerSec throttles the snapshot lane; 0 is unlimited.
+	SnapshotRateBytesPerSec int64
+	// RequestTimeout bounds how long a client request may wait, e.g. for a
+	// leader to be elected.
+	RequestTimeout time.Duration
+	// Logger is the process logger.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatInterval: 100 * time.Millisecond,
+		ElectionTimeout:   time.Second,
+		MaxValueBytes:     16 << 20,
+		FSMSync:           true,
+		PebbleCacheBytes:  256 << 20,
+		Lanes:             transport.DefaultConfig().Lanes,
+		RequestTimeout:    5 * time.Second,
+	}
+}
+
+// Validate reports the first setting a person must fix.
+func (c *Config) Validate() error {
+	if c.Name == "" {
+		return errors.New("--id is required")
+	}
+	if c.DataDir == "" {
+		return errors.New("--data-dir is required")
+	}
+	for flag, a := range map[string]string{"--raft-addr": c.RaftAddr, "--redis-addr": c.RedisAddr} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%s %q: %w", flag, a, err)
+		}
+	}
+	if c.MetricsAddr != "" {
+		host, _, err := net.SplitHostPort(c.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr %q: %w", c.MetricsAddr, err)
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("--metrics-addr %q is not a loopback address; exposing metrics beyond this host needs a token, which is not supported yet", c.MetricsAddr)
+		}
+	}
+	if c.MaxValueBytes <= 0 {
+		return errors.New("--max-value-bytes must be positive")
+	}
+	if c.HeartbeatInterval <= 0 || c.ElectionTimeout < 3*c.HeartbeatInterval {
+		return fmt.Errorf("--election-timeout (%v) must be at least 3 times --heartbeat-interval (%v)", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	seen := map[string]bool{}
+	for _, p := range c.Peers {
+		if p.Name == "" || seen[p.Name] {
+			return fmt.Errorf("--peers: empty or duplicate id %q", p.Name)
+		}
+		if _, _, err := net.SplitHostPort(p.Addr); err != nil {
+			return fmt.Errorf("--peers: %s=%q: %w", p.Name, p.Addr, err)
+		}
+		seen[p.Name] = true
+	}
+	if len(c.Peers) > 0 && !seen[c.Name] {
+		return fmt.Errorf("--peers does not list this node's id %q", c.Name)
+	}
+	return nil
+}
+
+// ParsePeers parses "n1=host:port,n2=host:port".
+func ParsePeers(s string) ([]raft.Member, error) {
+	var out []raft.Member
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		name, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("peer %q is not id=host:port", part)
+		}
+		out = append(out, raft.Member{Name: name, Addr: addr})
+	}
+	return out, nil
+}
+
+// FSMSyncFromEnv parses ELASTICKV_FSM_SYNC_MODE: "sync" (default) or
+// "nosync", case-insensitive and space-tolerant; anything else means sync,
+// with a warning.
+func FSMSyncFromEnv(getenv func(string) string, log *slog.Logger) bool {
+	v := strings.ToLower(strings.TrimSpace(getenv("ELASTICKV_FSM_SYNC_MODE")))
+	switch v {
+	case "", "sync":
+		return true
+	case "nosync":
+		return false
+	}
+	log.Warn("unknown ELASTICKV_FSM_SYNC_MODE; using sync", "value", v)
+	return true
+}
+
+// PebbleCacheFromEnv parses ELASTICKV_PEBBLE_CACHE_MB (default 256).
+func PebbleCacheFromEnv(getenv func(string) string, log *slog.Logger) int64 {
+	v := strings.TrimSpace(getenv("ELASTICKV_PEBBLE_CACHE_MB"))
+	if v == "" {
+		return 256 << 20
+	}
+	mb, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || mb <= 0 {
+		log.Warn("invalid ELASTICKV_PEBBLE_CACHE_MB; using 256", "value", v)
+		return 256 << 20
+	}
+	return mb << 20
+}
+
+// ApplyEnv fills the environment-controlled settings of c.
+func (c *Config) ApplyEnv(getenv func(string) string) {
+	log := c.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c.FSMSync = FSMSyncFromEnv(getenv, log)
+	c.PebbleCacheBytes = PebbleCacheFromEnv(getenv, log)
+	c.Lanes = transport.LaneModeFromEnv(getenv, log)
+}

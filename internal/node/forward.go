@@ -1,0 +1,188 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/elastickv/elastickv/internal/grpcraw"
+	"github.com/elastickv/elastickv/internal/kv"
+	"github.com/elastickv/elastickv/internal/raft"
+)
+
+// The forwarding service lets a follower hand a client's write to the
+// leader. A forwarded write is sent once and never resent blindly: if the
+// call fails after the leader may have proposed it, the client gets an
+// error, because a paused leader that wakes up would apply the first copy
+// too and an old value could reappear after a newer one. The only failure
+// that is retried is the leader's explicit "not leader, not proposed".
+const forwardMethod = "/elastickv.node.Node/Forward"
+
+// Forward response status bytes.
+const (
+	fwdOK        = 0 // followed by an encoded kv.Result
+	fwdNotLeader = 1 // followed by the 8-byte id of the leader it knows (0 if none); nothing was proposed
+	fwdFailed    = 2 // followed by an error message; the outcome may be unknown
+)
+
+// errNotProposed wraps a NotLeaderError received from a remote node: safe to
+// retry because the remote did not propose the command.
+var errNotProposed = errors.New("forward target is not the leader")
+
+type forwardServer struct{ n *Node }
+
+var forwardDesc = grpc.ServiceDesc{
+	ServiceName: "elastickv.node.Node",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Forward",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var req grpcraw.Frame
+			if err := dec(&req); err != nil {
+				return nil, err
+			}
+			return srv.(*forwardServer).forward(ctx, &req), nil
+		},
+	}},
+	Metadata: "elastickv/node",
+}
+
+// forward handles one forwarded write. Request: 8-byte group id, then the
+// encoded kv.Command.
+func (f *forwardServer) forward(ctx context.Context, req *grpcraw.Frame) *grpcraw.Frame {
+	if len(req.Data) < 8 {
+		return failedFrame(errors.New("malformed forward request"))
+	}
+	// Only group 1 exists today; the id is on the wire so sharding fits.
+	if g := binary.BigEndian.Uint64(req.Data); g != groupID {
+		return failedFrame(fmt.Errorf("unknown raft group %d", g))
+	}
+	payload := req.Data[8:]
+	cmd, err := kv.DecodeCommand(payload)
+	if err == nil {
+		err = cmd.Validate()
+	}
+	if err != nil {
+		return failedFrame(fmt.Errorf("malformed forwarded command: %w", err))
+	}
+	res, err := f.n.group.Propose(ctx, payload)
+	var nl *raft.NotLeaderError
+	if errors.As(err, &nl) {
+		out := make([]byte, 9)
+		out[0] = fwdNotLeader
+		binary.BigEndian.PutUint64(out[1:], nl.LeaderID)
+		return &grpcraw.Frame{Data: out}
+	}
+	if err != nil {
+		return failedFrame(err)
+	}
+	r, ok := res.(kv.Result)
+	if !ok {
+		return failedFrame(fmt.Errorf("unexpected apply result %T", res))
+	}
+	return &grpcraw.Frame{Data: r.AppendEncode([]byte{fwdOK})}
+}
+
+// neverSent reports whether a failed call provably never reached the wire:
+// gRPC fails it with Unavailable and a dial error when no connection could
+// be made.
+func neverSent(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), "while dialing")
+}
+
+func failedFrame(err error) *grpcraw.Frame {
+	return &grpcraw.Frame{Data: append([]byte{fwdFailed}, err.Error()...)}
+}
+
+// forwardClient keeps one connection per leader address.
+type forwardClient struct {
+	maxMsg int
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+}
+
+func newForwardClient(maxMsg int) *forwardClient {
+	return &forwardClient{maxMsg: maxMsg, conns: make(map[string]*grpc.ClientConn)}
+}
+
+func (c *forwardClient) conn(addr string) (*grpc.ClientConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cc, ok := c.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpcraw.CallOption(),
+			grpc.MaxCallSendMsgSize(c.maxMsg), grpc.MaxCallRecvMsgSize(c.maxMsg)))
+	if err != nil {
+		return nil, fmt.Errorf("dial leader %s: %w", addr, err)
+	}
+	c.conns[addr] = cc
+	return cc, nil
+}
+
+// send forwards an encoded command to addr. It returns errNotProposed (with
+// the leader the remote knows) when the remote refused without proposing.
+func (c *forwardClient) send(ctx context.Context, addr string, group uint64, payload []byte) (kv.Result, uint64, error) {
+	cc, err := c.conn(addr)
+	if err != nil {
+		return kv.Result{}, 0, err
+	}
+	req := &grpcraw.Frame{Data: make([]byte, 8, 8+len(payload))}
+	binary.BigEndian.PutUint64(req.Data, group)
+	req.Data = append(req.Data, payload...)
+	var resp grpcraw.Frame
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	// WaitForReady(false): a leader we cannot reach fails fast rather than
+	// holding the client until its deadline.
+	if err := cc.Invoke(ctx, forwardMethod, req, &resp); err != nil {
+		if neverSent(err) {
+			// The connection was never established, so the request never
+			// left this node: as safe to retry as a "not leader" answer.
+			return kv.Result{}, 0, fmt.Errorf("%w: dial %s: %v", errNotProposed, addr, err)
+		}
+		return kv.Result{}, 0, fmt.Errorf("forward to leader %s: %w", addr, err)
+	}
+	if len(resp.Data) == 0 {
+		return kv.Result{}, 0, fmt.Errorf("forward to leader %s: empty response", addr)
+	}
+	switch resp.Data[0] {
+	case fwdOK:
+		r, err := kv.DecodeResult(resp.Data[1:])
+		if err != nil {
+			return kv.Result{}, 0, fmt.Errorf("forward to leader %s: %w", addr, err)
+		}
+		return r, 0, nil
+	case fwdNotLeader:
+		if len(resp.Data) != 9 {
+			return kv.Result{}, 0, fmt.Errorf("forward to leader %s: malformed response", addr)
+		}
+		return kv.Result{}, binary.BigEndian.Uint64(resp.Data[1:]), errNotProposed
+	default:
+		return kv.Result{}, 0, fmt.Errorf("leader %s: %s", addr, resp.Data[1:])
+	}
+}
+
+func (c *forwardClient) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for a, cc := range c.conns {
+		_ = cc.Close()
+		delete(c.conns, a)
+	}
+}

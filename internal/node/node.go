@@ -1,0 +1,266 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+
+	"github.com/elastickv/elastickv/internal/kv"
+	"github.com/elastickv/elastickv/internal/raft"
+	"github.com/elastickv/elastickv/internal/redis"
+	"github.com/elastickv/elastickv/internal/transport"
+)
+
+// groupID is the only Raft group today. Every peer message and forwarded
+// request already carries it, so key-range sharding can add more.
+const groupID = 1
+
+// Node is one running elastickv process.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	store    *kv.Store
+	tr       *transport.GRPC
+	grpcSrv  *grpc.Server
+	grpcLn   net.Listener
+	group    *raft.Group
+	redis    *redis.Server
+	fwd      *forwardClient
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	wg       sync.WaitGroup
+	names    sync.Map // raft id -> node name, for metric labels
+	closeMu  sync.Mutex
+	closed   bool
+	closeErr error
+}
+
+// Start opens the node's storage, joins (or bootstraps) its Raft group and
+// starts serving. On error everything already started is stopped.
+func Start(cfg Config) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		if cfg.RaftListener != nil {
+			_ = cfg.RaftListener.Close()
+		}
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("node", cfg.Name)
+	n = &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	syncMode := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "elastickv_fsm_apply_sync_mode",
+		Help: "1 for the active state-machine sync mode (sync: fsync every applied batch; nosync: the Raft WAL is the durability boundary).",
+	}, []string{"mode"})
+	syncMode.WithLabelValues("sync").Set(b2f(cfg.FSMSync))
+	syncMode.WithLabelValues("nosync").Set(b2f(!cfg.FSMSync))
+	n.reg.MustRegister(syncMode)
+	for _, p := range cfg.Peers {
+		n.names.Store(p.ID(), p.Name)
+	}
+	defer func() {
+		if err != nil {
+			_ = n.Close()
+			n = nil
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	kcfg := kv.DefaultConfig(filepath.Join(cfg.DataDir, "kv"))
+	kcfg.Sync = cfg.FSMSync
+	kcfg.CacheBytes = cfg.PebbleCacheBytes
+	kcfg.Logger = log
+	if n.store, err = kv.Open(kcfg); err != nil {
+		return nil, err
+	}
+
+	tcfg := transport.DefaultConfig()
+	tcfg.LocalID = raft.NodeID(cfg.Name)
+	tcfg.Lanes = cfg.Lanes
+	tcfg.MaxMessageBytes = max(tcfg.MaxMessageBytes, 2*cfg.MaxValueBytes+(4<<20))
+	tcfg.SnapshotRateBytesPerSec = cfg.SnapshotRateBytesPerSec
+	tcfg.SpoolDir = filepath.Join(cfg.DataDir, "snap-spool")
+	tcfg.Registerer = n.reg
+	tcfg.Logger = log
+	tcfg.PeerName = n.peerName
+	if err := os.MkdirAll(tcfg.SpoolDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create snapshot spool dir: %w", err)
+	}
+	if n.tr, err = transport.New(tcfg); err != nil {
+		return nil, fmt.Errorf("start transport: %w", err)
+	}
+	n.fwd = newForwardClient(tcfg.MaxMessageBytes)
+
+	if n.grpcLn = cfg.RaftListener; n.grpcLn == nil {
+		if n.grpcLn, err = net.Listen("tcp", cfg.RaftAddr); err != nil {
+			return nil, fmt.Errorf("listen on raft address %s: %w", cfg.RaftAddr, err)
+		}
+	}
+	n.grpcSrv = grpc.NewServer(tcfg.ServerOptions()...)
+	n.tr.RegisterService(n.grpcSrv)
+	n.grpcSrv.RegisterService(&forwardDesc, &forwardServer{n: n})
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.grpcSrv.Serve(n.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			log.Error("peer grpc server stopped", "err", err)
+		}
+	}()
+
+	rcfg := raft.DefaultConfig()
+	rcfg.GroupID = groupID
+	rcfg.Self = raft.Member{Name: cfg.Name, Addr: cfg.RaftAddr}
+	rcfg.Bootstrap = cfg.Peers
+	rcfg.Dir = filepath.Join(cfg.DataDir, "raft")
+	rcfg.HeartbeatInterval = cfg.HeartbeatInterval
+	rcfg.ElectionTimeout = cfg.ElectionTimeout
+	rcfg.StateMachine = n.store.StateMachine()
+	rcfg.Transport = n.tr
+	rcfg.Logger = log
+	rcfg.Registerer = n.reg
+	if n.group, err = raft.Open(rcfg); err != nil {
+		return nil, err
+	}
+
+	rdcfg := redis.DefaultConfig()
+	rdcfg.Addr = cfg.RedisAddr
+	rdcfg.MaxValueBytes = cfg.MaxValueBytes
+	rdcfg.Backend = backend{n}
+	rdcfg.RequestTimeout = cfg.RequestTimeout
+	rdcfg.Logger = log
+	rdcfg.Registerer = n.reg
+	if n.redis, err = redis.NewServer(rdcfg); err != nil {
+		return nil, fmt.Errorf("start redis server: %w", err)
+	}
+	if err := n.redis.Start(); err != nil {
+		return nil, fmt.Errorf("start redis server: %w", err)
+	}
+
+	if cfg.MetricsAddr != "" {
+		if err := n.startHTTP(); err != nil {
+			return nil, err
+		}
+	}
+	log.Info("node started", "raft", n.grpcLn.Addr().String(), "redis", n.redis.Addr().String(), "metrics", cfg.MetricsAddr)
+	return n, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (n *Node) peerName(id uint64) string {
+	if v, ok := n.names.Load(id); ok {
+		return v.(string)
+	}
+	return strconv.FormatUint(id, 16)
+}
+
+func (n *Node) startHTTP() error {
+	var err error
+	if n.httpLn, err = net.Listen("tcp", n.cfg.MetricsAddr); err != nil {
+		return fmt.Errorf("listen on metrics address %s: %w", n.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		st := n.group.Status()
+		if st.LeaderID == 0 || st.Applied < st.Commit {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "not ready: leader=%x applied=%d commit=%d\n", st.LeaderID, st.Applied, st.Commit)
+			return
+		}
+		_, _ = fmt.Fprintf(w, "ready: state=%s applied=%d\n", st.State, st.Applied)
+	})
+	n.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// RedisAddr is the address the Redis server listens on.
+func (n *Node) RedisAddr() string { return n.redis.Addr().String() }
+
+// RaftAddr is the address the peer gRPC server listens on.
+func (n *Node) RaftAddr() string { return n.grpcLn.Addr().String() }
+
+// Group exposes the node's Raft group (status, tests).
+func (n *Node) Group() *raft.Group { return n.group }
+
+// Store exposes the node's state machine (tests compare replicas).
+func (n *Node) Store() *kv.Store { return n.store }
+
+// Registry is the node's metrics registry.
+func (n *Node) Registry() *prometheus.Registry { return n.reg }
+
+// Close stops the node in reverse data-path order and waits for every
+// goroutine it started.
+func (n *Node) Close() error {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	if n.closed {
+		return n.closeErr
+	}
+	n.closed = true
+	var errs []error
+	if n.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = n.httpSrv.Shutdown(ctx)
+		cancel()
+	}
+	if n.redis != nil {
+		errs = append(errs, n.redis.Close())
+	}
+	if n.group != nil {
+		errs = append(errs, n.group.Close())
+	}
+	if n.grpcSrv != nil {
+		// Stop, not GracefulStop: peers hold long-lived streams that would
+		// keep a graceful stop waiting.
+		n.grpcSrv.Stop()
+	} else if n.grpcLn != nil {
+		_ = n.grpcLn.Close()
+	}
+	if n.tr != nil {
+		errs = append(errs, n.tr.Close())
+	}
+	if n.fwd != nil {
+		n.fwd.close()
+	}
+	n.wg.Wait()
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	n.closeErr = errors.Join(errs...)
+	return n.closeErr
+}

@@ -1,0 +1,92 @@
+package raft
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// applyTask is one Ready's worth of committed entries, in log order.
+type applyTask struct {
+	entries []ApplyEntry
+	// owners[i] is the (proposer, seq) of entries[i], or zero.
+	owners []owner
+}
+
+type owner struct{ proposer, seq uint64 }
+
+// appliedWaiter lets goroutines wait until the applied index reaches a
+// target. Broadcast is a closed channel swapped on every advance, so waking
+// N waiters costs one close, and waiting needs no goroutine.
+type appliedWaiter struct {
+	mu      sync.Mutex
+	applied uint64
+	ch      chan struct{}
+}
+
+func newAppliedWaiter(applied uint64) *appliedWaiter {
+	return &appliedWaiter{applied: applied, ch: make(chan struct{})}
+}
+
+func (w *appliedWaiter) advance(idx uint64) {
+	w.mu.Lock()
+	if idx > w.applied {
+		w.applied = idx
+		close(w.ch)
+		w.ch = make(chan struct{})
+	}
+	w.mu.Unlock()
+}
+
+func (w *appliedWaiter) get() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.applied
+}
+
+// wait blocks until applied >= idx, ctx ends, or stop closes.
+func (w *appliedWaiter) wait(ctx context.Context, idx uint64, stop <-chan struct{}) error {
+	for {
+		w.mu.Lock()
+		if w.applied >= idx {
+			w.mu.Unlock()
+			return nil
+		}
+		ch := w.ch
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stop:
+			return ErrStopped
+		}
+	}
+}
+
+// runApplier drains applyc until it is closed. It is the only caller of
+// StateMachine.Apply.
+func (g *Group) runApplier() {
+	defer close(g.applierDone)
+	for t := range g.applyc {
+		if g.fatal() != nil {
+			continue // keep draining so the event loop never blocks on us
+		}
+		start := time.Now()
+		results, err := g.cfg.StateMachine.Apply(t.entries)
+		if err != nil {
+			g.setFatal(err)
+			g.pending.failAll(err)
+			continue
+		}
+		g.metrics.observeApply(time.Since(start), len(t.entries))
+		last := t.entries[len(t.entries)-1].Index
+		for i, o := range t.owners {
+			if o.proposer == g.id && o.seq != 0 {
+				g.pending.complete(o.seq, proposalResult{value: results[i]})
+			}
+		}
+		g.pending.failOverwritten(last)
+		g.applied.advance(last)
+	}
+}

@@ -1,0 +1,104 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/elastickv/elastickv/internal/transport"
+)
+
+// Member is one voter or learner of the group as the operator names it.
+type Member struct {
+	// Name is the operator-facing node id, e.g. "n1".
+	Name string `json:"name"`
+	// Addr is the peer (gRPC) address, host:port.
+	Addr string `json:"addr"`
+}
+
+// ID returns the Raft id derived from the member's name. Deriving it lets
+// every node agree on ids without coordination; a name is never reused for a
+// node that lost its disk, so neither is its id.
+func (m Member) ID() uint64 { return NodeID(m.Name) }
+
+// NodeID hashes a node name to its Raft id (never 0, which Raft reserves).
+func NodeID(name string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	id := h.Sum64()
+	if id == 0 {
+		id = 1
+	}
+	return id
+}
+
+// Config configures a Group.
+type Config struct {
+	// GroupID identifies the group on the shared transport.
+	GroupID uint64
+	// Self is this node.
+	Self Member
+	// Bootstrap is the initial membership, used only when Dir holds no WAL.
+	// Every member of a new cluster must be given the same list.
+	Bootstrap []Member
+	// Dir holds the WAL (Dir/wal) and snapshots (Dir/snap).
+	Dir string
+	// HeartbeatInterval is the leader's heartbeat period (one Raft tick).
+	HeartbeatInterval time.Duration
+	// ElectionTimeout is the minimum follower timeout before campaigning;
+	// Raft randomises the actual timeout in [ElectionTimeout, 2*ElectionTimeout).
+	ElectionTimeout time.Duration
+	// MaxInflightMsgs bounds unacknowledged MsgApps per follower; the
+	// transport's replication lane is sized to match.
+	MaxInflightMsgs int
+	// MaxSizePerMsg bounds the entries bytes in one MsgApp.
+	MaxSizePerMsg uint64
+	// StateMachine receives committed entries.
+	StateMachine StateMachine
+	// Transport carries messages to peers.
+	Transport transport.Transport
+	// Logger is the structured logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the group's metrics; nil disables them.
+	Registerer prometheus.Registerer
+}
+
+// DefaultConfig returns defaults for the tunables.
+func DefaultConfig() Config {
+	return Config{
+		GroupID:           1,
+		HeartbeatInterval: 100 * time.Millisecond,
+		ElectionTimeout:   time.Second,
+		MaxInflightMsgs:   1024,
+		MaxSizePerMsg:     1 << 20,
+	}
+}
+
+// Validate reports the first setting a person must fix.
+func (c *Config) Validate() error {
+	switch {
+	case c.Self.Name == "":
+		return errors.New("raft config: node name is empty")
+	case c.Dir == "":
+		return errors.New("raft config: data directory is empty")
+	case c.HeartbeatInterval <= 0:
+		return errors.New("raft config: heartbeat interval must be positive")
+	case c.ElectionTimeout < 3*c.HeartbeatInterval:
+		return fmt.Errorf("raft config: election timeout %v must be at least 3 heartbeat intervals (%v)", c.ElectionTimeout, 3*c.HeartbeatInterval)
+	case c.StateMachine == nil:
+		return errors.New("raft config: no state machine")
+	case c.Transport == nil:
+		return errors.New("raft config: no transport")
+	case c.MaxInflightMsgs <= 0:
+		return errors.New("raft config: MaxInflightMsgs must be positive")
+	}
+	return nil
+}
+
+func (c *Config) electionTicks() int {
+	return int(c.ElectionTimeout / c.HeartbeatInterval)
+}

@@ -1,0 +1,387 @@
+package raft
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/storage/wal"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/elastickv/elastickv/internal/transport"
+)
+
+var errReadRetry = errors.New("read index round dropped; retrying")
+
+// Group is one Raft group on this node. Its exported methods are safe for
+// concurrent use.
+type Group struct {
+	cfg     Config
+	id      uint64
+	log     *slog.Logger
+	metrics *metrics
+
+	// Owned by the event loop goroutine.
+	rn      *raft.RawNode
+	storage *raft.MemoryStorage
+	wal     *wal.WAL
+	members map[uint64]Member
+	reads   *readState
+	// isLearner: this node is a learner in the latest applied configuration.
+	isLearner bool
+	// membersView is an immutable copy of members, replaced on every change,
+	// so Status can hand it out without copying.
+	membersView map[uint64]Member
+
+	propc   chan *proposal
+	readc   chan *readRequest
+	prioc   chan *raftpb.Message // heartbeats, votes, read-index: stepped first
+	recvc   chan *raftpb.Message // everything else from peers
+	reports *reportBox
+	applyc  chan applyTask
+
+	pending *pendingProposals
+	applied *appliedWaiter
+	seq     atomic.Uint64
+
+	statusMu sync.RWMutex
+	status   Status
+
+	fatalMu  sync.Mutex
+	fatalErr error
+
+	stopOnce    sync.Once
+	stopc       chan struct{}
+	loopDone    chan struct{}
+	applierDone chan struct{}
+}
+
+// Status is a point-in-time view of the group for INFO, metrics and admin.
+type Status struct {
+	ID       uint64
+	Name     string
+	State    string // leader, follower, candidate, precandidate, learner
+	LeaderID uint64
+	Term     uint64
+	Commit   uint64
+	Applied  uint64
+	Members  map[uint64]Member
+}
+
+// Open recovers the group from cfg.Dir (or bootstraps it from cfg.Bootstrap
+// when the directory is empty) and starts its goroutines.
+func Open(cfg Config) (*Group, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("group", cfg.GroupID)
+	g := &Group{
+		cfg:         cfg,
+		id:          cfg.Self.ID(),
+		log:         log,
+		members:     make(map[uint64]Member),
+		reads:       newReadState(),
+		propc:       make(chan *proposal, 4096),
+		readc:       make(chan *readRequest, 4096),
+		prioc:       make(chan *raftpb.Message, 1024),
+		recvc:       make(chan *raftpb.Message, 4096),
+		reports:     newReportBox(),
+		applyc:      make(chan applyTask, 256),
+		pending:     newPendingProposals(),
+		applied:     newAppliedWaiter(cfg.StateMachine.AppliedIndex()),
+		stopc:       make(chan struct{}),
+		loopDone:    make(chan struct{}),
+		applierDone: make(chan struct{}),
+	}
+	g.metrics = newMetrics(cfg.Registerer, cfg.GroupID)
+	// Sequence numbers start at the wall clock so that entries proposed by an
+	// earlier incarnation of this node, replayed after a restart, can never
+	// match a proposal of this one.
+	g.seq.Store(uint64(time.Now().UnixNano()))
+
+	disk, err := openDisk(&cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	g.wal, g.storage = disk.wal, disk.storage
+
+	// Peers known from the state machine's last applied membership; entries
+	// replayed below may update them.
+	if err := g.loadMembers(); err != nil {
+		_ = g.wal.Close()
+		return nil, err
+	}
+	rc := &raft.Config{
+		ID:                        g.id,
+		ElectionTick:              cfg.electionTicks(),
+		HeartbeatTick:             1,
+		Storage:                   g.storage,
+		MaxSizePerMsg:             cfg.MaxSizePerMsg,
+		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		MaxUncommittedEntriesSize: 1 << 30,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		DisableProposalForwarding: true,
+		Logger:                    raftLogger{log},
+	}
+	g.rn, err = raft.NewRawNode(rc)
+	if err != nil {
+		_ = g.wal.Close()
+		return nil, fmt.Errorf("start raft node: %w", err)
+	}
+	if disk.fresh {
+		if err := g.bootstrap(); err != nil {
+			_ = g.wal.Close()
+			return nil, err
+		}
+	}
+	g.updateStatus()
+	cfg.Transport.Register(cfg.GroupID, g)
+	go g.runApplier()
+	go g.run()
+	return g, nil
+}
+
+func (g *Group) bootstrap() error {
+	if len(g.cfg.Bootstrap) == 0 {
+		return fmt.Errorf("data directory %s is empty and no initial peers were given", g.cfg.Dir)
+	}
+	peers := make([]raft.Peer, 0, len(g.cfg.Bootstrap))
+	self := false
+	for _, m := range g.cfg.Bootstrap {
+		ctx, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encode member %s: %w", m.Name, err)
+		}
+		peers = append(peers, raft.Peer{ID: m.ID(), Context: ctx})
+		self = self || m.Name == g.cfg.Self.Name
+		g.addMember(m)
+	}
+	if !self {
+		return fmt.Errorf("bootstrap peers do not include this node %q", g.cfg.Self.Name)
+	}
+	if err := g.rn.Bootstrap(peers); err != nil {
+		return fmt.Errorf("bootstrap raft: %w", err)
+	}
+	return nil
+}
+
+func (g *Group) loadMembers() error {
+	b, err := g.cfg.StateMachine.Meta(MetaMembers)
+	if err != nil {
+		return fmt.Errorf("load membership: %w", err)
+	}
+	if b == nil {
+		return nil
+	}
+	var ms []Member
+	if err := json.Unmarshal(b, &ms); err != nil {
+		return fmt.Errorf("decode membership: %w", err)
+	}
+	for _, m := range ms {
+		g.addMember(m)
+	}
+	return nil
+}
+
+// addMember records m and makes it reachable; event loop (or Open) only.
+func (g *Group) addMember(m Member) {
+	g.members[m.ID()] = m
+	g.refreshMembersView()
+	if m.ID() != g.id {
+		g.cfg.Transport.AddPeer(m.ID(), m.Addr)
+	}
+}
+
+func (g *Group) removeMember(id uint64) {
+	delete(g.members, id)
+	g.refreshMembersView()
+	if id != g.id {
+		g.cfg.Transport.RemovePeer(id)
+	}
+}
+
+// ID returns this node's Raft id.
+func (g *Group) ID() uint64 { return g.id }
+
+// Propose replicates payload and returns the state machine's result for it
+// once the entry is applied on this node. It fails fast with a
+// *NotLeaderError on a follower. If ctx ends first, the entry may still be
+// applied later: the outcome is unknown to the caller.
+func (g *Group) Propose(ctx context.Context, payload []byte) (any, error) {
+	if err := g.fatal(); err != nil {
+		return nil, err
+	}
+	st := g.Status()
+	if st.State != "leader" {
+		return nil, &NotLeaderError{LeaderID: st.LeaderID}
+	}
+	p := &proposal{seq: g.seq.Add(1), done: make(chan proposalResult, 1)}
+	p.data = encodeProposal(g.id, p.seq, payload)
+	g.pending.add(p)
+	start := time.Now()
+	select {
+	case g.propc <- p:
+	case <-ctx.Done():
+		g.pending.cancel(p.seq)
+		return nil, ctx.Err()
+	case <-g.stopc:
+		g.pending.cancel(p.seq)
+		return nil, ErrStopped
+	}
+	select {
+	case r := <-p.done:
+		if r.err != nil {
+			g.metrics.proposalsFailed.Inc()
+		} else {
+			g.metrics.proposeLatency.Observe(time.Since(start).Seconds())
+		}
+		return r.value, r.err
+	case <-ctx.Done():
+		g.pending.cancel(p.seq)
+		g.metrics.proposalsFailed.Inc()
+		return nil, fmt.Errorf("proposal outcome unknown: %w", ctx.Err())
+	case <-g.stopc:
+		return nil, ErrStopped
+	}
+}
+
+// ReadIndex returns once this node's state machine reflects every write
+// acknowledged before the call: it obtains a read index from the leader
+// (batched with concurrent callers) and waits until it is applied here.
+func (g *Group) ReadIndex(ctx context.Context) error {
+	for {
+		if err := g.fatal(); err != nil {
+			return err
+		}
+		r := &readRequest{done: make(chan readResult, 1)}
+		select {
+		case g.readc <- r:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-g.stopc:
+			return ErrStopped
+		}
+		var res readResult
+		select {
+		case res = <-r.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-g.stopc:
+			return ErrStopped
+		}
+		if errors.Is(res.err, errReadRetry) || errors.Is(res.err, ErrNoLeader) {
+			// Wait a beat for an election to settle rather than spinning.
+			select {
+			case <-time.After(g.cfg.HeartbeatInterval):
+				continue
+			case <-ctx.Done():
+				if errors.Is(res.err, ErrNoLeader) {
+					return fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+				}
+				return ctx.Err()
+			case <-g.stopc:
+				return ErrStopped
+			}
+		}
+		if res.err != nil {
+			return res.err
+		}
+		return g.applied.wait(ctx, res.index, g.stopc)
+	}
+}
+
+// AppliedIndex returns the index of the last entry applied on this node.
+func (g *Group) AppliedIndex() uint64 { return g.applied.get() }
+
+// Status returns the group's current status.
+func (g *Group) Status() Status {
+	g.statusMu.RLock()
+	defer g.statusMu.RUnlock()
+	s := g.status
+	s.Applied = g.applied.get()
+	return s
+}
+
+// Members returns the current membership.
+func (g *Group) Members() map[uint64]Member { return g.Status().Members }
+
+// Step implements transport.Handler. Heartbeat-class messages go to their own
+// queue, which the event loop drains first, so a flood of MsgApp cannot
+// delay them. Queues never block the transport: an overflowing message is
+// dropped, which Raft tolerates (it retransmits).
+func (g *Group) Step(m *raftpb.Message) error {
+	q := g.recvc
+	if transport.IsPriority(m.GetType()) {
+		q = g.prioc
+	}
+	select {
+	case q <- m:
+		return nil
+	case <-g.stopc:
+		return ErrStopped
+	default:
+		g.metrics.inboundDropped.Inc()
+		return fmt.Errorf("raft group %d: inbound queue full", g.cfg.GroupID)
+	}
+}
+
+// ReportUnreachable implements transport.Handler.
+func (g *Group) ReportUnreachable(peer uint64) { g.reports.postUnreachable(peer) }
+
+// ReportSnapshot implements transport.Handler.
+func (g *Group) ReportSnapshot(peer uint64, st raft.SnapshotStatus) {
+	g.reports.postSnapshot(peer, st)
+}
+
+// Close stops the group and waits for its goroutines. Pending proposals and
+// reads fail with ErrStopped.
+func (g *Group) Close() error {
+	g.stopOnce.Do(func() { close(g.stopc) })
+	<-g.loopDone
+	<-g.applierDone
+	g.cfg.Transport.Unregister(g.cfg.GroupID)
+	g.pending.failAll(ErrStopped)
+	if err := g.wal.Close(); err != nil {
+		return fmt.Errorf("close wal: %w", err)
+	}
+	return g.fatal()
+}
+
+func (g *Group) fatal() error {
+	g.fatalMu.Lock()
+	defer g.fatalMu.Unlock()
+	return g.fatalErr
+}
+
+func (g *Group) setFatal(err error) {
+	g.fatalMu.Lock()
+	first := g.fatalErr == nil
+	if first {
+		g.fatalErr = fmt.Errorf("raft group %d stopped after a storage failure: %w", g.cfg.GroupID, err)
+	}
+	g.fatalMu.Unlock()
+	if first {
+		g.log.Error("storage failure; group stops serving", "err", err)
+		g.stopOnce.Do(func() { close(g.stopc) })
+	}
+}
+
+func (g *Group) refreshMembersView() {
+	v := make(map[uint64]Member, len(g.members))
+	for id, m := range g.members {
+		v[id] = m
+	}
+	g.membersView = v
+}

@@ -1,0 +1,302 @@
+package raft
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Burst sizes bound how much one kind of work can do before the loop looks
+// at the others, so ticks and heartbeats are never starved.
+const (
+	priorityBurst = 256
+	stepBurst     = 512
+	proposeBurst  = 1024
+)
+
+// run is the event loop; it owns the RawNode.
+func (g *Group) run() {
+	defer close(g.loopDone)
+	defer close(g.applyc)
+	ticker := time.NewTicker(g.cfg.HeartbeatInterval)
+	defer ticker.Stop()
+	for {
+		// Priority traffic first, every iteration.
+		g.stepPriority()
+		select {
+		case <-g.stopc:
+			g.failReads(ErrStopped)
+			return
+		case <-ticker.C:
+			g.rn.Tick()
+			g.expireReads(time.Now(), g.rn.BasicStatus().Lead)
+		case m := <-g.prioc:
+			g.step(m)
+		case m := <-g.recvc:
+			g.step(m)
+			for i := 0; i < stepBurst; i++ {
+				select {
+				case m := <-g.recvc:
+					g.step(m)
+					continue
+				default:
+				}
+				break
+			}
+		case p := <-g.propc:
+			g.propose(p)
+			// Group commit: everything queued while the last Ready was being
+			// persisted rides in the next one.
+			for i := 0; i < proposeBurst; i++ {
+				select {
+				case p := <-g.propc:
+					g.propose(p)
+					continue
+				default:
+				}
+				break
+			}
+		case r := <-g.readc:
+			g.reads.waiting = append(g.reads.waiting, r)
+			for i := 0; i < proposeBurst; i++ {
+				select {
+				case r := <-g.readc:
+					g.reads.waiting = append(g.reads.waiting, r)
+					continue
+				default:
+				}
+				break
+			}
+		case <-g.reports.notify:
+			g.reports.drain(g.rn)
+		}
+		g.flushReads()
+		if g.rn.HasReady() {
+			if err := g.handleReady(); err != nil {
+				g.setFatal(err)
+				g.failReads(err)
+				return
+			}
+		}
+	}
+}
+
+func (g *Group) stepPriority() {
+	for i := 0; i < priorityBurst; i++ {
+		select {
+		case m := <-g.prioc:
+			g.step(m)
+		default:
+			return
+		}
+	}
+}
+
+func (g *Group) step(m *raftpb.Message) {
+	if err := g.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
+		g.log.Debug("step failed", "type", m.GetType().String(), "from", m.GetFrom(), "err", err)
+	}
+}
+
+func (g *Group) propose(p *proposal) {
+	if err := g.rn.Propose(p.data); err != nil {
+		st := g.rn.BasicStatus()
+		var e error = &NotLeaderError{LeaderID: st.Lead}
+		if st.RaftState == raft.StateLeader {
+			e = fmt.Errorf("propose: %w", err)
+		}
+		g.pending.complete(p.seq, proposalResult{err: e})
+	}
+}
+
+// handleReady processes one Ready in the order Raft requires.
+func (g *Group) handleReady() error {
+	rd := g.rn.Ready()
+	if rd.SoftState != nil {
+		g.onSoftState(rd.SoftState)
+	}
+	isLeader := g.rn.BasicStatus().RaftState == raft.StateLeader
+	if isLeader {
+		// The leader may replicate while it writes its own log (see doc.go).
+		g.cfg.Transport.Send(g.cfg.GroupID, rd.Messages)
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		return fmt.Errorf("received a snapshot at index %d but snapshots are not supported yet", rd.Snapshot.GetMetadata().GetIndex())
+	}
+	start := time.Now()
+	if err := g.wal.Save(rd.HardState, rd.Entries); err != nil {
+		return fmt.Errorf("save to wal: %w", err)
+	}
+	if len(rd.Entries) > 0 || rd.HardState != nil {
+		g.metrics.walSave.Observe(time.Since(start).Seconds())
+	}
+	if rd.HardState != nil {
+		if err := g.storage.SetHardState(rd.HardState); err != nil {
+			return fmt.Errorf("set hard state: %w", err)
+		}
+	}
+	if len(rd.Entries) > 0 {
+		if err := g.storage.Append(rd.Entries); err != nil {
+			return fmt.Errorf("append to raft storage: %w", err)
+		}
+		if isLeader {
+			g.notePlacements(rd.Entries)
+		}
+	}
+	if !isLeader {
+		g.cfg.Transport.Send(g.cfg.GroupID, rd.Messages)
+	}
+	for _, rs := range rd.ReadStates {
+		g.readIndexReady(rs.RequestCtx, rs.Index)
+	}
+	if len(rd.CommittedEntries) > 0 {
+		task, err := g.prepareApply(rd.CommittedEntries)
+		if err != nil {
+			return err
+		}
+		select {
+		case g.applyc <- task:
+		case <-g.stopc:
+			return nil
+		}
+	}
+	g.rn.Advance(rd)
+	g.updateStatus()
+	return nil
+}
+
+func (g *Group) onSoftState(ss *raft.SoftState) {
+	prev := g.Status()
+	if ss.Lead != prev.LeaderID && ss.Lead != raft.None {
+		g.metrics.leaderChanges.Inc()
+		g.log.Info("leader changed", "leader", g.memberName(ss.Lead), "term", g.rn.BasicStatus().Term)
+	}
+	if ss.RaftState != raft.StateLeader && prev.State == "leader" {
+		// Proposals this node accepted as leader may still commit under
+		// the new leader (they are then completed by the applier), or be
+		// overwritten (failOverwritten catches those once the index is
+		// applied). Nothing to do eagerly.
+		g.log.Info("stepped down", "state", ss.RaftState.String())
+	}
+}
+
+// notePlacements tells pending proposals where their entries landed, so a
+// proposal overwritten after a leader change can be failed instead of
+// waiting for its deadline.
+func (g *Group) notePlacements(ents []*raftpb.Entry) {
+	for _, e := range ents {
+		if e.GetType() != raftpb.EntryNormal {
+			continue
+		}
+		if proposer, seq, _, ok := decodeProposal(e.GetData()); ok && proposer == g.id {
+			g.pending.placed(seq, e.GetIndex(), e.GetTerm())
+		}
+	}
+}
+
+// prepareApply turns committed entries into an apply task, applying
+// configuration changes to Raft on the way (Raft requires ApplyConfChange in
+// log order, and it must happen on this goroutine).
+func (g *Group) prepareApply(ents []*raftpb.Entry) (applyTask, error) {
+	t := applyTask{entries: make([]ApplyEntry, len(ents)), owners: make([]owner, len(ents))}
+	for i, e := range ents {
+		ae := ApplyEntry{Index: e.GetIndex()}
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			if proposer, seq, payload, ok := decodeProposal(e.GetData()); ok {
+				ae.Data = payload
+				t.owners[i] = owner{proposer, seq}
+			}
+		case raftpb.EntryConfChange:
+			var cc raftpb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return t, fmt.Errorf("decode conf change at %d: %w", e.GetIndex(), err)
+			}
+			g.applyConfChange(&cc)
+			meta, err := g.membersRecord()
+			if err != nil {
+				return t, err
+			}
+			ae.Meta = []MetaRecord{meta}
+		case raftpb.EntryConfChangeV2:
+			var cc raftpb.ConfChangeV2
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return t, fmt.Errorf("decode conf change at %d: %w", e.GetIndex(), err)
+			}
+			g.rn.ApplyConfChange(&cc)
+			meta, err := g.membersRecord()
+			if err != nil {
+				return t, err
+			}
+			ae.Meta = []MetaRecord{meta}
+		}
+		t.entries[i] = ae
+	}
+	return t, nil
+}
+
+func (g *Group) applyConfChange(cc *raftpb.ConfChange) {
+	cs := g.rn.ApplyConfChange(cc)
+	g.isLearner = false
+	for _, l := range cs.GetLearners() {
+		g.isLearner = g.isLearner || l == g.id
+	}
+	id := cc.GetNodeId()
+	switch cc.GetType() {
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
+		var m Member
+		if err := json.Unmarshal(cc.GetContext(), &m); err != nil || m.ID() != id {
+			g.log.Warn("conf change without a valid member record", "node", id, "err", err)
+			return
+		}
+		g.addMember(m)
+	case raftpb.ConfChangeRemoveNode:
+		g.removeMember(id)
+	}
+}
+
+func (g *Group) membersRecord() (MetaRecord, error) {
+	ms := make([]Member, 0, len(g.members))
+	for _, m := range g.members {
+		ms = append(ms, m)
+	}
+	b, err := json.Marshal(ms)
+	if err != nil {
+		return MetaRecord{}, fmt.Errorf("encode membership: %w", err)
+	}
+	return MetaRecord{Name: MetaMembers, Value: b}, nil
+}
+
+func (g *Group) memberName(id uint64) string {
+	if m, ok := g.members[id]; ok {
+		return m.Name
+	}
+	return fmt.Sprintf("%x", id)
+}
+
+// updateStatus publishes the loop's view for other goroutines.
+func (g *Group) updateStatus() {
+	bs := g.rn.BasicStatus()
+	state := strings.ToLower(strings.TrimPrefix(bs.RaftState.String(), "State"))
+	if bs.RaftState == raft.StateFollower && g.isLearner {
+		state = "learner"
+	}
+	term, commit := bs.GetTerm(), bs.GetCommit()
+	g.statusMu.Lock()
+	g.status = Status{
+		ID:       g.id,
+		Name:     g.cfg.Self.Name,
+		State:    state,
+		LeaderID: bs.Lead,
+		Term:     term,
+		Commit:   commit,
+		Members:  g.membersView,
+	}
+	g.statusMu.Unlock()
+	g.metrics.observeStatus(term, commit, g.applied.get(), bs.RaftState == raft.StateLeader)
+}

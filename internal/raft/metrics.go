@@ -1,0 +1,71 @@
+package raft
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the group's Prometheus series. With a nil Registerer they are
+// created but never exported, so callers need no nil checks.
+type metrics struct {
+	term, commit, applied, isLeader prometheus.Gauge
+	leaderChanges                   prometheus.Counter
+	proposalsFailed                 prometheus.Counter
+	inboundDropped                  prometheus.Counter
+	proposeLatency                  prometheus.Observer
+	applyLatency                    prometheus.Observer
+	applyBatch                      prometheus.Observer
+	walSave                         prometheus.Observer
+}
+
+func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
+	labels := prometheus.Labels{"group": strconv.FormatUint(group, 10)}
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels})
+	}
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
+	}
+	h := func(name, help string, buckets []float64) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, ConstLabels: labels, Buckets: buckets})
+	}
+	lat := prometheus.ExponentialBuckets(0.0001, 2, 16)
+	m := &metrics{
+		term:            g("elastickv_raft_term", "Current Raft term."),
+		commit:          g("elastickv_raft_commit_index", "Highest log index known committed."),
+		applied:         g("elastickv_raft_applied_index", "Highest log index applied to the state machine."),
+		isLeader:        g("elastickv_raft_is_leader", "1 if this node leads the group."),
+		leaderChanges:   c("elastickv_raft_leader_changes_total", "Leader changes (elections) seen by this node."),
+		proposalsFailed: c("elastickv_raft_proposals_failed_total", "Proposals that returned an error or timed out."),
+		inboundDropped:  c("elastickv_raft_inbound_dropped_total", "Inbound peer messages dropped because the step queue was full."),
+	}
+	ph := h("elastickv_raft_propose_duration_seconds", "Time from proposal to applied result on the proposing node.", lat)
+	ah := h("elastickv_raft_apply_duration_seconds", "Time to apply one batch of committed entries, fsync included.", lat)
+	bh := h("elastickv_raft_apply_batch_entries", "Committed entries applied per batch.", prometheus.ExponentialBuckets(1, 2, 12))
+	wh := h("elastickv_raft_wal_save_duration_seconds", "Time to append one Ready to the WAL, fsync included.", lat)
+	m.proposeLatency, m.applyLatency, m.applyBatch, m.walSave = ph, ah, bh, wh
+	if reg != nil {
+		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.inboundDropped, ph, ah, bh, wh} {
+			_ = reg.Register(col)
+		}
+	}
+	return m
+}
+
+func (m *metrics) observeStatus(term, commit, applied uint64, leader bool) {
+	m.term.Set(float64(term))
+	m.commit.Set(float64(commit))
+	m.applied.Set(float64(applied))
+	if leader {
+		m.isLeader.Set(1)
+	} else {
+		m.isLeader.Set(0)
+	}
+}
+
+func (m *metrics) observeApply(d time.Duration, n int) {
+	m.applyLatency.Observe(d.Seconds())
+	m.applyBatch.Observe(float64(n))
+}
