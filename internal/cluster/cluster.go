@@ -37,6 +37,12 @@ func WithTimings(hb, election time.Duration) Option {
 	return func(_ int, c *node.Config) { c.HeartbeatInterval, c.ElectionTimeout = hb, election }
 }
 
+// WithSnapshotCount makes every node snapshot (and compact) every n
+// applied entries.
+func WithSnapshotCount(n uint64) Option {
+	return func(_ int, c *node.Config) { c.SnapshotCount = n }
+}
+
 // New starts n nodes and waits for a leader. The cluster is closed by
 // t.Cleanup.
 func New(t testing.TB, n int, opts ...Option) *Cluster {
@@ -203,6 +209,39 @@ func (c *Cluster) WaitApplied(index uint64, timeout time.Duration) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	c.t.Fatalf("nodes did not apply index %d within %v", index, timeout)
+}
+
+// WaitConverged waits until every running node has applied the same index
+// and holds a byte-identical state machine, and returns that index.
+func (c *Cluster) WaitConverged(timeout time.Duration) uint64 {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		var idx, hash uint64
+		same, first := true, true
+		for _, n := range c.nodes {
+			if n == nil {
+				continue
+			}
+			a, h, err := n.Store().Hash()
+			if err != nil {
+				c.t.Fatalf("hash state: %v", err)
+			}
+			if first {
+				idx, hash, first = a, h, false
+			} else if a != idx || h != hash {
+				same = false
+				last = fmt.Sprintf("applied %d hash %x vs applied %d hash %x", idx, hash, a, h)
+			}
+		}
+		if same {
+			return idx
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("replicas did not converge within %v: %s", timeout, last)
+	return 0
 }
 
 // Ctx returns a context bounded by d, cancelled at test end.

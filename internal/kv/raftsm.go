@@ -1,6 +1,10 @@
 package kv
 
-import "github.com/elastickv/elastickv/internal/raft"
+import (
+	"io"
+
+	"github.com/elastickv/elastickv/internal/raft"
+)
 
 // StateMachine adapts a Store to raft.StateMachine; the results it hands to
 // proposers are kv.Result values.
@@ -33,3 +37,9 @@ func (m raftMachine) Apply(ents []raft.ApplyEntry) ([]any, error) {
 func (m raftMachine) AppliedIndex() uint64 { return m.s.AppliedIndex() }
 
 func (m raftMachine) Meta(name string) ([]byte, error) { return m.s.Meta(name) }
+
+func (m raftMachine) Snapshot() (raft.StateSnapshot, error) { return m.s.Snapshot() }
+
+func (m raftMachine) Restore(r io.Reader, index uint64) error { return m.s.Restore(r, index) }
+
+func (m raftMachine) Sync() error { return m.s.Sync() }

@@ -55,6 +55,11 @@ type Config struct {
 	Lanes transport.LaneMode
 	// SnapshotRateBytesPerSec throttles the snapshot lane; 0 is unlimited.
 	SnapshotRateBytesPerSec int64
+	// SnapshotCount, MaxSnapshots and MaxWALFiles control snapshots and
+	// log compaction (see raft.Config).
+	SnapshotCount uint64
+	MaxSnapshots  int
+	MaxWALFiles   int
 	// RequestTimeout bounds how long a client request may wait, e.g. for a
 	// leader to be elected.
 	RequestTimeout time.Duration
@@ -72,6 +77,9 @@ func DefaultConfig() Config {
 		PebbleCacheBytes:  256 << 20,
 		Lanes:             transport.DefaultConfig().Lanes,
 		RequestTimeout:    5 * time.Second,
+		SnapshotCount:     raft.DefaultConfig().SnapshotCount,
+		MaxSnapshots:      raft.DefaultConfig().MaxSnapshots,
+		MaxWALFiles:       raft.DefaultConfig().MaxWALFiles,
 	}
 }
 

@@ -134,6 +134,13 @@ func Start(cfg Config) (n *Node, err error) {
 	rcfg.HeartbeatInterval = cfg.HeartbeatInterval
 	rcfg.ElectionTimeout = cfg.ElectionTimeout
 	rcfg.StateMachine = n.store.StateMachine()
+	rcfg.StateMachineSync = cfg.FSMSync
+	rcfg.SnapshotCount = cfg.SnapshotCount
+	rcfg.MaxSnapshots = cfg.MaxSnapshots
+	rcfg.MaxWALFiles = cfg.MaxWALFiles
+	if cfg.SnapshotCount > 0 {
+		rcfg.SnapshotCatchUpEntries = min(rcfg.SnapshotCatchUpEntries, cfg.SnapshotCount/2)
+	}
 	rcfg.Transport = n.tr
 	rcfg.Logger = log
 	rcfg.Registerer = n.reg

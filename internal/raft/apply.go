@@ -2,15 +2,25 @@ package raft
 
 import (
 	"context"
+
+	"go.etcd.io/raft/v3/raftpb"
 	"sync"
 	"time"
 )
 
 // applyTask is one Ready's worth of committed entries, in log order.
 type applyTask struct {
+	// restore, when set, replaces the state with a received snapshot; the
+	// other fields are then empty.
+	restore *restoreTask
 	entries []ApplyEntry
 	// owners[i] is the (proposer, seq) of entries[i], or zero.
 	owners []owner
+	// confState, members and lastTerm describe the group as of the last
+	// entry, for a snapshot taken right after this task.
+	confState *raftpb.ConfState
+	members   map[uint64]Member
+	lastTerm  uint64
 }
 
 type owner struct{ proposer, seq uint64 }
@@ -72,6 +82,13 @@ func (g *Group) runApplier() {
 		if g.fatal() != nil {
 			continue // keep draining so the event loop never blocks on us
 		}
+		if t.restore != nil {
+			if err := g.restore(t.restore); err != nil {
+				g.setFatal(err)
+				g.pending.failAll(err)
+			}
+			continue
+		}
 		start := time.Now()
 		results, err := g.cfg.StateMachine.Apply(t.entries)
 		if err != nil {
@@ -88,5 +105,6 @@ func (g *Group) runApplier() {
 		}
 		g.pending.failOverwritten(last)
 		g.applied.advance(last)
+		g.maybeSnapshot(&t)
 	}
 }

@@ -59,6 +59,19 @@ type Config struct {
 	MaxSizePerMsg uint64
 	// StateMachine receives committed entries.
 	StateMachine StateMachine
+	// StateMachineSync says the state machine fsyncs every Apply. When false
+	// the group syncs it before compacting the log behind a snapshot.
+	StateMachineSync bool
+	// SnapshotCount is how many applied entries trigger a snapshot; 0
+	// disables snapshots (the log then grows without bound).
+	SnapshotCount uint64
+	// SnapshotCatchUpEntries is how many entries before a snapshot stay in
+	// the log, so followers slightly behind catch up without a snapshot.
+	SnapshotCatchUpEntries uint64
+	// MaxSnapshots and MaxWALFiles bound how many snapshot files and WAL
+	// segments (64 MiB each) are kept.
+	MaxSnapshots int
+	MaxWALFiles  int
 	// Transport carries messages to peers.
 	Transport transport.Transport
 	// Logger is the structured logger; nil means slog.Default().
@@ -70,11 +83,16 @@ type Config struct {
 // DefaultConfig returns defaults for the tunables.
 func DefaultConfig() Config {
 	return Config{
-		GroupID:           1,
-		HeartbeatInterval: 100 * time.Millisecond,
-		ElectionTimeout:   time.Second,
-		MaxInflightMsgs:   1024,
-		MaxSizePerMsg:     1 << 20,
+		GroupID:                1,
+		HeartbeatInterval:      100 * time.Millisecond,
+		ElectionTimeout:        time.Second,
+		MaxInflightMsgs:        1024,
+		MaxSizePerMsg:          1 << 20,
+		StateMachineSync:       true,
+		SnapshotCount:          10000,
+		SnapshotCatchUpEntries: 5000,
+		MaxSnapshots:           3,
+		MaxWALFiles:            5,
 	}
 }
 
@@ -93,6 +111,8 @@ func (c *Config) Validate() error {
 		return errors.New("raft config: no state machine")
 	case c.Transport == nil:
 		return errors.New("raft config: no transport")
+	case c.MaxSnapshots < 1 || c.MaxWALFiles < 1:
+		return errors.New("raft config: keep at least one snapshot and one WAL file")
 	case c.MaxInflightMsgs <= 0:
 		return errors.New("raft config: MaxInflightMsgs must be positive")
 	}

@@ -38,6 +38,7 @@ type Group struct {
 	// membersView is an immutable copy of members, replaced on every change,
 	// so Status can hand it out without copying.
 	membersView map[uint64]Member
+	confState   *raftpb.ConfState
 
 	propc   chan *proposal
 	readc   chan *readRequest
@@ -45,6 +46,11 @@ type Group struct {
 	recvc   chan *raftpb.Message // everything else from peers
 	reports *reportBox
 	applyc  chan applyTask
+
+	snapDone     chan localSnap
+	snapIndex    atomic.Uint64 // index of the newest snapshot
+	snapshotting atomic.Bool   // a snapshot file is being written
+	bg           sync.WaitGroup
 
 	pending *pendingProposals
 	applied *appliedWaiter
@@ -97,6 +103,7 @@ func Open(cfg Config) (*Group, error) {
 		recvc:       make(chan *raftpb.Message, 4096),
 		reports:     newReportBox(),
 		applyc:      make(chan applyTask, 256),
+		snapDone:    make(chan localSnap, 1),
 		pending:     newPendingProposals(),
 		applied:     newAppliedWaiter(cfg.StateMachine.AppliedIndex()),
 		stopc:       make(chan struct{}),
@@ -114,6 +121,11 @@ func Open(cfg Config) (*Group, error) {
 		return nil, err
 	}
 	g.wal, g.storage = disk.wal, disk.storage
+	if disk.snap != nil {
+		g.snapIndex.Store(disk.snap.meta.GetIndex())
+	}
+	_, g.confState, _ = g.storage.InitialState()
+	g.applied.advance(cfg.StateMachine.AppliedIndex())
 
 	// Peers known from the state machine's last applied membership; entries
 	// replayed below may update them.
@@ -178,16 +190,9 @@ func (g *Group) bootstrap() error {
 }
 
 func (g *Group) loadMembers() error {
-	b, err := g.cfg.StateMachine.Meta(MetaMembers)
+	ms, err := readMembers(g.cfg.StateMachine)
 	if err != nil {
-		return fmt.Errorf("load membership: %w", err)
-	}
-	if b == nil {
-		return nil
-	}
-	var ms []Member
-	if err := json.Unmarshal(b, &ms); err != nil {
-		return fmt.Errorf("decode membership: %w", err)
+		return err
 	}
 	for _, m := range ms {
 		g.addMember(m)
@@ -351,6 +356,7 @@ func (g *Group) Close() error {
 	g.stopOnce.Do(func() { close(g.stopc) })
 	<-g.loopDone
 	<-g.applierDone
+	g.bg.Wait()
 	g.cfg.Transport.Unregister(g.cfg.GroupID)
 	g.pending.failAll(ErrStopped)
 	if err := g.wal.Close(); err != nil {
@@ -385,3 +391,7 @@ func (g *Group) refreshMembersView() {
 	}
 	g.membersView = v
 }
+
+// FirstIndex is the first log index still held in memory (entries before it
+// were compacted into a snapshot).
+func (g *Group) FirstIndex() (uint64, error) { return g.storage.FirstIndex() }

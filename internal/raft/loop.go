@@ -3,6 +3,7 @@ package raft
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -74,6 +75,12 @@ func (g *Group) run() {
 			}
 		case <-g.reports.notify:
 			g.reports.drain(g.rn)
+		case s := <-g.snapDone:
+			if err := g.installLocalSnapshot(s); err != nil {
+				g.setFatal(err)
+				g.failReads(err)
+				return
+			}
 		}
 		g.flushReads()
 		if g.rn.HasReady() {
@@ -125,8 +132,15 @@ func (g *Group) handleReady() error {
 		// The leader may replicate while it writes its own log (see doc.go).
 		g.cfg.Transport.Send(g.cfg.GroupID, rd.Messages)
 	}
+	var restore *restoreTask
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		return fmt.Errorf("received a snapshot at index %d but snapshots are not supported yet", rd.Snapshot.GetMetadata().GetIndex())
+		// Snapshot before entries: the WAL must record the snapshot before
+		// the entries that follow it.
+		var err error
+		if restore, err = g.installReceivedSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+		g.confState = rd.Snapshot.GetMetadata().GetConfState()
 	}
 	start := time.Now()
 	if err := g.wal.Save(rd.HardState, rd.Entries); err != nil {
@@ -153,6 +167,13 @@ func (g *Group) handleReady() error {
 	}
 	for _, rs := range rd.ReadStates {
 		g.readIndexReady(rs.RequestCtx, rs.Index)
+	}
+	if restore != nil {
+		select {
+		case g.applyc <- applyTask{restore: restore}:
+		case <-g.stopc:
+			return nil
+		}
 	}
 	if len(rd.CommittedEntries) > 0 {
 		task, err := g.prepareApply(rd.CommittedEntries)
@@ -228,7 +249,7 @@ func (g *Group) prepareApply(ents []*raftpb.Entry) (applyTask, error) {
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
 				return t, fmt.Errorf("decode conf change at %d: %w", e.GetIndex(), err)
 			}
-			g.rn.ApplyConfChange(&cc)
+			g.confState = g.rn.ApplyConfChange(&cc)
 			meta, err := g.membersRecord()
 			if err != nil {
 				return t, err
@@ -237,11 +258,18 @@ func (g *Group) prepareApply(ents []*raftpb.Entry) (applyTask, error) {
 		}
 		t.entries[i] = ae
 	}
+	last := ents[len(ents)-1]
+	t.lastTerm = last.GetTerm()
+	// Both are replaced, never mutated, when membership changes, so the
+	// task can share them.
+	t.confState = g.confState
+	t.members = g.membersView
 	return t, nil
 }
 
 func (g *Group) applyConfChange(cc *raftpb.ConfChange) {
 	cs := g.rn.ApplyConfChange(cc)
+	g.confState = cs
 	g.isLearner = false
 	for _, l := range cs.GetLearners() {
 		g.isLearner = g.isLearner || l == g.id
@@ -261,11 +289,7 @@ func (g *Group) applyConfChange(cc *raftpb.ConfChange) {
 }
 
 func (g *Group) membersRecord() (MetaRecord, error) {
-	ms := make([]Member, 0, len(g.members))
-	for _, m := range g.members {
-		ms = append(ms, m)
-	}
-	b, err := json.Marshal(ms)
+	b, err := json.Marshal(sortedMembers(g.members))
 	if err != nil {
 		return MetaRecord{}, fmt.Errorf("encode membership: %w", err)
 	}
@@ -299,4 +323,15 @@ func (g *Group) updateStatus() {
 	}
 	g.statusMu.Unlock()
 	g.metrics.observeStatus(term, commit, g.applied.get(), bs.RaftState == raft.StateLeader)
+}
+
+// sortedMembers lists members by name: the record is part of the replicated
+// state, so every replica must encode it identically.
+func sortedMembers(ms map[uint64]Member) []Member {
+	out := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }

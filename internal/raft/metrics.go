@@ -14,6 +14,7 @@ type metrics struct {
 	leaderChanges                   prometheus.Counter
 	proposalsFailed                 prometheus.Counter
 	inboundDropped                  prometheus.Counter
+	snapshots, snapshotsInstalled   prometheus.Counter
 	proposeLatency                  prometheus.Observer
 	applyLatency                    prometheus.Observer
 	applyBatch                      prometheus.Observer
@@ -33,13 +34,15 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 	}
 	lat := prometheus.ExponentialBuckets(0.0001, 2, 16)
 	m := &metrics{
-		term:            g("elastickv_raft_term", "Current Raft term."),
-		commit:          g("elastickv_raft_commit_index", "Highest log index known committed."),
-		applied:         g("elastickv_raft_applied_index", "Highest log index applied to the state machine."),
-		isLeader:        g("elastickv_raft_is_leader", "1 if this node leads the group."),
-		leaderChanges:   c("elastickv_raft_leader_changes_total", "Leader changes (elections) seen by this node."),
-		proposalsFailed: c("elastickv_raft_proposals_failed_total", "Proposals that returned an error or timed out."),
-		inboundDropped:  c("elastickv_raft_inbound_dropped_total", "Inbound peer messages dropped because the step queue was full."),
+		term:               g("elastickv_raft_term", "Current Raft term."),
+		commit:             g("elastickv_raft_commit_index", "Highest log index known committed."),
+		applied:            g("elastickv_raft_applied_index", "Highest log index applied to the state machine."),
+		isLeader:           g("elastickv_raft_is_leader", "1 if this node leads the group."),
+		leaderChanges:      c("elastickv_raft_leader_changes_total", "Leader changes (elections) seen by this node."),
+		proposalsFailed:    c("elastickv_raft_proposals_failed_total", "Proposals that returned an error or timed out."),
+		inboundDropped:     c("elastickv_raft_inbound_dropped_total", "Inbound peer messages dropped because the step queue was full."),
+		snapshots:          c("elastickv_raft_snapshots_total", "Snapshots taken by this node."),
+		snapshotsInstalled: c("elastickv_raft_snapshots_installed_total", "Snapshots received from a leader and restored."),
 	}
 	ph := h("elastickv_raft_propose_duration_seconds", "Time from proposal to applied result on the proposing node.", lat)
 	ah := h("elastickv_raft_apply_duration_seconds", "Time to apply one batch of committed entries, fsync included.", lat)
@@ -47,7 +50,7 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 	wh := h("elastickv_raft_wal_save_duration_seconds", "Time to append one Ready to the WAL, fsync included.", lat)
 	m.proposeLatency, m.applyLatency, m.applyBatch, m.walSave = ph, ah, bh, wh
 	if reg != nil {
-		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.inboundDropped, ph, ah, bh, wh} {
+		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.inboundDropped, m.snapshots, m.snapshotsInstalled, ph, ah, bh, wh} {
 			_ = reg.Register(col)
 		}
 	}

@@ -1,5 +1,7 @@
 package raft
 
+import "io"
+
 // ApplyEntry is a committed entry as the state machine sees it.
 type ApplyEntry struct {
 	// Index is the entry's Raft index.
@@ -36,4 +38,24 @@ type StateMachine interface {
 	AppliedIndex() uint64
 	// Meta returns a record stored through ApplyEntry.Meta, or nil.
 	Meta(name string) ([]byte, error)
+	// Snapshot captures the state as of AppliedIndex. It is called between
+	// Apply calls and must be cheap; the image is written out later, in the
+	// background, while Apply goes on.
+	Snapshot() (StateSnapshot, error)
+	// Restore replaces the whole state with an image written by a
+	// StateSnapshot of index. It must be crash-safe: after a crash midway,
+	// AppliedIndex must read below index so the restore is redone.
+	Restore(r io.Reader, index uint64) error
+	// Sync makes everything applied so far durable.
+	Sync() error
+}
+
+// StateSnapshot is a point-in-time image of a StateMachine.
+type StateSnapshot interface {
+	// Index is the applied index the image reflects.
+	Index() uint64
+	// WriteTo streams the image.
+	WriteTo(w io.Writer) (int64, error)
+	// Close releases the image.
+	Close() error
 }

@@ -30,7 +30,8 @@ var ErrWrongNode = errors.New("data directory belongs to another node")
 type diskState struct {
 	wal     *wal.WAL
 	storage *raft.MemoryStorage
-	fresh   bool // no WAL existed: the group must bootstrap
+	fresh   bool      // no WAL existed: the group must bootstrap
+	snap    *snapFile // newest snapshot, or nil
 }
 
 func walDir(dir string) string { return filepath.Join(dir, "wal") }
@@ -41,10 +42,11 @@ func walDir(dir string) string { return filepath.Join(dir, "wal") }
 func openDisk(cfg *Config, log *slog.Logger) (*diskState, error) {
 	dir := walDir(cfg.Dir)
 	zl := zap.NewNop()
+	sdir := snapDir(cfg.Dir)
+	if err := os.MkdirAll(sdir, 0o750); err != nil {
+		return nil, fmt.Errorf("create snapshot dir: %w", err)
+	}
 	if !wal.Exist(dir) {
-		if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
-			return nil, fmt.Errorf("create data dir: %w", err)
-		}
 		md, err := json.Marshal(walMetadata{Name: cfg.Self.Name, GroupID: cfg.GroupID})
 		if err != nil {
 			return nil, fmt.Errorf("encode wal metadata: %w", err)
@@ -60,10 +62,22 @@ func openDisk(cfg *Config, log *slog.Logger) (*diskState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list wal snapshots in %s: %w", dir, err)
 	}
-	// Without snapshots yet, replay from the beginning of the WAL.
+	// Start from the newest snapshot whose file is still here (older ones
+	// are purged); without one, replay the WAL from the beginning.
 	start := &walpb.Snapshot{}
-	if len(snaps) > 0 {
-		start = snaps[len(snaps)-1]
+	var sf *snapFile
+	for i := len(snaps) - 1; i >= 0 && snaps[i].GetIndex() > 0; i-- {
+		path := filepath.Join(sdir, snapName(snaps[i].GetIndex(), snaps[i].GetTerm()))
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		// A damaged newest snapshot stops the node: falling back to an
+		// older one would need WAL segments that were purged with it.
+		if sf, err = openSnapFile(path); err != nil {
+			return nil, err
+		}
+		start = snaps[i]
+		break
 	}
 
 	w, md, hs, ents, err := readWAL(dir, start, log)
@@ -82,6 +96,26 @@ func openDisk(cfg *Config, log *slog.Logger) (*diskState, error) {
 	}
 
 	ms := raft.NewMemoryStorage()
+	if sf != nil {
+		if err := restoreIfBehind(cfg.StateMachine, sf, log); err != nil {
+			_ = w.Close()
+			return nil, err
+		}
+		members, err := readMembers(cfg.StateMachine)
+		if err != nil {
+			_ = w.Close()
+			return nil, err
+		}
+		desc, err := encodeDescriptor(snapDescriptor{File: filepath.Base(sf.path), Size: sf.size, Members: members})
+		if err != nil {
+			_ = w.Close()
+			return nil, err
+		}
+		if err := ms.ApplySnapshot(&raftpb.Snapshot{Metadata: sf.meta, Data: desc}); err != nil {
+			_ = w.Close()
+			return nil, fmt.Errorf("load snapshot %s: %w", sf.path, err)
+		}
+	}
 	if err := ms.SetHardState(hs); err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("load hard state: %w", err)
@@ -91,7 +125,7 @@ func openDisk(cfg *Config, log *slog.Logger) (*diskState, error) {
 		return nil, fmt.Errorf("load %d wal entries: %w", len(ents), err)
 	}
 	log.Info("recovered raft log", "dir", dir, "entries", len(ents), "term", hs.GetTerm(), "commit", hs.GetCommit())
-	return &diskState{wal: w, storage: ms}, nil
+	return &diskState{wal: w, storage: ms, snap: sf}, nil
 }
 
 // readWAL opens the WAL at start and reads it whole. A torn final record,
@@ -120,4 +154,39 @@ func readWAL(dir string, start *walpb.Snapshot, log *slog.Logger) (*wal.WAL, []b
 		}
 		repaired = true
 	}
+}
+
+// restoreIfBehind restores the state machine from sf when it holds less
+// than the snapshot: after a crash during a restore, or in nosync mode after
+// Pebble lost writes that the compacted log can no longer replay.
+func restoreIfBehind(sm StateMachine, sf *snapFile, log *slog.Logger) error {
+	idx := sf.meta.GetIndex()
+	if sm.AppliedIndex() >= idx {
+		return nil
+	}
+	log.Warn("state machine is behind the newest snapshot; restoring it", "applied", sm.AppliedIndex(), "snapshot", idx, "file", sf.path)
+	img, err := sf.image()
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	if err := sm.Restore(img, idx); err != nil {
+		return fmt.Errorf("restore from snapshot %s: %w", sf.path, err)
+	}
+	return nil
+}
+
+func readMembers(sm StateMachine) ([]Member, error) {
+	b, err := sm.Meta(MetaMembers)
+	if err != nil {
+		return nil, fmt.Errorf("load membership: %w", err)
+	}
+	if b == nil {
+		return nil, nil
+	}
+	var ms []Member
+	if err := json.Unmarshal(b, &ms); err != nil {
+		return nil, fmt.Errorf("decode membership: %w", err)
+	}
+	return ms, nil
 }
