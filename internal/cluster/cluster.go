@@ -92,24 +92,33 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 
 func (c *Cluster) start(i int) {
 	c.t.Helper()
+	if err := c.TryRestart(i); err != nil {
+		c.t.Fatalf("start %s: %v", c.cfgs[i].Name, err)
+	}
+}
+
+// TryRestart starts a stopped node i and returns the error instead of
+// failing the test (for tests that expect a node to refuse to start).
+func (c *Cluster) TryRestart(i int) error {
 	cfg := c.cfgs[i]
 	if cfg.RaftListener == nil {
 		ln, err := listenRetry(cfg.RaftAddr)
 		if err != nil {
-			c.t.Fatalf("relisten %s for %s: %v", cfg.RaftAddr, cfg.Name, err)
+			return fmt.Errorf("relisten %s: %w", cfg.RaftAddr, err)
 		}
 		cfg.RaftListener = ln
 	}
 	c.cfgs[i].RaftListener = nil
 	n, err := node.Start(cfg)
 	if err != nil {
-		c.t.Fatalf("start %s: %v", cfg.Name, err)
+		return err
 	}
 	c.nodes[i] = n
 	c.clients[i] = goredis.NewClient(&goredis.Options{
 		Addr: n.RedisAddr(), ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
 		MaxRetries: -1, DisableIdentity: false,
 	})
+	return nil
 }
 
 // listenRetry re-binds a port just released by a stopped node.

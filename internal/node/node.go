@@ -75,9 +75,11 @@ func Start(cfg Config) (n *Node, err error) {
 	for _, p := range cfg.Peers {
 		n.names.Store(p.ID(), p.Name)
 	}
+	self := n
 	defer func() {
 		if err != nil {
-			_ = n.Close()
+			// Every early return hands back nil, so close through self.
+			_ = self.Close()
 			n = nil
 		}
 	}()

@@ -1,0 +1,83 @@
+package cluster
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// newestFile returns the lexically last file in dir with the suffix.
+func newestFile(t *testing.T, dir, suffix string) string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), suffix) {
+			names = append(names, e.Name())
+		}
+	}
+	require.NotEmpty(t, names, "no %s file in %s", suffix, dir)
+	sort.Strings(names)
+	return filepath.Join(dir, names[len(names)-1])
+}
+
+// TestCorruptFilesRefuseToStart damages a stopped node's files and checks
+// that it refuses to start with an error naming what is damaged, instead of
+// serving wrong data.
+func TestCorruptFilesRefuseToStart(t *testing.T) {
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, raftDir string) string // returns the path it damaged
+	}{
+		{"snapshot-bitflip", func(t *testing.T, raftDir string) string {
+			p := newestFile(t, filepath.Join(raftDir, "snap"), ".snap")
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			b[len(b)/2] ^= 0x10
+			require.NoError(t, os.WriteFile(p, b, 0o640))
+			return p
+		}},
+		{"snapshot-truncated", func(t *testing.T, raftDir string) string {
+			p := newestFile(t, filepath.Join(raftDir, "snap"), ".snap")
+			st, err := os.Stat(p)
+			require.NoError(t, err)
+			require.NoError(t, os.Truncate(p, st.Size()*2/3))
+			return p
+		}},
+		{"wal-bitflip-before-tail", func(t *testing.T, raftDir string) string {
+			p := newestFile(t, filepath.Join(raftDir, "wal"), ".wal")
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			end := len(bytes.TrimRight(b, "\x00"))
+			require.Greater(t, end, 4096)
+			b[end/2] ^= 0x01
+			require.NoError(t, os.WriteFile(p, b, 0o640))
+			return filepath.Dir(p)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := New(t, 3, WithSnapshotCount(100))
+			ctx := c.Ctx(30 * time.Second)
+			for i := range 260 {
+				require.NoError(t, c.Client(0).Set(ctx, fmt.Sprintf("k%d", i), strings.Repeat("v", 64), 0).Err())
+			}
+			c.WaitConverged(10 * time.Second)
+			victim := 1
+			c.Stop(victim)
+			damaged := tc.damage(t, filepath.Join(c.Dir, c.Name(victim), "raft"))
+			err := c.TryRestart(victim)
+			require.Error(t, err, "node must refuse to start")
+			require.Contains(t, err.Error(), damaged)
+			t.Logf("refused as expected: %v", err)
+		})
+	}
+}
