@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/elastickv/elastickv/internal/node"
 )
 
 func TestMain(m *testing.M) {
@@ -140,4 +144,18 @@ func TestConcurrentIncrementsAreNotLost(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, int64(c.Size()*4*perClient), v)
 	}
+}
+
+func TestNodeThatLostItsDiskRefusesToRejoin(t *testing.T) {
+	c := New(t, 3)
+	ctx := c.Ctx(20 * time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	require.NoError(t, c.Client(leader).Set(ctx, "k", "v", 0).Err())
+	victim := (leader + 1) % 3
+	c.WaitConverged(5 * time.Second)
+	c.Stop(victim)
+	require.NoError(t, os.RemoveAll(filepath.Join(c.Dir, c.Name(victim))))
+	err := c.TryRestart(victim)
+	require.ErrorIs(t, err, node.ErrLostDisk)
+	t.Logf("refused: %v", err)
 }

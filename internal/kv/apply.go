@@ -81,6 +81,9 @@ func applyCommand(b *pebble.Batch, c *Command) (Result, int64, error) {
 		if err != nil {
 			return Result{}, 0, err
 		}
+		if len(old)+len(c.Values[0]) > MaxStringBytes {
+			return Result{Kind: ResultError, Err: ErrTextTooLarge}, 0, nil
+		}
 		nv := append(old, c.Values[0]...)
 		if err := setString(b, k, nv); err != nil {
 			return Result{}, 0, err

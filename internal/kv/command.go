@@ -68,7 +68,14 @@ const (
 	ErrTextNotInteger = "ERR value is not an integer or out of range"
 	ErrTextOverflow   = "ERR increment or decrement would overflow"
 	ErrTextWrongType  = "WRONGTYPE Operation against a key holding the wrong kind of value"
+	ErrTextTooLarge   = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 )
+
+// MaxStringBytes caps a stored string, as Redis's proto-max-bulk-len does.
+// It is a constant, not configuration: apply must decide identically on
+// every replica. The Redis layer enforces the (smaller) per-node argument
+// cap before anything is proposed.
+const MaxStringBytes = 512 << 20
 
 // ErrMalformed reports bytes that do not decode as a command or result.
 var ErrMalformed = errors.New("kv: malformed encoding")

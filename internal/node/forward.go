@@ -52,7 +52,7 @@ var forwardDesc = grpc.ServiceDesc{
 			}
 			return srv.(*forwardServer).forward(ctx, &req), nil
 		},
-	}},
+	}, probeMethodDesc},
 	Metadata: "elastickv/node",
 }
 
@@ -74,7 +74,11 @@ func (f *forwardServer) forward(ctx context.Context, req *grpcraw.Frame) *grpcra
 	if err != nil {
 		return failedFrame(fmt.Errorf("malformed forwarded command: %w", err))
 	}
-	res, err := f.n.group.Propose(ctx, payload)
+	g := f.n.served.Load()
+	if g == nil {
+		return &grpcraw.Frame{Data: make([]byte, 9)} // fwdNotLeader, no leader known
+	}
+	res, err := g.Propose(ctx, payload)
 	var nl *raft.NotLeaderError
 	if errors.As(err, &nl) {
 		out := make([]byte, 9)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,14 +31,17 @@ const groupID = 1
 
 // Node is one running elastickv process.
 type Node struct {
-	cfg      Config
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	store    *kv.Store
-	tr       *transport.GRPC
-	grpcSrv  *grpc.Server
-	grpcLn   net.Listener
-	group    *raft.Group
+	cfg     Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	store   *kv.Store
+	tr      *transport.GRPC
+	grpcSrv *grpc.Server
+	grpcLn  net.Listener
+	group   *raft.Group
+	// served is group once it is open: the gRPC handlers run before that
+	// (the peer server must be up for Raft to start) and read it here.
+	served   atomic.Pointer[raft.Group]
 	redis    *redis.Server
 	fwd      *forwardClient
 	httpSrv  *http.Server
@@ -128,6 +132,9 @@ func Start(cfg Config) (n *Node, err error) {
 		}
 	}()
 
+	if err := n.checkNotLostDisk(); err != nil {
+		return nil, err
+	}
 	rcfg := raft.DefaultConfig()
 	rcfg.GroupID = groupID
 	rcfg.Self = raft.Member{Name: cfg.Name, Addr: cfg.RaftAddr}
@@ -149,6 +156,7 @@ func Start(cfg Config) (n *Node, err error) {
 	if n.group, err = raft.Open(rcfg); err != nil {
 		return nil, err
 	}
+	n.served.Store(n.group)
 
 	rdcfg := redis.DefaultConfig()
 	rdcfg.Addr = cfg.RedisAddr

@@ -47,6 +47,7 @@ type Group struct {
 	reports *reportBox
 	applyc  chan applyTask
 
+	progressc    chan chan map[uint64]uint64
 	snapDone     chan localSnap
 	snapIndex    atomic.Uint64 // index of the newest snapshot
 	snapshotting atomic.Bool   // a snapshot file is being written
@@ -104,6 +105,7 @@ func Open(cfg Config) (*Group, error) {
 		reports:     newReportBox(),
 		applyc:      make(chan applyTask, 256),
 		snapDone:    make(chan localSnap, 1),
+		progressc:   make(chan chan map[uint64]uint64),
 		pending:     newPendingProposals(),
 		applied:     newAppliedWaiter(cfg.StateMachine.AppliedIndex()),
 		stopc:       make(chan struct{}),
@@ -395,3 +397,25 @@ func (g *Group) refreshMembersView() {
 // FirstIndex is the first log index still held in memory (entries before it
 // were compacted into a snapshot).
 func (g *Group) FirstIndex() (uint64, error) { return g.storage.FirstIndex() }
+
+// MatchIndexes returns, on the leader, the highest log index each member is
+// known to have durably acknowledged (0 for one that never acknowledged
+// anything this term), and nil on any other node.
+func (g *Group) MatchIndexes(ctx context.Context) (map[uint64]uint64, error) {
+	reply := make(chan map[uint64]uint64, 1)
+	select {
+	case g.progressc <- reply:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-g.stopc:
+		return nil, ErrStopped
+	}
+	select {
+	case m := <-reply:
+		return m, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-g.stopc:
+		return nil, ErrStopped
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -75,6 +76,15 @@ func (g *Group) run() {
 			}
 		case <-g.reports.notify:
 			g.reports.drain(g.rn)
+		case reply := <-g.progressc:
+			var out map[uint64]uint64
+			if g.rn.BasicStatus().RaftState == raft.StateLeader {
+				out = make(map[uint64]uint64)
+				g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+					out[id] = pr.Match
+				})
+			}
+			reply <- out
 		case s := <-g.snapDone:
 			if err := g.installLocalSnapshot(s); err != nil {
 				g.setFatal(err)

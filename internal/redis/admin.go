@@ -1,0 +1,252 @@
+package redis
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/elastickv/elastickv/internal/kv"
+)
+
+// Server and introspection commands: INFO, COMMAND, CONFIG.
+
+// infoSections lists INFO's sections in output order.
+var infoSections = []string{"server", "clients", "replication", "raft", "keyspace"}
+
+// keyspaceInfoTimeout bounds INFO's key count read: INFO must stay quick
+// when the cluster has no quorum, and then simply omits the count.
+const keyspaceInfoTimeout = time.Second
+
+func cmdInfo(s *Server, c *client, args [][]byte) {
+	want := make(map[string]bool, len(infoSections))
+	if len(args) == 1 {
+		for _, sec := range infoSections {
+			want[sec] = true
+		}
+	}
+	for _, a := range args[1:] {
+		sec := strings.ToLower(string(a))
+		switch sec {
+		case "all", "default", "everything":
+			for _, name := range infoSections {
+				want[name] = true
+			}
+		default:
+			want[sec] = true // unknown sections produce nothing, as in Redis
+		}
+	}
+	st := s.cfg.Backend.Status()
+	var b strings.Builder
+	line := func(k, v string) { b.WriteString(k + ":" + v + "\r\n") }
+	u := func(n uint64) string { return strconv.FormatUint(n, 10) }
+	for _, sec := range infoSections {
+		if !want[sec] {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("\r\n")
+		}
+		switch sec {
+		case "server":
+			b.WriteString("# Server\r\n")
+			uptime := time.Since(s.started)
+			line("redis_version", redisCompatVersion)
+			line("redis_mode", "standalone")
+			line("elastickv_version", s.cfg.Version)
+			line("go_version", runtime.Version())
+			line("arch_bits", strconv.Itoa(strconv.IntSize))
+			line("process_id", strconv.Itoa(pid))
+			line("run_id", s.runID)
+			line("tcp_port", strconv.Itoa(s.tcpPort()))
+			line("uptime_in_seconds", strconv.FormatInt(int64(uptime/time.Second), 10))
+			line("uptime_in_days", strconv.FormatInt(int64(uptime/(24*time.Hour)), 10))
+		case "clients":
+			b.WriteString("# Clients\r\n")
+			line("connected_clients", strconv.FormatInt(s.clients.Load(), 10))
+		case "replication":
+			// Redis's vocabulary: the Raft leader is the master, every
+			// other node a replica ("slave" in INFO).
+			b.WriteString("# Replication\r\n")
+			if st.RaftState == RaftStateLeader {
+				line("role", "master")
+			} else {
+				line("role", "slave")
+				status := "down"
+				if st.LeaderID != "" {
+					status = "up"
+				}
+				line("master_link_status", status)
+			}
+			line("connected_slaves", "0")
+		case "raft":
+			b.WriteString("# Raft\r\n")
+			line("raft_node_id", st.NodeID)
+			line("raft_state", infoRaftState(st.RaftState))
+			line("raft_leader_id", st.LeaderID)
+			line("raft_term", u(st.Term))
+			line("raft_commit_index", u(st.CommitIndex))
+			line("raft_applied_index", u(st.AppliedIndex))
+		case "keyspace":
+			b.WriteString("# Keyspace\r\n")
+			if n, ok := s.keyCount(); ok {
+				line("db0", "keys="+strconv.FormatInt(n, 10)+",expires=0,avg_ttl=0")
+			}
+		}
+	}
+	c.bulkString(b.String())
+}
+
+// infoRaftState folds pre-vote into candidate: INFO promises leader,
+// follower, candidate or learner, and pre-vote is a detail of the election.
+func infoRaftState(state string) string {
+	state = strings.ToLower(state)
+	if state == "precandidate" {
+		return "candidate"
+	}
+	return state
+}
+
+// keyCount reads the number of keys for INFO, giving up quickly.
+func (s *Server) keyCount() (int64, bool) {
+	ctx, cancel := context.WithTimeout(s.baseCtx, min(s.cfg.RequestTimeout, keyspaceInfoTimeout))
+	defer cancel()
+	var n int64
+	err := s.cfg.Backend.Read(ctx, func(v kv.View) error {
+		var err error
+		n, err = v.DBSize()
+		return err
+	})
+	if err != nil {
+		s.log.Debug("INFO: key count unavailable", "err", err)
+		return 0, false
+	}
+	return n, true
+}
+
+// cmdCommand describes the command table, enough for redis-cli's hints and
+// for clients that route by key position.
+func cmdCommand(_ *Server, c *client, args [][]byte) {
+	if len(args) == 1 {
+		writeCommandInfos(c, sortedCommands())
+		return
+	}
+	sub := args[1]
+	switch {
+	case equalFold(sub, "count"):
+		if len(args) != 2 {
+			c.err(wrongArity("command|count"))
+			return
+		}
+		c.int(int64(len(commandTable)))
+	case equalFold(sub, "list"):
+		if len(args) != 2 {
+			c.err("ERR syntax error") // FILTERBY is not supported
+			return
+		}
+		cmds := sortedCommands()
+		c.array(len(cmds))
+		for _, cmd := range cmds {
+			c.bulkString(cmd.name)
+		}
+	case equalFold(sub, "info"):
+		if len(args) == 2 {
+			writeCommandInfos(c, sortedCommands())
+			return
+		}
+		cmds := make([]*command, len(args)-2)
+		for i, name := range args[2:] {
+			cmds[i] = lookupCommand(name) // nil is answered with a nil entry
+		}
+		writeCommandInfos(c, cmds)
+	case equalFold(sub, "docs"):
+		// Documentation is optional; an empty map tells redis-cli there is
+		// none, and it falls back to plain completion.
+		c.array(0)
+	default:
+		c.err("ERR unknown subcommand '" + truncate(sub) + "'. Try COMMAND HELP.")
+	}
+}
+
+func sortedCommands() []*command {
+	cmds := make([]*command, 0, len(commandTable))
+	for _, cmd := range commandTable {
+		cmds = append(cmds, cmd)
+	}
+	slices.SortFunc(cmds, func(a, b *command) int { return strings.Compare(a.name, b.name) })
+	return cmds
+}
+
+// writeCommandInfos writes Redis 7's ten-field command description for
+// each command, or a nil for a nil entry.
+func writeCommandInfos(c *client, cmds []*command) {
+	c.array(len(cmds))
+	for _, cmd := range cmds {
+		if cmd == nil {
+			c.null()
+			continue
+		}
+		c.array(10)
+		c.bulkString(cmd.name)
+		c.int(int64(cmd.arity))
+		c.array(len(cmd.flags))
+		for _, f := range cmd.flags {
+			c.simple(f)
+		}
+		c.int(int64(cmd.firstKey))
+		c.int(int64(cmd.lastKey))
+		c.int(int64(cmd.step))
+		c.array(len(cmd.categories))
+		for _, cat := range cmd.categories {
+			c.simple(cat)
+		}
+		c.array(0) // tips
+		c.array(0) // key specifications
+		c.array(0) // subcommands
+	}
+}
+
+// configParams are the parameters CONFIG GET reports. They are fixed facts
+// of elastickv, present because tools read them on connect (redis-benchmark
+// reads save and appendonly and warns when it cannot).
+var configParams = [][2]string{
+	{"appendonly", "no"}, // durability comes from the Raft log, not an AOF
+	{"databases", "1"},
+	{"maxmemory", "0"},
+	{"save", ""},
+}
+
+func cmdConfig(_ *Server, c *client, args [][]byte) {
+	sub := args[1]
+	switch {
+	case equalFold(sub, "get"):
+		if len(args) < 3 {
+			c.err(wrongArity("config|get"))
+			return
+		}
+		pats := make([]glob, len(args)-2)
+		for i, pat := range args[2:] {
+			pats[i] = compileGlob([]byte(strings.ToLower(string(pat)))) // parameter names are lowercase
+		}
+		var out [][2]string
+		for _, p := range configParams {
+			for _, pat := range pats {
+				if pat.match([]byte(p[0])) {
+					out = append(out, p)
+					break
+				}
+			}
+		}
+		c.array(2 * len(out))
+		for _, p := range out {
+			c.bulkString(p[0])
+			c.bulkString(p[1])
+		}
+	case equalFold(sub, "set"), equalFold(sub, "resetstat"), equalFold(sub, "rewrite"):
+		c.err("ERR CONFIG " + strings.ToUpper(string(sub)) + " is not supported by elastickv; configure the node with flags")
+	default:
+		c.err("ERR unknown subcommand '" + truncate(sub) + "'. Try CONFIG HELP.")
+	}
+}

@@ -1,0 +1,114 @@
+package redis
+
+import (
+	"bytes"
+
+	"github.com/elastickv/elastickv/internal/kv"
+)
+
+// Keyspace commands.
+
+func cmdDel(s *Server, c *client, args [][]byte) {
+	s.writeResult(c, &kv.Command{Op: kv.OpDel, Keys: args[1:]})
+}
+
+func cmdExists(s *Server, c *client, args [][]byte) {
+	var n int64
+	ok := s.read(c, func(v kv.View) error {
+		n = 0 // a Backend may retry fn
+		// A key named twice counts twice, as in Redis.
+		for _, k := range args[1:] {
+			found, err := v.Exists(k)
+			if err != nil {
+				return err
+			}
+			if found {
+				n++
+			}
+		}
+		return nil
+	})
+	if ok {
+		c.int(n)
+	}
+}
+
+func cmdType(s *Server, c *client, args [][]byte) {
+	var found bool
+	ok := s.read(c, func(v kv.View) error {
+		var err error
+		found, err = v.Exists(args[1])
+		return err
+	})
+	switch {
+	case !ok:
+	case found:
+		// Invariant: the keyspace holds only strings today. When kv gains
+		// other types, View must say which type a key holds.
+		c.simple("string")
+	default:
+		c.simple("none")
+	}
+}
+
+func cmdDBSize(s *Server, c *client, _ [][]byte) {
+	var n int64
+	ok := s.read(c, func(v kv.View) error {
+		var err error
+		n, err = v.DBSize()
+		return err
+	})
+	if ok {
+		c.int(n)
+	}
+}
+
+// cmdKeys lists every key matching a pattern. Like Redis's KEYS it is
+// O(keyspace); its reply is refused past maxReplyBytes. SCAN is the
+// bounded alternative.
+func cmdKeys(s *Server, c *client, args [][]byte) {
+	pattern := compileGlob(args[1])
+	prefix := literalPrefix(args[1])
+	var keys [][]byte
+	ok := s.read(c, func(v kv.View) error {
+		keys = keys[:0]
+		held := 0
+		err := v.ScanKeys(prefix, func(k []byte) bool {
+			if !bytes.HasPrefix(k, prefix) {
+				return false // sorted: no later key can match
+			}
+			if pattern.match(k) {
+				if held += len(k); held > s.maxReplyBytes {
+					return false
+				}
+				keys = append(keys, bytes.Clone(k))
+			}
+			return true
+		})
+		if err == nil && held > s.maxReplyBytes {
+			return errReplyTooLarge
+		}
+		return err
+	})
+	if !ok {
+		return
+	}
+	c.array(len(keys))
+	for _, k := range keys {
+		c.bulk(k)
+	}
+}
+
+// cmdFlushAll serves FLUSHALL and FLUSHDB: there is a single database. The
+// flush is always applied synchronously through the log, so ASYNC and SYNC
+// are accepted and mean the same.
+func cmdFlushAll(s *Server, c *client, args [][]byte) {
+	switch {
+	case len(args) == 1:
+	case len(args) == 2 && (equalFold(args[1], "async") || equalFold(args[1], "sync")):
+	default:
+		c.err(errTextSyntax)
+		return
+	}
+	s.writeResult(c, &kv.Command{Op: kv.OpFlushAll})
+}
