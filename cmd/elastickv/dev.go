@@ -32,6 +32,14 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dir", filepath.Join("data", "dev"), "directory holding every node's data, logs and command lines")
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	offset := fs.Int("port-offset", 0, "added to every port (Redis 638i, Raft 700i, metrics 910i)")
+	// Arguments after "--" go to every server, e.g. -- --snapshot-count 500.
+	var extra []string
+	for i, a := range args {
+		if a == "--" {
+			args, extra = args[:i], args[i+1:]
+			break
+		}
+	}
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -72,6 +80,7 @@ func runDev(args []string, stdout, stderr io.Writer) error {
 		n.args = []string{"server", "--id", n.name, "--data-dir", filepath.Join(absDir, n.name),
 			"--raft-addr", n.raft, "--redis-addr", n.redis, "--metrics-addr", n.metrics,
 			"--peers", strings.Join(peers, ",")}
+		n.args = append(n.args, extra...)
 		line := shellQuote(append([]string{self}, n.args...))
 		if err := os.WriteFile(filepath.Join(absDir, n.name+".cmd"), []byte(line+"\n"), 0o640); err != nil {
 			return fmt.Errorf("write command line of %s: %w", n.name, err)

@@ -101,3 +101,6 @@ func (b backend) Status() redis.Status {
 		AppliedIndex: st.Applied,
 	}
 }
+
+// Digest implements redis.Digester over the local state machine.
+func (b backend) Digest() (uint64, uint64, error) { return b.n.store.Hash() }

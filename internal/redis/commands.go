@@ -57,6 +57,7 @@ func init() {
 		// admin.go
 		{name: "info", arity: -1, flags: []string{"loading", "stale"}, categories: []string{"@slow", "@dangerous"}, run: cmdInfo},
 		{name: "command", arity: -1, flags: []string{"loading", "stale"}, categories: []string{"@slow", "@connection"}, run: cmdCommand},
+		{name: "debug", arity: -2, flags: []string{"admin", "noscript", "loading", "stale"}, categories: catAdmin, run: cmdDebug},
 		{name: "config", arity: -2, flags: []string{"admin", "noscript", "loading", "stale"}, categories: catAdmin, run: cmdConfig},
 	}
 	commandTable = make(map[string]*command, len(cmds))
