@@ -1,12 +1,38 @@
 // Package transport carries Raft messages between elastickv nodes over gRPC.
 //
-// Outbound, every peer node owns a small set of lanes (see lanes.go); each
-// lane is a bounded queue drained by its own goroutine, so heartbeats never
-// wait behind log replication or snapshot bytes. Lanes belong to the peer
-// node, not to a Raft group: every message carries its group id, so many
-// groups can share one transport.
+// Its job is to keep Raft's liveness traffic independent of its bulk
+// traffic. Outbound, every peer node owns a small set of lanes (lanes.go);
+// each lane is a bounded queue drained by its own goroutine into its own
+// long-lived gRPC stream, so heartbeats never wait behind log replication
+// or snapshot bytes. Routing is one exhaustive switch over
+// raftpb.MessageType (routing.go). Lanes belong to the peer node, not to a
+// Raft group: every message carries its group id, so many groups share one
+// transport.
 //
-// Inbound, messages are handed to the Handler registered for their group.
+// Invariants:
+//
+//   - Send never blocks. A message whose lane is full is dropped, counted
+//     and, where Raft needs to know, reported (see reportForLocalDrop).
+//   - Per peer and per message type, order is preserved: one type maps to
+//     one lane, one worker, one ordered stream.
+//   - Every dispatch outcome reaches the group's Handler: send errors as
+//     ReportUnreachable, every MsgSnap as exactly one ReportSnapshot, and
+//     SnapshotFinish only after the receiver verified and accepted it.
+//   - Heartbeat and snapshot lanes have TCP connections of their own.
+//   - Every network call has a deadline; a peer that stops reading becomes
+//     an error and ReportUnreachable, not a stuck goroutine.
+//   - Nothing a peer sends can panic this node: malformed input ends that
+//     peer's stream with an error.
+//   - Every goroutine belongs to a peer (RemovePeer waits for it) or to an
+//     inbound stream (it ends with the stream); Close waits for all peers.
+//
+// Inbound, messages are handed to the Handler registered for their group;
+// the group orders its own inbound queue (IsPriority says which types are
+// heartbeat traffic). Snapshots arrive on a separate RPC, are spooled to
+// disk, verified (CRC-32C) and then handed over (snapshot_stream.go).
+//
+// docs/transport.md explains the design and the BenchmarkHeartbeatIsolation
+// numbers behind it.
 package transport
 
 import (
@@ -18,7 +44,9 @@ import (
 
 // Handler is implemented by a Raft group to receive what the transport
 // delivers. Every method must return quickly and must never block on the
-// group's event loop: the transport calls them from its own goroutines.
+// group's event loop: the transport calls them from its own goroutines
+// (lane workers, inbound streams). For the same reason they must not call
+// RemovePeer or Close, which wait for those goroutines.
 type Handler interface {
 	// Step delivers an inbound message addressed to this group. An error
 	// means the message was refused (e.g. the group is stopping).
@@ -35,6 +63,9 @@ type Handler interface {
 // chunks instead of holding it in memory.
 type SnapshotStore interface {
 	// OpenSnapshot returns the payload for an outbound MsgSnap and its size.
+	// The transport closes the reader when done, and also to abandon the
+	// transfer (peer removed, transport closed): Close must then unblock a
+	// Read in progress. The payload must be exactly size bytes.
 	OpenSnapshot(m *raftpb.Message) (io.ReadCloser, int64, error)
 	// ReceiveSnapshot takes ownership of a fully received, checksum-verified
 	// payload spooled at path, then steps m. It must move or delete the file.
