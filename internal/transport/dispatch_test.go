@@ -593,3 +593,29 @@ func TestDispatchSnapshotBackoffOnlyOnNetworkFailure(t *testing.T) {
 	require.False(t, isNetworkFailure(fmt.Errorf("ack: %w", status.Error(codes.DataLoss, "checksum"))))
 	require.False(t, isNetworkFailure(errors.New("open snapshot payload: disk on fire")))
 }
+
+func TestDispatchReconnectsAfterPeerRestart(t *testing.T) {
+	for _, mode := range allModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			a, b, ra, rb := pair(t, mode, nil, nil)
+			a.tr.Send(7, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2), appMsg(1, 2, 1)})
+			waitFor(t, "first delivery", func() bool { return rb.count(raftpb.MsgHeartbeat) == 1 && rb.count(raftpb.MsgApp) == 1 })
+
+			b.stop()
+			// While b is down, sends fail and are reported, never block.
+			waitFor(t, "peer down reported", func() bool {
+				a.tr.Send(7, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2)})
+				return ra.unreachable(2) > 0
+			})
+
+			b2 := startNodeAt(t, testConfig(t, 2, mode), b.addr, nil)
+			rb2 := newRecorder()
+			b2.tr.Register(7, rb2)
+			waitFor(t, "delivery after restart", func() bool {
+				a.tr.Send(7, []*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2), appMsg(1, 2, 2)})
+				return rb2.count(raftpb.MsgHeartbeat) > 0 && rb2.count(raftpb.MsgApp) > 0
+			})
+			require.Positive(t, mustMetric(t, a.reg, "elastickv_raft_dispatch_errors_total", map[string]string{"peer": "2", "lane": "heartbeat"}))
+		})
+	}
+}

@@ -33,6 +33,8 @@ type testNode struct {
 	srv  *grpc.Server
 	cfg  Config
 	done chan struct{}
+
+	stopOnce sync.Once
 }
 
 // testConfig is DefaultConfig with small lanes and short timeouts.
@@ -54,6 +56,12 @@ func testConfig(t testing.TB, id uint64, mode LaneMode) Config {
 // server starts, e.g. to install hooks.
 func startNode(t testing.TB, cfg Config, prepare func(*GRPC)) *testNode {
 	t.Helper()
+	return startNodeAt(t, cfg, "127.0.0.1:0", prepare)
+}
+
+// startNodeAt is startNode listening on addr.
+func startNodeAt(t testing.TB, cfg Config, addr string, prepare func(*GRPC)) *testNode {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
 	tr, err := New(cfg)
@@ -61,7 +69,7 @@ func startNode(t testing.TB, cfg Config, prepare func(*GRPC)) *testNode {
 	if prepare != nil {
 		prepare(tr)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
 	srv := grpc.NewServer(cfg.ServerOptions()...)
 	tr.RegisterService(srv)
@@ -75,6 +83,10 @@ func startNode(t testing.TB, cfg Config, prepare func(*GRPC)) *testNode {
 }
 
 func (n *testNode) stop() {
+	n.stopOnce.Do(n.doStop)
+}
+
+func (n *testNode) doStop() {
 	_ = n.tr.Close()
 	n.srv.Stop()
 	<-n.done

@@ -21,7 +21,7 @@
 //   - Heartbeat and snapshot lanes have TCP connections of their own.
 //   - Every network call has a deadline; a peer that stops reading becomes
 //     an error and ReportUnreachable, not a stuck goroutine.
-//   - Nothing a peer sends can panic this node: malformed input ends that
+//   - Nothing a peer sends can panic the transport: malformed input ends that
 //     peer's stream with an error.
 //   - Every goroutine belongs to a peer (RemovePeer waits for it) or to an
 //     inbound stream (it ends with the stream); Close waits for all peers.
