@@ -22,6 +22,7 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.RedisAddr, "redis-addr", "127.0.0.1:6381", "Redis protocol listen address")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9101", "metrics and health HTTP address (loopback); empty disables")
 	peers := fs.String("peers", "", "initial cluster, id=host:port,...; used only when the data dir is empty")
+	dials := fs.String("peer-dial", "", "id=host:port,...: dial these addresses instead of the peers' own (e.g. through a proxy); local to this node")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "Raft heartbeat interval")
 	fs.DurationVar(&cfg.ElectionTimeout, "election-timeout", cfg.ElectionTimeout, "Raft election timeout")
 	fs.IntVar(&cfg.MaxValueBytes, "max-value-bytes", cfg.MaxValueBytes, "largest accepted value or argument, in bytes")
@@ -44,6 +45,16 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 		return usageErr(fmt.Errorf("--peers: %w", err))
 	}
 	cfg.Peers = ps
+	if *dials != "" {
+		ds, err := node.ParsePeers(*dials)
+		if err != nil {
+			return usageErr(fmt.Errorf("--peer-dial: %w", err))
+		}
+		cfg.PeerDialOverrides = map[string]string{}
+		for _, d := range ds {
+			cfg.PeerDialOverrides[d.Name] = d.Addr
+		}
+	}
 	if *rateMB < 0 {
 		return usageErr(fmt.Errorf("--snapshot-rate-mb must not be negative"))
 	}

@@ -42,7 +42,7 @@ func (b backend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) 
 		if leader != 0 {
 			addr, ok := n.group.Members()[leader]
 			if ok {
-				r, remoteLeader, err := n.fwd.send(ctx, addr.Addr, groupID, payload)
+				r, remoteLeader, err := n.fwd.send(ctx, n.dialAddr(addr), groupID, payload)
 				if err == nil {
 					return r, nil
 				}

@@ -41,6 +41,10 @@ type Config struct {
 	// Peers is the initial membership for a brand-new cluster. Ignored once
 	// DataDir holds state: the state on disk wins.
 	Peers []raft.Member
+	// PeerDialOverrides maps a peer's name to the address this node dials
+	// instead of the peer's advertised address (e.g. a fault-injecting
+	// proxy in the chaos harness). Local to this node; never replicated.
+	PeerDialOverrides map[string]string
 	// HeartbeatInterval and ElectionTimeout tune Raft.
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration

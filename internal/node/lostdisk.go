@@ -70,7 +70,7 @@ func (n *Node) checkNotLostDisk() error {
 		if p.Name == n.cfg.Name {
 			continue
 		}
-		cc, err := n.fwd.conn(p.Addr)
+		cc, err := n.fwd.conn(n.dialAddr(p))
 		if err != nil {
 			continue
 		}

@@ -150,7 +150,7 @@ func Start(cfg Config) (n *Node, err error) {
 	if cfg.SnapshotCount > 0 {
 		rcfg.SnapshotCatchUpEntries = min(rcfg.SnapshotCatchUpEntries, cfg.SnapshotCount/2)
 	}
-	rcfg.Transport = n.tr
+	rcfg.Transport = overrideTransport{GRPC: n.tr, n: n}
 	rcfg.Logger = log
 	rcfg.Registerer = n.reg
 	if n.group, err = raft.Open(rcfg); err != nil {
@@ -186,6 +186,31 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// dialAddr is where this node reaches member m: its advertised address
+// unless a local override exists.
+func (n *Node) dialAddr(m raft.Member) string {
+	if a, ok := n.cfg.PeerDialOverrides[m.Name]; ok {
+		return a
+	}
+	return m.Addr
+}
+
+// overrideTransport applies PeerDialOverrides to peers the group adds, and
+// learns their names for metric labels.
+type overrideTransport struct {
+	*transport.GRPC
+	n *Node
+}
+
+func (o overrideTransport) AddPeer(id uint64, addr string) {
+	for name, a := range o.n.cfg.PeerDialOverrides {
+		if raft.NodeID(name) == id {
+			addr = a
+		}
+	}
+	o.GRPC.AddPeer(id, addr)
 }
 
 func (n *Node) peerName(id uint64) string {

@@ -136,12 +136,16 @@ func Open(cfg Config) (*Group, error) {
 		return nil, err
 	}
 	rc := &raft.Config{
-		ID:                        g.id,
-		ElectionTick:              cfg.electionTicks(),
-		HeartbeatTick:             1,
-		Storage:                   g.storage,
-		MaxSizePerMsg:             cfg.MaxSizePerMsg,
-		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		ID:              g.id,
+		ElectionTick:    cfg.electionTicks(),
+		HeartbeatTick:   1,
+		Storage:         g.storage,
+		MaxSizePerMsg:   cfg.MaxSizePerMsg,
+		MaxInflightMsgs: cfg.MaxInflightMsgs,
+		// The transport's replication lane is shared by every group on a
+		// peer; bounding bytes in flight keeps one group's catch-up from
+		// queueing far ahead of the others.
+		MaxInflightBytes:          uint64(cfg.MaxInflightMsgs) * cfg.MaxSizePerMsg / 4,
 		MaxUncommittedEntriesSize: 1 << 30,
 		CheckQuorum:               true,
 		PreVote:                   true,
