@@ -28,8 +28,18 @@ func (g *Group) run() {
 	ticker := time.NewTicker(g.cfg.HeartbeatInterval)
 	defer ticker.Stop()
 	for {
-		// Priority traffic first, every iteration.
+		// Priority traffic first, every iteration; then flush whatever the
+		// last event produced before blocking again (a Ready left pending
+		// here would wait for the next tick).
 		g.stepPriority()
+		g.flushReads()
+		if g.rn.HasReady() {
+			if err := g.handleReady(); err != nil {
+				g.setFatal(err)
+				g.failReads(err)
+				return
+			}
+		}
 		select {
 		case <-g.stopc:
 			g.failReads(ErrStopped)
@@ -87,14 +97,6 @@ func (g *Group) run() {
 			reply <- out
 		case s := <-g.snapDone:
 			if err := g.installLocalSnapshot(s); err != nil {
-				g.setFatal(err)
-				g.failReads(err)
-				return
-			}
-		}
-		g.flushReads()
-		if g.rn.HasReady() {
-			if err := g.handleReady(); err != nil {
 				g.setFatal(err)
 				g.failReads(err)
 				return
