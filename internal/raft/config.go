@@ -18,6 +18,9 @@ type Member struct {
 	Name string `json:"name"`
 	// Addr is the peer (gRPC) address, host:port.
 	Addr string `json:"addr"`
+	// AutoPromote marks a learner that the leader promotes to voter once it
+	// has caught up (a node that joined a running cluster).
+	AutoPromote bool `json:"auto_promote,omitempty"`
 }
 
 // ID returns the Raft id derived from the member's name. Deriving it lets
@@ -45,6 +48,18 @@ type Config struct {
 	// Bootstrap is the initial membership, used only when Dir holds no WAL.
 	// Every member of a new cluster must be given the same list.
 	Bootstrap []Member
+	// Join starts a node whose Dir holds no WAL as a blank member of a
+	// running cluster, which has already added it (as a learner): it creates
+	// no configuration of its own and waits for the leader to send it the
+	// log or a snapshot. Bootstrap must then be empty.
+	Join bool
+	// JoinMembers are the cluster's members when this node joined: only
+	// their addresses are used, so that the node can answer the leader
+	// before it has learned the membership from the log.
+	JoinMembers []Member
+	// PromoteLag is how far behind the leader's last index an auto-promote
+	// learner may be when the leader promotes it; 0 means DefaultPromoteLag.
+	PromoteLag uint64
 	// Dir holds the WAL (Dir/wal) and snapshots (Dir/snap).
 	Dir string
 	// HeartbeatInterval is the leader's heartbeat period (one Raft tick).
@@ -115,6 +130,8 @@ func (c *Config) Validate() error {
 		return errors.New("raft config: keep at least one snapshot and one WAL file")
 	case c.MaxInflightMsgs <= 0:
 		return errors.New("raft config: MaxInflightMsgs must be positive")
+	case c.Join && len(c.Bootstrap) > 0:
+		return errors.New("raft config: a joining node must not bootstrap a configuration")
 	}
 	return nil
 }

@@ -15,6 +15,10 @@ var (
 	// ErrProposalLost: the proposal's entry was replaced by another leader's
 	// entry; it was not applied.
 	ErrProposalLost = errors.New("proposal lost to a leader change")
+	// ErrProposalUnknown: the proposer cannot tell whether its entry was
+	// applied (e.g. this node installed a snapshot that may or may not
+	// contain it). The caller must not retry blindly.
+	ErrProposalUnknown = errors.New("proposal outcome unknown")
 	// ErrNoLeader: no leader is known, so a linearizable read cannot be
 	// served yet.
 	ErrNoLeader = errors.New("no raft leader")

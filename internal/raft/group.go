@@ -48,6 +48,8 @@ type Group struct {
 	applyc  chan applyTask
 
 	progressc    chan chan map[uint64]uint64
+	ctlc         chan func()  // calls to run on the event loop (membership.go)
+	conf         *pendingConf // the unresolved membership change proposed here; loop only
 	snapDone     chan localSnap
 	snapIndex    atomic.Uint64 // index of the newest snapshot
 	snapshotting atomic.Bool   // a snapshot file is being written
@@ -106,6 +108,7 @@ func Open(cfg Config) (*Group, error) {
 		applyc:      make(chan applyTask, 256),
 		snapDone:    make(chan localSnap, 1),
 		progressc:   make(chan chan map[uint64]uint64),
+		ctlc:        make(chan func()),
 		pending:     newPendingProposals(),
 		applied:     newAppliedWaiter(cfg.StateMachine.AppliedIndex()),
 		stopc:       make(chan struct{}),
@@ -163,6 +166,9 @@ func Open(cfg Config) (*Group, error) {
 			_ = g.wal.Close()
 			return nil, err
 		}
+	} else if len(g.members) == 0 {
+		// A joined node restarted before it learned the membership.
+		g.contactJoinMembers()
 	}
 	g.updateStatus()
 	cfg.Transport.Register(cfg.GroupID, g)
@@ -172,6 +178,11 @@ func Open(cfg Config) (*Group, error) {
 }
 
 func (g *Group) bootstrap() error {
+	if g.cfg.Join {
+		g.contactJoinMembers()
+		g.log.Info("joining a running cluster; waiting for the leader's log or snapshot", "members", len(g.cfg.JoinMembers))
+		return nil
+	}
 	if len(g.cfg.Bootstrap) == 0 {
 		return fmt.Errorf("data directory %s is empty and no initial peers were given", g.cfg.Dir)
 	}
@@ -210,6 +221,9 @@ func (g *Group) loadMembers() error {
 func (g *Group) addMember(m Member) {
 	g.members[m.ID()] = m
 	g.refreshMembersView()
+	if pn, ok := g.cfg.Transport.(PeerNamer); ok {
+		pn.NamePeer(m.ID(), m.Name)
+	}
 	if m.ID() != g.id {
 		g.cfg.Transport.AddPeer(m.ID(), m.Addr)
 	}

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -47,6 +48,8 @@ func (g *Group) run() {
 		case <-ticker.C:
 			g.rn.Tick()
 			g.expireReads(time.Now(), g.rn.BasicStatus().Lead)
+			g.maybePromoteLearners()
+			g.checkConfSkipped()
 		case m := <-g.prioc:
 			g.step(m)
 		case m := <-g.recvc:
@@ -95,6 +98,8 @@ func (g *Group) run() {
 				})
 			}
 			reply <- out
+		case fn := <-g.ctlc:
+			fn()
 		case s := <-g.snapDone:
 			if err := g.installLocalSnapshot(s); err != nil {
 				g.setFatal(err)
@@ -126,7 +131,12 @@ func (g *Group) propose(p *proposal) {
 	if err := g.rn.Propose(p.data); err != nil {
 		st := g.rn.BasicStatus()
 		var e error = &NotLeaderError{LeaderID: st.Lead}
-		if st.RaftState == raft.StateLeader {
+		switch {
+		case st.RaftState == raft.StateLeader && st.LeadTransferee != 0 && errors.Is(err, raft.ErrProposalDropped):
+			// Leadership is being handed over: nothing was appended, so
+			// the caller may retry once the new leader is known.
+			e = &NotLeaderError{}
+		case st.RaftState == raft.StateLeader:
 			e = fmt.Errorf("propose: %w", err)
 		}
 		g.pending.complete(p.seq, proposalResult{err: e})
@@ -174,6 +184,9 @@ func (g *Group) handleReady() error {
 			g.notePlacements(rd.Entries)
 		}
 	}
+	// On any node: the entries of the first Ready after a membership
+	// proposal tell whether Raft kept it.
+	g.noteConfPlacement(rd.Entries)
 	if !isLeader {
 		g.cfg.Transport.Send(g.cfg.GroupID, rd.Messages)
 	}
@@ -238,6 +251,7 @@ func (g *Group) notePlacements(ents []*raftpb.Entry) {
 func (g *Group) prepareApply(ents []*raftpb.Entry) (applyTask, error) {
 	t := applyTask{entries: make([]ApplyEntry, len(ents)), owners: make([]owner, len(ents))}
 	for i, e := range ents {
+		g.noteConfApplied(e)
 		ae := ApplyEntry{Index: e.GetIndex()}
 		switch e.GetType() {
 		case raftpb.EntryNormal:

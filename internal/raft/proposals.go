@@ -101,17 +101,23 @@ func (pp *pendingProposals) cancel(seq uint64) {
 // an index <= applied that was not completed by its own entry: another entry
 // took that index, so this one can never commit.
 func (pp *pendingProposals) failOverwritten(applied uint64) {
+	pp.failPlacedUpTo(applied, ErrProposalLost)
+}
+
+// failPlacedUpTo completes, with err, every proposal placed at an index <=
+// upTo.
+func (pp *pendingProposals) failPlacedUpTo(upTo uint64, err error) {
 	pp.mu.Lock()
 	var lost []*proposal
 	for seq, e := range pp.byseq {
-		if e.index != 0 && e.index <= applied {
+		if e.index != 0 && e.index <= upTo {
 			lost = append(lost, e.p)
 			delete(pp.byseq, seq)
 		}
 	}
 	pp.mu.Unlock()
 	for _, p := range lost {
-		p.done <- proposalResult{err: ErrProposalLost}
+		p.done <- proposalResult{err: err}
 	}
 }
 

@@ -217,7 +217,9 @@ func (g *Group) restore(rt *restoreTask) error {
 	if err := g.cfg.StateMachine.Restore(img, rt.index); err != nil {
 		return fmt.Errorf("restore snapshot %s: %w", rt.path, err)
 	}
-	g.pending.failOverwritten(rt.index)
+	// A proposal placed at or below the snapshot may be inside it or may
+	// have been overwritten: this node cannot tell which.
+	g.pending.failPlacedUpTo(rt.index, ErrProposalUnknown)
 	g.applied.advance(rt.index)
 	g.metrics.snapshotsInstalled.Inc()
 	return nil
