@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -84,12 +85,63 @@ type Store struct {
 
 	closeMu sync.RWMutex
 	closed  bool
+
+	// corrupt is set (once) when Pebble reports on-disk corruption. From
+	// then on the store refuses every read and write: serving around a
+	// damaged file could return wrong data.
+	corrupt atomic.Pointer[error]
+}
+
+// ErrCorrupt is returned once Pebble has reported on-disk corruption.
+var ErrCorrupt = errors.New("kv: on-disk corruption detected")
+
+// corruptionMarker is written into the Pebble directory when corruption is
+// detected, so the node refuses to start until an operator replaces it.
+const corruptionMarker = "ELASTICKV-CORRUPTION"
+
+func (s *Store) checkCorrupt() error {
+	if e := s.corrupt.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+func (s *Store) onCorruption(info pebble.DataCorruptionInfo) {
+	err := fmt.Errorf("%w: %s", ErrCorrupt, info.Path)
+	if !s.corrupt.CompareAndSwap(nil, &err) {
+		return
+	}
+	if s.cfg.Logger != nil {
+		s.cfg.Logger.Error("pebble reported on-disk corruption; the store stops serving", "file", info.Path, "details", info.Details)
+	}
+	fs := s.cfg.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	// Best effort: the marker makes the next start refuse with the file name.
+	if f, ferr := fs.Create(fs.PathJoin(s.cfg.Dir, corruptionMarker), vfs.WriteCategoryUnspecified); ferr == nil {
+		_, _ = f.Write([]byte(info.Path + "\n"))
+		_ = f.Sync()
+		_ = f.Close()
+	}
 }
 
 // Open opens (creating if needed) the store in cfg.Dir.
 func Open(cfg Config) (*Store, error) {
+	fs := cfg.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if f, err := fs.Open(fs.PathJoin(cfg.Dir, corruptionMarker)); err == nil {
+		b, _ := io.ReadAll(f)
+		_ = f.Close()
+		return nil, fmt.Errorf("%w: %s (recorded in %s during an earlier run); replace this node rather than restarting it",
+			ErrCorrupt, strings.TrimSpace(string(b)), fs.PathJoin(cfg.Dir, corruptionMarker))
+	}
+	s := &Store{cfg: cfg}
 	cache := pebble.NewCache(max(cfg.CacheBytes, 1<<20))
 	opts := &pebble.Options{
+		EventListener: &pebble.EventListener{DataCorruption: s.onCorruption},
 		Cache:  cache,
 		FS:     cfg.FS,
 		Logger: pebbleLogger{cfg.Logger},
@@ -99,7 +151,7 @@ func Open(cfg Config) (*Store, error) {
 		cache.Unref()
 		return nil, fmt.Errorf("open pebble %s: %w", cfg.Dir, err)
 	}
-	s := &Store{cfg: cfg, db: db, cache: cache}
+	s.db, s.cache = db, cache
 	applied, err := s.readUint(metaApplied)
 	if err == nil {
 		s.applied.Store(applied)
@@ -173,6 +225,9 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
+	if err := s.checkCorrupt(); err != nil {
+		return nil, err
+	}
 	results := make([]Result, len(entries))
 	applied := s.applied.Load()
 	b := s.db.NewIndexedBatch()
@@ -230,6 +285,10 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 	if err := b.Commit(wo); err != nil {
 		return nil, fmt.Errorf("commit applied batch up to %d: %w", last, err)
 	}
+	if err := s.checkCorrupt(); err != nil {
+		// A read in this batch hit a damaged block: its results are suspect.
+		return nil, err
+	}
 	s.keyCount = keyCount
 	s.applied.Store(last)
 	return results, nil
@@ -262,9 +321,18 @@ func (s *Store) Read(fn func(v View) error) error {
 	if s.closed {
 		return ErrClosed
 	}
+	if err := s.checkCorrupt(); err != nil {
+		return err
+	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	return fn(&snapView{r: snap})
+	err := fn(&snapView{r: snap})
+	// Corruption found during fn may have surfaced as an odd error or as a
+	// missing key; either way the corruption is the answer.
+	if cerr := s.checkCorrupt(); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // Close closes the database. It waits for an Apply or Read in progress.
@@ -403,6 +471,9 @@ func (s *Store) Hash() (uint64, uint64, error) {
 	if s.closed {
 		return 0, 0, ErrClosed
 	}
+	if err := s.checkCorrupt(); err != nil {
+		return 0, 0, err
+	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
 	it, err := snap.NewIter(&pebble.IterOptions{})
@@ -424,5 +495,11 @@ func (s *Store) Hash() (uint64, uint64, error) {
 		_, _ = h.Write(lb[:])
 		_, _ = h.Write(it.Value())
 	}
-	return applied, h.Sum64(), it.Error()
+	if err := it.Error(); err != nil {
+		if cerr := s.checkCorrupt(); cerr != nil {
+			return 0, 0, cerr
+		}
+		return 0, 0, fmt.Errorf("hash: %w", err)
+	}
+	return applied, h.Sum64(), s.checkCorrupt()
 }
