@@ -48,8 +48,9 @@ type Group struct {
 	applyc  chan applyTask
 
 	progressc    chan chan map[uint64]uint64
-	ctlc         chan func()  // calls to run on the event loop (membership.go)
-	conf         *pendingConf // the unresolved membership change proposed here; loop only
+	ctlc         chan func()   // calls to run on the event loop (membership.go)
+	conf         *pendingConf  // the unresolved membership change proposed here; loop only
+	confSnapAt   atomic.Uint64 // newest applied conf change; snapshotted right after (membership.go)
 	snapDone     chan localSnap
 	snapIndex    atomic.Uint64 // index of the newest snapshot
 	snapshotting atomic.Bool   // a snapshot file is being written

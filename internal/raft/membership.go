@@ -268,7 +268,7 @@ func (g *Group) changeMembership(ctx context.Context, build changeBuilder) error
 		select {
 		case res = <-done:
 		case <-ctx.Done():
-			return fmt.Errorf("membership change outcome unknown: %w", ctx.Err())
+			return fmt.Errorf("membership change: %w: %w", ErrProposalUnknown, ctx.Err())
 		case <-g.stopc:
 			return ErrStopped
 		}
@@ -364,6 +364,9 @@ func (g *Group) noteConfPlacement(ents []*raftpb.Entry) {
 // noteConfApplied resolves the pending change when the entry at its index
 // is committed; loop only, called for every committed entry in order.
 func (g *Group) noteConfApplied(e *raftpb.Entry) {
+	if t := e.GetType(); t == raftpb.EntryConfChange || t == raftpb.EntryConfChangeV2 {
+		g.confSnapAt.Store(e.GetIndex())
+	}
 	c := g.conf
 	if c == nil || c.index == 0 || e.GetIndex() != c.index {
 		return
@@ -382,7 +385,7 @@ func (g *Group) noteConfApplied(e *raftpb.Entry) {
 func (g *Group) checkConfSkipped() {
 	c := g.conf
 	if c != nil && c.index != 0 && g.snapIndex.Load() >= c.index && g.rn.BasicStatus().RaftState != raft.StateLeader {
-		g.resolveConf(confResult{err: fmt.Errorf("%s: outcome unknown: this node lost leadership and installed a snapshot past the change", c.desc)})
+		g.resolveConf(confResult{err: fmt.Errorf("%s: %w: this node lost leadership and installed a snapshot past the change", c.desc, ErrProposalUnknown)})
 	}
 }
 
@@ -602,4 +605,15 @@ func (g *Group) contactJoinMembers() {
 		}
 		g.cfg.Transport.AddPeer(m.ID(), m.Addr)
 	}
+}
+
+// confSnapshotDue says the applier should snapshot now, at applied index
+// last, because a configuration change was applied since the newest
+// snapshot. Raft refuses a snapshot whose configuration does not include
+// the receiver, so a node added after the newest snapshot could not catch
+// up by snapshot until the next regular one (SnapshotCount entries later);
+// a snapshot right after the change carries the new configuration.
+func (g *Group) confSnapshotDue(last uint64) bool {
+	at := g.confSnapAt.Load()
+	return at != 0 && last >= at && g.snapIndex.Load() < at
 }

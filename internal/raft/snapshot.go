@@ -48,7 +48,8 @@ type restoreTask struct {
 // accumulated; applier goroutine only.
 func (g *Group) maybeSnapshot(t *applyTask) {
 	last := t.entries[len(t.entries)-1]
-	if g.cfg.SnapshotCount == 0 || last.Index < g.snapIndex.Load()+g.cfg.SnapshotCount || !g.snapshotting.CompareAndSwap(false, true) {
+	due := last.Index >= g.snapIndex.Load()+g.cfg.SnapshotCount || g.confSnapshotDue(last.Index)
+	if g.cfg.SnapshotCount == 0 || !due || !g.snapshotting.CompareAndSwap(false, true) {
 		return
 	}
 	img, err := g.cfg.StateMachine.Snapshot()
