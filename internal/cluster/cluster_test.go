@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -158,4 +159,33 @@ func TestNodeThatLostItsDiskRefusesToRejoin(t *testing.T) {
 	err := c.TryRestart(victim)
 	require.ErrorIs(t, err, node.ErrLostDisk)
 	t.Logf("refused: %v", err)
+}
+
+func TestWithoutQuorumRequestsFailWithTryAgainInBoundedTime(t *testing.T) {
+	c := New(t, 3, func(_ int, cfg *node.Config) { cfg.RequestTimeout = time.Second })
+	ctx := c.Ctx(30 * time.Second)
+	require.NoError(t, c.Client(0).Set(ctx, "k", "v", 0).Err())
+	c.Stop(1)
+	c.Stop(2)
+	// Writes and reads on the lone node must neither hang nor succeed.
+	for _, op := range []func() error{
+		func() error { return c.Client(0).Set(ctx, "k", "w", 0).Err() },
+		func() error { return c.Client(0).Get(ctx, "k").Err() },
+	} {
+		done := make(chan error, 1)
+		go func() { done <- op() }()
+		select {
+		case err := <-done:
+			require.Error(t, err)
+			require.True(t, strings.HasPrefix(err.Error(), "TRYAGAIN") || strings.Contains(err.Error(), "outcome unknown") || strings.Contains(err.Error(), "may or may not"),
+				"unexpected error %q", err)
+		case <-time.After(15 * time.Second):
+			t.Fatal("request hung without quorum")
+		}
+	}
+	c.Restart(1)
+	c.WaitLeader(10 * time.Second)
+	v, err := c.Client(1).Get(ctx, "k").Result()
+	require.NoError(t, err)
+	require.Contains(t, []string{"v", "w"}, v)
 }
