@@ -8,10 +8,33 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
+// countChange is how a command changes the number of user keys: the new
+// count is (0 if reset, else the old count) + delta.
+type countChange struct {
+	reset bool
+	delta int64
+}
+
+// then composes two changes applied one after the other.
+func (a countChange) then(b countChange) countChange {
+	if b.reset {
+		return b
+	}
+	return countChange{reset: a.reset, delta: a.delta + b.delta}
+}
+
 // applyCommand executes one validated command against the batch. It returns
 // the reply, the change in the number of user keys, and an error only when
 // the batch itself failed (which stops the node).
-func applyCommand(b *pebble.Batch, c *Command) (Result, int64, error) {
+func applyCommand(b *pebble.Batch, c *Command) (Result, countChange, error) {
+	r, d, err := applyOne(b, c)
+	if d == flushDelta {
+		return r, countChange{reset: true}, err
+	}
+	return r, countChange{delta: d}, err
+}
+
+func applyOne(b *pebble.Batch, c *Command) (Result, int64, error) {
 	switch c.Op {
 	case OpSet:
 		return applySet(b, c)

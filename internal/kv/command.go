@@ -20,7 +20,8 @@ const (
 	OpAppend   Op = 5 // Keys[0] += Values[0], return the new length
 	OpMSet     Op = 6 // Keys[i] = Values[i] for every i
 	OpFlushAll Op = 7 // delete every user key
-	opMax      Op = 8
+	OpBatch    Op = 8 // Values are encoded commands, applied in order as one entry
+	opMax      Op = 9
 )
 
 // SetFlags modify OpSet.
@@ -52,7 +53,11 @@ const (
 	ResultInt   ResultKind = 3 // Int
 	ResultBytes ResultKind = 4 // Bytes (a bulk string)
 	ResultError ResultKind = 5 // Err, the Redis error text without the leading '-'
+	ResultBatch ResultKind = 6 // Batch, one result per command of an OpBatch
 )
+
+// MaxBatch bounds the commands of one OpBatch.
+const MaxBatch = 1024
 
 // Result is what applying a Command produced. It travels back to the
 // proposer, possibly over the network when a follower forwarded the write.
@@ -61,6 +66,7 @@ type Result struct {
 	Int   int64
 	Bytes []byte
 	Err   string
+	Batch []Result
 }
 
 // Redis error texts produced by the state machine.
@@ -106,6 +112,22 @@ func (c *Command) Validate() error {
 	case OpFlushAll:
 		if len(c.Keys) != 0 || len(c.Values) != 0 {
 			return fmt.Errorf("kv: FLUSHALL takes no keys")
+		}
+	case OpBatch:
+		if len(c.Keys) != 0 || len(c.Values) == 0 || len(c.Values) > MaxBatch {
+			return fmt.Errorf("kv: a batch holds 1 to %d commands", MaxBatch)
+		}
+		for i, v := range c.Values {
+			sub, err := DecodeCommand(v)
+			if err != nil {
+				return fmt.Errorf("kv: batch command %d: %w", i, err)
+			}
+			if sub.Op == OpBatch {
+				return fmt.Errorf("kv: batches do not nest")
+			}
+			if err := sub.Validate(); err != nil {
+				return fmt.Errorf("kv: batch command %d: %w", i, err)
+			}
 		}
 	default:
 		return fmt.Errorf("kv: unknown op %d", c.Op)
@@ -191,6 +213,13 @@ func (r *Result) AppendEncode(dst []byte) []byte {
 	case ResultError:
 		dst = binary.AppendUvarint(dst, uint64(len(r.Err)))
 		dst = append(dst, r.Err...)
+	case ResultBatch:
+		dst = binary.AppendUvarint(dst, uint64(len(r.Batch)))
+		for i := range r.Batch {
+			sub := r.Batch[i].AppendEncode(nil)
+			dst = binary.AppendUvarint(dst, uint64(len(sub)))
+			dst = append(dst, sub...)
+		}
 	}
 	return dst
 }
@@ -214,6 +243,22 @@ func DecodeResult(b []byte) (Result, error) {
 		}
 	case ResultError:
 		r.Err = string(d.bytes())
+	case ResultBatch:
+		n := d.uvarint()
+		if d.err != nil || n > uint64(len(d.b)) || n > MaxBatch {
+			return r, ErrMalformed
+		}
+		r.Batch = make([]Result, n)
+		for i := range r.Batch {
+			sub := d.bytes()
+			if d.err != nil {
+				return r, ErrMalformed
+			}
+			var err error
+			if r.Batch[i], err = DecodeResult(sub); err != nil || r.Batch[i].Kind == ResultBatch {
+				return r, ErrMalformed
+			}
+		}
 	default:
 		return r, fmt.Errorf("%w: result kind %d", ErrMalformed, b[0])
 	}

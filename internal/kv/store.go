@@ -252,16 +252,15 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 			if err != nil {
 				results[i] = Result{Kind: ResultError, Err: "ERR malformed command in log"}
 			} else {
-				r, delta, err := applyCommand(b, &cmd)
+				r, change, err := applyEntryCommand(b, &cmd)
 				if err != nil {
 					return nil, fmt.Errorf("apply index %d: %w", e.Index, err)
 				}
 				results[i] = r
-				if delta == flushDelta {
+				if change.reset {
 					keyCount = 0
-				} else {
-					keyCount += delta
 				}
+				keyCount += change.delta
 			}
 		}
 		last = e.Index

@@ -113,3 +113,34 @@ func TestFlushAllResetsCount(t *testing.T) {
 		return nil
 	}))
 }
+
+func TestBatchEntryAppliesInOrderAndRoundTrips(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	batch := Command{Op: OpBatch, Values: [][]byte{
+		set("a", "1"), incr("n", 1), incr("n", 1), enc(Command{Op: OpFlushAll}), set("b", "2"), incr("a", 1),
+	}}
+	require.NoError(t, batch.Validate())
+	res, err := s.Apply([]Entry{{Index: 1, Data: set("x", "0")}, {Index: 2, Data: enc(batch)}})
+	require.NoError(t, err)
+	r := res[1]
+	require.Equal(t, ResultBatch, r.Kind)
+	require.Len(t, r.Batch, 6)
+	require.Equal(t, int64(1), r.Batch[1].Int)
+	require.Equal(t, int64(2), r.Batch[2].Int)
+	require.Equal(t, ResultOK, r.Batch[3].Kind)
+	require.Equal(t, int64(1), r.Batch[5].Int, "a was flushed, so INCR starts from 0")
+	require.NoError(t, s.Read(func(v View) error {
+		n, err := v.DBSize()
+		require.Equal(t, int64(2), n, "b and a survive the flush")
+		return err
+	}))
+	got, err := DecodeResult(r.AppendEncode(nil))
+	require.NoError(t, err)
+	require.Equal(t, r.Batch[2].Int, got.Batch[2].Int)
+	require.Len(t, got.Batch, 6)
+
+	nested := Command{Op: OpBatch, Values: [][]byte{enc(batch)}}
+	require.Error(t, nested.Validate())
+	require.Error(t, (&Command{Op: OpBatch}).Validate())
+}

@@ -104,3 +104,18 @@ func (b backend) Status() redis.Status {
 
 // Digest implements redis.Digester over the local state machine.
 func (b backend) Digest() (uint64, uint64, error) { return b.n.store.Hash() }
+
+// Barrier implements redis.LocalReader: one ReadIndex round for a run of
+// pipelined reads.
+func (b backend) Barrier(ctx context.Context) error {
+	if err := b.n.group.ReadIndex(ctx); err != nil {
+		if errors.Is(err, raft.ErrNoLeader) || errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w: %v", redis.ErrTryAgain, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// ReadLocal implements redis.LocalReader.
+func (b backend) ReadLocal(fn func(v kv.View) error) error { return b.n.store.Read(fn) }

@@ -60,8 +60,23 @@ func init() {
 		{name: "debug", arity: -2, flags: []string{"admin", "noscript", "loading", "stale"}, categories: catAdmin, run: cmdDebug},
 		{name: "config", arity: -2, flags: []string{"admin", "noscript", "loading", "stale"}, categories: catAdmin, run: cmdConfig},
 	}
+	for _, name := range []string{"set", "setnx", "getset", "getdel", "del", "incr", "decr", "incrby", "decrby", "mset"} {
+		cmdByName(cmds, name).batchWrite = true
+	}
+	for _, name := range []string{"get", "mget", "exists", "strlen", "type"} {
+		cmdByName(cmds, name).batchRead = true
+	}
 	commandTable = make(map[string]*command, len(cmds))
 	for _, cmd := range cmds {
 		commandTable[cmd.name] = cmd
 	}
+}
+
+func cmdByName(cmds []*command, name string) *command {
+	for _, c := range cmds {
+		if c.name == name {
+			return c
+		}
+	}
+	panic("command table has no " + name) // init-time programming error
 }

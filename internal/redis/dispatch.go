@@ -26,6 +26,10 @@ type command struct {
 	// run executes the command once the dispatcher has checked arity and
 	// argument sizes. It writes exactly one reply.
 	run func(s *Server, c *client, args [][]byte)
+	// batchWrite: run makes exactly one s.write call and nothing else that
+	// touches the Backend, so pipelined runs of it can share one batch
+	// (pipeline.go). batchRead: run only makes s.read calls.
+	batchWrite, batchRead bool
 }
 
 // commandTable maps lowercase command names to their entries. It is filled
@@ -61,6 +65,8 @@ type client struct {
 	libVer  string // CLIENT SETINFO LIB-VER
 	quit    bool   // QUIT was received; ignore what was pipelined after it
 	failed  bool   // the current command was answered with an error
+	mute    bool   // replies are discarded (first pass of a batched run)
+	batch   batchState
 }
 
 // handle is redcon's handler: it runs every command of one connection, in
@@ -70,24 +76,41 @@ func (s *Server) handle(conn redcon.Conn, rc redcon.Command) {
 	if c == nil || c.quit || len(rc.Args) == 0 {
 		return
 	}
-	args := rc.Args
+	if s.runPipeline(conn, c, rc.Args) {
+		return
+	}
+	s.handleArgs(c, rc.Args)
+}
+
+// handleArgs runs one command the ordinary way.
+func (s *Server) handleArgs(c *client, args [][]byte) {
+	if c.quit || len(args) == 0 {
+		return
+	}
+	s.observe(c, args, func() {
+		cmd := lookupCommand(args[0])
+		switch {
+		case cmd == nil:
+			c.err(unknownCommandMessage(args))
+		case !arityOK(cmd.arity, len(args)):
+			c.err(wrongArity(cmd.name))
+		case tooLarge(args, s.cfg.MaxValueBytes):
+			c.err(errTextValueTooLarge)
+		default:
+			cmd.run(s, c, args)
+		}
+	})
+}
+
+// observe runs fn, which answers one command, and records its metrics.
+func (s *Server) observe(c *client, args [][]byte, fn func()) {
 	start := time.Now()
 	c.failed = false
-	cmd := lookupCommand(args[0])
 	m := s.metrics.unknown
-	if cmd != nil {
+	if cmd := lookupCommand(args[0]); cmd != nil {
 		m = s.metrics.forCommand(cmd.name)
 	}
-	switch {
-	case cmd == nil:
-		c.err(unknownCommandMessage(args))
-	case !arityOK(cmd.arity, len(args)):
-		c.err(wrongArity(cmd.name))
-	case tooLarge(args, s.cfg.MaxValueBytes):
-		c.err(errTextValueTooLarge)
-	default:
-		cmd.run(s, c, args)
-	}
+	fn()
 	m.calls.Inc()
 	if c.failed {
 		m.errors.Inc()
@@ -158,19 +181,51 @@ func wrongArity(name string) string {
 // Reply helpers. Each writes one RESP value to the connection's buffer;
 // redcon flushes after the pipeline is handled.
 
-func (c *client) ok()                 { c.conn.WriteString("OK") }
-func (c *client) simple(s string)     { c.conn.WriteString(s) }
-func (c *client) int(n int64)         { c.conn.WriteInt64(n) }
-func (c *client) bulk(b []byte)       { c.conn.WriteBulk(b) }
-func (c *client) bulkString(s string) { c.conn.WriteBulkString(s) }
-func (c *client) null()               { c.conn.WriteNull() }
-func (c *client) array(n int)         { c.conn.WriteArray(n) }
+func (c *client) ok() { c.simple("OK") }
+
+func (c *client) simple(s string) {
+	if !c.mute {
+		c.conn.WriteString(s)
+	}
+}
+
+func (c *client) int(n int64) {
+	if !c.mute {
+		c.conn.WriteInt64(n)
+	}
+}
+
+func (c *client) bulk(b []byte) {
+	if !c.mute {
+		c.conn.WriteBulk(b)
+	}
+}
+
+func (c *client) bulkString(s string) {
+	if !c.mute {
+		c.conn.WriteBulkString(s)
+	}
+}
+
+func (c *client) null() {
+	if !c.mute {
+		c.conn.WriteNull()
+	}
+}
+
+func (c *client) array(n int) {
+	if !c.mute {
+		c.conn.WriteArray(n)
+	}
+}
 
 // err writes an error reply; msg is the text after '-' and must start with
 // an error code such as ERR or WRONGTYPE.
 func (c *client) err(msg string) {
 	c.failed = true
-	c.conn.WriteError(msg)
+	if !c.mute {
+		c.conn.WriteError(msg)
+	}
 }
 
 // result writes a state-machine result.
@@ -198,6 +253,9 @@ func (c *client) result(r kv.Result) {
 // write proposes cmd and waits for its result. On a Backend failure it
 // writes the error reply and returns false.
 func (s *Server) write(c *client, cmd *kv.Command) (kv.Result, bool) {
+	if c.batch.mode == modeCollect || c.batch.mode == modeReplay {
+		return s.batchedWrite(c, cmd)
+	}
 	ctx, cancel := s.requestContext()
 	defer cancel()
 	r, err := s.cfg.Backend.Write(ctx, cmd)
@@ -213,6 +271,16 @@ func (s *Server) write(c *client, cmd *kv.Command) (kv.Result, bool) {
 // command with that reply. fn must not write replies itself, and must
 // reset what it gathers on entry, because a Backend may retry it.
 func (s *Server) read(c *client, fn func(v kv.View) error) bool {
+	switch c.batch.mode {
+	case modeCollect:
+		return false // never for batchable writes; stay silent if it happens
+	case modeLocal:
+		if err := s.cfg.Backend.(LocalReader).ReadLocal(fn); err != nil {
+			s.backendError(c, "read", err)
+			return false
+		}
+		return true
+	}
 	ctx, cancel := s.requestContext()
 	defer cancel()
 	if err := s.cfg.Backend.Read(ctx, fn); err != nil {
