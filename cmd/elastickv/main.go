@@ -15,6 +15,9 @@ const usage = `elastickv: a strongly consistent, Raft-replicated key-value store
 Usage:
   elastickv server [flags]   run one node
   elastickv dev [flags]      run a local cluster of server processes
+  elastickv admin [flags] <status|add-member|promote|remove-member|transfer-leader>
+                             inspect and change a running cluster
+  elastickv chaos [flags]    fault-injection run against a local cluster, checked for linearizability
   elastickv help             show this text
 
 Run "elastickv <command> --help" for the flags of a command.
@@ -38,6 +41,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runServer(args[1:], stdout, stderr)
 	case "dev":
 		err = runDev(args[1:], stdout, stderr)
+	case "admin":
+		err = runAdmin(args[1:], stdout, stderr)
+	case "chaos":
+		err = runChaos(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

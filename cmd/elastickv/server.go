@@ -20,7 +20,9 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the node's WAL, snapshots and Pebble data (required)")
 	fs.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:7001", "peer (gRPC) listen address")
 	fs.StringVar(&cfg.RedisAddr, "redis-addr", "127.0.0.1:6381", "Redis protocol listen address")
-	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9101", "metrics and health HTTP address (loopback); empty disables")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9101", "metrics and health HTTP address; a non-loopback address needs --metrics-token; empty disables")
+	fs.StringVar(&cfg.MetricsToken, "metrics-token", "", "bearer token required on the metrics listener (except /healthz, /readyz); default $ELASTICKV_METRICS_TOKEN")
+	fs.StringVar(&cfg.Join, "join", "", "host:port,... of running members' peer addresses: with an empty data dir, ask them to add this node (exclusive with --peers)")
 	peers := fs.String("peers", "", "initial cluster, id=host:port,...; used only when the data dir is empty")
 	dials := fs.String("peer-dial", "", "id=host:port,...: dial these addresses instead of the peers' own (e.g. through a proxy); local to this node")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "Raft heartbeat interval")
@@ -60,6 +62,10 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.SnapshotRateBytesPerSec = *rateMB << 20
 	cfg.ApplyEnv(os.Getenv)
+	if cfg.MetricsToken == "" {
+		// The environment keeps the token out of `ps` output.
+		cfg.MetricsToken = os.Getenv("ELASTICKV_METRICS_TOKEN")
+	}
 	if err := cfg.Validate(); err != nil {
 		if strings.HasPrefix(err.Error(), "--") {
 			return usageErr(err)

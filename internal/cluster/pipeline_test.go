@@ -80,7 +80,7 @@ func TestPipelinedWritesShareLogEntries(t *testing.T) {
 	v, err := c.Client((leader+1)%3).Get(ctx, "n").Int64()
 	require.NoError(t, err)
 	require.Equal(t, int64(200), v)
-	n, err := c.Client((leader+2)%3).DBSize(ctx).Result()
+	n, err := c.Client((leader + 2) % 3).DBSize(ctx).Result()
 	require.NoError(t, err)
 	require.Equal(t, int64(201), n)
 }

@@ -142,9 +142,9 @@ func Open(cfg Config) (*Store, error) {
 	cache := pebble.NewCache(max(cfg.CacheBytes, 1<<20))
 	opts := &pebble.Options{
 		EventListener: &pebble.EventListener{DataCorruption: s.onCorruption},
-		Cache:  cache,
-		FS:     cfg.FS,
-		Logger: pebbleLogger{cfg.Logger},
+		Cache:         cache,
+		FS:            cfg.FS,
+		Logger:        pebbleLogger{cfg.Logger},
 	}
 	db, err := pebble.Open(cfg.Dir, opts)
 	if err != nil {

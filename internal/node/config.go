@@ -38,6 +38,16 @@ type Config struct {
 	// MetricsAddr is the HTTP address for /metrics, /healthz, /readyz; empty
 	// disables it.
 	MetricsAddr string
+	// MetricsToken, when set, must be presented as "Authorization: Bearer
+	// <token>" on every metrics-listener request except /healthz and
+	// /readyz. Required when MetricsAddr is not a loopback address.
+	MetricsToken string
+	// Join lists peer addresses (comma-separated host:port) of running
+	// members. A node with an empty data directory asks them to add it (as
+	// a learner the leader promotes once caught up) instead of
+	// bootstrapping; with state on disk it only uses them to reach the
+	// cluster. Exclusive with Peers.
+	Join string
 	// Peers is the initial membership for a brand-new cluster. Ignored once
 	// DataDir holds state: the state on disk wins.
 	Peers []raft.Member
@@ -100,14 +110,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s %q: %w", flag, a, err)
 		}
 	}
-	if c.MetricsAddr != "" {
-		host, _, err := net.SplitHostPort(c.MetricsAddr)
-		if err != nil {
-			return fmt.Errorf("--metrics-addr %q: %w", c.MetricsAddr, err)
-		}
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return fmt.Errorf("--metrics-addr %q is not a loopback address; exposing metrics beyond this host needs a token, which is not supported yet", c.MetricsAddr)
-		}
+	if err := c.validateMetrics(); err != nil {
+		return err
+	}
+	if err := c.validateJoin(); err != nil {
+		return err
 	}
 	if c.MaxValueBytes <= 0 {
 		return errors.New("--max-value-bytes must be positive")

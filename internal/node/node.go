@@ -52,6 +52,9 @@ type Node struct {
 	closeMu  sync.Mutex
 	closed   bool
 	closeErr error
+
+	// readySeen is the commit index the previous /readyz saw (httpauth.go).
+	readySeen atomic.Uint64
 }
 
 // Start opens the node's storage, joins (or bootstraps) its Raft group and
@@ -125,10 +128,14 @@ func Start(cfg Config) (n *Node, err error) {
 	n.grpcSrv = grpc.NewServer(tcfg.ServerOptions()...)
 	n.tr.RegisterService(n.grpcSrv)
 	n.grpcSrv.RegisterService(&forwardDesc, &forwardServer{n: n})
+	n.grpcSrv.RegisterService(&adminDesc, &adminServer{n: n})
+	// The goroutine must not read n: an early "return nil, err" below sets
+	// the named result to nil while Close still waits for this goroutine.
+	srv, srvLn := n.grpcSrv, n.grpcLn
 	n.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
-		if err := n.grpcSrv.Serve(n.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		defer self.wg.Done()
+		if err := srv.Serve(srvLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			log.Error("peer grpc server stopped", "err", err)
 		}
 	}()
@@ -136,10 +143,16 @@ func Start(cfg Config) (n *Node, err error) {
 	if err := n.checkNotLostDisk(); err != nil {
 		return nil, err
 	}
+	joinMembers, err := n.joinCluster()
+	if err != nil {
+		return nil, err
+	}
 	rcfg := raft.DefaultConfig()
 	rcfg.GroupID = groupID
 	rcfg.Self = raft.Member{Name: cfg.Name, Addr: cfg.RaftAddr}
 	rcfg.Bootstrap = cfg.Peers
+	rcfg.Join = cfg.Join != ""
+	rcfg.JoinMembers = joinMembers
 	rcfg.Dir = filepath.Join(cfg.DataDir, "raft")
 	rcfg.HeartbeatInterval = cfg.HeartbeatInterval
 	rcfg.ElectionTimeout = cfg.ElectionTimeout
@@ -235,16 +248,8 @@ func (n *Node) startHTTP() error {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		st := n.group.Status()
-		if st.LeaderID == 0 || st.Applied < st.Commit {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = fmt.Fprintf(w, "not ready: leader=%x applied=%d commit=%d\n", st.LeaderID, st.Applied, st.Commit)
-			return
-		}
-		_, _ = fmt.Fprintf(w, "ready: state=%s applied=%d\n", st.State, st.Applied)
-	})
-	n.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	mux.HandleFunc("/readyz", n.serveReadyz)
+	n.httpSrv = &http.Server{Handler: n.requireToken(mux), ReadHeaderTimeout: 5 * time.Second}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -56,6 +56,10 @@ type Group struct {
 	snapshotting atomic.Bool   // a snapshot file is being written
 	bg           sync.WaitGroup
 
+	// heard is when the leader last saw each peer recently active
+	// (membership.go); loop only.
+	heard map[uint64]time.Time
+
 	pending *pendingProposals
 	applied *appliedWaiter
 	seq     atomic.Uint64

@@ -48,6 +48,7 @@ func (g *Group) run() {
 		case <-ticker.C:
 			g.rn.Tick()
 			g.expireReads(time.Now(), g.rn.BasicStatus().Lead)
+			g.noteActivity()
 			g.maybePromoteLearners()
 			g.checkConfSkipped()
 		case m := <-g.prioc:

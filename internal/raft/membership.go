@@ -424,7 +424,7 @@ func (g *Group) maybePromoteLearners() {
 		if pick != nil || typ != raft.ProgressTypeLearner || !ok || !m.AutoPromote {
 			return
 		}
-		if pr.RecentActive && pr.State == tracker.StateReplicate && pr.Match+lag >= last {
+		if g.active(id, pr) && pr.State == tracker.StateReplicate && pr.Match+lag >= last {
 			pick = &Member{Name: m.Name, Addr: m.Addr}
 		}
 	})
@@ -435,6 +435,42 @@ func (g *Group) maybePromoteLearners() {
 	if err := g.startConfChange(cc, *pick, "auto-promote "+pick.Name, nil); err != nil {
 		g.log.Warn("auto-promotion not proposed", "member", pick.Name, "err", err)
 	}
+}
+
+// noteActivity records, on the leader, which peers Raft currently counts
+// as recently active. Raft clears that flag for every peer at each quorum
+// check and sets it again on the peer's next response, so sampling it every
+// tick and keeping the time it was last seen gives a steady "heard from
+// within an election timeout"; loop only, every tick.
+func (g *Group) noteActivity() {
+	if g.rn.BasicStatus().RaftState != raft.StateLeader {
+		g.heard = nil
+		return
+	}
+	if g.heard == nil {
+		g.heard = make(map[uint64]time.Time)
+	}
+	now := time.Now()
+	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if pr.RecentActive {
+			g.heard[id] = now
+		}
+	})
+	for id := range g.heard {
+		if _, ok := g.members[id]; !ok {
+			delete(g.heard, id) // removed member
+		}
+	}
+}
+
+// active says whether the leader heard from peer id within an election
+// timeout (plus a tick for the sampling); loop only.
+func (g *Group) active(id uint64, pr tracker.Progress) bool {
+	if id == g.id || pr.RecentActive {
+		return true
+	}
+	at, ok := g.heard[id]
+	return ok && time.Since(at) <= g.cfg.ElectionTimeout+g.cfg.HeartbeatInterval
 }
 
 // TransferLeadership moves leadership to the voter named to ("" picks the
@@ -503,7 +539,7 @@ func (g *Group) startTransfer(to string) (uint64, error) {
 	} else {
 		var best uint64
 		g.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
-			if id == g.id || typ != raft.ProgressTypePeer || !pr.RecentActive {
+			if id == g.id || typ != raft.ProgressTypePeer || !g.active(id, pr) {
 				return
 			}
 			if target == 0 || pr.Match > best || pr.Match == best && id < target {
@@ -567,7 +603,7 @@ func (g *Group) progress() (GroupProgress, error) {
 		if typ == raft.ProgressTypeLearner {
 			mp.Role = RoleLearner
 		}
-		mp.Known, mp.Match, mp.Active = true, pr.Match, pr.RecentActive || id == g.id
+		mp.Known, mp.Match, mp.Active = true, pr.Match, g.active(id, pr)
 		if id == g.id {
 			// The leader's own match trails its log only by the WAL write
 			// in flight; report what it holds.

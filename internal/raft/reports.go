@@ -54,6 +54,10 @@ func (b *reportBox) drain(rn *raft.RawNode) {
 	un, sn := b.unreachable, b.snapshots
 	if len(un) > 0 {
 		b.unreachable = make(map[uint64]struct{})
+	} else {
+		// Not swapped out: the map is still postUnreachable's, and even
+		// ranging over it empty outside mu is a data race.
+		un = nil
 	}
 	b.snapshots = nil
 	b.mu.Unlock()

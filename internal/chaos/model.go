@@ -1,0 +1,234 @@
+package chaos
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"strconv"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// OpKind names a workload operation. The values are the Redis commands the
+// clients send, so histories read naturally.
+type OpKind string
+
+// The operations of the workload.
+const (
+	OpGet    OpKind = "get"
+	OpSet    OpKind = "set"
+	OpSetNX  OpKind = "setnx" // SET key value NX
+	OpIncr   OpKind = "incr"
+	OpAppend OpKind = "append"
+	OpDel    OpKind = "del"
+)
+
+// isWrite reports whether an operation changes state when it succeeds.
+func (k OpKind) isWrite() bool { return k != OpGet }
+
+// Input is one operation's request, as the linearizability model sees it.
+type Input struct {
+	Op  OpKind `json:"op"`
+	Key string `json:"key"`
+	// Arg is SET's, SET NX's and APPEND's value; empty otherwise.
+	Arg string `json:"arg,omitempty"`
+}
+
+// OutKind classifies a reply.
+type OutKind string
+
+// Reply kinds. OutUnknown marks a write whose outcome the client never
+// learned (timeout, dropped connection, "may or may not have been
+// applied"): the model accepts any reply for it, and the history gives it
+// an infinite return time so it may also never take effect.
+const (
+	OutOK      OutKind = "ok"
+	OutNil     OutKind = "nil"
+	OutInt     OutKind = "int"
+	OutStr     OutKind = "str"
+	OutErr     OutKind = "err"
+	OutUnknown OutKind = "unknown"
+)
+
+// Output is one operation's reply. It is a comparable value so histories
+// can be compared and hashed directly.
+type Output struct {
+	Kind OutKind `json:"kind"`
+	Str  string  `json:"str,omitempty"` // OutStr: the value; OutErr: the error text
+	Int  int64   `json:"int,omitempty"`
+}
+
+// The state-machine error replies the model produces. They must match what
+// the server answers byte for byte: an INCR refused for these reasons is a
+// definite, observed outcome, not a failure.
+const (
+	errNotInteger = "ERR value is not an integer or out of range"
+	errOverflow   = "ERR increment or decrement would overflow"
+)
+
+// register is the model's state for one key: a Redis string that may be
+// absent. Comparable, so porcupine's default equality works.
+type register struct {
+	Exists bool
+	Val    string
+}
+
+func (r register) String() string {
+	if !r.Exists {
+		return "(nil)"
+	}
+	return strconv.Quote(r.Val)
+}
+
+// apply is the sequential specification: the state after in and the reply
+// a correct single-copy Redis would give. It never mutates its arguments.
+func apply(s register, in Input) (register, Output) {
+	switch in.Op {
+	case OpGet:
+		if !s.Exists {
+			return s, Output{Kind: OutNil}
+		}
+		return s, Output{Kind: OutStr, Str: s.Val}
+	case OpSet:
+		return register{Exists: true, Val: in.Arg}, Output{Kind: OutOK}
+	case OpSetNX:
+		if s.Exists {
+			return s, Output{Kind: OutNil}
+		}
+		return register{Exists: true, Val: in.Arg}, Output{Kind: OutOK}
+	case OpIncr:
+		var cur int64
+		if s.Exists {
+			v, ok := parseRedisInt(s.Val)
+			if !ok {
+				return s, Output{Kind: OutErr, Str: errNotInteger}
+			}
+			cur = v
+		}
+		if cur == math.MaxInt64 {
+			return s, Output{Kind: OutErr, Str: errOverflow}
+		}
+		cur++
+		return register{Exists: true, Val: strconv.FormatInt(cur, 10)}, Output{Kind: OutInt, Int: cur}
+	case OpAppend:
+		nv := s.Val + in.Arg
+		return register{Exists: true, Val: nv}, Output{Kind: OutInt, Int: int64(len(nv))}
+	case OpDel:
+		if !s.Exists {
+			return s, Output{Kind: OutInt, Int: 0}
+		}
+		return register{}, Output{Kind: OutInt, Int: 1}
+	}
+	panic(fmt.Sprintf("chaos: unknown op %q", in.Op))
+}
+
+// parseRedisInt accepts what Redis accepts as a stored integer: an optional
+// minus sign, decimal digits without leading zeros, within int64. It is
+// written independently of the server's parser on purpose, so the model
+// does not inherit a server bug.
+func parseRedisInt(s string) (int64, bool) {
+	if s == "" || len(s) > 20 {
+		return 0, false
+	}
+	digits := s
+	if s[0] == '-' {
+		digits = s[1:]
+	}
+	if digits == "" || (digits[0] == '0' && (len(digits) > 1 || s[0] == '-')) {
+		return 0, false
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v, err == nil
+}
+
+// step is porcupine's Step: whether out is a reply the model allows for in
+// from state, and the next state.
+func step(state, input, output any) (bool, any) {
+	s := state.(register)
+	in := input.(Input)
+	out := output.(Output)
+	next, want := apply(s, in)
+	if out.Kind == OutUnknown {
+		return true, next
+	}
+	return want == out, next
+}
+
+// Model returns the porcupine model of the workload: one Redis string
+// register per key, with histories partitioned by key (operations on
+// different keys commute, so each key is checked on its own).
+func Model() porcupine.Model {
+	return porcupine.Model{
+		Partition: partitionByKey,
+		Init:      func() any { return register{} },
+		Step:      step,
+		Hash: func(state any) uint64 {
+			r := state.(register)
+			h := fnv.New64a()
+			if r.Exists {
+				_, _ = h.Write([]byte{1})
+			}
+			_, _ = h.Write([]byte(r.Val))
+			return h.Sum64()
+		},
+		DescribeOperation: func(input, output any) string {
+			return describeOp(input.(Input), output.(Output))
+		},
+		DescribeState: func(state any) string { return state.(register).String() },
+		DescribeOperationMetadata: func(info any) string {
+			if info == nil {
+				return ""
+			}
+			return fmt.Sprint(info)
+		},
+	}
+}
+
+func partitionByKey(history []porcupine.Operation) [][]porcupine.Operation {
+	idx := map[string]int{}
+	var out [][]porcupine.Operation
+	for _, op := range history {
+		k := op.Input.(Input).Key
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], op)
+	}
+	return out
+}
+
+func describeOp(in Input, out Output) string {
+	call := fmt.Sprintf("%s(%s)", in.Op, in.Key)
+	if in.Arg != "" {
+		call = fmt.Sprintf("%s(%s, %q)", in.Op, in.Key, in.Arg)
+	}
+	return call + " -> " + out.String()
+}
+
+// String renders a reply the way the visualisation and failure messages
+// show it.
+func (o Output) String() string {
+	switch o.Kind {
+	case OutOK:
+		return "OK"
+	case OutNil:
+		return "nil"
+	case OutInt:
+		return strconv.FormatInt(o.Int, 10)
+	case OutStr:
+		return strconv.Quote(o.Str)
+	case OutErr:
+		return "error " + strconv.Quote(o.Str)
+	case OutUnknown:
+		return "unknown"
+	}
+	return string(o.Kind)
+}
