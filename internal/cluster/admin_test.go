@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -364,4 +366,37 @@ func TestMetricsTokenRequired(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "at least")
 	cfg.MetricsToken = token
 	require.NoError(t, cfg.Validate())
+}
+
+// TestReplaceNodeThatLostItsDisk is the recovery procedure for a lost disk:
+// the node may not come back under its old id; the operator removes the id
+// and adds a replacement with a new id and an empty data dir, which catches
+// up by snapshot.
+func TestReplaceNodeThatLostItsDisk(t *testing.T) {
+	c := New(t, 3, WithSnapshotCount(100))
+	ctx := c.Ctx(90 * time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	for i := range 400 {
+		require.NoError(t, c.Client(leader).Set(ctx, fmt.Sprintf("k%04d", i), "v", 0).Err())
+	}
+	victim := (leader + 1) % 3
+	c.WaitConverged(20 * time.Second)
+	c.Stop(victim)
+	require.NoError(t, os.RemoveAll(filepath.Join(c.Dir, c.Name(victim))))
+	require.ErrorIs(t, c.TryRestart(victim), node.ErrLostDisk)
+
+	survivor := (leader + 2) % 3
+	_, err := c.Admin(survivor).RemoveMember(ctx, c.Name(victim))
+	require.NoError(t, err)
+	repl, err := c.Join(survivor)
+	require.NoError(t, err)
+	st := waitStatus(t, c, leader, 30*time.Second, func(st *node.ClusterStatus) bool {
+		return roleOf(st, c.Name(repl)) == raft.RoleFollower
+	})
+	require.Len(t, st.Members, 3)
+	require.Equal(t, 1.0, counter(t, c, repl, "elastickv_raft_snapshots_installed_total"), "the replacement catches up by snapshot")
+	n, err := c.Client(repl).DBSize(ctx).Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(400), n)
+	c.WaitConverged(20 * time.Second)
 }
