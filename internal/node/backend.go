@@ -52,11 +52,13 @@ func (b backend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) 
 				_ = remoteLeader // our own view converges through Raft; just retry
 			}
 		}
-		// No usable leader yet: wait a heartbeat for an election to settle.
+		// No usable leader yet (election or leadership transfer under
+		// way). Poll briefly: a transfer completes within a round trip or
+		// two, an election within the election timeout.
 		select {
 		case <-ctx.Done():
 			return kv.Result{}, fmt.Errorf("%w: no leader available", redis.ErrTryAgain)
-		case <-time.After(n.cfg.HeartbeatInterval):
+		case <-time.After(min(n.cfg.HeartbeatInterval, 10*time.Millisecond)):
 		}
 	}
 }
