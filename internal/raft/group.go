@@ -125,6 +125,9 @@ func Open(cfg Config) (*Group, error) {
 	// earlier incarnation of this node, replayed after a restart, can never
 	// match a proposal of this one.
 	g.seq.Store(uint64(time.Now().UnixNano()))
+	// Read-index request ids likewise: a response delayed across a restart
+	// must not complete a new read with an old index.
+	g.reads.seq = uint64(time.Now().UnixNano())
 
 	disk, err := openDisk(&cfg, log)
 	if err != nil {
