@@ -70,19 +70,27 @@ func TestCLIErrorsAndHelp(t *testing.T) {
 		{[]string{"dev", "--help"}, 0},
 		{[]string{"help"}, 0},
 	} {
-		cmd := exec.Command(bin, tc.args...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		require.Equal(t, tc.code, code, "%v: stderr %q", tc.args, stderr.String())
-		if tc.code == 2 {
-			require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr.String()), "\n")+1, "one-line error for %v: %q", tc.args, stderr.String())
-		}
+		runCLI(t, bin, tc.args, tc.code)
 	}
+}
+
+// runCLI runs the binary with args and checks its exit code; a failing
+// exit must come with exactly one line on stderr. It returns stdout.
+func runCLI(t *testing.T, bin string, args []string, wantCode int) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	require.Equal(t, wantCode, code, "%v: stderr %q", args, stderr.String())
+	if wantCode != 0 {
+		require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr.String()), "\n")+1, "one-line error for %v: %q", args, stderr.String())
+	}
+	return stdout.String()
 }
 
 // TestProcessLeaderKilledDuringWrites runs the real binary's dev cluster,

@@ -83,19 +83,9 @@ func TestAdminCLIUsage(t *testing.T) {
 		// Nobody listens there: a plain failure, exit 1.
 		{[]string{"admin", "--endpoint", "127.0.0.1:1", "--timeout", "2s", "status"}, 1},
 	} {
-		cmd := exec.Command(bin, tc.args...)
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		require.Equal(t, tc.code, code, "%v: stderr %q", tc.args, stderr.String())
-		if tc.code != 0 {
-			require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr.String()), "\n")+1, "one-line error for %v: %q", tc.args, stderr.String())
-		} else {
-			require.Contains(t, stdout.String(), "transfer-leader")
+		out := runCLI(t, bin, tc.args, tc.code)
+		if tc.code == 0 {
+			require.Contains(t, out, "transfer-leader")
 		}
 	}
 }

@@ -40,12 +40,9 @@ func applyOne(b *pebble.Batch, c *Command) (Result, int64, error) {
 		return applySet(b, c)
 	case OpGetDel:
 		k := userKey(c.Keys[0])
-		old, found, err := getString(b, k)
-		if errors.Is(err, errWrongType) {
-			return wrongType(), 0, nil
-		}
-		if err != nil {
-			return Result{}, 0, err
+		old, found, reply, err := readString(b, k)
+		if reply != nil || err != nil {
+			return deref(reply), 0, err
 		}
 		if !found {
 			return Result{Kind: ResultNil}, 0, nil
@@ -73,12 +70,9 @@ func applyOne(b *pebble.Batch, c *Command) (Result, int64, error) {
 		return Result{Kind: ResultInt, Int: n}, -n, nil
 	case OpIncrBy:
 		k := userKey(c.Keys[0])
-		old, found, err := getString(b, k)
-		if errors.Is(err, errWrongType) {
-			return wrongType(), 0, nil
-		}
-		if err != nil {
-			return Result{}, 0, err
+		old, found, reply, err := readString(b, k)
+		if reply != nil || err != nil {
+			return deref(reply), 0, err
 		}
 		var cur int64
 		if found {
@@ -97,12 +91,9 @@ func applyOne(b *pebble.Batch, c *Command) (Result, int64, error) {
 		return Result{Kind: ResultInt, Int: cur}, boolInt(!found), nil
 	case OpAppend:
 		k := userKey(c.Keys[0])
-		old, found, err := getString(b, k)
-		if errors.Is(err, errWrongType) {
-			return wrongType(), 0, nil
-		}
-		if err != nil {
-			return Result{}, 0, err
+		old, found, reply, err := readString(b, k)
+		if reply != nil || err != nil {
+			return deref(reply), 0, err
 		}
 		if len(old)+len(c.Values[0]) > MaxStringBytes {
 			return Result{Kind: ResultError, Err: ErrTextTooLarge}, 0, nil
@@ -176,6 +167,24 @@ func applySet(b *pebble.Batch, c *Command) (Result, int64, error) {
 		return Result{}, 0, err
 	}
 	return reply, boolInt(!found), nil
+}
+
+// readString loads the string at k for a command about to change it. A
+// non-nil reply (WRONGTYPE) or err ends the command.
+func readString(b *pebble.Batch, k []byte) ([]byte, bool, *Result, error) {
+	old, found, err := getString(b, k)
+	if errors.Is(err, errWrongType) {
+		r := wrongType()
+		return nil, true, &r, nil
+	}
+	return old, found, nil, err
+}
+
+func deref(r *Result) Result {
+	if r == nil {
+		return Result{}
+	}
+	return *r
 }
 
 func setString(b *pebble.Batch, k, v []byte) error {
