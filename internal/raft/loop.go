@@ -36,7 +36,11 @@ func (g *Group) run() {
 		g.flushReads()
 		if g.rn.HasReady() {
 			if err := g.handleReady(); err != nil {
-				g.setFatal(err)
+				// Without Advance no further Ready may be taken: every error,
+				// stopping included, ends the loop.
+				if !errors.Is(err, ErrStopped) {
+					g.setFatal(err)
+				}
 				g.failReads(err)
 				return
 			}
@@ -198,7 +202,7 @@ func (g *Group) handleReady() error {
 		select {
 		case g.applyc <- applyTask{restore: restore}:
 		case <-g.stopc:
-			return nil
+			return ErrStopped // the Ready is abandoned: the loop must exit
 		}
 	}
 	if len(rd.CommittedEntries) > 0 {
@@ -209,7 +213,7 @@ func (g *Group) handleReady() error {
 		select {
 		case g.applyc <- task:
 		case <-g.stopc:
-			return nil
+			return ErrStopped // the Ready is abandoned: the loop must exit
 		}
 	}
 	g.rn.Advance(rd)
