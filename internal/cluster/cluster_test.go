@@ -189,3 +189,32 @@ func TestWithoutQuorumRequestsFailWithTryAgainInBoundedTime(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, []string{"v", "w"}, v)
 }
+
+func TestRaftRoleMetricsNameTheLeader(t *testing.T) {
+	c := New(t, 3)
+	leader := c.WaitLeader(5 * time.Second)
+	follower := (leader + 1) % 3
+	gauge := func(i int, name, label, value string) float64 {
+		mfs, err := c.Node(i).Registry().Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == label && l.GetValue() == value {
+						return m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		return -1
+	}
+	require.Eventually(t, func() bool {
+		return gauge(follower, "elastickv_raft_leader", "leader", c.Name(leader)) == 1 &&
+			gauge(follower, "elastickv_raft_state", "state", "follower") == 1 &&
+			gauge(leader, "elastickv_raft_state", "state", "leader") == 1 &&
+			gauge(leader, "elastickv_raft_state", "state", "follower") == 0
+	}, 5*time.Second, 20*time.Millisecond)
+}

@@ -39,6 +39,9 @@ type Group struct {
 	// so Status can hand it out without copying.
 	membersView map[uint64]Member
 	confState   *raftpb.ConfState
+	// lastLead and lastState are what the role metrics last showed.
+	lastLead  uint64
+	lastState string
 
 	propc   chan *proposal
 	readc   chan *readRequest

@@ -354,6 +354,15 @@ func (g *Group) updateStatus() {
 	}
 	g.statusMu.Unlock()
 	g.metrics.observeStatus(term, commit, g.applied.get(), bs.RaftState == raft.StateLeader)
+	g.metrics.snapshotIndex.Set(float64(g.snapIndex.Load()))
+	if bs.Lead != g.lastLead || state != g.lastState {
+		g.lastLead, g.lastState = bs.Lead, state
+		name := ""
+		if bs.Lead != raft.None {
+			name = g.memberName(bs.Lead)
+		}
+		g.metrics.observeRoles(name, state)
+	}
 }
 
 // sortedMembers lists members by name: the record is part of the replicated

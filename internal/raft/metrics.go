@@ -11,14 +11,19 @@ import (
 // created but never exported, so callers need no nil checks.
 type metrics struct {
 	term, commit, applied, isLeader prometheus.Gauge
-	leaderChanges                   prometheus.Counter
-	proposalsFailed                 prometheus.Counter
-	inboundDropped                  prometheus.Counter
-	snapshots, snapshotsInstalled   prometheus.Counter
-	proposeLatency                  prometheus.Observer
-	applyLatency                    prometheus.Observer
-	applyBatch                      prometheus.Observer
-	walSave                         prometheus.Observer
+	snapshotIndex                   prometheus.Gauge
+	// leaderInfo is 1 for the leader this node currently follows (label
+	// leader = its name), with one series per leader name seen.
+	leaderInfo                    *prometheus.GaugeVec
+	stateInfo                     *prometheus.GaugeVec
+	leaderChanges                 prometheus.Counter
+	proposalsFailed               prometheus.Counter
+	inboundDropped                prometheus.Counter
+	snapshots, snapshotsInstalled prometheus.Counter
+	proposeLatency                prometheus.Observer
+	applyLatency                  prometheus.Observer
+	applyBatch                    prometheus.Observer
+	walSave                       prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
@@ -41,6 +46,9 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 		leaderChanges:      c("elastickv_raft_leader_changes_total", "Leader changes (elections) seen by this node."),
 		proposalsFailed:    c("elastickv_raft_proposals_failed_total", "Proposals that returned an error or timed out."),
 		inboundDropped:     c("elastickv_raft_inbound_dropped_total", "Inbound peer messages dropped because the step queue was full."),
+		snapshotIndex:      g("elastickv_raft_snapshot_index", "Log index of the newest snapshot (the log is compacted behind it)."),
+		leaderInfo:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "elastickv_raft_leader", Help: "1 for the leader this node knows (label leader), 0 for leaders it knew before.", ConstLabels: labels}, []string{"leader"}),
+		stateInfo:          prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "elastickv_raft_state", Help: "1 for this node's current Raft state (label state).", ConstLabels: labels}, []string{"state"}),
 		snapshots:          c("elastickv_raft_snapshots_total", "Snapshots taken by this node."),
 		snapshotsInstalled: c("elastickv_raft_snapshots_installed_total", "Snapshots received from a leader and restored."),
 	}
@@ -50,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 	wh := h("elastickv_raft_wal_save_duration_seconds", "Time to append one Ready to the WAL, fsync included.", lat)
 	m.proposeLatency, m.applyLatency, m.applyBatch, m.walSave = ph, ah, bh, wh
 	if reg != nil {
-		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.inboundDropped, m.snapshots, m.snapshotsInstalled, ph, ah, bh, wh} {
+		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.inboundDropped, m.snapshots, m.snapshotsInstalled, m.snapshotIndex, m.leaderInfo, m.stateInfo, ph, ah, bh, wh} {
 			_ = reg.Register(col)
 		}
 	}
@@ -71,4 +79,20 @@ func (m *metrics) observeStatus(term, commit, applied uint64, leader bool) {
 func (m *metrics) observeApply(d time.Duration, n int) {
 	m.applyLatency.Observe(d.Seconds())
 	m.applyBatch.Observe(float64(n))
+}
+
+// observeRoles records the leader's name and this node's state, keeping
+// label cardinality bounded by the cluster's members and Raft's states.
+func (m *metrics) observeRoles(leader, state string) {
+	m.leaderInfo.Reset()
+	if leader != "" {
+		m.leaderInfo.WithLabelValues(leader).Set(1)
+	}
+	for _, s := range []string{"leader", "follower", "candidate", "precandidate", "learner"} {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.stateInfo.WithLabelValues(s).Set(v)
+	}
 }
