@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -101,45 +99,8 @@ func TestProcessLeaderKilledDuringWrites(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildBinary(t)
-	dir := t.TempDir()
-	off := freeOffset(t)
-	dev := exec.Command(bin, "dev", "--dir", dir, "--port-offset", strconv.Itoa(off))
-	stdout, err := dev.StdoutPipe()
-	require.NoError(t, err)
-	dev.Stderr = os.Stderr
-	require.NoError(t, dev.Start())
-	var restarted *exec.Cmd
-	t.Cleanup(func() {
-		_ = dev.Process.Signal(syscall.SIGTERM)
-		_ = dev.Wait()
-		if restarted != nil && restarted.Process != nil {
-			_ = restarted.Process.Signal(syscall.SIGTERM)
-			_ = restarted.Wait()
-		}
-	})
-	up := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		closed := false
-		for sc.Scan() {
-			if !closed && strings.Contains(sc.Text(), "cluster is up") {
-				close(up)
-				closed = true
-			}
-		}
-	}()
-	select {
-	case <-up:
-	case <-time.After(60 * time.Second):
-		t.Fatal("dev cluster did not come up")
-	}
-
-	clients := make([]*goredis.Client, 3)
-	for i := range clients {
-		clients[i] = goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", 6381+i+off), MaxRetries: -1,
-			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
-		defer clients[i].Close()
-	}
+	d := startDev(t, bin)
+	clients := d.clients
 	leader := findLeader(t, clients)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -165,8 +126,7 @@ func TestProcessLeaderKilledDuringWrites(t *testing.T) {
 		}()
 	}
 	time.Sleep(500 * time.Millisecond) // let writes flow before the crash
-	pid := readPid(t, filepath.Join(dir, fmt.Sprintf("n%d.pid", leader+1)))
-	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	d.kill(leader)
 	killed := time.Now()
 
 	// The survivors elect a leader and take writes again.
@@ -179,14 +139,7 @@ func TestProcessLeaderKilledDuringWrites(t *testing.T) {
 	t.Logf("writes accepted again %v after SIGKILL of the leader", time.Since(killed))
 
 	// Restart the killed node with the command line dev wrote for it.
-	line, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.cmd", leader+1)))
-	require.NoError(t, err)
-	restarted = exec.Command("sh", "-c", "exec "+strings.TrimSpace(string(line)))
-	logf, err := os.Create(filepath.Join(dir, "restarted.log"))
-	require.NoError(t, err)
-	defer logf.Close()
-	restarted.Stdout, restarted.Stderr = logf, logf
-	require.NoError(t, restarted.Start())
+	d.restart(leader)
 	time.Sleep(time.Second) // more writes while it catches up
 	cancel()
 	wg.Wait()
