@@ -78,13 +78,10 @@ func outcomeError(err error) error {
 
 // Read waits for a linearizable read index, then reads the local store.
 func (b backend) Read(ctx context.Context, fn func(v kv.View) error) error {
-	if err := b.n.group.ReadIndex(ctx); err != nil {
-		if errors.Is(err, raft.ErrNoLeader) || errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%w: %v", redis.ErrTryAgain, err)
-		}
+	if err := b.Barrier(ctx); err != nil {
 		return err
 	}
-	return b.n.store.Read(fn)
+	return b.ReadLocal(fn)
 }
 
 // Status reports the group's state for INFO.

@@ -87,8 +87,8 @@ func (s *Server) handleArgs(c *client, args [][]byte) {
 	if c.quit || len(args) == 0 {
 		return
 	}
-	s.observe(c, args, func() {
-		cmd := lookupCommand(args[0])
+	cmd := lookupCommand(args[0])
+	s.observe(c, cmd, func() {
 		switch {
 		case cmd == nil:
 			c.err(unknownCommandMessage(args))
@@ -102,12 +102,13 @@ func (s *Server) handleArgs(c *client, args [][]byte) {
 	})
 }
 
-// observe runs fn, which answers one command, and records its metrics.
-func (s *Server) observe(c *client, args [][]byte, fn func()) {
+// observe runs fn, which answers one command (cmd, nil if unknown), and
+// records its metrics.
+func (s *Server) observe(c *client, cmd *command, fn func()) {
 	start := time.Now()
 	c.failed = false
 	m := s.metrics.unknown
-	if cmd := lookupCommand(args[0]); cmd != nil {
+	if cmd != nil {
 		m = s.metrics.forCommand(cmd.name)
 	}
 	fn()

@@ -170,7 +170,8 @@ func (s *Server) execWrites(c *client, cmds [][][]byte) {
 	}
 	// Pass two: the handlers reply, with the batch's results.
 	for _, args := range cmds {
-		s.observe(c, args, func() { lookupCommand(args[0]).run(s, c, args) })
+		cmd := lookupCommand(args[0])
+		s.observe(c, cmd, func() { cmd.run(s, c, args) })
 	}
 	c.batch = batchState{}
 }
@@ -181,12 +182,13 @@ func (s *Server) execReads(c *client, cmds [][][]byte) {
 	err := lr.Barrier(ctx)
 	cancel()
 	for _, args := range cmds {
+		cmd := lookupCommand(args[0])
 		if err != nil {
-			s.observe(c, args, func() { s.backendError(c, "read", err) })
+			s.observe(c, cmd, func() { s.backendError(c, "read", err) })
 			continue
 		}
 		c.batch = batchState{mode: modeLocal}
-		s.observe(c, args, func() { lookupCommand(args[0]).run(s, c, args) })
+		s.observe(c, cmd, func() { cmd.run(s, c, args) })
 	}
 	c.batch = batchState{}
 }
