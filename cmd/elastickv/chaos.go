@@ -35,6 +35,7 @@ func runChaos(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", cfg.CheckTimeout, "time limit of the linearizability check (running out is a failure)")
 	fs.IntVar(&cfg.SnapshotCount, "snapshot-count", cfg.SnapshotCount, "--snapshot-count of the servers")
 	serverEnv := fs.String("server-env", "", "KEY=VALUE,... added to every server's environment (e.g. ELASTICKV_FSM_SYNC_MODE=nosync)")
+	fs.StringVar(&cfg.ReadMode, "read-mode", "", "--read-mode of the servers (lease or readindex); empty keeps the servers' default")
 	keep := fs.Bool("keep-data", false, "keep the nodes' data directories even when the run passes")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/elastickv/elastickv/internal/node"
+	"github.com/elastickv/elastickv/internal/raft"
 )
 
 func runServer(args []string, stdout, stderr io.Writer) error {
@@ -27,6 +28,7 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	dials := fs.String("peer-dial", "", "id=host:port,...: dial these addresses instead of the peers' own (e.g. through a proxy); local to this node")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "Raft heartbeat interval")
 	fs.DurationVar(&cfg.ElectionTimeout, "election-timeout", cfg.ElectionTimeout, "Raft election timeout")
+	readMode := fs.String("read-mode", cfg.ReadMode.String(), "how the leader serves linearizable reads: lease (no network round while its lease holds) or readindex (a heartbeat round per batch of reads)")
 	fs.IntVar(&cfg.MaxValueBytes, "max-value-bytes", cfg.MaxValueBytes, "largest accepted value or argument, in bytes")
 	fs.Uint64Var(&cfg.SnapshotCount, "snapshot-count", cfg.SnapshotCount, "applied entries between snapshots (log compaction)")
 	fs.IntVar(&cfg.MaxSnapshots, "max-snapshots", cfg.MaxSnapshots, "snapshot files to keep")
@@ -38,10 +40,14 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+	var err error
+	if err = lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usageErr(fmt.Errorf("--log-level %q: %w", *logLevel, err))
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	if cfg.ReadMode, err = raft.ParseReadMode(*readMode); err != nil {
+		return usageErr(fmt.Errorf("--read-mode: %w", err))
+	}
 	ps, err := node.ParsePeers(*peers)
 	if err != nil {
 		return usageErr(fmt.Errorf("--peers: %w", err))

@@ -71,6 +71,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 // check, keeping the results directory for a post-mortem.
 func runChaos(t *testing.T, seed uint64, duration time.Duration, nemeses ...string) *Report {
 	t.Helper()
+	return runChaosMode(t, seed, duration, "", nemeses...)
+}
+
+// runChaosMode is runChaos with the servers' --read-mode set (empty: their
+// default).
+func runChaosMode(t *testing.T, seed uint64, duration time.Duration, readMode string, nemeses ...string) *Report {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("runs a cluster of real server processes under faults")
 	}
@@ -97,6 +104,7 @@ func runChaos(t *testing.T, seed uint64, duration time.Duration, nemeses ...stri
 	cfg.Seed = seed
 	cfg.Duration = duration
 	cfg.Nemeses = nemeses
+	cfg.ReadMode = readMode
 	cfg.Clients = 4
 	cfg.OutDir = out
 	cfg.FaultMin, cfg.FaultMax = 1500*time.Millisecond, 2500*time.Millisecond
@@ -146,6 +154,18 @@ func TestChaosPartition(t *testing.T) {
 // serves must still be linearizable.
 func TestChaosPauseLeader(t *testing.T) {
 	runChaos(t, 33, 12*time.Second, "pause-leader")
+}
+
+// TestChaosReadModes runs the faults that threaten reads, a deposed leader
+// that still believes it leads (paused, or cut off) and a handed-over
+// leadership, in each read mode explicitly, whatever the default is. In
+// lease mode the deposed leader must find its lease expired on waking.
+func TestChaosReadModes(t *testing.T) {
+	for i, mode := range []string{"lease", "readindex"} {
+		t.Run(mode, func(t *testing.T) {
+			runChaosMode(t, uint64(88+i), 15*time.Second, mode, "pause-leader", "partition-leader", "transfer-leader")
+		})
+	}
 }
 
 // TestChaosLinks: a flapping link and a 100ms delay between the leader and

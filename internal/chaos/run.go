@@ -51,6 +51,8 @@ type Config struct {
 	// ServerEnv is added to every server's environment, e.g.
 	// ELASTICKV_FSM_SYNC_MODE=nosync to exercise WAL replay.
 	ServerEnv []string
+	// ReadMode, when set, is passed to every server as --read-mode.
+	ReadMode string
 
 	// HeartbeatInterval, ElectionTimeout, SnapshotCount and
 	// RequestTimeout are passed to every server; short, so faults have
@@ -284,14 +286,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.Nemeses = keep
 	}
 	rep.Nemeses = cfg.Nemeses
+	serverArgs := []string{
+		"--heartbeat-interval", cfg.HeartbeatInterval.String(),
+		"--election-timeout", cfg.ElectionTimeout.String(),
+		"--snapshot-count", strconv.Itoa(cfg.SnapshotCount),
+		"--request-timeout", cfg.RequestTimeout.String(),
+	}
+	if cfg.ReadMode != "" {
+		serverArgs = append(serverArgs, "--read-mode", cfg.ReadMode)
+	}
 	c, err := startCluster(clusterConfig{
 		binary: cfg.Binary, nodes: cfg.Nodes, dataDir: dataDir, logDir: logDir, log: log, env: cfg.ServerEnv,
-		serverArgs: []string{
-			"--heartbeat-interval", cfg.HeartbeatInterval.String(),
-			"--election-timeout", cfg.ElectionTimeout.String(),
-			"--snapshot-count", strconv.Itoa(cfg.SnapshotCount),
-			"--request-timeout", cfg.RequestTimeout.String(),
-		},
+		serverArgs: serverArgs,
 	})
 	if err != nil {
 		return nil, err

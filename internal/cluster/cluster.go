@@ -43,6 +43,11 @@ func WithSnapshotCount(n uint64) Option {
 	return func(_ int, c *node.Config) { c.SnapshotCount = n }
 }
 
+// WithReadMode sets how every node's leader serves reads.
+func WithReadMode(m raft.ReadMode) Option {
+	return func(_ int, c *node.Config) { c.ReadMode = m }
+}
+
 // New starts n nodes and waits for a leader. The cluster is closed by
 // t.Cleanup.
 func New(t testing.TB, n int, opts ...Option) *Cluster {

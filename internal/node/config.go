@@ -58,6 +58,8 @@ type Config struct {
 	// HeartbeatInterval and ElectionTimeout tune Raft.
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
+	// ReadMode is how the leader proves reads linearizable (--read-mode).
+	ReadMode raft.ReadMode
 	// MaxValueBytes caps a single value or argument.
 	MaxValueBytes int
 	// FSMSync commits every applied batch to Pebble with fsync

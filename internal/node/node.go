@@ -156,6 +156,7 @@ func Start(cfg Config) (n *Node, err error) {
 	rcfg.Dir = filepath.Join(cfg.DataDir, "raft")
 	rcfg.HeartbeatInterval = cfg.HeartbeatInterval
 	rcfg.ElectionTimeout = cfg.ElectionTimeout
+	rcfg.ReadMode = cfg.ReadMode
 	rcfg.StateMachine = n.store.StateMachine()
 	rcfg.StateMachineSync = cfg.FSMSync
 	rcfg.SnapshotCount = cfg.SnapshotCount

@@ -78,7 +78,20 @@ func (w *appliedWaiter) wait(ctx context.Context, idx uint64, stop <-chan struct
 // StateMachine.Apply.
 func (g *Group) runApplier() {
 	defer close(g.applierDone)
-	for t := range g.applyc {
+	var held *applyTask
+	for {
+		var t applyTask
+		if held != nil {
+			t, held = *held, nil
+		} else {
+			var ok bool
+			if t, ok = <-g.applyc; !ok {
+				return
+			}
+		}
+		if t.restore == nil {
+			held = g.coalesceApply(&t)
+		}
 		if g.fatal() != nil {
 			continue // keep draining so the event loop never blocks on us
 		}
@@ -107,4 +120,31 @@ func (g *Group) runApplier() {
 		g.applied.advance(last)
 		g.maybeSnapshot(&t)
 	}
+}
+
+// maxCoalescedEntries bounds one coalesced apply batch.
+const maxCoalescedEntries = 8192
+
+// coalesceApply appends the entry tasks already queued behind t to it, so
+// one state machine commit (one fsync in sync mode) covers every Ready that
+// piled up while the previous commit was syncing: the applier's group
+// commit. A queued restore is returned to be run next, after t.
+func (g *Group) coalesceApply(t *applyTask) *applyTask {
+	for len(t.entries) < maxCoalescedEntries {
+		select {
+		case n, ok := <-g.applyc:
+			if !ok {
+				return nil // closed: the outer receive sees it next
+			}
+			if n.restore != nil {
+				return &n
+			}
+			t.entries = append(t.entries, n.entries...)
+			t.owners = append(t.owners, n.owners...)
+			t.confState, t.members, t.lastTerm = n.confState, n.members, n.lastTerm
+		default:
+			return nil
+		}
+	}
+	return nil
 }

@@ -67,6 +67,9 @@ type Config struct {
 	// ElectionTimeout is the minimum follower timeout before campaigning;
 	// Raft randomises the actual timeout in [ElectionTimeout, 2*ElectionTimeout).
 	ElectionTimeout time.Duration
+	// ReadMode chooses ReadIndex rounds or the leader lease for reads
+	// served by the leader (lease.go).
+	ReadMode ReadMode
 	// MaxInflightMsgs bounds unacknowledged MsgApps per follower; the
 	// transport's replication lane is sized to match.
 	MaxInflightMsgs int

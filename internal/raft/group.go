@@ -33,6 +33,7 @@ type Group struct {
 	wal     *wal.WAL
 	members map[uint64]Member
 	reads   *readState
+	lease   leaseState
 	// isLearner: this node is a learner in the latest applied configuration.
 	isLearner bool
 	// membersView is an immutable copy of members, replaced on every change,
@@ -296,7 +297,16 @@ func (g *Group) Propose(ctx context.Context, payload []byte) (any, error) {
 // ReadIndex returns once this node's state machine reflects every write
 // acknowledged before the call: it obtains a read index from the leader
 // (batched with concurrent callers) and waits until it is applied here.
+//
+// In ReadModeLease a leader holding its lease skips the round (lease.go).
 func (g *Group) ReadIndex(ctx context.Context) error {
+	if g.cfg.ReadMode == ReadModeLease {
+		if idx, ok := g.leaseIndex(time.Now()); ok {
+			g.metrics.leaseReads.Inc()
+			return g.applied.wait(ctx, idx, g.stopc)
+		}
+	}
+	g.metrics.readIndexReads.Inc()
 	for {
 		if err := g.fatal(); err != nil {
 			return err

@@ -154,6 +154,9 @@ func (g *Group) handleReady() error {
 	if rd.SoftState != nil {
 		g.onSoftState(rd.SoftState)
 	}
+	if g.cfg.ReadMode == ReadModeLease {
+		g.fenceLeaseForTransfer(rd.Messages)
+	}
 	isLeader := g.rn.BasicStatus().RaftState == raft.StateLeader
 	if isLeader {
 		// The leader may replicate while it writes its own log (see doc.go).
@@ -223,6 +226,9 @@ func (g *Group) handleReady() error {
 
 func (g *Group) onSoftState(ss *raft.SoftState) {
 	prev := g.Status()
+	if ss.RaftState != raft.StateLeader {
+		g.revokeLease()
+	}
 	if ss.Lead != prev.LeaderID && ss.Lead != raft.None {
 		g.metrics.leaderChanges.Inc()
 		g.log.Info("leader changed", "leader", g.memberName(ss.Lead), "term", g.rn.BasicStatus().Term)

@@ -18,6 +18,7 @@ type metrics struct {
 	stateInfo                     *prometheus.GaugeVec
 	leaderChanges                 prometheus.Counter
 	proposalsFailed               prometheus.Counter
+	leaseReads, readIndexReads    prometheus.Counter
 	inboundDropped                prometheus.Counter
 	snapshots, snapshotsInstalled prometheus.Counter
 	proposeLatency                prometheus.Observer
@@ -45,6 +46,8 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 		isLeader:           g("elastickv_raft_is_leader", "1 if this node leads the group."),
 		leaderChanges:      c("elastickv_raft_leader_changes_total", "Leader changes (elections) seen by this node."),
 		proposalsFailed:    c("elastickv_raft_proposals_failed_total", "Proposals that returned an error or timed out."),
+		leaseReads:         c("elastickv_raft_lease_reads_total", "Linearizable reads served under the leader lease, without a network round."),
+		readIndexReads:     c("elastickv_raft_read_index_reads_total", "Linearizable reads that waited for a ReadIndex round."),
 		inboundDropped:     c("elastickv_raft_inbound_dropped_total", "Inbound peer messages dropped because the step queue was full."),
 		snapshotIndex:      g("elastickv_raft_snapshot_index", "Log index of the newest snapshot (the log is compacted behind it)."),
 		leaderInfo:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "elastickv_raft_leader", Help: "1 for the leader this node knows (label leader), 0 for leaders it knew before.", ConstLabels: labels}, []string{"leader"}),
@@ -58,7 +61,7 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 	wh := h("elastickv_raft_wal_save_duration_seconds", "Time to append one Ready to the WAL, fsync included.", lat)
 	m.proposeLatency, m.applyLatency, m.applyBatch, m.walSave = ph, ah, bh, wh
 	if reg != nil {
-		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.inboundDropped, m.snapshots, m.snapshotsInstalled, m.snapshotIndex, m.leaderInfo, m.stateInfo, ph, ah, bh, wh} {
+		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.leaseReads, m.readIndexReads, m.inboundDropped, m.snapshots, m.snapshotsInstalled, m.snapshotIndex, m.leaderInfo, m.stateInfo, ph, ah, bh, wh} {
 			_ = reg.Register(col)
 		}
 	}

@@ -34,17 +34,30 @@ func newReadState() *readState {
 	return &readState{inflight: make(map[uint64]*readBatch)}
 }
 
-// flush starts one ReadIndex round for every waiting request.
+// flushReads starts one ReadIndex round for every waiting request, or an
+// empty one when the leader lease wants renewing.
 func (g *Group) flushReads() {
 	rs := g.reads
-	if len(rs.waiting) == 0 {
+	if len(rs.waiting) == 0 && g.cfg.ReadMode == ReadModeReadIndex {
+		return // the common case, without a clock read
+	}
+	now := time.Now()
+	renew := g.wantLeaseRenewal(now)
+	if len(rs.waiting) == 0 && !renew {
 		return
 	}
 	rs.seq++
 	var ctx [8]byte
 	binary.BigEndian.PutUint64(ctx[:], rs.seq)
-	rs.inflight[rs.seq] = &readBatch{reqs: rs.waiting, started: time.Now()}
+	// started is taken before Raft sends the round's heartbeats, so the
+	// lease measured from it is never longer than the truth.
+	rs.inflight[rs.seq] = &readBatch{reqs: rs.waiting, started: now}
 	rs.waiting = nil
+	g.lease.lastRound = now
+	if renew {
+		g.lease.renewing = rs.seq
+		g.lease.used.Store(false)
+	}
 	g.rn.ReadIndex(ctx[:])
 }
 
@@ -59,8 +72,17 @@ func (g *Group) readIndexReady(ctx []byte, index uint64) {
 		return
 	}
 	delete(g.reads.inflight, seq)
+	g.roundEnded(seq)
+	g.extendLease(b.started, index)
 	for _, r := range b.reqs {
 		r.done <- readResult{index: index}
+	}
+}
+
+// roundEnded forgets a finished or abandoned round.
+func (g *Group) roundEnded(seq uint64) {
+	if g.lease.renewing == seq {
+		g.lease.renewing = 0
 	}
 }
 
@@ -72,6 +94,7 @@ func (g *Group) expireReads(now time.Time, leader uint64) {
 			continue
 		}
 		delete(g.reads.inflight, seq)
+		g.roundEnded(seq)
 		err := errReadRetry
 		if leader == 0 {
 			err = ErrNoLeader
@@ -89,8 +112,10 @@ func (g *Group) failReads(err error) {
 	g.reads.waiting = nil
 	for seq, b := range g.reads.inflight {
 		delete(g.reads.inflight, seq)
+		g.roundEnded(seq)
 		for _, r := range b.reqs {
 			r.done <- readResult{err: err}
 		}
 	}
+	g.revokeLease()
 }

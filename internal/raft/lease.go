@@ -1,0 +1,196 @@
+package raft
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// ReadMode selects how the leader proves a read is linearizable.
+type ReadMode int
+
+const (
+	// ReadModeReadIndex runs a ReadIndex round (a heartbeat round a quorum
+	// acknowledges) for every batch of reads: always safe, whatever the
+	// clocks do.
+	ReadModeReadIndex ReadMode = iota
+	// ReadModeLease lets the leader answer without a network round while
+	// its lease holds (see leaderLease). Followers still use ReadIndex.
+	ReadModeLease
+)
+
+// String returns the flag spelling of m.
+func (m ReadMode) String() string {
+	if m == ReadModeLease {
+		return "lease"
+	}
+	return "readindex"
+}
+
+// ParseReadMode parses the --read-mode flag.
+func ParseReadMode(s string) (ReadMode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "lease":
+		return ReadModeLease, nil
+	case "readindex", "read-index", "read_index":
+		return ReadModeReadIndex, nil
+	}
+	return 0, fmt.Errorf("unknown read mode %q (want lease or readindex)", s)
+}
+
+// LeaseMaxClockDrift bounds how much faster any node's monotonic clock may
+// run than the leader's (0.1 = 10%). The lease is shortened by this factor.
+const LeaseMaxClockDrift = 0.1
+
+// The leader lease.
+//
+// Why it is safe. A ReadIndex round issued at time T (leader's monotonic
+// clock) completes when a quorum acknowledged heartbeats that were sent
+// after T. Each acknowledging follower reset its election timer on receipt,
+// so, with CheckQuorum, it refuses to vote for anyone else (Raft's
+// "in lease" rule: electionElapsed < electionTimeout ticks) until it has
+// counted electionTimeout ticks of its own. Any new leader needs a vote from
+// at least one of them, so no other leader can exist, and no write can be
+// acknowledged elsewhere, before T + that many ticks. Two adjustments make
+// this a bound on the leader's clock:
+//
+//   - Tick phase: a follower's ticker may hold one tick buffered from before
+//     the reset and deliver the next one almost at once, so E ticks can pass
+//     in (E-2) intervals. The lease uses E-2 intervals.
+//   - Clock rate: a follower whose clock runs faster by a factor (1+ρ)
+//     counts those intervals in less of the leader's time; the lease is
+//     divided by 1+LeaseMaxClockDrift.
+//
+// With the defaults (1 s election timeout, 100 ms heartbeat) the lease is
+// 8 × 100 ms / 1.1 ≈ 727 ms from the round's start. Only the rate of the
+// clocks matters, never their offset, and the monotonic clock keeps running
+// while a process is stopped: a leader resumed after SIGSTOP finds its lease
+// expired, where a lease counted in its own Raft ticks would still look
+// valid. Every node must run with the same --heartbeat-interval and
+// --election-timeout; a follower with a shorter timeout breaks the bound.
+//
+// Leadership transfer bypasses the vote rule (MsgTimeoutNow forces an
+// election), so the lease ends the moment this leader sends MsgTimeoutNow
+// and is not granted again in that term: a delayed MsgTimeoutNow could still
+// start an election after an aborted transfer.
+//
+// What a lease read returns. The round that granted the lease returned a
+// read index covering every entry committed before it started, including
+// those of earlier leaders. Every write acknowledged since was proposed and
+// applied by this leader (followers forward writes here), so it is already
+// in the local state machine. A read under the lease therefore waits for the
+// grant's index to be applied and reads the local state.
+type leaderLease struct {
+	term  uint64
+	index uint64    // read index of the round that last extended the lease
+	until time.Time // monotonic; the lease holds strictly before this
+}
+
+// leaseDuration is how long after a round's start its lease lasts.
+func (c *Config) leaseDuration() time.Duration {
+	ticks := c.electionTicks() - 2
+	if ticks < 1 {
+		return 0
+	}
+	return time.Duration(float64(time.Duration(ticks)*c.HeartbeatInterval) / (1 + LeaseMaxClockDrift))
+}
+
+// leaseState is the loop's side of the lease; the published grant is read
+// by any goroutine.
+type leaseState struct {
+	grant atomic.Pointer[leaderLease]
+	// fencedTerm is a term in which this node sent MsgTimeoutNow: no lease
+	// in it. Loop only.
+	fencedTerm uint64
+	// renewing is the seq of the outstanding renewal round, or 0. Loop only.
+	renewing uint64
+	// lastRound is when the newest ReadIndex round started. Loop only.
+	lastRound time.Time
+	// used is set by lease reads: an idle leader does not renew, so it
+	// sends no heartbeat rounds beyond Raft's own.
+	used atomic.Bool
+}
+
+// leaseIndex returns the read index to wait for if the lease holds now.
+func (g *Group) leaseIndex(now time.Time) (uint64, bool) {
+	if !g.lease.used.Load() {
+		g.lease.used.Store(true)
+	}
+	l := g.lease.grant.Load()
+	if l == nil || !now.Before(l.until) {
+		return 0, false
+	}
+	return l.index, true
+}
+
+// extendLease records a completed ReadIndex round that started at started.
+// Loop only.
+func (g *Group) extendLease(started time.Time, index uint64) {
+	if g.cfg.ReadMode != ReadModeLease {
+		return
+	}
+	st := g.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || st.LeadTransferee != 0 || st.GetTerm() == g.lease.fencedTerm {
+		return
+	}
+	until := started.Add(g.cfg.leaseDuration())
+	cur := g.lease.grant.Load()
+	if cur != nil && cur.term == st.GetTerm() && !until.After(cur.until) && index <= cur.index {
+		return
+	}
+	next := &leaderLease{term: st.GetTerm(), index: index, until: until}
+	if cur != nil && cur.term == st.GetTerm() {
+		// Rounds may complete out of order; keep the latest expiry and
+		// the highest index.
+		if cur.until.After(next.until) {
+			next.until = cur.until
+		}
+		if cur.index > next.index {
+			next.index = cur.index
+		}
+	}
+	g.lease.grant.Store(next)
+}
+
+// revokeLease ends the lease at once. Loop only.
+func (g *Group) revokeLease() { g.lease.grant.Store(nil) }
+
+// fenceLeaseForTransfer revokes the lease for the rest of the term if msgs
+// hand leadership to another node. It must run before msgs are sent.
+func (g *Group) fenceLeaseForTransfer(msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgTimeoutNow {
+			g.lease.fencedTerm = g.rn.BasicStatus().GetTerm()
+			g.revokeLease()
+			return
+		}
+	}
+}
+
+// wantLeaseRenewal reports whether the loop should start an empty ReadIndex
+// round to keep the lease fresh: lease mode, lease reads since the last
+// renewal, no round for a heartbeat interval, none outstanding, leader.
+// Renewing every interval keeps a busy leader's lease from ever lapsing
+// (it lasts several intervals).
+func (g *Group) wantLeaseRenewal(now time.Time) bool {
+	if g.cfg.ReadMode != ReadModeLease || g.lease.renewing != 0 ||
+		now.Sub(g.lease.lastRound) < g.cfg.HeartbeatInterval || !g.lease.used.Load() {
+		return false
+	}
+	st := g.rn.BasicStatus()
+	return st.RaftState == raft.StateLeader && st.LeadTransferee == 0 && st.GetTerm() != g.lease.fencedTerm
+}
+
+// LeaseRemaining reports how long this node's leader lease still holds: 0
+// when it holds none (a follower, ReadModeReadIndex, or a lapsed lease).
+func (g *Group) LeaseRemaining() time.Duration {
+	l := g.lease.grant.Load()
+	if l == nil {
+		return 0
+	}
+	return max(time.Until(l.until), 0)
+}
