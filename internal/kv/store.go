@@ -320,7 +320,9 @@ func (s *Store) Sync() error {
 	return nil
 }
 
-// Read runs fn against a consistent snapshot of the keyspace.
+// Read runs fn against a consistent view of the keyspace. fn may run twice
+// (a first run on the live database stops at its second lookup and fn runs
+// again on a snapshot), so it must reset what it gathers on entry.
 func (s *Store) Read(fn func(v View) error) error {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
@@ -330,9 +332,18 @@ func (s *Store) Read(fn func(v View) error) error {
 	if err := s.checkCorrupt(); err != nil {
 		return err
 	}
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
-	err := fn(&snapView{r: snap})
+	// Most reads make one lookup, which is consistent on its own: run fn
+	// on the live database first, and only if it makes a second lookup
+	// (which must see the same state as the first) start again on a
+	// snapshot. Callers already allow fn to run twice. Creating and
+	// closing a Pebble snapshot per read would cost more than the lookup.
+	lv := liveView{snapView: snapView{r: s.db}}
+	err := fn(&lv)
+	if lv.refused { // whatever fn made of the refusal
+		snap := s.db.NewSnapshot()
+		err = fn(&snapView{r: snap})
+		_ = snap.Close()
+	}
 	// Corruption found during fn may have surfaced as an odd error or as a
 	// missing key; either way the corruption is the answer.
 	if cerr := s.checkCorrupt(); cerr != nil {
@@ -363,14 +374,60 @@ type pebbleReader interface {
 	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
 }
 
+// snapView reads through a consistent reader: a snapshot, or a batch.
 type snapView struct{ r pebbleReader }
 
 func (v *snapView) Get(key []byte) ([]byte, bool, error) {
-	val, found, err := getString(v.r, userKey(key))
-	if err != nil || !found {
-		return nil, found, err
+	return getString(v.r, userKey(key)) // getString returns a copy
+}
+
+// errNeedSnapshot is returned by a liveView's second lookup.
+var errNeedSnapshot = errors.New("kv: view needs a snapshot")
+
+// liveView reads the live database for a callback's first lookup (a point
+// read, or a scan, whose iterator is consistent by itself) and refuses any
+// further one with errNeedSnapshot; Read then runs the callback again on a
+// snapshot, even if the callback swallowed the error.
+type liveView struct {
+	snapView
+	used, refused bool
+}
+
+func (v *liveView) use() error {
+	if v.used {
+		v.refused = true
+		return errNeedSnapshot
 	}
-	return bytes.Clone(val), true, nil
+	v.used = true
+	return nil
+}
+
+func (v *liveView) Get(key []byte) ([]byte, bool, error) {
+	if err := v.use(); err != nil {
+		return nil, false, err
+	}
+	return v.snapView.Get(key)
+}
+
+func (v *liveView) Exists(key []byte) (bool, error) {
+	if err := v.use(); err != nil {
+		return false, err
+	}
+	return v.snapView.Exists(key)
+}
+
+func (v *liveView) ScanKeys(start []byte, fn func(key []byte) bool) error {
+	if err := v.use(); err != nil {
+		return err
+	}
+	return v.snapView.ScanKeys(start, fn)
+}
+
+func (v *liveView) DBSize() (int64, error) {
+	if err := v.use(); err != nil {
+		return 0, err
+	}
+	return v.snapView.DBSize()
 }
 
 func (v *snapView) Exists(key []byte) (bool, error) {

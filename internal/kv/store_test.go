@@ -102,16 +102,26 @@ func TestFlushAllResetsCount(t *testing.T) {
 		{Index: 4, Data: set("c", "1")},
 	})
 	require.NoError(t, err)
+	var (
+		n     int64
+		keys  []string
+		found bool
+	)
 	require.NoError(t, s.Read(func(v View) error {
-		n, _ := v.DBSize()
-		require.Equal(t, int64(1), n)
-		var keys []string
-		require.NoError(t, v.ScanKeys(nil, func(k []byte) bool { keys = append(keys, string(k)); return true }))
-		require.Equal(t, []string{"c"}, keys)
-		_, found, _ := v.Get([]byte("a"))
-		require.False(t, found)
-		return nil
+		keys = nil
+		var err error
+		if n, err = v.DBSize(); err != nil {
+			return err
+		}
+		if err := v.ScanKeys(nil, func(k []byte) bool { keys = append(keys, string(k)); return true }); err != nil {
+			return err
+		}
+		_, found, err = v.Get([]byte("a"))
+		return err
 	}))
+	require.Equal(t, int64(1), n)
+	require.Equal(t, []string{"c"}, keys)
+	require.False(t, found)
 }
 
 func TestBatchEntryAppliesInOrderAndRoundTrips(t *testing.T) {
@@ -143,4 +153,43 @@ func TestBatchEntryAppliesInOrderAndRoundTrips(t *testing.T) {
 	nested := Command{Op: OpBatch, Values: [][]byte{enc(batch)}}
 	require.Error(t, nested.Validate())
 	require.Error(t, (&Command{Op: OpBatch}).Validate())
+}
+
+func TestReadWithSeveralLookupsSeesOneState(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	mset := func(idx uint64, v string) {
+		_, err := s.Apply([]Entry{{Index: idx, Data: enc(Command{Op: OpMSet, Keys: [][]byte{[]byte("a"), []byte("b")}, Values: [][]byte{[]byte(v), []byte(v)}})}})
+		require.NoError(t, err)
+	}
+	mset(1, "1")
+
+	// One lookup: one run, on the live database.
+	runs := 0
+	require.NoError(t, s.Read(func(v View) error {
+		runs++
+		_, _, err := v.Get([]byte("a"))
+		return err
+	}))
+	require.Equal(t, 1, runs)
+
+	// Two lookups with a write landing between them: the answer must not
+	// mix the states before and after the write.
+	runs = 0
+	var a, b []byte
+	require.NoError(t, s.Read(func(v View) error {
+		runs++
+		var err error
+		if a, _, err = v.Get([]byte("a")); err != nil {
+			return err
+		}
+		if runs == 1 {
+			mset(2, "2")
+		}
+		b, _, err = v.Get([]byte("b"))
+		return err
+	}))
+	require.Equal(t, 2, runs, "the second lookup moves the read onto a snapshot")
+	require.Equal(t, string(a), string(b), "MGET-style reads see one state")
+	require.Equal(t, "2", string(a))
 }

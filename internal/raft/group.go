@@ -34,6 +34,7 @@ type Group struct {
 	members map[uint64]Member
 	reads   *readState
 	lease   leaseState
+	propBuf []*proposal // reused by the loop to gather a proposal batch
 	// isLearner: this node is a learner in the latest applied configuration.
 	isLearner bool
 	// membersView is an immutable copy of members, replaced on every change,

@@ -44,6 +44,14 @@ func (g *Group) run() {
 				g.failReads(err)
 				return
 			}
+			if g.rn.HasReady() || g.readsCanStart() {
+				// Advance can make a new Ready at once, e.g. the commit
+				// that waited for this node's own log write (the last ack
+				// of a quorum), and a finished read round lets the reads
+				// queued behind it start theirs: do both now, not at the
+				// next event.
+				continue
+			}
 		}
 		select {
 		case <-g.stopc:
@@ -69,18 +77,21 @@ func (g *Group) run() {
 				break
 			}
 		case p := <-g.propc:
-			g.propose(p)
 			// Group commit: everything queued while the last Ready was being
 			// persisted rides in the next one.
-			for i := 0; i < proposeBurst; i++ {
+			batch := append(g.propBuf[:0], p)
+			for len(batch) < proposeBurst {
 				select {
 				case p := <-g.propc:
-					g.propose(p)
+					batch = append(batch, p)
 					continue
 				default:
 				}
 				break
 			}
+			g.propose(batch)
+			clear(batch)
+			g.propBuf = batch[:0]
 		case r := <-g.readc:
 			g.reads.waiting = append(g.reads.waiting, r)
 			for i := 0; i < proposeBurst; i++ {
@@ -132,18 +143,29 @@ func (g *Group) step(m *raftpb.Message) {
 	}
 }
 
-func (g *Group) propose(p *proposal) {
-	if err := g.rn.Propose(p.data); err != nil {
-		st := g.rn.BasicStatus()
-		var e error = &NotLeaderError{LeaderID: st.Lead}
-		switch {
-		case st.RaftState == raft.StateLeader && st.LeadTransferee != 0 && errors.Is(err, raft.ErrProposalDropped):
-			// Leadership is being handed over: nothing was appended, so
-			// the caller may retry once the new leader is known.
-			e = &NotLeaderError{}
-		case st.RaftState == raft.StateLeader:
-			e = fmt.Errorf("propose: %w", err)
-		}
+// propose appends a batch of proposals as one MsgProp: Raft then appends
+// and broadcasts them once (one MsgApp per follower, one reply each), where
+// a Propose call per entry would send a MsgApp per entry per follower.
+func (g *Group) propose(batch []*proposal) {
+	ents := make([]*raftpb.Entry, len(batch))
+	for i, p := range batch {
+		ents[i] = &raftpb.Entry{Data: p.data}
+	}
+	err := g.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(g.id), Entries: ents})
+	if err == nil {
+		return
+	}
+	st := g.rn.BasicStatus()
+	var e error = &NotLeaderError{LeaderID: st.Lead}
+	switch {
+	case st.RaftState == raft.StateLeader && st.LeadTransferee != 0 && errors.Is(err, raft.ErrProposalDropped):
+		// Leadership is being handed over: nothing was appended, so
+		// the caller may retry once the new leader is known.
+		e = &NotLeaderError{}
+	case st.RaftState == raft.StateLeader:
+		e = fmt.Errorf("propose: %w", err)
+	}
+	for _, p := range batch {
 		g.pending.complete(p.seq, proposalResult{err: e})
 	}
 }
@@ -231,7 +253,7 @@ func (g *Group) onSoftState(ss *raft.SoftState) {
 	}
 	if ss.Lead != prev.LeaderID && ss.Lead != raft.None {
 		g.metrics.leaderChanges.Inc()
-		g.log.Info("leader changed", "leader", g.memberName(ss.Lead), "term", g.rn.BasicStatus().Term)
+		g.log.Info("leader changed", "leader", g.memberName(ss.Lead), "term", g.rn.BasicStatus().GetTerm())
 	}
 	if ss.RaftState != raft.StateLeader && prev.State == "leader" {
 		// Proposals this node accepted as leader may still commit under

@@ -5,6 +5,9 @@ import (
 	"time"
 )
 
+// maxReadRounds bounds this node's ReadIndex rounds in flight.
+const maxReadRounds = 1
+
 // readRequest is one caller waiting for a read index.
 type readRequest struct {
 	done chan readResult // buffered, capacity 1
@@ -40,6 +43,13 @@ func (g *Group) flushReads() {
 	rs := g.reads
 	if len(rs.waiting) == 0 && g.cfg.ReadMode == ReadModeReadIndex {
 		return // the common case, without a clock read
+	}
+	if len(rs.inflight) >= maxReadRounds {
+		// Reads arriving now ride the next round, started when this one
+		// ends: under load every round carries a batch, and the
+		// heartbeats the rounds broadcast cannot flood the heartbeat
+		// lane.
+		return
 	}
 	now := time.Now()
 	renew := g.wantLeaseRenewal(now)
@@ -79,6 +89,12 @@ func (g *Group) readIndexReady(ctx []byte, index uint64) {
 	}
 }
 
+// readsCanStart reports whether flushReads would start a round for waiting
+// reads.
+func (g *Group) readsCanStart() bool {
+	return len(g.reads.waiting) > 0 && len(g.reads.inflight) < maxReadRounds
+}
+
 // roundEnded forgets a finished or abandoned round.
 func (g *Group) roundEnded(seq uint64) {
 	if g.lease.renewing == seq {
@@ -86,11 +102,16 @@ func (g *Group) roundEnded(seq uint64) {
 	}
 }
 
+// roundTimeout is when a round is presumed dropped. A round normally ends
+// within a round trip; one in flight holds back every read queued behind
+// it, so a lost MsgReadIndex must not cost a whole election timeout.
+func (g *Group) roundTimeout() time.Duration { return 3 * g.cfg.HeartbeatInterval }
+
 // expireReads fails rounds that Raft silently dropped (no leader, leader
 // changed, message lost): the callers retry with a fresh round.
 func (g *Group) expireReads(now time.Time, leader uint64) {
 	for seq, b := range g.reads.inflight {
-		if now.Sub(b.started) < g.cfg.ElectionTimeout {
+		if now.Sub(b.started) < g.roundTimeout() {
 			continue
 		}
 		delete(g.reads.inflight, seq)
