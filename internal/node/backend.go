@@ -42,14 +42,16 @@ func (b backend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) 
 		if leader != 0 {
 			addr, ok := n.group.Members()[leader]
 			if ok {
-				r, remoteLeader, err := n.fwd.send(ctx, n.dialAddr(addr), groupID, payload)
+				// Batched with concurrent forwarded writes (forward_batch.go).
+				r, err := n.fwd.forward(ctx, n.dialAddr(addr), cmd, payload)
 				if err == nil {
 					return r, nil
 				}
 				if !errors.Is(err, errNotProposed) {
 					return kv.Result{}, outcomeError(err)
 				}
-				_ = remoteLeader // our own view converges through Raft; just retry
+				// Nothing was proposed. Our own view of the leader
+				// converges through Raft; just retry.
 			}
 		}
 		// No usable leader yet (election or leadership transfer under
@@ -67,6 +69,14 @@ func (b backend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) 
 // been proposed are reported as "outcome unknown", not as TRYAGAIN: the
 // write may still be applied, so a blind retry could apply it twice.
 func outcomeError(err error) error {
+	if errors.Is(err, errNotSent) {
+		// Withdrawn from the forward queue before it was sent.
+		return fmt.Errorf("%w: %v", redis.ErrTryAgain, err)
+	}
+	if errors.Is(err, errOutcomeUnknown) {
+		// Already says so; keeps a wrapped context error for the caller.
+		return err
+	}
 	if errors.Is(err, raft.ErrProposalLost) {
 		return fmt.Errorf("%w: write lost to a leader change, not applied", redis.ErrTryAgain)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -25,6 +26,11 @@ import (
 // error, because a paused leader that wakes up would apply the first copy
 // too and an old value could reappear after a newer one. The only failure
 // that is retried is the leader's explicit "not leader, not proposed".
+//
+// Followers send their writes in batches (forward_batch.go, ForwardBatch);
+// the single-command Forward stays for followers of an older version
+// during a rolling update, and is what this node falls back to when the
+// leader does not know ForwardBatch.
 const forwardMethod = "/elastickv.node.Node/Forward"
 
 // Forward response status bytes.
@@ -52,7 +58,7 @@ var forwardDesc = grpc.ServiceDesc{
 			}
 			return srv.(*forwardServer).forward(ctx, &req), nil
 		},
-	}, probeMethodDesc},
+	}, forwardBatchMethodDesc, probeMethodDesc},
 	Metadata: "elastickv/node",
 }
 
@@ -76,15 +82,12 @@ func (f *forwardServer) forward(ctx context.Context, req *grpcraw.Frame) *grpcra
 	}
 	g := f.n.served.Load()
 	if g == nil {
-		return &grpcraw.Frame{Data: make([]byte, 9)} // fwdNotLeader, no leader known
+		return notLeaderFrame(0) // not serving yet: nothing proposed
 	}
 	res, err := g.Propose(ctx, payload)
 	var nl *raft.NotLeaderError
 	if errors.As(err, &nl) {
-		out := make([]byte, 9)
-		out[0] = fwdNotLeader
-		binary.BigEndian.PutUint64(out[1:], nl.LeaderID)
-		return &grpcraw.Frame{Data: out}
+		return notLeaderFrame(nl.LeaderID)
 	}
 	if err != nil {
 		return failedFrame(err)
@@ -108,15 +111,50 @@ func failedFrame(err error) *grpcraw.Frame {
 	return &grpcraw.Frame{Data: append([]byte{fwdFailed}, err.Error()...)}
 }
 
-// forwardClient keeps one connection per leader address.
+// forwardClient keeps one connection per leader address and batches the
+// writes forwarded over it. It owns the batcher's goroutines: close stops
+// them.
 type forwardClient struct {
-	maxMsg int
-	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
+	maxMsg  int
+	batcher *forwardBatcher
+	mu      sync.Mutex
+	conns   map[string]*grpc.ClientConn
+	// legacy holds leaders without ForwardBatch, until when to send them
+	// single Forward calls.
+	legacy map[string]time.Time
 }
 
-func newForwardClient(maxMsg int) *forwardClient {
-	return &forwardClient{maxMsg: maxMsg, conns: make(map[string]*grpc.ClientConn)}
+// newForwardClient registers the batching metrics on reg (if not nil).
+func newForwardClient(maxMsg int, reg prometheus.Registerer) *forwardClient {
+	c := &forwardClient{maxMsg: maxMsg, conns: make(map[string]*grpc.ClientConn), legacy: make(map[string]time.Time)}
+	c.batcher = newForwardBatcher(c.sendBatch, newForwardMetrics(reg))
+	return c
+}
+
+// forward sends cmd (encoded as payload) to the leader at addr, batched
+// with concurrent writes, and returns its result. Like send it returns
+// errNotProposed when nothing was proposed; every other error after the
+// command left this node means its outcome is unknown.
+func (c *forwardClient) forward(ctx context.Context, addr string, cmd *kv.Command, payload []byte) (kv.Result, error) {
+	c.mu.Lock()
+	until, legacy := c.legacy[addr]
+	if legacy && time.Now().After(until) {
+		delete(c.legacy, addr)
+		legacy = false
+	}
+	c.mu.Unlock()
+	if !legacy {
+		subs, solo := forwardShape(cmd)
+		r, err := c.batcher.do(ctx, addr, payload, subs, solo)
+		if !errors.Is(err, errBatchUnsupported) {
+			return r, err
+		}
+		c.mu.Lock()
+		c.legacy[addr] = time.Now().Add(legacyLeaderRetry)
+		c.mu.Unlock()
+	}
+	r, _, err := c.send(ctx, addr, groupID, payload)
+	return r, err
 }
 
 func (c *forwardClient) conn(addr string) (*grpc.ClientConn, error) {
@@ -183,6 +221,7 @@ func (c *forwardClient) send(ctx context.Context, addr string, group uint64, pay
 }
 
 func (c *forwardClient) close() {
+	c.batcher.close()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for a, cc := range c.conns {

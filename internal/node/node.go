@@ -118,7 +118,7 @@ func Start(cfg Config) (n *Node, err error) {
 	if n.tr, err = transport.New(tcfg); err != nil {
 		return nil, fmt.Errorf("start transport: %w", err)
 	}
-	n.fwd = newForwardClient(tcfg.MaxMessageBytes)
+	n.fwd = newForwardClient(tcfg.MaxMessageBytes, n.reg)
 
 	if n.grpcLn = cfg.RaftListener; n.grpcLn == nil {
 		if n.grpcLn, err = net.Listen("tcp", cfg.RaftAddr); err != nil {
