@@ -126,5 +126,14 @@ func (b backend) Barrier(ctx context.Context) error {
 	return nil
 }
 
+// ReadNow implements redis.ImmediateReader: under the leader lease a read
+// needs no wait, so it skips the request context altogether.
+func (b backend) ReadNow(fn func(v kv.View) error) (bool, error) {
+	if !b.n.group.LeaseReadNow() {
+		return false, nil
+	}
+	return true, b.n.store.Read(fn)
+}
+
 // ReadLocal implements redis.LocalReader.
 func (b backend) ReadLocal(fn func(v kv.View) error) error { return b.n.store.Read(fn) }

@@ -88,14 +88,17 @@ func DefaultConfig() Config {
 	return Config{
 		HeartbeatInterval: 100 * time.Millisecond,
 		ElectionTimeout:   time.Second,
-		MaxValueBytes:     16 << 20,
-		FSMSync:           true,
-		PebbleCacheBytes:  256 << 20,
-		Lanes:             transport.DefaultConfig().Lanes,
-		RequestTimeout:    5 * time.Second,
-		SnapshotCount:     raft.DefaultConfig().SnapshotCount,
-		MaxSnapshots:      raft.DefaultConfig().MaxSnapshots,
-		MaxWALFiles:       raft.DefaultConfig().MaxWALFiles,
+		// The chaos suite's pause and partition nemeses pass with it
+		// (TestChaosReadModes); readindex needs no clock assumption.
+		ReadMode:         raft.ReadModeLease,
+		MaxValueBytes:    16 << 20,
+		FSMSync:          true,
+		PebbleCacheBytes: 256 << 20,
+		Lanes:            transport.DefaultConfig().Lanes,
+		RequestTimeout:   5 * time.Second,
+		SnapshotCount:    raft.DefaultConfig().SnapshotCount,
+		MaxSnapshots:     raft.DefaultConfig().MaxSnapshots,
+		MaxWALFiles:      raft.DefaultConfig().MaxWALFiles,
 	}
 }
 

@@ -96,7 +96,11 @@ func Start(cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	kcfg := kv.DefaultConfig(filepath.Join(cfg.DataDir, "kv"))
-	kcfg.Sync = cfg.FSMSync
+	// The group, not the store, syncs in sync mode: it acknowledges a
+	// batch's writes (durable in the Raft WAL of a majority) as soon as
+	// they are applied, and fsyncs the store before applying the next
+	// batch (raft.Config.StateMachineSync).
+	kcfg.Sync = false
 	kcfg.CacheBytes = cfg.PebbleCacheBytes
 	kcfg.Logger = log
 	if n.store, err = kv.Open(kcfg); err != nil {

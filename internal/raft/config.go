@@ -77,8 +77,11 @@ type Config struct {
 	MaxSizePerMsg uint64
 	// StateMachine receives committed entries.
 	StateMachine StateMachine
-	// StateMachineSync says the state machine fsyncs every Apply. When false
-	// the group syncs it before compacting the log behind a snapshot.
+	// StateMachineSync makes the applier call StateMachine.Sync after every
+	// applied batch, once the batch's proposers have their results (their
+	// entries are already durable in the WAL of a majority), and before it
+	// applies the next batch. Either way the group syncs the state machine
+	// before compacting the log behind a snapshot.
 	StateMachineSync bool
 	// SnapshotCount is how many applied entries trigger a snapshot; 0
 	// disables snapshots (the log then grows without bound).

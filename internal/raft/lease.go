@@ -194,3 +194,18 @@ func (g *Group) LeaseRemaining() time.Duration {
 	}
 	return max(time.Until(l.until), 0)
 }
+
+// LeaseReadNow reports whether a linearizable read may run on the local
+// state right now without waiting: this node holds its leader lease and has
+// applied the lease's read index. Callers that get false use ReadIndex.
+func (g *Group) LeaseReadNow() bool {
+	if g.cfg.ReadMode != ReadModeLease {
+		return false
+	}
+	idx, ok := g.leaseIndex(time.Now())
+	if !ok || g.applied.get() < idx {
+		return false
+	}
+	g.metrics.leaseReads.Inc()
+	return true
+}

@@ -25,6 +25,7 @@ type metrics struct {
 	applyLatency                  prometheus.Observer
 	applyBatch                    prometheus.Observer
 	walSave                       prometheus.Observer
+	fsmSync                       prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
@@ -56,12 +57,13 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 		snapshotsInstalled: c("elastickv_raft_snapshots_installed_total", "Snapshots received from a leader and restored."),
 	}
 	ph := h("elastickv_raft_propose_duration_seconds", "Time from proposal to applied result on the proposing node.", lat)
-	ah := h("elastickv_raft_apply_duration_seconds", "Time to apply one batch of committed entries, fsync included.", lat)
+	ah := h("elastickv_raft_apply_duration_seconds", "Time to apply one batch of committed entries (the fsync of sync mode is elastickv_raft_fsm_sync_duration_seconds).", lat)
 	bh := h("elastickv_raft_apply_batch_entries", "Committed entries applied per batch.", prometheus.ExponentialBuckets(1, 2, 12))
 	wh := h("elastickv_raft_wal_save_duration_seconds", "Time to append one Ready to the WAL, fsync included.", lat)
-	m.proposeLatency, m.applyLatency, m.applyBatch, m.walSave = ph, ah, bh, wh
+	sh := h("elastickv_raft_fsm_sync_duration_seconds", "Time to fsync the state machine after an applied batch (sync mode), off the write path.", lat)
+	m.proposeLatency, m.applyLatency, m.applyBatch, m.walSave, m.fsmSync = ph, ah, bh, wh, sh
 	if reg != nil {
-		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.leaseReads, m.readIndexReads, m.inboundDropped, m.snapshots, m.snapshotsInstalled, m.snapshotIndex, m.leaderInfo, m.stateInfo, ph, ah, bh, wh} {
+		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.leaseReads, m.readIndexReads, m.inboundDropped, m.snapshots, m.snapshotsInstalled, m.snapshotIndex, m.leaderInfo, m.stateInfo, ph, ah, bh, wh, sh} {
 			_ = reg.Register(col)
 		}
 	}

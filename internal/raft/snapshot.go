@@ -74,9 +74,10 @@ func (g *Group) maybeSnapshot(t *applyTask) {
 		defer img.Close()
 		res := localSnap{meta: meta}
 		name, size, err := writeSnapFile(snapDir(g.cfg.Dir), meta, img)
-		if err == nil && !g.cfg.StateMachineSync {
-			// nosync: make the state durable up to the snapshot before the
-			// log behind it can be compacted.
+		if err == nil {
+			// Make the state durable up to the snapshot before the log
+			// behind it can be compacted (in sync mode the applier may
+			// not have synced the snapshot's last batch yet).
 			err = g.cfg.StateMachine.Sync()
 		}
 		if err == nil {

@@ -282,6 +282,15 @@ func (s *Server) read(c *client, fn func(v kv.View) error) bool {
 		}
 		return true
 	}
+	if ir, ok := s.cfg.Backend.(ImmediateReader); ok {
+		if done, err := ir.ReadNow(fn); done {
+			if err != nil {
+				s.backendError(c, "read", err)
+				return false
+			}
+			return true
+		}
+	}
 	ctx, cancel := s.requestContext()
 	defer cancel()
 	if err := s.cfg.Backend.Read(ctx, fn); err != nil {

@@ -40,6 +40,16 @@ type LocalReader interface {
 	ReadLocal(fn func(v kv.View) error) error
 }
 
+// ImmediateReader is an optional Backend capability: a read that is
+// linearizable without waiting (e.g. a leader within its lease) runs at once,
+// sparing the request context and its timer.
+type ImmediateReader interface {
+	// ReadNow runs fn and returns true with fn's error if the local state
+	// may be read linearizably right now; otherwise it returns false without
+	// calling fn.
+	ReadNow(fn func(v kv.View) error) (bool, error)
+}
+
 // maxBatchBytes bounds the encoded size of one write batch so it always fits
 // the transport's message limit (which the node sets above MaxValueBytes).
 func (s *Server) maxBatchBytes() int { return s.cfg.MaxValueBytes }
