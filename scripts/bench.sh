@@ -5,19 +5,26 @@
 # elastickv/redis.
 #
 # Usage: scripts/bench.sh [-n REQUESTS] [-c CLIENTS] [--target leader|follower]
-# Needs: go, redis-server, redis-benchmark (Debian: apt-get install redis-server redis-tools).
+#                         [--read-mode lease|readindex] [--out FILE.tsv]
+# --out appends the rows (with the configuration) to FILE.tsv, for
+# scripts/plot-bench.sh. Needs: go, redis-server, redis-benchmark
+# (Debian: apt-get install redis-server redis-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 n=100000
 c=50
 target=leader
+read_mode=""
+out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) n="$2"; shift 2 ;;
     -c) c="$2"; shift 2 ;;
     --target) target="$2"; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --read-mode) read_mode="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -36,7 +43,9 @@ cleanup() {
 trap cleanup EXIT
 
 go build -o "$work/elastickv" ./cmd/elastickv
-"$work/elastickv" dev --dir "$work/dev" --port-offset "$off" >"$work/dev.out" 2>&1 &
+server_args=()
+[ -n "$read_mode" ] && server_args=(-- --read-mode "$read_mode")
+"$work/elastickv" dev --dir "$work/dev" --port-offset "$off" "${server_args[@]}" >"$work/dev.out" 2>&1 &
 dev_pid=$!
 for _ in $(seq 1 150); do grep -q "cluster is up" "$work/dev.out" && break; sleep 0.2; done
 grep -q "cluster is up" "$work/dev.out" || { cat "$work/dev.out"; exit 1; }
@@ -64,12 +73,21 @@ run() {
 }
 
 printf "machine: %s, %s cores; %s\n" "$(uname -m)" "$(nproc)" "$(date -u +%Y-%m-%d)"
-printf "redis-benchmark -t set,get -c %s -n %s -r 100000; elastickv node = %s\n\n" "$c" "$n" "$target"
+printf "redis-benchmark -t set,get -c %s -n %s -r 100000; elastickv node = %s, read mode = %s; load average %s\n\n" \
+  "$c" "$n" "$target" "${read_mode:-default}" "$(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "$out" ] && [ ! -s "$out" ]; then
+  printf "target\tread_mode\ttest\tP\tekv_ops\tekv_p50\tekv_p99\tredis_ops\tredis_p50\tredis_p99\tratio\n" >"$out"
+fi
 printf "%-6s %-4s %14s %9s %9s %14s %9s %9s %8s\n" test P "elastickv ops/s" p50ms p99ms "redis ops/s" p50ms p99ms ratio
 for P in 1 16; do
   run "$ekv_port" "$P" >"$work/e"
   run "$redis_port" "$P" >"$work/r"
   join <(sort "$work/e") <(sort "$work/r") | while read -r t e50 ep50 ep99 r50 rp50 rp99; do
-    printf "%-6s %-4s %14.0f %9s %9s %14.0f %9s %9s %8.2f\n" "$t" "$P" "$e50" "$ep50" "$ep99" "$r50" "$rp50" "$rp99" "$(echo "$e50 / $r50" | bc -l)"
+    ratio=$(echo "$e50 / $r50" | bc -l)
+    printf "%-6s %-4s %14.0f %9s %9s %14.0f %9s %9s %8.2f\n" "$t" "$P" "$e50" "$ep50" "$ep99" "$r50" "$rp50" "$rp99" "$ratio"
+    if [ -n "$out" ]; then
+      printf "%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%.0f\t%s\t%s\t%.2f\n" "$target" "${read_mode:-default}" "$t" "$P" \
+        "$e50" "$ep50" "$ep99" "$r50" "$rp50" "$rp99" "$ratio" >>"$out"
+    fi
   done
 done
