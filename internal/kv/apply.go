@@ -8,33 +8,14 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// countChange is how a command changes the number of user keys: the new
-// count is (0 if reset, else the old count) + delta.
-type countChange struct {
-	reset bool
-	delta int64
-}
-
-// then composes two changes applied one after the other.
-func (a countChange) then(b countChange) countChange {
-	if b.reset {
-		return b
-	}
-	return countChange{reset: a.reset, delta: a.delta + b.delta}
-}
-
 // applyCommand executes one validated command against the batch. It returns
-// the reply, the change in the number of user keys, and an error only when
-// the batch itself failed (which stops the node).
-func applyCommand(b *pebble.Batch, c *Command) (Result, countChange, error) {
-	r, d, err := applyOne(b, c)
-	if d == flushDelta {
-		return r, countChange{reset: true}, err
-	}
-	return r, countChange{delta: d}, err
-}
-
-func applyOne(b *pebble.Batch, c *Command) (Result, int64, error) {
+// the reply, and an error only when the batch itself failed (which stops the
+// node).
+//
+// Plain SET and MSET write blindly: they do not look their keys up. The
+// store therefore keeps no key count (DBSIZE counts keys when asked): the
+// lookup a maintained count needs was half the apply cost of pipelined SETs.
+func applyCommand(b *pebble.Batch, c *Command) (Result, error) {
 	switch c.Op {
 	case OpSet:
 		return applySet(b, c)
@@ -42,113 +23,101 @@ func applyOne(b *pebble.Batch, c *Command) (Result, int64, error) {
 		k := userKey(c.Keys[0])
 		old, found, reply, err := readString(b, k)
 		if reply != nil || err != nil {
-			return deref(reply), 0, err
+			return deref(reply), err
 		}
 		if !found {
-			return Result{Kind: ResultNil}, 0, nil
+			return Result{Kind: ResultNil}, nil
 		}
 		if err := b.Delete(k, nil); err != nil {
-			return Result{}, 0, err
+			return Result{}, err
 		}
-		return Result{Kind: ResultBytes, Bytes: old}, -1, nil
+		return Result{Kind: ResultBytes, Bytes: old}, nil
 	case OpDel:
 		var n int64
 		for _, key := range c.Keys {
 			k := userKey(key)
 			_, found, err := getRaw(b, k, func([]byte) {})
 			if err != nil {
-				return Result{}, 0, err
+				return Result{}, err
 			}
 			if !found {
 				continue
 			}
 			if err := b.Delete(k, nil); err != nil {
-				return Result{}, 0, err
+				return Result{}, err
 			}
 			n++
 		}
-		return Result{Kind: ResultInt, Int: n}, -n, nil
+		return Result{Kind: ResultInt, Int: n}, nil
 	case OpIncrBy:
 		k := userKey(c.Keys[0])
 		old, found, reply, err := readString(b, k)
 		if reply != nil || err != nil {
-			return deref(reply), 0, err
+			return deref(reply), err
 		}
 		var cur int64
 		if found {
 			cur, err = parseRedisInt(old)
 			if err != nil {
-				return Result{Kind: ResultError, Err: ErrTextNotInteger}, 0, nil
+				return Result{Kind: ResultError, Err: ErrTextNotInteger}, nil
 			}
 		}
 		if (c.Delta > 0 && cur > math.MaxInt64-c.Delta) || (c.Delta < 0 && cur < math.MinInt64-c.Delta) {
-			return Result{Kind: ResultError, Err: ErrTextOverflow}, 0, nil
+			return Result{Kind: ResultError, Err: ErrTextOverflow}, nil
 		}
 		cur += c.Delta
 		if err := setString(b, k, strconv.AppendInt(nil, cur, 10)); err != nil {
-			return Result{}, 0, err
+			return Result{}, err
 		}
-		return Result{Kind: ResultInt, Int: cur}, boolInt(!found), nil
+		return Result{Kind: ResultInt, Int: cur}, nil
 	case OpAppend:
 		k := userKey(c.Keys[0])
-		old, found, reply, err := readString(b, k)
+		old, _, reply, err := readString(b, k)
 		if reply != nil || err != nil {
-			return deref(reply), 0, err
+			return deref(reply), err
 		}
 		if len(old)+len(c.Values[0]) > MaxStringBytes {
-			return Result{Kind: ResultError, Err: ErrTextTooLarge}, 0, nil
+			return Result{Kind: ResultError, Err: ErrTextTooLarge}, nil
 		}
 		nv := append(old, c.Values[0]...)
 		if err := setString(b, k, nv); err != nil {
-			return Result{}, 0, err
+			return Result{}, err
 		}
-		return Result{Kind: ResultInt, Int: int64(len(nv))}, boolInt(!found), nil
+		return Result{Kind: ResultInt, Int: int64(len(nv))}, nil
 	case OpMSet:
-		var delta int64
 		for i, key := range c.Keys {
-			k := userKey(key)
-			_, found, err := getRaw(b, k, func([]byte) {})
-			if err != nil {
-				return Result{}, 0, err
-			}
-			if err := setString(b, k, c.Values[i]); err != nil {
-				return Result{}, 0, err
-			}
-			if !found {
-				delta++
+			if err := setString(b, userKey(key), c.Values[i]); err != nil {
+				return Result{}, err
 			}
 		}
-		return Result{Kind: ResultOK}, delta, nil
+		return Result{Kind: ResultOK}, nil
 	case OpFlushAll:
 		if err := b.DeleteRange(userLower, userUpper, nil); err != nil {
-			return Result{}, 0, err
+			return Result{}, err
 		}
-		// The caller adds delta to the current count; flushing zeroes it.
-		return Result{Kind: ResultOK}, flushDelta, nil
+		return Result{Kind: ResultOK}, nil
 	}
-	return Result{Kind: ResultError, Err: "ERR unknown operation"}, 0, nil
+	return Result{Kind: ResultError, Err: "ERR unknown operation"}, nil
 }
 
-// flushDelta is a sentinel delta meaning "the key count is now zero".
-const flushDelta = math.MinInt64
-
-func applySet(b *pebble.Batch, c *Command) (Result, int64, error) {
+func applySet(b *pebble.Batch, c *Command) (Result, error) {
 	k := userKey(c.Keys[0])
 	var (
 		old   []byte
 		found bool
 		err   error
 	)
-	if c.Flags&SetGet != 0 {
+	switch {
+	case c.Flags&SetGet != 0:
 		old, found, err = getString(b, k)
 		if errors.Is(err, errWrongType) {
-			return wrongType(), 0, nil
+			return wrongType(), nil
 		}
-	} else {
+	case c.Flags&(SetNX|SetXX) != 0:
 		_, found, err = getRaw(b, k, func([]byte) {})
 	}
 	if err != nil {
-		return Result{}, 0, err
+		return Result{}, err
 	}
 	reply := Result{Kind: ResultOK}
 	if c.Flags&SetGet != 0 {
@@ -161,12 +130,12 @@ func applySet(b *pebble.Batch, c *Command) (Result, int64, error) {
 		if c.Flags&SetGet == 0 {
 			reply = Result{Kind: ResultNil}
 		}
-		return reply, 0, nil
+		return reply, nil
 	}
 	if err := setString(b, k, c.Values[0]); err != nil {
-		return Result{}, 0, err
+		return Result{}, err
 	}
-	return reply, boolInt(!found), nil
+	return reply, nil
 }
 
 // readString loads the string at k for a command about to change it. A
@@ -196,13 +165,6 @@ func setString(b *pebble.Batch, k, v []byte) error {
 }
 
 func wrongType() Result { return Result{Kind: ResultError, Err: ErrTextWrongType} }
-
-func boolInt(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
-}
 
 // parseRedisInt accepts exactly what Redis accepts as an integer value: an
 // optional minus sign and decimal digits, no leading zeros or plus sign, and

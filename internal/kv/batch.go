@@ -7,26 +7,24 @@ import "github.com/cockroachdb/pebble/v2"
 // ones' writes (they share the indexed batch). A batch is one log entry, so
 // its commands take effect together: a pipelined run of writes from one
 // client costs one proposal and one fsync instead of one each.
-func applyEntryCommand(b *pebble.Batch, c *Command) (Result, countChange, error) {
+func applyEntryCommand(b *pebble.Batch, c *Command) (Result, error) {
 	if c.Op != OpBatch {
 		return applyCommand(b, c)
 	}
 	// Validate already checked every sub-command before proposing, and the
 	// apply path re-validated the whole entry.
 	out := Result{Kind: ResultBatch, Batch: make([]Result, len(c.Values))}
-	var total countChange
 	for i, v := range c.Values {
 		sub, err := DecodeCommand(v)
 		if err != nil {
 			out.Batch[i] = Result{Kind: ResultError, Err: "ERR malformed command in log"}
 			continue
 		}
-		r, change, err := applyCommand(b, &sub)
+		r, err := applyCommand(b, &sub)
 		if err != nil {
-			return Result{}, countChange{}, err
+			return Result{}, err
 		}
 		out.Batch[i] = r
-		total = total.then(change)
 	}
-	return out, total, nil
+	return out, nil
 }

@@ -118,7 +118,6 @@ func (s *Store) Restore(r io.Reader, index uint64) error {
 	b := s.db.NewBatch()
 	defer func() { b.Close() }()
 	var applied uint64
-	var keyCount uint64
 	for {
 		k, err := readChunk(br)
 		if err != nil {
@@ -140,10 +139,8 @@ func (s *Store) Restore(r io.Reader, index uint64) error {
 				applied = binary.BigEndian.Uint64(v)
 			}
 			continue // written last
-		case string(metaKeyCount):
-			if len(v) == 8 {
-				keyCount = binary.BigEndian.Uint64(v)
-			}
+		case string(legacyMetaKeyCount):
+			continue // see legacyMetaKeyCount
 		}
 		if err := b.Set(k, v, nil); err != nil {
 			return fmt.Errorf("restore: %w", err)
@@ -167,7 +164,6 @@ func (s *Store) Restore(r io.Reader, index uint64) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	s.keyCount = int64(keyCount)
 	s.applied.Store(applied)
 	return nil
 }

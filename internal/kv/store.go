@@ -26,7 +26,10 @@ const (
 
 var (
 	metaApplied  = []byte("mapplied")
-	metaKeyCount = []byte("mkeycount")
+	// legacyMetaKeyCount held a key count maintained on every write by
+	// earlier versions; it is deleted at open and skipped on restore, so
+	// replicas that upgraded at different indexes still hash alike.
+	legacyMetaKeyCount = []byte("mkeycount")
 	userLower    = []byte{prefixUser}
 	userUpper    = []byte{prefixUser + 1}
 )
@@ -80,8 +83,7 @@ type Store struct {
 	db    *pebble.DB
 	cache interface{ Unref() }
 
-	applyMu  sync.Mutex // serialises Apply; guards keyCount
-	keyCount int64
+	applyMu  sync.Mutex // serialises Apply
 	applied  atomic.Uint64 // Invariant: equals the applied index durably committed (or committed without sync) to db.
 
 	closeMu sync.RWMutex
@@ -162,9 +164,7 @@ func Open(cfg Config) (*Store, error) {
 	applied, err := s.readUint(metaApplied)
 	if err == nil {
 		s.applied.Store(applied)
-		var kc uint64
-		kc, err = s.readUint(metaKeyCount)
-		s.keyCount = int64(kc)
+		err = db.Delete(legacyMetaKeyCount, pebble.Sync)
 	}
 	if err != nil {
 		_ = db.Close()
@@ -239,7 +239,6 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 	applied := s.applied.Load()
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
-	keyCount := s.keyCount
 	last := applied
 	for i := range entries {
 		e := &entries[i]
@@ -259,15 +258,11 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 			if err != nil {
 				results[i] = Result{Kind: ResultError, Err: "ERR malformed command in log"}
 			} else {
-				r, change, err := applyEntryCommand(b, &cmd)
+				r, err := applyEntryCommand(b, &cmd)
 				if err != nil {
 					return nil, fmt.Errorf("apply index %d: %w", e.Index, err)
 				}
 				results[i] = r
-				if change.reset {
-					keyCount = 0
-				}
-				keyCount += change.delta
 			}
 		}
 		last = e.Index
@@ -278,10 +273,6 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 	var buf [8]byte
 	binary.BigEndian.PutUint64(buf[:], last)
 	if err := b.Set(metaApplied, buf[:], nil); err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
-	}
-	binary.BigEndian.PutUint64(buf[:], uint64(keyCount))
-	if err := b.Set(metaKeyCount, buf[:], nil); err != nil {
 		return nil, fmt.Errorf("apply: %w", err)
 	}
 	wo := pebble.NoSync
@@ -295,7 +286,6 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 		// A read in this batch hit a damaged block: its results are suspect.
 		return nil, err
 	}
-	s.keyCount = keyCount
 	s.applied.Store(last)
 	return results, nil
 }
@@ -451,14 +441,21 @@ func (v *snapView) ScanKeys(start []byte, fn func(key []byte) bool) error {
 	return nil
 }
 
+// DBSize counts the user keys: O(keys), about what a SCAN of the whole
+// keyspace costs, so that no write has to look its key up to keep a count.
 func (v *snapView) DBSize() (int64, error) {
-	var n uint64
-	_, _, err := getRaw(v.r, metaKeyCount, func(b []byte) {
-		if len(b) == 8 {
-			n = binary.BigEndian.Uint64(b)
-		}
-	})
-	return int64(n), err
+	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: userLower, UpperBound: userUpper})
+	if err != nil {
+		return 0, fmt.Errorf("count keys: %w", err)
+	}
+	var n int64
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return 0, fmt.Errorf("count keys: %w", err)
+	}
+	return n, nil
 }
 
 // getRaw looks key up and passes the stored bytes to use while they are valid.

@@ -193,3 +193,32 @@ func TestReadWithSeveralLookupsSeesOneState(t *testing.T) {
 	require.Equal(t, string(a), string(b), "MGET-style reads see one state")
 	require.Equal(t, "2", string(a))
 }
+
+func TestDBSizeCountsKeysAfterBlindWrites(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	del := func(keys ...string) []byte {
+		c := Command{Op: OpDel}
+		for _, k := range keys {
+			c.Keys = append(c.Keys, []byte(k))
+		}
+		return enc(c)
+	}
+	mset := enc(Command{Op: OpMSet, Keys: [][]byte{[]byte("a"), []byte("z")}, Values: [][]byte{[]byte("1"), []byte("2")}})
+	_, err := s.Apply([]Entry{
+		{Index: 1, Data: set("a", "1")},
+		{Index: 2, Data: set("a", "2")}, // overwrite: still one key
+		{Index: 3, Data: mset},          // a again, z new
+		{Index: 4, Data: incr("c", 1)},
+		{Index: 5, Data: del("c", "missing")},
+		{Index: 6, Data: set("b", "x")},
+	})
+	require.NoError(t, err)
+	var n int64
+	require.NoError(t, s.Read(func(v View) error {
+		var err error
+		n, err = v.DBSize()
+		return err
+	}))
+	require.Equal(t, int64(3), n, "a, b and z")
+}

@@ -17,8 +17,6 @@ import (
 	"github.com/elastickv/elastickv/internal/transport"
 )
 
-var errReadRetry = errors.New("read index round dropped; retrying")
-
 // Group is one Raft group on this node. Its exported methods are safe for
 // concurrent use.
 type Group struct {
@@ -35,6 +33,9 @@ type Group struct {
 	reads   *readState
 	lease   leaseState
 	propBuf []*proposal // reused by the loop to gather a proposal batch
+	// voteGateUntil: until then, votes for a normal campaign are dropped
+	// (lease.go, voteGate). Zero for a node that started with no state.
+	voteGateUntil time.Time
 	// isLearner: this node is a learner in the latest applied configuration.
 	isLearner bool
 	// membersView is an immutable copy of members, replaced on every change,
@@ -173,6 +174,11 @@ func Open(cfg Config) (*Group, error) {
 	if err != nil {
 		_ = g.wal.Close()
 		return nil, fmt.Errorf("start raft node: %w", err)
+	}
+	if !disk.fresh {
+		// See voteGate: this node may have acknowledged a leader's lease
+		// round just before it went down.
+		g.voteGateUntil = time.Now().Add(cfg.ElectionTimeout)
 	}
 	if disk.fresh {
 		if err := g.bootstrap(); err != nil {
@@ -328,7 +334,7 @@ func (g *Group) ReadIndex(ctx context.Context) error {
 		case <-g.stopc:
 			return ErrStopped
 		}
-		if errors.Is(res.err, errReadRetry) || errors.Is(res.err, ErrNoLeader) {
+		if errors.Is(res.err, ErrNoLeader) {
 			// Wait a beat for an election to settle rather than spinning.
 			select {
 			case <-time.After(g.cfg.HeartbeatInterval):

@@ -70,13 +70,24 @@ const LeaseMaxClockDrift = 0.1
 // clocks matters, never their offset, and the monotonic clock keeps running
 // while a process is stopped: a leader resumed after SIGSTOP finds its lease
 // expired, where a lease counted in its own Raft ticks would still look
-// valid. Every node must run with the same --heartbeat-interval and
+// valid. A frozen machine is another matter: CLOCK_MONOTONIC stops during
+// system suspend, and a hypervisor pause or live migration may hide the
+// gap from the guest, so a leader woken from those can trust a stale lease
+// (README: use --read-mode readindex there). Every node must run with the
+// same --heartbeat-interval and
 // --election-timeout; a follower with a shorter timeout breaks the bound.
 //
 // Leadership transfer bypasses the vote rule (MsgTimeoutNow forces an
 // election), so the lease ends the moment this leader sends MsgTimeoutNow
 // and is not granted again in that term: a delayed MsgTimeoutNow could still
 // start an election after an aborted transfer.
+//
+// Restarts. The vote rule lives in memory: a follower that acknowledged a
+// lease round and then restarted would grant votes at once. So a node that
+// starts with state on disk refuses votes for normal campaigns for one
+// election timeout after it opens (voteGate), whatever its own read mode:
+// the rule protects other nodes' leases. A restarted node could not
+// campaign itself any sooner, so elections are not slowed down.
 //
 // What a lease read returns. The round that granted the lease returned a
 // read index covering every entry committed before it started, including
@@ -106,8 +117,6 @@ type leaseState struct {
 	// fencedTerm is a term in which this node sent MsgTimeoutNow: no lease
 	// in it. Loop only.
 	fencedTerm uint64
-	// renewing is the seq of the outstanding renewal round, or 0. Loop only.
-	renewing uint64
 	// lastRound is when the newest ReadIndex round started. Loop only.
 	lastRound time.Time
 	// used is set by lease reads: an idle leader does not renew, so it
@@ -172,12 +181,13 @@ func (g *Group) fenceLeaseForTransfer(msgs []*raftpb.Message) {
 }
 
 // wantLeaseRenewal reports whether the loop should start an empty ReadIndex
-// round to keep the lease fresh: lease mode, lease reads since the last
-// renewal, no round for a heartbeat interval, none outstanding, leader.
+// round to keep the lease fresh (it is asked only when no round is in
+// flight): lease mode, lease reads since the last renewal, no round for a
+// heartbeat interval, leader.
 // Renewing every interval keeps a busy leader's lease from ever lapsing
 // (it lasts several intervals).
 func (g *Group) wantLeaseRenewal(now time.Time) bool {
-	if g.cfg.ReadMode != ReadModeLease || g.lease.renewing != 0 ||
+	if g.cfg.ReadMode != ReadModeLease ||
 		now.Sub(g.lease.lastRound) < g.cfg.HeartbeatInterval || !g.lease.used.Load() {
 		return false
 	}
@@ -209,3 +219,22 @@ func (g *Group) LeaseReadNow() bool {
 	g.metrics.leaseReads.Inc()
 	return true
 }
+
+// voteGate reports whether a vote request must be dropped: one for a normal
+// campaign (not a leadership transfer, which the sending leader fenced)
+// while this restarted node may still owe a previous leader its lease.
+// Loop only.
+func (g *Group) voteGate(m *raftpb.Message) bool {
+	if g.voteGateUntil.IsZero() {
+		return false
+	}
+	if !time.Now().Before(g.voteGateUntil) {
+		g.voteGateUntil = time.Time{}
+		return false
+	}
+	return string(m.GetContext()) != campaignTransfer
+}
+
+// campaignTransfer is the Context etcd raft puts on the votes of a
+// campaign started by MsgTimeoutNow.
+const campaignTransfer = "CampaignTransfer"

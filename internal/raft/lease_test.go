@@ -3,6 +3,8 @@ package raft
 import (
 	"testing"
 	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 func TestLeaseDurationBound(t *testing.T) {
@@ -42,5 +44,30 @@ func TestParseReadMode(t *testing.T) {
 	}
 	if _, err := ParseReadMode("stale"); err == nil {
 		t.Error("ParseReadMode accepted an unknown mode")
+	}
+}
+
+func TestRestartedNodeRefusesVotesForAnElectionTimeout(t *testing.T) {
+	vote := func(ctx string) *raftpb.Message {
+		m := &raftpb.Message{Type: raftpb.MsgVote.Enum()}
+		if ctx != "" {
+			m.Context = []byte(ctx)
+		}
+		return m
+	}
+	fresh := &Group{}
+	if fresh.voteGate(vote("")) {
+		t.Error("a node that started empty owes no lease and must vote")
+	}
+	g := &Group{voteGateUntil: time.Now().Add(time.Hour)}
+	if !g.voteGate(vote("")) {
+		t.Error("a restarted node voted inside its gate")
+	}
+	if g.voteGate(vote(campaignTransfer)) {
+		t.Error("a transfer campaign (the old leader fenced its lease) was refused")
+	}
+	g.voteGateUntil = time.Now().Add(-time.Millisecond)
+	if g.voteGate(vote("")) || !g.voteGateUntil.IsZero() {
+		t.Error("the gate did not open after its election timeout")
 	}
 }

@@ -59,7 +59,7 @@ func (g *Group) run() {
 			return
 		case <-ticker.C:
 			g.rn.Tick()
-			g.expireReads(time.Now(), g.rn.BasicStatus().Lead)
+			g.pruneReadRounds(time.Now())
 			g.noteActivity()
 			g.maybePromoteLearners()
 			g.checkConfSkipped()
@@ -138,6 +138,16 @@ func (g *Group) stepPriority() {
 }
 
 func (g *Group) step(m *raftpb.Message) {
+	switch m.GetType() {
+	case raftpb.MsgVote, raftpb.MsgPreVote:
+		if g.voteGate(m) {
+			return
+		}
+	case raftpb.MsgForgetLeader:
+		// A local request only (it makes a follower forget its leader,
+		// lifting the vote rule leases rest on); never from a peer.
+		return
+	}
 	if err := g.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
 		g.log.Debug("step failed", "type", m.GetType().String(), "from", m.GetFrom(), "err", err)
 	}
@@ -158,9 +168,10 @@ func (g *Group) propose(batch []*proposal) {
 	st := g.rn.BasicStatus()
 	var e error = &NotLeaderError{LeaderID: st.Lead}
 	switch {
-	case st.RaftState == raft.StateLeader && st.LeadTransferee != 0 && errors.Is(err, raft.ErrProposalDropped):
-		// Leadership is being handed over: nothing was appended, so
-		// the caller may retry once the new leader is known.
+	case st.RaftState == raft.StateLeader && errors.Is(err, raft.ErrProposalDropped):
+		// Leadership is being handed over (or this leader is leaving the
+		// group): nothing was appended, so the caller may retry once the
+		// new leader is known.
 		e = &NotLeaderError{}
 	case st.RaftState == raft.StateLeader:
 		e = fmt.Errorf("propose: %w", err)
@@ -251,6 +262,7 @@ func (g *Group) onSoftState(ss *raft.SoftState) {
 	if ss.RaftState != raft.StateLeader {
 		g.revokeLease()
 	}
+	g.leadershipChanged()
 	if ss.Lead != prev.LeaderID && ss.Lead != raft.None {
 		g.metrics.leaderChanges.Inc()
 		g.log.Info("leader changed", "leader", g.memberName(ss.Lead), "term", g.rn.BasicStatus().GetTerm())

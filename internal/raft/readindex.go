@@ -5,9 +5,6 @@ import (
 	"time"
 )
 
-// maxReadRounds bounds this node's ReadIndex rounds in flight.
-const maxReadRounds = 1
-
 // readRequest is one caller waiting for a read index.
 type readRequest struct {
 	done chan readResult // buffered, capacity 1
@@ -18,110 +15,173 @@ type readResult struct {
 	err   error
 }
 
-// readBatch is one ReadIndex round shared by every request that arrived
-// while the previous round was being prepared: N concurrent readers cost one
-// heartbeat round, not N.
+// readBatch is the set of reads one ReadIndex round answers: every request
+// that queued while the previous batch was in flight. N concurrent readers
+// cost one heartbeat round, not N.
 type readBatch struct {
-	reqs    []*readRequest
+	reqs []*readRequest
+	done bool // answered or failed; later answers for it are ignored
+}
+
+// readRound is one ReadIndex request sent to Raft for a batch. A batch may
+// be sent more than once (Raft drops rounds silently on a leader change,
+// and a MsgReadIndex can be lost); whichever round is answered first
+// answers the batch.
+type readRound struct {
+	batch   *readBatch
 	started time.Time
 }
 
 // readState is the event loop's bookkeeping for reads; loop goroutine only.
+//
+// Invariant: at most one batch is in flight (current). Reads arriving
+// meanwhile wait and form the next batch, so under load every round carries
+// a batch and the heartbeats rounds broadcast cannot flood the heartbeat
+// lane.
 type readState struct {
-	seq      uint64
-	waiting  []*readRequest // not yet sent to Raft
-	inflight map[uint64]*readBatch
+	seq     uint64
+	waiting []*readRequest // not yet sent to Raft
+	rounds  map[uint64]readRound
+	current *readBatch // in flight, or nil
+	// currentSeq and currentStart describe current's newest round.
+	currentSeq   uint64
+	currentStart time.Time
+	// resend asks for current to be sent again at once: the leadership
+	// changed, and Raft dropped its pending rounds.
+	resend bool
 }
 
 func newReadState() *readState {
-	return &readState{inflight: make(map[uint64]*readBatch)}
+	return &readState{rounds: make(map[uint64]readRound)}
 }
 
-// flushReads starts one ReadIndex round for every waiting request, or an
-// empty one when the leader lease wants renewing.
+// roundTimeout is when a round is presumed lost and its batch is sent
+// again. A round normally ends within a round trip; the batch in flight
+// holds back every read queued behind it, so a lost MsgReadIndex must not
+// cost a whole election timeout. The first round's answer is still taken
+// if it arrives after the resend.
+func (g *Group) roundTimeout() time.Duration { return 3 * g.cfg.HeartbeatInterval }
+
+// flushReads starts a round for the waiting reads (or an empty one when the
+// leader lease wants renewing) unless a batch is in flight, and resends the
+// batch in flight if its round timed out or the leadership changed.
 func (g *Group) flushReads() {
 	rs := g.reads
-	if len(rs.waiting) == 0 && g.cfg.ReadMode == ReadModeReadIndex {
+	if rs.current == nil && len(rs.waiting) == 0 && g.cfg.ReadMode == ReadModeReadIndex {
 		return // the common case, without a clock read
 	}
-	if len(rs.inflight) >= maxReadRounds {
-		// Reads arriving now ride the next round, started when this one
-		// ends: under load every round carries a batch, and the
-		// heartbeats the rounds broadcast cannot flood the heartbeat
-		// lane.
+	now := time.Now()
+	if rs.current != nil {
+		if !rs.resend && now.Sub(rs.currentStart) < g.roundTimeout() {
+			return
+		}
+		rs.resend = false
+		b := rs.current
+		if len(b.reqs) == 0 && len(rs.waiting) == 0 {
+			// A lease renewal: not worth resending; the next one
+			// starts on its own.
+			g.finishBatch(b)
+			return
+		}
+		if g.rn.BasicStatus().Lead == 0 {
+			// No leader to ask: the callers wait a beat and retry.
+			g.failBatch(b, ErrNoLeader)
+			return
+		}
+		b.reqs = append(b.reqs, rs.waiting...)
+		rs.waiting = nil
+		g.sendRound(b, now)
 		return
 	}
-	now := time.Now()
 	renew := g.wantLeaseRenewal(now)
 	if len(rs.waiting) == 0 && !renew {
 		return
 	}
+	b := &readBatch{reqs: rs.waiting}
+	rs.waiting = nil
+	if renew {
+		g.lease.used.Store(false)
+	}
+	g.sendRound(b, now)
+}
+
+// sendRound starts a ReadIndex round for b, which becomes current.
+func (g *Group) sendRound(b *readBatch, now time.Time) {
+	rs := g.reads
 	rs.seq++
 	var ctx [8]byte
 	binary.BigEndian.PutUint64(ctx[:], rs.seq)
-	// started is taken before Raft sends the round's heartbeats, so the
-	// lease measured from it is never longer than the truth.
-	rs.inflight[rs.seq] = &readBatch{reqs: rs.waiting, started: now}
-	rs.waiting = nil
+	// now is taken before Raft sends the round's heartbeats, so a lease
+	// measured from it is never longer than the truth.
+	rs.rounds[rs.seq] = readRound{batch: b, started: now}
+	rs.current, rs.currentSeq, rs.currentStart = b, rs.seq, now
 	g.lease.lastRound = now
-	if renew {
-		g.lease.renewing = rs.seq
-		g.lease.used.Store(false)
-	}
 	g.rn.ReadIndex(ctx[:])
 }
 
-// readIndexReady completes the batch whose round Raft answered.
+// readIndexReady answers the batch of the round Raft answered.
 func (g *Group) readIndexReady(ctx []byte, index uint64) {
 	if len(ctx) != 8 {
 		return
 	}
 	seq := binary.BigEndian.Uint64(ctx)
-	b, ok := g.reads.inflight[seq]
+	r, ok := g.reads.rounds[seq]
 	if !ok {
 		return
 	}
-	delete(g.reads.inflight, seq)
-	g.roundEnded(seq)
-	g.extendLease(b.started, index)
-	for _, r := range b.reqs {
-		r.done <- readResult{index: index}
+	delete(g.reads.rounds, seq)
+	// A quorum acknowledged this round whatever became of its batch.
+	g.extendLease(r.started, index)
+	if r.batch.done {
+		return
 	}
+	for _, req := range r.batch.reqs {
+		req.done <- readResult{index: index}
+	}
+	g.finishBatch(r.batch)
+}
+
+// finishBatch marks b answered (or abandoned) and frees the slot.
+func (g *Group) finishBatch(b *readBatch) {
+	b.done = true
+	rs := g.reads
+	if rs.current == b {
+		rs.current, rs.currentSeq = nil, 0
+	}
+}
+
+func (g *Group) failBatch(b *readBatch, err error) {
+	if b.done {
+		return
+	}
+	for _, req := range b.reqs {
+		req.done <- readResult{err: err}
+	}
+	g.finishBatch(b)
 }
 
 // readsCanStart reports whether flushReads would start a round for waiting
 // reads.
 func (g *Group) readsCanStart() bool {
-	return len(g.reads.waiting) > 0 && len(g.reads.inflight) < maxReadRounds
+	return len(g.reads.waiting) > 0 && g.reads.current == nil
 }
 
-// roundEnded forgets a finished or abandoned round.
-func (g *Group) roundEnded(seq uint64) {
-	if g.lease.renewing == seq {
-		g.lease.renewing = 0
+// leadershipChanged makes the batch in flight go out again at the next
+// flush: Raft forgets pending read requests whenever this node's role or
+// term changes.
+func (g *Group) leadershipChanged() {
+	if g.reads.current != nil {
+		g.reads.resend = true
 	}
 }
 
-// roundTimeout is when a round is presumed dropped. A round normally ends
-// within a round trip; one in flight holds back every read queued behind
-// it, so a lost MsgReadIndex must not cost a whole election timeout.
-func (g *Group) roundTimeout() time.Duration { return 3 * g.cfg.HeartbeatInterval }
-
-// expireReads fails rounds that Raft silently dropped (no leader, leader
-// changed, message lost): the callers retry with a fresh round.
-func (g *Group) expireReads(now time.Time, leader uint64) {
-	for seq, b := range g.reads.inflight {
-		if now.Sub(b.started) < g.roundTimeout() {
-			continue
-		}
-		delete(g.reads.inflight, seq)
-		g.roundEnded(seq)
-		err := errReadRetry
-		if leader == 0 {
-			err = ErrNoLeader
-		}
-		for _, r := range b.reqs {
-			r.done <- readResult{err: err}
+// pruneReadRounds forgets rounds of answered batches, and any round older
+// than an election timeout: their answers, should they come, are no longer
+// wanted.
+func (g *Group) pruneReadRounds(now time.Time) {
+	for seq, r := range g.reads.rounds {
+		if r.batch.done || now.Sub(r.started) > g.cfg.ElectionTimeout {
+			delete(g.reads.rounds, seq)
 		}
 	}
 }
@@ -131,12 +191,9 @@ func (g *Group) failReads(err error) {
 		r.done <- readResult{err: err}
 	}
 	g.reads.waiting = nil
-	for seq, b := range g.reads.inflight {
-		delete(g.reads.inflight, seq)
-		g.roundEnded(seq)
-		for _, r := range b.reqs {
-			r.done <- readResult{err: err}
-		}
+	if b := g.reads.current; b != nil {
+		g.failBatch(b, err)
 	}
+	clear(g.reads.rounds)
 	g.revokeLease()
 }
