@@ -25,13 +25,13 @@ const (
 )
 
 var (
-	metaApplied  = []byte("mapplied")
+	metaApplied = []byte("mapplied")
 	// legacyMetaKeyCount held a key count maintained on every write by
 	// earlier versions; it is deleted at open and skipped on restore, so
 	// replicas that upgraded at different indexes still hash alike.
 	legacyMetaKeyCount = []byte("mkeycount")
-	userLower    = []byte{prefixUser}
-	userUpper    = []byte{prefixUser + 1}
+	userLower          = []byte{prefixUser}
+	userUpper          = []byte{prefixUser + 1}
 )
 
 // ErrClosed is returned by a Store after Close.
@@ -83,8 +83,8 @@ type Store struct {
 	db    *pebble.DB
 	cache interface{ Unref() }
 
-	applyMu  sync.Mutex // serialises Apply
-	applied  atomic.Uint64 // Invariant: equals the applied index durably committed (or committed without sync) to db.
+	applyMu sync.Mutex    // serialises Apply
+	applied atomic.Uint64 // Invariant: equals the applied index durably committed (or committed without sync) to db.
 
 	closeMu sync.RWMutex
 	closed  bool
