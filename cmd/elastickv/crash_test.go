@@ -85,6 +85,16 @@ func (d *devCluster) kill(i int) {
 	}
 	pid := readPid(d.t, filepath.Join(d.dir, fmt.Sprintf("n%d.pid", i+1)))
 	_ = syscall.Kill(pid, syscall.SIGKILL)
+	// Not our child, so no Wait: poll until dev has reaped it. A restart
+	// before the old process is gone can find its ports still bound (seen
+	// on a loaded machine: the new node exited at once and never came up).
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			d.t.Fatalf("node %d (pid %d) still alive 10s after SIGKILL", i+1, pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // restart starts node i again with the command line dev wrote for it.
@@ -122,8 +132,23 @@ func (d *devCluster) waitConverged(timeout time.Duration) string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	d.dumpLogs()
 	d.t.Fatalf("replicas did not converge: %v", last)
 	return ""
+}
+
+// dumpLogs puts the end of every node log into the test output, for a
+// failure seen only on a loaded machine (the data dir is removed after).
+func (d *devCluster) dumpLogs() {
+	logs, _ := filepath.Glob(filepath.Join(d.dir, "n*.log"))
+	for _, name := range logs {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		d.t.Logf("--- last lines of %s:\n%s", filepath.Base(name), strings.Join(lines[max(0, len(lines)-25):], "\n"))
+	}
 }
 
 // TestProcessCrashConsistency: sustained writes from several clients,
