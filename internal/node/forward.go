@@ -80,23 +80,34 @@ func (f *forwardServer) forward(ctx context.Context, req *grpcraw.Frame) *grpcra
 	if err != nil {
 		return failedFrame(fmt.Errorf("malformed forwarded command: %w", err))
 	}
+	r, fail := f.propose(ctx, payload)
+	if fail != nil {
+		return fail
+	}
+	return &grpcraw.Frame{Data: r.AppendEncode([]byte{fwdOK})}
+}
+
+// propose proposes a forwarded entry on this node's group and returns its
+// result, or the reply frame for a failure: "not leader" when nothing was
+// proposed, "failed" otherwise.
+func (f *forwardServer) propose(ctx context.Context, payload []byte) (kv.Result, *grpcraw.Frame) {
 	g := f.n.served.Load()
 	if g == nil {
-		return notLeaderFrame(0) // not serving yet: nothing proposed
+		return kv.Result{}, notLeaderFrame(0) // not serving yet: nothing proposed
 	}
 	res, err := g.Propose(ctx, payload)
 	var nl *raft.NotLeaderError
 	if errors.As(err, &nl) {
-		return notLeaderFrame(nl.LeaderID)
+		return kv.Result{}, notLeaderFrame(nl.LeaderID)
 	}
 	if err != nil {
-		return failedFrame(err)
+		return kv.Result{}, failedFrame(err)
 	}
 	r, ok := res.(kv.Result)
 	if !ok {
-		return failedFrame(fmt.Errorf("unexpected apply result %T", res))
+		return kv.Result{}, failedFrame(fmt.Errorf("unexpected apply result %T", res))
 	}
-	return &grpcraw.Frame{Data: r.AppendEncode([]byte{fwdOK})}
+	return r, nil
 }
 
 // neverSent reports whether a failed call provably never reached the wire:

@@ -284,21 +284,9 @@ func (f *forwardServer) forwardBatch(ctx context.Context, req *grpcraw.Frame) *g
 	if err != nil {
 		return failedFrame(fmt.Errorf("malformed forwarded command: %w", err))
 	}
-	g := f.n.served.Load()
-	if g == nil {
-		return notLeaderFrame(0) // not serving yet: nothing proposed
-	}
-	res, err := g.Propose(ctx, entry.payload)
-	var nl *raft.NotLeaderError
-	if errors.As(err, &nl) {
-		return notLeaderFrame(nl.LeaderID)
-	}
-	if err != nil {
-		return failedFrame(err)
-	}
-	r, ok := res.(kv.Result)
-	if !ok {
-		return failedFrame(fmt.Errorf("unexpected apply result %T", res))
+	r, fail := f.propose(ctx, entry.payload)
+	if fail != nil {
+		return fail
 	}
 	results, err := entry.split(r)
 	if err != nil {

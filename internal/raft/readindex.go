@@ -18,6 +18,12 @@ type readResult struct {
 // readBatch is the set of reads one ReadIndex round answers: every request
 // that queued while the previous batch was in flight. N concurrent readers
 // cost one heartbeat round, not N.
+//
+// Invariant: a batch's requests are fixed before its first round is sent.
+// Any of its rounds may answer it, and a round's index only covers the
+// writes acknowledged before that round reached the leader; a request
+// added later could be answered by an older round and miss a write that
+// completed before it began.
 type readBatch struct {
 	reqs []*readRequest
 	done bool // answered or failed; later answers for it are ignored
@@ -77,21 +83,22 @@ func (g *Group) flushReads() {
 		}
 		rs.resend = false
 		b := rs.current
-		if len(b.reqs) == 0 && len(rs.waiting) == 0 {
-			// A lease renewal: not worth resending; the next one
-			// starts on its own.
+		switch {
+		case len(b.reqs) == 0:
+			// A lease renewal: not worth resending; the reads waiting
+			// (if any) start a batch of their own below.
 			g.finishBatch(b)
-			return
-		}
-		if g.rn.BasicStatus().Lead == 0 {
+		case g.rn.BasicStatus().Lead == 0:
 			// No leader to ask: the callers wait a beat and retry.
 			g.failBatch(b, ErrNoLeader)
 			return
+		default:
+			// Resent as it is: the reads waiting now must not join it, or
+			// the answer to its first round, computed before they
+			// arrived, could answer them too (a stale read).
+			g.sendRound(b, now)
+			return
 		}
-		b.reqs = append(b.reqs, rs.waiting...)
-		rs.waiting = nil
-		g.sendRound(b, now)
-		return
 	}
 	renew := g.wantLeaseRenewal(now)
 	if len(rs.waiting) == 0 && !renew {
