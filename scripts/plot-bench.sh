@@ -12,9 +12,9 @@ in=$1 png=$2
 data=$(mktemp)
 trap 'rm -f "$data"' EXIT
 # One row per configuration: label, elastickv ops, redis ops, elastickv p99, redis p99, ratio.
-awk -F'\t' 'NR > 1 { printf "\"%s\\n%s %s P%s\"\t%s\t%s\t%s\t%s\t%s\n", $1, $2, $3, $4, $5, $8, $7, $10, $11 }' "$in" >"$data"
+awk -F'\t' 'NR > 1 { printf "\"%s P%s\\n%s\\n%s\"\t%s\t%s\t%s\t%s\t%s\n", $3, $4, $1, $2, $5, $8, $7, $10, $11 }' "$in" >"$data"
 gnuplot <<GP
-set terminal pngcairo size 1400,900 font "Sans,10"
+set terminal pngcairo size 1600,950 font "Sans,10"
 set output "$png"
 set multiplot layout 2,1 title "elastickv (3 nodes) vs redis-server appendfsync always — redis-benchmark -c 50, 2 vCPUs"
 set style data histograms
@@ -24,7 +24,7 @@ set boxwidth 0.9
 set grid ytics
 set key top left
 set xtics font ",9"
-set bmargin 4
+set bmargin 5
 set ylabel "ops/s (log scale)"
 set logscale y
 set yrange [1000:*]
