@@ -89,12 +89,15 @@ const LeaseMaxClockDrift = 0.1
 // the rule protects other nodes' leases. A restarted node could not
 // campaign itself any sooner, so elections are not slowed down.
 //
-// What a lease read returns. The round that granted the lease returned a
-// read index covering every entry committed before it started, including
-// those of earlier leaders. Every write acknowledged since was proposed and
-// applied by this leader (followers forward writes here), so it is already
-// in the local state machine. A read under the lease therefore waits for the
-// grant's index to be applied and reads the local state.
+// What a lease read returns. Acknowledged writes are not the only thing a
+// read must not go behind: a follower serves reads at the leader's commit
+// index (ReadIndex), and may apply an entry before the leader does, so a
+// lease read that started after such a follower read ended must see that
+// entry too (the chaos checker caught a lease read that waited only for
+// the lease's own read index). A lease read therefore waits until this
+// node has applied its current commit index, published before any
+// message carrying it leaves (loop.go), and at least the grant's read
+// index, which covers the entries of earlier leaders.
 type leaderLease struct {
 	term  uint64
 	index uint64    // read index of the round that last extended the lease
@@ -122,6 +125,9 @@ type leaseState struct {
 	// used is set by lease reads: an idle leader does not renew, so it
 	// sends no heartbeat rounds beyond Raft's own.
 	used atomic.Bool
+	// commit is the commit index as of the newest Ready, published before
+	// that Ready's messages are sent.
+	commit atomic.Uint64
 }
 
 // leaseIndex returns the read index to wait for if the lease holds now.
@@ -133,7 +139,7 @@ func (g *Group) leaseIndex(now time.Time) (uint64, bool) {
 	if l == nil || !now.Before(l.until) {
 		return 0, false
 	}
-	return l.index, true
+	return max(l.index, g.lease.commit.Load()), true
 }
 
 // extendLease records a completed ReadIndex round that started at started.

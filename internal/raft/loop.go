@@ -187,6 +187,12 @@ func (g *Group) handleReady() error {
 	if rd.SoftState != nil {
 		g.onSoftState(rd.SoftState)
 	}
+	if rd.HardState != nil {
+		// Before any message of this Ready goes out: a follower may learn
+		// of (and apply, and serve through ReadIndex) any index up to this
+		// once they do, so a lease read started later must wait for it.
+		g.lease.commit.Store(rd.HardState.GetCommit())
+	}
 	if g.cfg.ReadMode == ReadModeLease {
 		g.fenceLeaseForTransfer(rd.Messages)
 	}
