@@ -20,11 +20,9 @@ const (
 
 func readBenchKey(i int) []byte { return fmt.Appendf(nil, "key%08d", i) }
 
-// openReadBenchStore returns a store holding readBenchKeys keys, flushed
-// out of the memtable and compacted, so that reads go through sstables and
-// the block cache as they do on a store that has been running for a while. The cache holds
-// the whole data set: the figures are for warm reads.
-func openReadBenchStore(b *testing.B) *Store {
+// openBenchStore opens an empty nosync store with a 64 MiB cache, closed
+// when the benchmark ends.
+func openBenchStore(b *testing.B) *Store {
 	cfg := DefaultConfig(b.TempDir())
 	cfg.Sync, cfg.CacheBytes = false, 64<<20
 	s, err := Open(cfg)
@@ -36,6 +34,15 @@ func openReadBenchStore(b *testing.B) *Store {
 			b.Error(err)
 		}
 	})
+	return s
+}
+
+// openReadBenchStore returns a store holding readBenchKeys keys, flushed
+// out of the memtable and compacted, so that reads go through sstables and
+// the block cache as they do on a store that has been running for a while. The cache holds
+// the whole data set: the figures are for warm reads.
+func openReadBenchStore(b *testing.B) *Store {
+	s := openBenchStore(b)
 	val := make([]byte, readBenchValueLen)
 	const perApply = 1000
 	ents := make([]Entry, 0, perApply)
@@ -158,17 +165,7 @@ func BenchmarkApplySet(b *testing.B) {
 		datas[i] = c.AppendEncode(nil)
 	}
 	open := func(b *testing.B) *Store {
-		cfg := DefaultConfig(b.TempDir())
-		cfg.Sync, cfg.CacheBytes = false, 64<<20
-		s, err := Open(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			if err := s.Close(); err != nil {
-				b.Error(err)
-			}
-		})
+		s := openBenchStore(b)
 		// Create every key first, so each op is an overwrite.
 		ents := make([]Entry, keys)
 		for i := range ents {
