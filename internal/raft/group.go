@@ -175,19 +175,19 @@ func Open(cfg Config) (*Group, error) {
 		_ = g.wal.Close()
 		return nil, fmt.Errorf("start raft node: %w", err)
 	}
-	if !disk.fresh {
-		// See voteGate: this node may have acknowledged a leader's lease
-		// round just before it went down.
-		g.voteGateUntil = time.Now().Add(cfg.ElectionTimeout)
-	}
 	if disk.fresh {
 		if err := g.bootstrap(); err != nil {
 			_ = g.wal.Close()
 			return nil, err
 		}
-	} else if len(g.members) == 0 {
-		// A joined node restarted before it learned the membership.
-		g.contactJoinMembers()
+	} else {
+		// See voteGate: this node may have acknowledged a leader's lease
+		// round just before it went down.
+		g.voteGateUntil = time.Now().Add(cfg.ElectionTimeout)
+		if len(g.members) == 0 {
+			// A joined node restarted before it learned the membership.
+			g.contactJoinMembers()
+		}
 	}
 	g.updateStatus()
 	cfg.Transport.Register(cfg.GroupID, g)
