@@ -1,26 +1,53 @@
 package kv
 
-import "github.com/cockroachdb/pebble/v2"
+import (
+	"fmt"
 
-// applyEntryCommand applies the command of one log entry: a single command,
-// or an OpBatch whose commands apply in order, each seeing the previous
-// ones' writes (they share the indexed batch). A batch is one log entry, so
-// its commands take effect together: a pipelined run of writes from one
-// client costs one proposal and one fsync instead of one each.
-func applyEntryCommand(b *pebble.Batch, c *Command) (Result, error) {
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// decodeEntry decodes and validates the command of one log entry, and for an
+// OpBatch its sub-commands, each decoded once: the apply path used to decode
+// a batch's commands twice, once to validate and once to apply.
+func decodeEntry(data []byte) (Command, []Command, error) {
+	cmd, err := DecodeCommand(data)
+	if err != nil {
+		return cmd, nil, err
+	}
+	if cmd.Op != OpBatch {
+		return cmd, nil, cmd.Validate()
+	}
+	if len(cmd.Keys) != 0 || len(cmd.Values) == 0 || len(cmd.Values) > MaxBatch {
+		return cmd, nil, cmd.Validate() // reports the shape error
+	}
+	subs := make([]Command, len(cmd.Values))
+	for i, v := range cmd.Values {
+		if subs[i], err = DecodeCommand(v); err != nil {
+			return cmd, nil, fmt.Errorf("kv: batch command %d: %w", i, err)
+		}
+		if subs[i].Op == OpBatch {
+			return cmd, nil, fmt.Errorf("kv: batches do not nest")
+		}
+		if err := subs[i].Validate(); err != nil {
+			return cmd, nil, fmt.Errorf("kv: batch command %d: %w", i, err)
+		}
+	}
+	return cmd, subs, nil
+}
+
+// applyEntryCommand applies the command of one log entry, decoded by
+// decodeEntry: a single command, or an OpBatch whose commands (subs) apply
+// in order, each seeing the previous ones' writes (they share the indexed
+// batch). A batch is one log entry, so its commands take effect together: a
+// pipelined run of writes from one client costs one proposal and one fsync
+// instead of one each.
+func applyEntryCommand(b *pebble.Batch, c *Command, subs []Command) (Result, error) {
 	if c.Op != OpBatch {
 		return applyCommand(b, c)
 	}
-	// Validate already checked every sub-command before proposing, and the
-	// apply path re-validated the whole entry.
-	out := Result{Kind: ResultBatch, Batch: make([]Result, len(c.Values))}
-	for i, v := range c.Values {
-		sub, err := DecodeCommand(v)
-		if err != nil {
-			out.Batch[i] = Result{Kind: ResultError, Err: "ERR malformed command in log"}
-			continue
-		}
-		r, err := applyCommand(b, &sub)
+	out := Result{Kind: ResultBatch, Batch: make([]Result, len(subs))}
+	for i := range subs {
+		r, err := applyCommand(b, &subs[i])
 		if err != nil {
 			return Result{}, err
 		}

@@ -251,14 +251,11 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 			}
 		}
 		if e.Data != nil {
-			cmd, err := DecodeCommand(e.Data)
-			if err == nil {
-				err = cmd.Validate()
-			}
+			cmd, subs, err := decodeEntry(e.Data)
 			if err != nil {
 				results[i] = Result{Kind: ResultError, Err: "ERR malformed command in log"}
 			} else {
-				r, err := applyEntryCommand(b, &cmd)
+				r, err := applyEntryCommand(b, &cmd, subs)
 				if err != nil {
 					return nil, fmt.Errorf("apply index %d: %w", e.Index, err)
 				}

@@ -222,3 +222,29 @@ func TestDBSizeCountsKeysAfterBlindWrites(t *testing.T) {
 	}))
 	require.Equal(t, int64(3), n, "a, b and z")
 }
+
+func TestDecodeEntryAgreesWithValidate(t *testing.T) {
+	batch := func(subs ...[]byte) []byte { return enc(Command{Op: OpBatch, Values: subs}) }
+	for name, data := range map[string][]byte{
+		"set":          set("a", "1"),
+		"batch":        batch(set("a", "1"), incr("a", 2)),
+		"empty batch":  batch(),
+		"nested":       batch(batch(set("a", "1"))),
+		"garbage sub":  batch(set("a", "1"), []byte{0xff, 0x01}),
+		"invalid sub":  batch(enc(Command{Op: OpSet})),
+		"garbage":      {0xff},
+		"keyed batch":  enc(Command{Op: OpBatch, Keys: [][]byte{[]byte("k")}, Values: [][]byte{set("a", "1")}}),
+		"invalid cmd":  enc(Command{Op: OpIncrBy}),
+		"two sub sets": batch(set("a", "1"), set("b", "2")),
+	} {
+		cmd, err := DecodeCommand(data)
+		if err == nil {
+			err = cmd.Validate()
+		}
+		_, subs, derr := decodeEntry(data)
+		require.Equal(t, err == nil, derr == nil, "%s: Validate says %v, decodeEntry %v", name, err, derr)
+		if derr == nil && cmd.Op == OpBatch {
+			require.Len(t, subs, len(cmd.Values), name)
+		}
+	}
+}
