@@ -1,10 +1,6 @@
 package kv
 
-import (
-	"fmt"
-
-	"github.com/cockroachdb/pebble/v2"
-)
+import "github.com/cockroachdb/pebble/v2"
 
 // decodeEntry decodes and validates the command of one log entry, and for an
 // OpBatch its sub-commands, each decoded once: the apply path used to decode
@@ -17,22 +13,8 @@ func decodeEntry(data []byte) (Command, []Command, error) {
 	if cmd.Op != OpBatch {
 		return cmd, nil, cmd.Validate()
 	}
-	if len(cmd.Keys) != 0 || len(cmd.Values) == 0 || len(cmd.Values) > MaxBatch {
-		return cmd, nil, cmd.Validate() // reports the shape error
-	}
-	subs := make([]Command, len(cmd.Values))
-	for i, v := range cmd.Values {
-		if subs[i], err = DecodeCommand(v); err != nil {
-			return cmd, nil, fmt.Errorf("kv: batch command %d: %w", i, err)
-		}
-		if subs[i].Op == OpBatch {
-			return cmd, nil, fmt.Errorf("kv: batches do not nest")
-		}
-		if err := subs[i].Validate(); err != nil {
-			return cmd, nil, fmt.Errorf("kv: batch command %d: %w", i, err)
-		}
-	}
-	return cmd, subs, nil
+	subs, err := cmd.batchCommands()
+	return cmd, subs, err
 }
 
 // applyEntryCommand applies the command of one log entry, decoded by

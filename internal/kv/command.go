@@ -114,25 +114,35 @@ func (c *Command) Validate() error {
 			return fmt.Errorf("kv: FLUSHALL takes no keys")
 		}
 	case OpBatch:
-		if len(c.Keys) != 0 || len(c.Values) == 0 || len(c.Values) > MaxBatch {
-			return fmt.Errorf("kv: a batch holds 1 to %d commands", MaxBatch)
-		}
-		for i, v := range c.Values {
-			sub, err := DecodeCommand(v)
-			if err != nil {
-				return fmt.Errorf("kv: batch command %d: %w", i, err)
-			}
-			if sub.Op == OpBatch {
-				return fmt.Errorf("kv: batches do not nest")
-			}
-			if err := sub.Validate(); err != nil {
-				return fmt.Errorf("kv: batch command %d: %w", i, err)
-			}
-		}
+		_, err := c.batchCommands()
+		return err
 	default:
 		return fmt.Errorf("kv: unknown op %d", c.Op)
 	}
 	return nil
+}
+
+// batchCommands checks an OpBatch's shape and decodes and validates each of
+// its commands, returning them decoded.
+func (c *Command) batchCommands() ([]Command, error) {
+	if len(c.Keys) != 0 || len(c.Values) == 0 || len(c.Values) > MaxBatch {
+		return nil, fmt.Errorf("kv: a batch holds 1 to %d commands", MaxBatch)
+	}
+	subs := make([]Command, len(c.Values))
+	for i, v := range c.Values {
+		sub, err := DecodeCommand(v)
+		if err != nil {
+			return nil, fmt.Errorf("kv: batch command %d: %w", i, err)
+		}
+		if sub.Op == OpBatch {
+			return nil, fmt.Errorf("kv: batches do not nest")
+		}
+		if err := sub.Validate(); err != nil {
+			return nil, fmt.Errorf("kv: batch command %d: %w", i, err)
+		}
+		subs[i] = sub
+	}
+	return subs, nil
 }
 
 // Size is an upper bound of the command's encoded length.

@@ -149,9 +149,9 @@ func Open(cfg Config) (*Store, error) {
 		FS:            cfg.FS,
 		Logger:        pebbleLogger{cfg.Logger},
 	}
-	// Every SET looks its key up during apply (to keep DBSIZE exact) and
-	// most GETs of a missing key would otherwise read a block from every
-	// level: a bloom filter (~1% false positives) answers both from memory.
+	// A GET of a missing key (and the lookup of DEL, INCR, APPEND, SET NX)
+	// would otherwise read a block from every level: a bloom filter (~1%
+	// false positives) answers from memory.
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
@@ -441,18 +441,9 @@ func (v *snapView) ScanKeys(start []byte, fn func(key []byte) bool) error {
 // DBSize counts the user keys: O(keys), about what a SCAN of the whole
 // keyspace costs, so that no write has to look its key up to keep a count.
 func (v *snapView) DBSize() (int64, error) {
-	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: userLower, UpperBound: userUpper})
-	if err != nil {
-		return 0, fmt.Errorf("count keys: %w", err)
-	}
 	var n int64
-	for ok := it.First(); ok; ok = it.Next() {
-		n++
-	}
-	if err := it.Close(); err != nil {
-		return 0, fmt.Errorf("count keys: %w", err)
-	}
-	return n, nil
+	err := v.ScanKeys(nil, func([]byte) bool { n++; return true })
+	return n, err
 }
 
 // getRaw looks key up and passes the stored bytes to use while they are valid.

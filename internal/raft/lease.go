@@ -213,7 +213,8 @@ func (g *Group) LeaseRemaining() time.Duration {
 
 // LeaseReadNow reports whether a linearizable read may run on the local
 // state right now without waiting: this node holds its leader lease and has
-// applied the lease's read index. Callers that get false use ReadIndex.
+// applied the index a lease read waits for (leaseIndex). Callers that get
+// false use ReadIndex.
 func (g *Group) LeaseReadNow() bool {
 	if g.cfg.ReadMode != ReadModeLease {
 		return false

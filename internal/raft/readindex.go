@@ -49,8 +49,7 @@ type readState struct {
 	waiting []*readRequest // not yet sent to Raft
 	rounds  map[uint64]readRound
 	current *readBatch // in flight, or nil
-	// currentSeq and currentStart describe current's newest round.
-	currentSeq   uint64
+	// currentStart is when current's newest round was sent.
 	currentStart time.Time
 	// resend asks for current to be sent again at once: the leadership
 	// changed, and Raft dropped its pending rounds.
@@ -121,7 +120,7 @@ func (g *Group) sendRound(b *readBatch, now time.Time) {
 	// now is taken before Raft sends the round's heartbeats, so a lease
 	// measured from it is never longer than the truth.
 	rs.rounds[rs.seq] = readRound{batch: b, started: now}
-	rs.current, rs.currentSeq, rs.currentStart = b, rs.seq, now
+	rs.current, rs.currentStart = b, now
 	g.lease.lastRound = now
 	g.rn.ReadIndex(ctx[:])
 }
@@ -153,7 +152,7 @@ func (g *Group) finishBatch(b *readBatch) {
 	b.done = true
 	rs := g.reads
 	if rs.current == b {
-		rs.current, rs.currentSeq = nil, 0
+		rs.current = nil
 	}
 }
 

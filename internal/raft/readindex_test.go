@@ -41,7 +41,7 @@ func TestReadsArrivingDuringResendDoNotJoinTheBatch(t *testing.T) {
 	early := &readRequest{done: make(chan readResult, 1)}
 	g.reads.waiting = []*readRequest{early}
 	g.flushReads()
-	first := g.reads.currentSeq
+	first := g.reads.seq // the newest round
 	if first == 0 || g.reads.current == nil {
 		t.Fatal("no round started for the waiting read")
 	}
@@ -50,7 +50,7 @@ func TestReadsArrivingDuringResendDoNotJoinTheBatch(t *testing.T) {
 	g.reads.waiting = append(g.reads.waiting, late)
 	g.leadershipChanged() // e.g. a new leader: the batch goes out again
 	g.flushReads()
-	if g.reads.currentSeq == first {
+	if g.reads.seq == first {
 		t.Fatal("the batch was not resent")
 	}
 	if len(g.reads.waiting) != 1 {
