@@ -79,6 +79,13 @@ func (w *appliedWaiter) wait(ctx context.Context, idx uint64, stop <-chan struct
 // StateMachine.Apply.
 func (g *Group) runApplier() {
 	defer close(g.applierDone)
+	var syncReq chan struct{}
+	if g.cfg.StateMachineSync {
+		syncReq = make(chan struct{}, 1)
+		syncerDone := make(chan struct{})
+		go g.runSyncer(syncReq, syncerDone)
+		defer func() { close(syncReq); <-syncerDone }()
+	}
 	var held *applyTask
 	for {
 		var t applyTask
@@ -119,19 +126,39 @@ func (g *Group) runApplier() {
 		}
 		g.pending.failOverwritten(last)
 		g.applied.advance(last)
-		if g.cfg.StateMachineSync {
-			// After the replies: the fsync is off the write path, and the
-			// batches that queue meanwhile share the next one.
-			start := time.Now()
-			if err := g.cfg.StateMachine.Sync(); err != nil {
-				err = fmt.Errorf("sync state machine at %d: %w", last, err)
-				g.setFatal(err)
-				g.pending.failAll(err)
-				continue
+		if syncReq != nil {
+			select {
+			case syncReq <- struct{}{}:
+			default: // a sync is already requested; it will cover this batch
 			}
-			g.metrics.fsmSync.Observe(time.Since(start).Seconds())
 		}
 		g.maybeSnapshot(&t)
+	}
+}
+
+// runSyncer makes applied batches durable in sync mode: after each request
+// it syncs the state machine, covering every batch applied so far. It runs
+// beside the applier, not in it: durability of an acknowledged write rests
+// on the Raft WAL of a majority, and this sync only bounds what a restart
+// must replay, so neither the replies nor the next batch wait for it, and
+// the batches applied during one sync share the next. It exits when req is
+// closed (by the applier, which owns it, before the state machine may be
+// closed).
+func (g *Group) runSyncer(req <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for range req {
+		if g.fatal() != nil {
+			continue
+		}
+		applied := g.applied.get()
+		start := time.Now()
+		if err := g.cfg.StateMachine.Sync(); err != nil {
+			err = fmt.Errorf("sync state machine at %d: %w", applied, err)
+			g.setFatal(err)
+			g.pending.failAll(err)
+			continue
+		}
+		g.metrics.fsmSync.Observe(time.Since(start).Seconds())
 	}
 }
 
@@ -139,9 +166,8 @@ func (g *Group) runApplier() {
 const maxCoalescedEntries = 8192
 
 // coalesceApply appends the entry tasks already queued behind t to it, so
-// one state machine commit (one fsync in sync mode) covers every Ready that
-// piled up while the previous commit was syncing: the applier's group
-// commit. A queued restore is returned to be run next, after t.
+// one state machine commit covers every Ready that piled up while the
+// previous one was applied: the applier's group commit. A queued restore is returned to be run next, after t.
 func (g *Group) coalesceApply(t *applyTask) *applyTask {
 	for len(t.entries) < maxCoalescedEntries {
 		select {

@@ -77,11 +77,12 @@ type Config struct {
 	MaxSizePerMsg uint64
 	// StateMachine receives committed entries.
 	StateMachine StateMachine
-	// StateMachineSync makes the applier call StateMachine.Sync after every
-	// applied batch, once the batch's proposers have their results (their
-	// entries are already durable in the WAL of a majority), and before it
-	// applies the next batch. Either way the group syncs the state machine
-	// before compacting the log behind a snapshot.
+	// StateMachineSync makes every applied batch durable in the state
+	// machine too: a syncer beside the applier calls StateMachine.Sync
+	// after each batch, without holding up its replies (their entries are
+	// already durable in the WAL of a majority) or the next batch; batches
+	// applied during one sync share the next. Either way the group syncs
+	// the state machine before compacting the log behind a snapshot.
 	StateMachineSync bool
 	// SnapshotCount is how many applied entries trigger a snapshot; 0
 	// disables snapshots (the log then grows without bound).

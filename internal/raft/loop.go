@@ -23,16 +23,34 @@ const (
 )
 
 // run is the event loop; it owns the RawNode.
+//
+// Each iteration first takes in, without blocking, everything that queued
+// while the last Ready was being persisted: peer messages (the follower
+// acknowledgements that commit the last batch), proposals and reads. They
+// then share one Ready: one WAL write and fsync covers the new entries and
+// the commit, where taking a Ready between them would make the commit wait
+// behind a second fsync. Only when nothing is queued does the loop block.
 func (g *Group) run() {
 	defer close(g.loopDone)
 	defer close(g.applyc)
 	ticker := time.NewTicker(g.cfg.HeartbeatInterval)
 	defer ticker.Stop()
 	for {
-		// Priority traffic first, every iteration; then flush whatever the
-		// last event produced before blocking again (a Ready left pending
-		// here would wait for the next tick).
+		// Under steady load the loop may never block in the select below,
+		// so stopping and ticks are polled here too: heartbeats must not
+		// wait for a quiet moment.
+		select {
+		case <-g.stopc:
+			g.failReads(ErrStopped)
+			return
+		case <-ticker.C:
+			g.tick()
+		default:
+		}
 		g.stepPriority()
+		g.stepQueued()
+		g.proposeQueued()
+		g.queueReads()
 		g.flushReads()
 		if g.rn.HasReady() {
 			if err := g.handleReady(); err != nil {
@@ -44,65 +62,27 @@ func (g *Group) run() {
 				g.failReads(err)
 				return
 			}
-			if g.rn.HasReady() || g.readsCanStart() {
-				// Advance can make a new Ready at once, e.g. the commit
-				// that waited for this node's own log write (the last ack
-				// of a quorum), and a finished read round lets the reads
-				// queued behind it start theirs: do both now, not at the
-				// next event.
-				continue
-			}
+			// Advance can make a new Ready at once (e.g. the commit that
+			// waited for this node's own log write), more input may have
+			// queued meanwhile, and a finished read round lets the reads
+			// queued behind it start theirs: look again before blocking.
+			continue
 		}
 		select {
 		case <-g.stopc:
 			g.failReads(ErrStopped)
 			return
 		case <-ticker.C:
-			g.rn.Tick()
-			g.pruneReadRounds(time.Now())
-			g.noteActivity()
-			g.maybePromoteLearners()
-			g.checkConfSkipped()
+			g.tick()
 		case m := <-g.prioc:
 			g.step(m)
 		case m := <-g.recvc:
 			g.step(m)
-			for i := 0; i < stepBurst; i++ {
-				select {
-				case m := <-g.recvc:
-					g.step(m)
-					continue
-				default:
-				}
-				break
-			}
 		case p := <-g.propc:
-			// Group commit: everything queued while the last Ready was being
-			// persisted rides in the next one.
-			batch := append(g.propBuf[:0], p)
-			for len(batch) < proposeBurst {
-				select {
-				case p := <-g.propc:
-					batch = append(batch, p)
-					continue
-				default:
-				}
-				break
-			}
-			g.propose(batch)
-			clear(batch)
-			g.propBuf = batch[:0]
+			// Proposed with whatever else queued, at the top of the loop.
+			g.propBuf = append(g.propBuf, p)
 		case r := <-g.readc:
 			g.reads.waiting = append(g.reads.waiting, r)
-			for i := 0; i < proposeBurst; i++ {
-				select {
-				case r := <-g.readc:
-					g.reads.waiting = append(g.reads.waiting, r)
-					continue
-				default:
-				}
-				break
-			}
 		case <-g.reports.notify:
 			g.reports.drain(g.rn)
 		case reply := <-g.progressc:
@@ -122,6 +102,60 @@ func (g *Group) run() {
 				g.failReads(err)
 				return
 			}
+		}
+	}
+}
+
+func (g *Group) tick() {
+	g.rn.Tick()
+	g.pruneReadRounds(time.Now())
+	g.noteActivity()
+	g.maybePromoteLearners()
+	g.checkConfSkipped()
+}
+
+// stepQueued steps the peer messages already queued, at most stepBurst.
+func (g *Group) stepQueued() {
+	for i := 0; i < stepBurst; i++ {
+		select {
+		case m := <-g.recvc:
+			g.step(m)
+		default:
+			return
+		}
+	}
+}
+
+// proposeQueued proposes the proposals already queued (and any the select
+// took), at most proposeBurst, as one batch. Group commit: everything queued
+// while the last Ready was being persisted rides in the next one.
+func (g *Group) proposeQueued() {
+	batch := g.propBuf
+	for len(batch) < proposeBurst {
+		select {
+		case p := <-g.propc:
+			batch = append(batch, p)
+			continue
+		default:
+		}
+		break
+	}
+	if len(batch) > 0 {
+		g.propose(batch)
+		clear(batch)
+	}
+	g.propBuf = batch[:0]
+}
+
+// queueReads moves the reads already queued, at most proposeBurst, to the
+// waiting list flushReads starts rounds for.
+func (g *Group) queueReads() {
+	for i := 0; i < proposeBurst; i++ {
+		select {
+		case r := <-g.readc:
+			g.reads.waiting = append(g.reads.waiting, r)
+		default:
+			return
 		}
 	}
 }
