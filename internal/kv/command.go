@@ -41,6 +41,30 @@ type Command struct {
 	Delta  int64
 	Keys   [][]byte
 	Values [][]byte
+
+	// checked marks a batch NewBatch built from commands it validated, so
+	// Validate need not decode every command it has just encoded.
+	checked bool
+}
+
+// NewBatch returns an OpBatch command carrying cmds (1 to MaxBatch valid
+// commands, none a batch itself) in order.
+func NewBatch(cmds []*Command) (*Command, error) {
+	if len(cmds) == 0 || len(cmds) > MaxBatch {
+		return nil, fmt.Errorf("kv: a batch holds 1 to %d commands", MaxBatch)
+	}
+	bc := &Command{Op: OpBatch, Values: make([][]byte, len(cmds))}
+	for i, c := range cmds {
+		if c.Op == OpBatch {
+			return nil, fmt.Errorf("kv: batches do not nest")
+		}
+		if err := c.Validate(); err != nil {
+			return nil, fmt.Errorf("kv: batch command %d: %w", i, err)
+		}
+		bc.Values[i] = c.AppendEncode(make([]byte, 0, c.Size()))
+	}
+	bc.checked = true
+	return bc, nil
 }
 
 // ResultKind says which field of a Result carries the reply.
@@ -114,6 +138,9 @@ func (c *Command) Validate() error {
 			return fmt.Errorf("kv: FLUSHALL takes no keys")
 		}
 	case OpBatch:
+		if c.checked {
+			return nil
+		}
 		_, err := c.batchCommands()
 		return err
 	default:
@@ -129,8 +156,12 @@ func (c *Command) batchCommands() ([]Command, error) {
 		return nil, fmt.Errorf("kv: a batch holds 1 to %d commands", MaxBatch)
 	}
 	subs := make([]Command, len(c.Values))
+	// Most commands have one key and at most one value.
+	arena := make([][]byte, 0, 2*len(c.Values))
 	for i, v := range c.Values {
-		sub, err := DecodeCommand(v)
+		var sub Command
+		var err error
+		sub, arena, err = decodeCommand(v, arena)
 		if err != nil {
 			return nil, fmt.Errorf("kv: batch command %d: %w", i, err)
 		}
@@ -179,36 +210,56 @@ func (c *Command) AppendEncode(dst []byte) []byte {
 
 // DecodeCommand parses an encoded command. The returned command aliases b.
 func DecodeCommand(b []byte) (Command, error) {
+	c, _, err := decodeCommand(b, nil)
+	return c, err
+}
+
+// decodeCommand is DecodeCommand carving Keys and Values out of arena's
+// spare capacity where it suffices (a batch decodes all its commands into
+// one allocation); it returns arena extended by what it used.
+func decodeCommand(b []byte, arena [][]byte) (Command, [][]byte, error) {
 	var c Command
 	if len(b) < 2 {
-		return c, ErrMalformed
+		return c, arena, ErrMalformed
 	}
 	c.Op, c.Flags = Op(b[0]), SetFlags(b[1])
 	if c.Op == OpInvalid || c.Op >= opMax {
-		return c, fmt.Errorf("%w: op %d", ErrMalformed, b[0])
+		return c, arena, fmt.Errorf("%w: op %d", ErrMalformed, b[0])
 	}
 	d := decoder{b: b[2:]}
 	c.Delta = d.varint()
 	nk, nv := d.uvarint(), d.uvarint()
 	if d.err != nil || nk > uint64(len(d.b)) || nv > uint64(len(d.b)) {
-		return c, ErrMalformed
+		return c, arena, ErrMalformed
 	}
 	if nk > 0 {
-		c.Keys = make([][]byte, nk)
+		c.Keys, arena = carve(arena, int(nk))
 		for i := range c.Keys {
 			c.Keys[i] = d.bytes()
 		}
 	}
 	if nv > 0 {
-		c.Values = make([][]byte, nv)
+		c.Values, arena = carve(arena, int(nv))
 		for i := range c.Values {
 			c.Values[i] = d.bytes()
 		}
 	}
 	if d.err != nil || len(d.b) != 0 {
-		return c, ErrMalformed
+		return c, arena, ErrMalformed
 	}
-	return c, nil
+	return c, arena, nil
+}
+
+// carve returns n slots from arena's spare capacity (capped, so appending
+// to them never reaches the next command's) and the extended arena, or
+// fresh slots when the capacity is short.
+func carve(arena [][]byte, n int) ([][]byte, [][]byte) {
+	start := len(arena)
+	if cap(arena)-start < n {
+		return make([][]byte, n), arena
+	}
+	arena = arena[:start+n]
+	return arena[start : start+n : start+n], arena
 }
 
 // AppendEncode appends the result's encoding to dst.

@@ -162,13 +162,13 @@ func (s *Server) execWrites(c *client, cmds [][][]byte) {
 	collected := c.batch.collected
 	c.batch = batchState{mode: modeReplay}
 	if len(collected) > 0 {
-		bc := &kv.Command{Op: kv.OpBatch, Values: make([][]byte, len(collected))}
-		for i, cmd := range collected {
-			bc.Values[i] = cmd.AppendEncode(make([]byte, 0, cmd.Size()))
+		bc, err := kv.NewBatch(collected)
+		var r kv.Result
+		if err == nil {
+			ctx, cancel := s.requestContext()
+			r, err = s.cfg.Backend.Write(ctx, bc)
+			cancel()
 		}
-		ctx, cancel := s.requestContext()
-		r, err := s.cfg.Backend.Write(ctx, bc)
-		cancel()
 		switch {
 		case err != nil:
 			c.batch.err = err
