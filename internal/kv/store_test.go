@@ -248,3 +248,53 @@ func TestDecodeEntryAgreesWithValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestNewBatchValidatesAndEncodesWhatDecodeReads(t *testing.T) {
+	setCmd := func(k, v string) *Command {
+		return &Command{Op: OpSet, Keys: [][]byte{[]byte(k)}, Values: [][]byte{[]byte(v)}}
+	}
+	cmds := []*Command{
+		setCmd("a", "1"),
+		{Op: OpDel, Keys: [][]byte{[]byte("x"), []byte("y"), []byte("z")}},
+		{Op: OpMSet, Keys: [][]byte{[]byte("p"), []byte("q")}, Values: [][]byte{[]byte("1"), []byte("2")}},
+		{Op: OpIncrBy, Keys: [][]byte{[]byte("n")}, Delta: -3},
+		{Op: OpFlushAll},
+		setCmd("b", "2"),
+	}
+	bc, err := NewBatch(cmds)
+	require.NoError(t, err)
+	require.NoError(t, bc.Validate())
+
+	// What crosses the log decodes, with every command's slots its own.
+	dec, err := DecodeCommand(enc(*bc))
+	require.NoError(t, err)
+	require.NoError(t, dec.Validate())
+	subs, err := dec.batchCommands()
+	require.NoError(t, err)
+	require.Len(t, subs, len(cmds))
+	for i, c := range cmds {
+		require.Equal(t, c.Op, subs[i].Op, "command %d", i)
+		require.Equal(t, c.Delta, subs[i].Delta, "command %d", i)
+		require.Equal(t, len(c.Keys), len(subs[i].Keys), "command %d", i)
+		for j := range c.Keys {
+			require.Equal(t, c.Keys[j], subs[i].Keys[j], "command %d key %d", i, j)
+		}
+		require.Equal(t, len(c.Values), len(subs[i].Values), "command %d", i)
+		for j := range c.Values {
+			require.Equal(t, c.Values[j], subs[i].Values[j], "command %d value %d", i, j)
+		}
+	}
+	// Slots carved from one arena are capped: growing one command's keys
+	// must not overwrite the next command's.
+	subs[1].Keys = append(subs[1].Keys, []byte("extra"))
+	require.Equal(t, []byte("p"), subs[2].Keys[0])
+
+	_, err = NewBatch(nil)
+	require.Error(t, err)
+	_, err = NewBatch([]*Command{setCmd("a", "1"), {Op: OpSet}})
+	require.Error(t, err, "an invalid command")
+	_, err = NewBatch([]*Command{bc})
+	require.Error(t, err, "batches do not nest")
+	_, err = NewBatch(make([]*Command, MaxBatch+1))
+	require.Error(t, err)
+}
