@@ -62,7 +62,7 @@ type Config struct {
 	ReadMode raft.ReadMode
 	// MaxValueBytes caps a single value or argument.
 	MaxValueBytes int
-	// FSMSync commits every applied batch to Pebble with fsync
+	// FSMSync makes every applied batch durable in Pebble within ~10 ms
 	// (ELASTICKV_FSM_SYNC_MODE).
 	FSMSync bool
 	// PebbleCacheBytes sizes Pebble's block cache (ELASTICKV_PEBBLE_CACHE_MB).

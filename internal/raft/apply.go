@@ -137,7 +137,8 @@ func (g *Group) runApplier() {
 }
 
 // runSyncer makes applied batches durable in sync mode: after each request
-// it syncs the state machine, covering every batch applied so far. It runs
+// it syncs the state machine (at most once per StateMachineSyncInterval),
+// covering every batch applied so far. It runs
 // beside the applier, not in it: durability of an acknowledged write rests
 // on the Raft WAL of a majority, and this sync only bounds what a restart
 // must replay, so neither the replies nor the next batch wait for it, and
@@ -146,12 +147,25 @@ func (g *Group) runApplier() {
 // closed).
 func (g *Group) runSyncer(req <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
+	var last time.Time
 	for range req {
 		if g.fatal() != nil {
 			continue
 		}
+		if wait := g.cfg.StateMachineSyncInterval - time.Since(last); wait > 0 {
+			// Batches applied meanwhile join this sync. Stopping cuts the
+			// wait short: the last batches are synced before the state
+			// machine closes.
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-g.stopc:
+				t.Stop()
+			}
+		}
 		applied := g.applied.get()
 		start := time.Now()
+		last = start
 		if err := g.cfg.StateMachine.Sync(); err != nil {
 			err = fmt.Errorf("sync state machine at %d: %w", applied, err)
 			g.setFatal(err)
