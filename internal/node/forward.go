@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -118,6 +119,38 @@ func neverSent(err error) bool {
 	return ok && st.Code() == codes.Unavailable && strings.Contains(st.Message(), "while dialing")
 }
 
+// forwardReadyWait bounds how long a forward waits for its connection to
+// the leader to come up (a first dial, or a reconnect after a reset).
+const forwardReadyWait = 250 * time.Millisecond
+
+// awaitReady returns nil once cc is connected, or an errNotProposed error
+// if it is not within forwardReadyWait (or before ctx ends). A call made
+// on a connection that is down fails at once with the connection's last
+// error (a broken pipe, a reset) without reaching the wire, but nothing
+// in that error says so: sent blindly, every write forwarded while a link
+// flaps would end "outcome unknown". Not sending it at all keeps the
+// outcome known (nothing was proposed, the caller retries and re-resolves
+// the leader). A connection that breaks between this check and the call
+// still fails as unknown.
+func awaitReady(ctx context.Context, cc *grpc.ClientConn, addr string) error {
+	st := cc.GetState()
+	if st == connectivity.Ready {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, forwardReadyWait)
+	defer cancel()
+	for st != connectivity.Ready {
+		if st == connectivity.Idle {
+			cc.Connect()
+		}
+		if !cc.WaitForStateChange(wctx, st) {
+			return fmt.Errorf("%w: no connection to %s (%s)", errNotProposed, addr, st)
+		}
+		st = cc.GetState()
+	}
+	return nil
+}
+
 func failedFrame(err error) *grpcraw.Frame {
 	return &grpcraw.Frame{Data: append([]byte{fwdFailed}, err.Error()...)}
 }
@@ -200,6 +233,9 @@ func (c *forwardClient) send(ctx context.Context, addr string, group uint64, pay
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
+	}
+	if err := awaitReady(ctx, cc, addr); err != nil {
+		return kv.Result{}, 0, err
 	}
 	// WaitForReady(false): a leader we cannot reach fails fast rather than
 	// holding the client until its deadline.

@@ -519,6 +519,9 @@ func (c *forwardClient) sendBatch(ctx context.Context, addr string, payloads [][
 		size += binary.MaxVarintLen64 + len(p)
 	}
 	req := &grpcraw.Frame{Data: appendForwardBatchRequest(make([]byte, 0, size), groupID, payloads)}
+	if err := awaitReady(ctx, cc, addr); err != nil {
+		return nil, err
+	}
 	var resp grpcraw.Frame
 	if err := cc.Invoke(ctx, forwardBatchMethod, req, &resp); err != nil {
 		if neverSent(err) {

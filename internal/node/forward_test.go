@@ -565,6 +565,36 @@ func TestForwardOverGRPC(t *testing.T) {
 		c.mu.Unlock()
 		require.True(t, remembered)
 	})
+	t.Run("link resets every connection", func(t *testing.T) {
+		// A peer (or a proxy in front of it) that accepts TCP and hangs up
+		// at once: the connection never becomes ready, so the calls fail
+		// without reaching a server. That must read as "nothing proposed",
+		// not as an unknown outcome.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		accepted := make(chan struct{})
+		go func() {
+			defer close(accepted)
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_ = conn.Close()
+			}
+		}()
+		defer func() { _ = ln.Close(); <-accepted }()
+		c := newForwardClient(4<<20, nil)
+		defer c.close()
+		_, err = c.forward(ctx, ln.Addr().String(), &cmd, payload)
+		require.ErrorIs(t, err, errNotProposed)
+		require.NotErrorIs(t, err, errOutcomeUnknown)
+		_, err = c.sendBatch(ctx, ln.Addr().String(), [][]byte{payload, payload})
+		require.ErrorIs(t, err, errNotProposed)
+		require.NotErrorIs(t, err, errOutcomeUnknown)
+		_, _, err = c.send(ctx, ln.Addr().String(), groupID, payload)
+		require.ErrorIs(t, err, errNotProposed)
+	})
 	t.Run("nobody listening", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
