@@ -47,8 +47,8 @@ func (g *Group) run() {
 			g.tick()
 		default:
 		}
-		g.stepPriority()
-		g.stepQueued()
+		g.stepQueued(g.prioc, priorityBurst)
+		g.stepQueued(g.recvc, stepBurst)
 		g.proposeQueued()
 		g.queueReads()
 		g.flushReads()
@@ -114,11 +114,11 @@ func (g *Group) tick() {
 	g.checkConfSkipped()
 }
 
-// stepQueued steps the peer messages already queued, at most stepBurst.
-func (g *Group) stepQueued() {
-	for i := 0; i < stepBurst; i++ {
+// stepQueued steps the messages already queued on ch, at most burst.
+func (g *Group) stepQueued(ch <-chan *raftpb.Message, burst int) {
+	for i := 0; i < burst; i++ {
 		select {
-		case m := <-g.recvc:
+		case m := <-ch:
 			g.step(m)
 		default:
 			return
@@ -154,17 +154,6 @@ func (g *Group) queueReads() {
 		select {
 		case r := <-g.readc:
 			g.reads.waiting = append(g.reads.waiting, r)
-		default:
-			return
-		}
-	}
-}
-
-func (g *Group) stepPriority() {
-	for i := 0; i < priorityBurst; i++ {
-		select {
-		case m := <-g.prioc:
-			g.step(m)
 		default:
 			return
 		}
