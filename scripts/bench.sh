@@ -5,15 +5,19 @@
 # elastickv/redis.
 #
 # Usage: scripts/bench.sh [-n REQUESTS] [-c CLIENTS] [--target leader|follower]
-#                         [--read-mode lease|readindex] [--out FILE.tsv]
-# --out appends the rows (with the configuration) to FILE.tsv, for
-# scripts/plot-bench.sh. Needs: go, redis-server, redis-benchmark
-# (Debian: apt-get install redis-server redis-tools).
+#                         [--read-mode lease|readindex] [--repeat N] [--out FILE.tsv]
+# --repeat runs elastickv and Redis N times each, alternating, and reports
+# medians and the ratio of each pair (Redis alone moves by up to 1.5x
+# between runs on a shared machine). --out appends the rows (with the
+# configuration) to FILE.tsv, for scripts/plot-bench.sh. Needs: go,
+# redis-server, redis-benchmark (Debian: apt-get install redis-server
+# redis-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 n=100000
 c=50
+reps=1
 target=leader
 read_mode=""
 out=""
@@ -24,10 +28,12 @@ while [ $# -gt 0 ]; do
     --target) target="$2"; shift 2 ;;
     --read-mode) read_mode="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --repeat) reps="$2"; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+[[ "$reps" =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --repeat needs a positive integer" >&2; exit 2; }
 for cmd in redis-server redis-benchmark redis-cli go; do
   command -v "$cmd" >/dev/null || { echo "bench.sh: $cmd not found" >&2; exit 2; }
 done
@@ -73,18 +79,37 @@ run() {
 }
 
 printf "machine: %s, %s cores; %s\n" "$(uname -m)" "$(nproc)" "$(date -u +%Y-%m-%d)"
-printf "redis-benchmark -t set,get -c %s -n %s -r 100000; elastickv node = %s, read mode = %s; load average %s\n\n" \
-  "$c" "$n" "$target" "${read_mode:-default}" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf "redis-benchmark -t set,get -c %s -n %s -r 100000; elastickv node = %s, read mode = %s; %s run(s) each; load average %s\n\n" \
+  "$c" "$n" "$target" "${read_mode:-default}" "$reps" "$(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "$out" ] && [ ! -s "$out" ]; then
   printf "target\tread_mode\ttest\tP\tekv_ops\tekv_p50\tekv_p99\tredis_ops\tredis_p50\tredis_p99\tratio\n" >"$out"
 fi
-printf "%-6s %-4s %14s %9s %9s %14s %9s %9s %8s\n" test P "elastickv ops/s" p50ms p99ms "redis ops/s" p50ms p99ms ratio
+# median FILE TEST COLUMN -> the median of COLUMN over FILE's rows for TEST
+median() {
+  awk -v t="$2" -v c="$3" '$1 == t { print $c }' "$1" | sort -g |
+    awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'
+}
+printf "%-6s %-4s %14s %9s %9s %14s %9s %9s %8s" test P "elastickv ops/s" p50ms p99ms "redis ops/s" p50ms p99ms ratio
+[ "$reps" -gt 1 ] && printf "  %s" "ratio of each pair"
+printf "\n"
 for P in 1 16; do
-  run "$ekv_port" "$P" >"$work/e"
-  run "$redis_port" "$P" >"$work/r"
-  join <(sort "$work/e") <(sort "$work/r") | while read -r t e50 ep50 ep99 r50 rp50 rp99; do
+  # elastickv and Redis alternate, so a slow spell of the machine hits both.
+  : >"$work/e"
+  : >"$work/r"
+  for _ in $(seq 1 "$reps"); do
+    run "$ekv_port" "$P" >>"$work/e"
+    run "$redis_port" "$P" >>"$work/r"
+  done
+  for t in $(awk '{ print $1 }' "$work/e" | sort -u); do
+    e50=$(median "$work/e" "$t" 2) ep50=$(median "$work/e" "$t" 3) ep99=$(median "$work/e" "$t" 4)
+    r50=$(median "$work/r" "$t" 2) rp50=$(median "$work/r" "$t" 3) rp99=$(median "$work/r" "$t" 4)
     ratio=$(echo "$e50 / $r50" | bc -l)
-    printf "%-6s %-4s %14.0f %9s %9s %14.0f %9s %9s %8.2f\n" "$t" "$P" "$e50" "$ep50" "$ep99" "$r50" "$rp50" "$rp99" "$ratio"
+    printf "%-6s %-4s %14.0f %9s %9s %14.0f %9s %9s %8.2f" "$t" "$P" "$e50" "$ep50" "$ep99" "$r50" "$rp50" "$rp99" "$ratio"
+    if [ "$reps" -gt 1 ]; then
+      printf "  %s" "$(paste <(awk -v t="$t" '$1 == t { print $2 }' "$work/e") <(awk -v t="$t" '$1 == t { print $2 }' "$work/r") |
+        awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2 }')"
+    fi
+    printf "\n"
     if [ -n "$out" ]; then
       printf "%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%.0f\t%s\t%s\t%.2f\n" "$target" "${read_mode:-default}" "$t" "$P" \
         "$e50" "$ep50" "$ep99" "$r50" "$rp50" "$rp99" "$ratio" >>"$out"
