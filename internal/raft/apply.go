@@ -138,13 +138,12 @@ func (g *Group) runApplier() {
 
 // runSyncer makes applied batches durable in sync mode: after each request
 // it syncs the state machine (at most once per StateMachineSyncInterval),
-// covering every batch applied so far. It runs
-// beside the applier, not in it: durability of an acknowledged write rests
-// on the Raft WAL of a majority, and this sync only bounds what a restart
-// must replay, so neither the replies nor the next batch wait for it, and
-// the batches applied during one sync share the next. It exits when req is
-// closed (by the applier, which owns it, before the state machine may be
-// closed).
+// covering every batch applied so far. It runs beside the applier, not in
+// it: durability of an acknowledged write rests on the Raft WAL of a
+// majority, and this sync only bounds what a restart must replay, so
+// neither the replies nor the next batch wait for it, and the batches
+// applied during one sync share the next. It exits when req is closed (by
+// the applier, which owns it, before the state machine may be closed).
 func (g *Group) runSyncer(req <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	var last time.Time
@@ -181,7 +180,8 @@ const maxCoalescedEntries = 8192
 
 // coalesceApply appends the entry tasks already queued behind t to it, so
 // one state machine commit covers every Ready that piled up while the
-// previous one was applied: the applier's group commit. A queued restore is returned to be run next, after t.
+// previous one was applied: the applier's group commit. A queued restore
+// is returned to be run next, after t.
 func (g *Group) coalesceApply(t *applyTask) *applyTask {
 	for len(t.entries) < maxCoalescedEntries {
 		select {

@@ -166,12 +166,6 @@ func (g *Group) failBatch(b *readBatch, err error) {
 	g.finishBatch(b)
 }
 
-// readsCanStart reports whether flushReads would start a round for waiting
-// reads.
-func (g *Group) readsCanStart() bool {
-	return len(g.reads.waiting) > 0 && g.reads.current == nil
-}
-
 // leadershipChanged makes the batch in flight go out again at the next
 // flush: Raft forgets pending read requests whenever this node's role or
 // term changes.
