@@ -105,7 +105,12 @@ func (s *Server) handleArgs(c *client, args [][]byte) {
 // observe runs fn, which answers one command (cmd, nil if unknown), and
 // records its metrics.
 func (s *Server) observe(c *client, cmd *command, fn func()) {
-	start := time.Now()
+	s.observeSince(c, cmd, time.Now(), fn)
+}
+
+// observeSince is observe for a command whose work began at start: a
+// pipelined command waits for its run's batch before fn replies to it.
+func (s *Server) observeSince(c *client, cmd *command, start time.Time, fn func()) {
 	c.failed = false
 	m := s.metrics.unknown
 	if cmd != nil {

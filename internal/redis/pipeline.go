@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"time"
 
 	"github.com/tidwall/redcon"
 
@@ -152,6 +153,7 @@ func (s *Server) readRun(cmds [][][]byte) int {
 }
 
 func (s *Server) execWrites(c *client, cmds [][][]byte) {
+	start := time.Now()
 	// Pass one: collect the writes, muted.
 	c.batch = batchState{mode: modeCollect}
 	c.mute = true
@@ -181,12 +183,13 @@ func (s *Server) execWrites(c *client, cmds [][][]byte) {
 	// Pass two: the handlers reply, with the batch's results.
 	for _, args := range cmds {
 		cmd := lookupCommand(args[0])
-		s.observe(c, cmd, func() { cmd.run(s, c, args) })
+		s.observeSince(c, cmd, start, func() { cmd.run(s, c, args) })
 	}
 	c.batch = batchState{}
 }
 
 func (s *Server) execReads(c *client, cmds [][][]byte) {
+	start := time.Now()
 	lr := s.cfg.Backend.(LocalReader)
 	ctx, cancel := s.requestContext()
 	err := lr.Barrier(ctx)
@@ -194,11 +197,11 @@ func (s *Server) execReads(c *client, cmds [][][]byte) {
 	for _, args := range cmds {
 		cmd := lookupCommand(args[0])
 		if err != nil {
-			s.observe(c, cmd, func() { s.backendError(c, "read", err) })
+			s.observeSince(c, cmd, start, func() { s.backendError(c, "read", err) })
 			continue
 		}
 		c.batch = batchState{mode: modeLocal}
-		s.observe(c, cmd, func() { cmd.run(s, c, args) })
+		s.observeSince(c, cmd, start, func() { cmd.run(s, c, args) })
 	}
 	c.batch = batchState{}
 }

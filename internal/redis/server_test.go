@@ -299,3 +299,45 @@ func metricValue(typ dto.MetricType, m *dto.Metric) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// slowWrites is a storeBackend whose every Write takes at least delay.
+type slowWrites struct {
+	*storeBackend
+	delay time.Duration
+}
+
+func (b slowWrites) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) {
+	time.Sleep(b.delay)
+	return b.storeBackend.Write(ctx, cmd)
+}
+
+// TestPipelinedCommandDurationsIncludeTheBatch: a pipelined write waits
+// for its run's batch before it is answered, so that wait is part of the
+// duration its histogram records, not only the reply.
+func TestPipelinedCommandDurationsIncludeTheBatch(t *testing.T) {
+	const delay = 30 * time.Millisecond
+	reg := prometheus.NewRegistry()
+	s := startServer(t, Config{Backend: slowWrites{newStoreBackend(t), delay}, Registerer: reg})
+	rdb := newClient(t, s)
+	ctx := context.Background()
+	_, err := rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i := 0; i < 4; i++ {
+			p.Set(ctx, fmt.Sprintf("k%d", i), "v", 0)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	var h *dto.Histogram
+	for _, mf := range families {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == "elastickv_redis_command_duration_seconds" && label(m, "cmd") == "set" {
+				h = m.GetHistogram()
+			}
+		}
+	}
+	require.NotNil(t, h)
+	require.Equal(t, uint64(4), h.GetSampleCount())
+	require.GreaterOrEqual(t, h.GetSampleSum(), 4*delay.Seconds(), "each SET waited for a write of at least %v", delay)
+}
