@@ -172,6 +172,13 @@ type forwardClient struct {
 func newForwardClient(maxMsg int, reg prometheus.Registerer) *forwardClient {
 	c := &forwardClient{maxMsg: maxMsg, conns: make(map[string]*grpc.ClientConn), legacy: make(map[string]time.Time)}
 	c.batcher = newForwardBatcher(c.sendBatch, newForwardMetrics(reg))
+	c.batcher.ready = func(ctx context.Context, addr string) error {
+		cc, err := c.conn(addr)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errNotProposed, err)
+		}
+		return awaitReady(ctx, cc, addr)
+	}
 	return c
 }
 

@@ -335,6 +335,11 @@ type batchSender func(ctx context.Context, addr string, payloads [][]byte) ([]kv
 type forwardBatcher struct {
 	send    batchSender
 	metrics *forwardMetrics
+	// ready, if set, returns once a batch could leave for addr, or an
+	// errNotProposed error. A sender asks before it takes a batch, so that
+	// calls waiting for a connection stay queued (withdrawn unsent if
+	// their deadline comes first) instead of counting as sent.
+	ready func(ctx context.Context, addr string) error
 
 	ctx    context.Context // cancelled by close: aborts in-flight RPCs
 	cancel context.CancelFunc
@@ -411,6 +416,15 @@ func (b *forwardBatcher) run() {
 	defer b.wg.Done()
 	for {
 		b.mu.Lock()
+		if b.ready != nil && !b.closed && len(b.queue) > 0 {
+			addr := b.queue[0].addr
+			b.mu.Unlock()
+			if err := b.ready(b.ctx, addr); err != nil {
+				b.failQueued(addr, err)
+				continue
+			}
+			b.mu.Lock()
+		}
 		var batch []*fwdCall
 		if !b.closed {
 			batch = b.take()
@@ -422,6 +436,28 @@ func (b *forwardBatcher) run() {
 		}
 		b.mu.Unlock()
 		b.sendBatch(batch)
+	}
+}
+
+// failQueued fails with err every call still queued for addr: none was
+// sent (so no batch RPC is counted either).
+func (b *forwardBatcher) failQueued(addr string, err error) {
+	b.mu.Lock()
+	var failed []*fwdCall
+	kept := b.queue[:0]
+	for _, c := range b.queue {
+		if c.addr == addr {
+			c.queued = false
+			failed = append(failed, c)
+			continue
+		}
+		kept = append(kept, c)
+	}
+	clear(b.queue[len(kept):])
+	b.queue = kept
+	b.mu.Unlock()
+	for _, c := range failed {
+		c.done <- fwdReply{err: err}
 	}
 }
 

@@ -594,6 +594,15 @@ func TestForwardOverGRPC(t *testing.T) {
 		require.NotErrorIs(t, err, errOutcomeUnknown)
 		_, _, err = c.send(ctx, ln.Addr().String(), groupID, payload)
 		require.ErrorIs(t, err, errNotProposed)
+		// A caller whose deadline comes while its batch waits for the
+		// connection was not sent either.
+		for i := 0; i < 10; i++ {
+			short, cancel := context.WithTimeout(ctx, time.Duration(20+20*i)*time.Millisecond)
+			_, err = c.forward(short, ln.Addr().String(), &cmd, payload)
+			cancel()
+			require.Error(t, err)
+			require.NotErrorIs(t, err, errOutcomeUnknown, "attempt %d", i)
+		}
 	})
 	t.Run("nobody listening", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

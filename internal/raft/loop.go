@@ -37,14 +37,26 @@ func (g *Group) run() {
 	defer ticker.Stop()
 	for {
 		// Under steady load the loop may never block in the select below,
-		// so stopping and ticks are polled here too: heartbeats must not
-		// wait for a quiet moment.
+		// so everything but the bulk queues is polled here too (one event
+		// per pass): stopping, heartbeats, membership and leadership
+		// requests, progress queries, transport reports and finished
+		// snapshots must not wait for a quiet moment.
 		select {
 		case <-g.stopc:
 			g.failReads(ErrStopped)
 			return
 		case <-ticker.C:
 			g.tick()
+		case <-g.reports.notify:
+			g.reports.drain(g.rn)
+		case reply := <-g.progressc:
+			g.answerProgress(reply)
+		case fn := <-g.ctlc:
+			fn()
+		case s := <-g.snapDone:
+			if !g.finishLocalSnapshot(s) {
+				return
+			}
 		default:
 		}
 		g.stepQueued(g.prioc, priorityBurst)
@@ -86,24 +98,39 @@ func (g *Group) run() {
 		case <-g.reports.notify:
 			g.reports.drain(g.rn)
 		case reply := <-g.progressc:
-			var out map[uint64]uint64
-			if g.rn.BasicStatus().RaftState == raft.StateLeader {
-				out = make(map[uint64]uint64)
-				g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
-					out[id] = pr.Match
-				})
-			}
-			reply <- out
+			g.answerProgress(reply)
 		case fn := <-g.ctlc:
 			fn()
 		case s := <-g.snapDone:
-			if err := g.installLocalSnapshot(s); err != nil {
-				g.setFatal(err)
-				g.failReads(err)
+			if !g.finishLocalSnapshot(s) {
 				return
 			}
 		}
 	}
+}
+
+// answerProgress sends reply the match index of every member (nil unless
+// this node leads).
+func (g *Group) answerProgress(reply chan<- map[uint64]uint64) {
+	var out map[uint64]uint64
+	if g.rn.BasicStatus().RaftState == raft.StateLeader {
+		out = make(map[uint64]uint64)
+		g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+			out[id] = pr.Match
+		})
+	}
+	reply <- out
+}
+
+// finishLocalSnapshot records a snapshot the background writer finished;
+// false if that failed fatally and the loop must end.
+func (g *Group) finishLocalSnapshot(s localSnap) bool {
+	if err := g.installLocalSnapshot(s); err != nil {
+		g.setFatal(err)
+		g.failReads(err)
+		return false
+	}
+	return true
 }
 
 func (g *Group) tick() {

@@ -112,3 +112,56 @@ func TestSyncModeSyncsAppliedBatchesAtMostOncePerInterval(t *testing.T) {
 	_, synced := sm.record()
 	require.Equal(t, last, synced[len(synced)-1], "Close left the last batch unsynced")
 }
+
+// TestControlRequestsAreServedUnderAWriteFlood: a loop kept busy by
+// proposals, so that it never finds a pass without a Ready, still answers
+// the requests that only its control channels carry (here MatchIndexes,
+// which the lost-disk check relies on).
+func TestControlRequestsAreServedUnderAWriteFlood(t *testing.T) {
+	self := Member{Name: "n1", Addr: "127.0.0.1:1"}
+	cfg := DefaultConfig()
+	cfg.Self = self
+	cfg.Bootstrap = []Member{self}
+	cfg.Dir = t.TempDir()
+	cfg.HeartbeatInterval = 20 * time.Millisecond
+	cfg.ElectionTimeout = 200 * time.Millisecond
+	cfg.StateMachine = newBenchMachine()
+	cfg.SnapshotCount = 0
+	cfg.Transport = soloTransport{}
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	g, err := Open(cfg)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, g.Close()) }()
+	require.Eventually(t, func() bool { return g.Status().State == "leader" }, 10*time.Second, 5*time.Millisecond)
+
+	// Proposers that do not wait for their results keep the proposal
+	// queue from ever running dry.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				p := &proposal{seq: g.seq.Add(1), done: make(chan proposalResult, 1)}
+				p.data = encodeProposal(g.id, p.seq, []byte(fmt.Sprintf("w%d-%d", w, i)))
+				g.pending.add(p)
+				select {
+				case g.propc <- p:
+				case <-stop:
+					g.pending.cancel(p.seq)
+					return
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	time.Sleep(50 * time.Millisecond) // the flood is under way
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		m, err := g.MatchIndexes(ctx)
+		cancel()
+		require.NoError(t, err, "request %d", i)
+		require.Len(t, m, 1)
+	}
+}
