@@ -35,15 +35,12 @@ func (m *syncRecorder) record() ([]time.Time, []uint64) {
 	return append([]time.Time(nil), m.starts...), append([]uint64(nil), m.synced...)
 }
 
-// TestSyncModeSyncsAppliedBatchesAtMostOncePerInterval: in sync mode every
-// applied batch is covered by a state machine sync, syncs start at least
-// StateMachineSyncInterval apart however many batches a write flood
-// applies, and closing the group syncs the last batches without waiting
-// out the interval.
-func TestSyncModeSyncsAppliedBatchesAtMostOncePerInterval(t *testing.T) {
-	const interval = 40 * time.Millisecond
+// openSoloLeader opens a single-node group over sm with fast election
+// timing and no snapshots (they sync too), adjusted by tweak, and waits
+// until it leads. The caller closes it.
+func openSoloLeader(t *testing.T, sm StateMachine, tweak func(*Config)) *Group {
+	t.Helper()
 	self := Member{Name: "n1", Addr: "127.0.0.1:1"}
-	sm := &syncRecorder{benchMachine: newBenchMachine()}
 	cfg := DefaultConfig()
 	cfg.Self = self
 	cfg.Bootstrap = []Member{self}
@@ -51,20 +48,36 @@ func TestSyncModeSyncsAppliedBatchesAtMostOncePerInterval(t *testing.T) {
 	cfg.HeartbeatInterval = 20 * time.Millisecond
 	cfg.ElectionTimeout = 200 * time.Millisecond
 	cfg.StateMachine = sm
-	cfg.StateMachineSync = true
-	cfg.StateMachineSyncInterval = interval
-	cfg.SnapshotCount = 0 // snapshots sync too; keep them out of the count
+	cfg.SnapshotCount = 0
 	cfg.Transport = soloTransport{}
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	g, err := Open(cfg)
 	require.NoError(t, err)
+	require.Eventually(t, func() bool { return g.Status().State == "leader" }, 10*time.Second, 5*time.Millisecond)
+	return g
+}
+
+// TestSyncModeSyncsAppliedBatchesAtMostOncePerInterval: in sync mode every
+// applied batch is covered by a state machine sync, syncs start at least
+// StateMachineSyncInterval apart however many batches a write flood
+// applies, and closing the group syncs the last batches without waiting
+// out the interval.
+func TestSyncModeSyncsAppliedBatchesAtMostOncePerInterval(t *testing.T) {
+	const interval = 40 * time.Millisecond
+	sm := &syncRecorder{benchMachine: newBenchMachine()}
+	g := openSoloLeader(t, sm, func(cfg *Config) {
+		cfg.StateMachineSync = true
+		cfg.StateMachineSyncInterval = interval
+	})
 	closed := false
 	defer func() {
 		if !closed {
 			_ = g.Close()
 		}
 	}()
-	require.Eventually(t, func() bool { return g.Status().State == "leader" }, 10*time.Second, 5*time.Millisecond)
 
 	// A flood: four writers, one small entry each at a time, for ten
 	// intervals, each of which applies many batches.
@@ -104,7 +117,7 @@ func TestSyncModeSyncsAppliedBatchesAtMostOncePerInterval(t *testing.T) {
 	}
 
 	// A last write right before Close is synced on the way out.
-	_, err = g.Propose(context.Background(), []byte("last"))
+	_, err := g.Propose(context.Background(), []byte("last"))
 	require.NoError(t, err)
 	last := sm.AppliedIndex()
 	require.NoError(t, g.Close())
@@ -118,21 +131,8 @@ func TestSyncModeSyncsAppliedBatchesAtMostOncePerInterval(t *testing.T) {
 // the requests that only its control channels carry (here MatchIndexes,
 // which the lost-disk check relies on).
 func TestControlRequestsAreServedUnderAWriteFlood(t *testing.T) {
-	self := Member{Name: "n1", Addr: "127.0.0.1:1"}
-	cfg := DefaultConfig()
-	cfg.Self = self
-	cfg.Bootstrap = []Member{self}
-	cfg.Dir = t.TempDir()
-	cfg.HeartbeatInterval = 20 * time.Millisecond
-	cfg.ElectionTimeout = 200 * time.Millisecond
-	cfg.StateMachine = newBenchMachine()
-	cfg.SnapshotCount = 0
-	cfg.Transport = soloTransport{}
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	g, err := Open(cfg)
-	require.NoError(t, err)
+	g := openSoloLeader(t, newBenchMachine(), nil)
 	defer func() { require.NoError(t, g.Close()) }()
-	require.Eventually(t, func() bool { return g.Status().State == "leader" }, 10*time.Second, 5*time.Millisecond)
 
 	// Proposers that do not wait for their results keep the proposal
 	// queue from ever running dry.
