@@ -173,13 +173,23 @@ func newForwardClient(maxMsg int, reg prometheus.Registerer) *forwardClient {
 	c := &forwardClient{maxMsg: maxMsg, conns: make(map[string]*grpc.ClientConn), legacy: make(map[string]time.Time)}
 	c.batcher = newForwardBatcher(c.sendBatch, newForwardMetrics(reg))
 	c.batcher.ready = func(ctx context.Context, addr string) error {
-		cc, err := c.conn(addr)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errNotProposed, err)
-		}
-		return awaitReady(ctx, cc, addr)
+		_, err := c.readyConn(ctx, addr)
+		return err
 	}
 	return c
+}
+
+// readyConn returns the connection to addr once it is up (see awaitReady),
+// or an errNotProposed error: nothing was sent.
+func (c *forwardClient) readyConn(ctx context.Context, addr string) (*grpc.ClientConn, error) {
+	cc, err := c.conn(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNotProposed, err)
+	}
+	if err := awaitReady(ctx, cc, addr); err != nil {
+		return nil, err
+	}
+	return cc, nil
 }
 
 // forward sends cmd (encoded as payload) to the leader at addr, batched

@@ -546,18 +546,15 @@ func (b *forwardBatcher) close() {
 // sendBatch performs one ForwardBatch RPC to addr. Errors: errNotProposed
 // (nothing was proposed: retry), errBatchUnsupported, or errOutcomeUnknown.
 func (c *forwardClient) sendBatch(ctx context.Context, addr string, payloads [][]byte) ([]kv.Result, error) {
-	cc, err := c.conn(addr)
+	cc, err := c.readyConn(ctx, addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errNotProposed, err)
+		return nil, err
 	}
 	size := 8 + binary.MaxVarintLen64
 	for _, p := range payloads {
 		size += binary.MaxVarintLen64 + len(p)
 	}
 	req := &grpcraw.Frame{Data: appendForwardBatchRequest(make([]byte, 0, size), groupID, payloads)}
-	if err := awaitReady(ctx, cc, addr); err != nil {
-		return nil, err
-	}
 	var resp grpcraw.Frame
 	if err := cc.Invoke(ctx, forwardBatchMethod, req, &resp); err != nil {
 		if neverSent(err) {

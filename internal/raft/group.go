@@ -32,7 +32,7 @@ type Group struct {
 	members map[uint64]Member
 	reads   *readState
 	lease   leaseState
-	propBuf []*proposal // the loop gathers a proposal batch here; empty between iterations
+	propBuf []*proposal // the loop gathers the next proposal batch here (the blocking select may leave one for the next pass)
 	// voteGateUntil: until then, votes for a normal campaign are dropped
 	// (lease.go, voteGate). Zero for a node that started with no state.
 	voteGateUntil time.Time
