@@ -112,7 +112,7 @@ func (soloTransport) Close() error                       { return nil }
 
 // benchGroupConfig is the production configuration except for faster
 // election timing (the cluster harness's), so that setup stays short.
-func benchGroupConfig(b *testing.B, self Member, members []Member, tr transport.Transport, mode ReadMode) Config {
+func benchGroupConfig(b testing.TB, self Member, members []Member, tr transport.Transport, mode ReadMode) Config {
 	cfg := DefaultConfig()
 	cfg.ReadMode = mode
 	cfg.Self = self
@@ -148,6 +148,12 @@ func openSolo(b *testing.B, mode ReadMode) []*Group {
 // loopback, stopped when b ends in the node's order (groups, then servers,
 // then transports), and waits for a leader.
 func openTrio(b *testing.B, mode ReadMode) []*Group {
+	return openTrioWith(b, mode, nil)
+}
+
+// openTrioWith is openTrio with each group's configuration passed through
+// tune (when not nil) before it opens.
+func openTrioWith(b testing.TB, mode ReadMode, tune func(*Config)) []*Group {
 	const n = 3
 	var (
 		members []Member
@@ -204,7 +210,11 @@ func openTrio(b *testing.B, mode ReadMode) []*Group {
 		}()
 	}
 	for i, m := range members {
-		g, err := Open(benchGroupConfig(b, m, members, trs[i], mode))
+		cfg := benchGroupConfig(b, m, members, trs[i], mode)
+		if tune != nil {
+			tune(&cfg)
+		}
+		g, err := Open(cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -215,7 +225,7 @@ func openTrio(b *testing.B, mode ReadMode) []*Group {
 }
 
 // waitBenchLeader waits until every group agrees on a leader among them.
-func waitBenchLeader(b *testing.B, groups []*Group) {
+func waitBenchLeader(b testing.TB, groups []*Group) {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		if benchLeader(groups) >= 0 {

@@ -32,7 +32,11 @@ type Group struct {
 	members map[uint64]Member
 	reads   *readState
 	lease   leaseState
-	propBuf []*proposal // the loop gathers the next proposal batch here (the blocking select may leave one for the next pass)
+	// heldCommits are the commit-only appends held back per follower, and
+	// sendBuf the slice relayCommits fills (commitrelay.go).
+	heldCommits map[uint64]*raftpb.Message
+	sendBuf     []*raftpb.Message
+	propBuf     []*proposal // the loop gathers the next proposal batch here (the blocking select may leave one for the next pass)
 	// voteGateUntil: until then, votes for a normal campaign are dropped
 	// (lease.go, voteGate). Zero for a node that started with no state.
 	voteGateUntil time.Time
@@ -121,6 +125,7 @@ func Open(cfg Config) (*Group, error) {
 		progressc:   make(chan chan map[uint64]uint64),
 		ctlc:        make(chan func()),
 		pending:     newPendingProposals(),
+		heldCommits: make(map[uint64]*raftpb.Message),
 		applied:     newAppliedWaiter(cfg.StateMachine.AppliedIndex()),
 		stopc:       make(chan struct{}),
 		loopDone:    make(chan struct{}),

@@ -134,6 +134,7 @@ func (g *Group) finishLocalSnapshot(s localSnap) bool {
 }
 
 func (g *Group) tick() {
+	g.releaseCommits()
 	g.rn.Tick()
 	g.pruneReadRounds(time.Now())
 	g.noteActivity()
@@ -249,7 +250,7 @@ func (g *Group) handleReady() error {
 	isLeader := g.rn.BasicStatus().RaftState == raft.StateLeader
 	if isLeader {
 		// The leader may replicate while it writes its own log (see doc.go).
-		g.cfg.Transport.Send(g.cfg.GroupID, rd.Messages)
+		g.cfg.Transport.Send(g.cfg.GroupID, g.relayCommits(rd.Messages))
 	}
 	var restore *restoreTask
 	if !raft.IsEmptySnap(rd.Snapshot) {
@@ -316,6 +317,7 @@ func (g *Group) handleReady() error {
 func (g *Group) onSoftState(ss *raft.SoftState) {
 	prev := g.Status()
 	if ss.RaftState != raft.StateLeader {
+		g.forgetCommits()
 		g.revokeLease()
 	}
 	g.leadershipChanged()
