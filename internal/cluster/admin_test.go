@@ -400,3 +400,28 @@ func TestReplaceNodeThatLostItsDisk(t *testing.T) {
 	require.Equal(t, int64(400), n)
 	c.WaitConverged(20 * time.Second)
 }
+
+// A node transferred leadership to right after its promotion must know it
+// was promoted: the leader does not hold back the commit of a membership
+// change (internal/raft/commitrelay.go). With a long heartbeat interval the
+// new voter would otherwise learn of the commit only at the next tick, and
+// refuse to campaign as a learner when the transfer reached it.
+func TestTransferToANodeJustPromoted(t *testing.T) {
+	c := New(t, 3, WithTimings(time.Second, 4*time.Second))
+	ctx := c.Ctx(60 * time.Second)
+	leader := c.WaitLeader(15 * time.Second)
+	require.NoError(t, c.Client(leader).Set(ctx, "k", "v", 0).Err())
+	cl := c.Admin(leader)
+
+	n4, err := c.Join(leader)
+	require.NoError(t, err)
+	waitStatus(t, c, leader, 30*time.Second, func(st *node.ClusterStatus) bool {
+		return roleOf(st, c.Name(n4)) == raft.RoleFollower
+	})
+	_, err = cl.TransferLeader(ctx, c.Name(n4))
+	require.NoError(t, err)
+	require.Equal(t, n4, c.WaitLeader(15*time.Second))
+	v, err := c.Client(n4).Get(ctx, "k").Result()
+	require.NoError(t, err)
+	require.Equal(t, "v", v)
+}

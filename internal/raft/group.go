@@ -33,7 +33,7 @@ type Group struct {
 	reads   *readState
 	lease   leaseState
 	// heldCommits are the commit-only appends held back per follower, and
-	// sendBuf the slice relayCommits fills (commitrelay.go).
+	// sendBuf the slice sendAsLeader fills (commitrelay.go).
 	heldCommits map[uint64]*raftpb.Message
 	sendBuf     []*raftpb.Message
 	propBuf     []*proposal // the loop gathers the next proposal batch here (the blocking select may leave one for the next pass)
@@ -255,6 +255,7 @@ func (g *Group) addMember(m Member) {
 
 func (g *Group) removeMember(id uint64) {
 	delete(g.members, id)
+	delete(g.heldCommits, id) // nobody to tell any more
 	g.refreshMembersView()
 	if id != g.id {
 		g.cfg.Transport.RemovePeer(id)

@@ -250,7 +250,7 @@ func (g *Group) handleReady() error {
 	isLeader := g.rn.BasicStatus().RaftState == raft.StateLeader
 	if isLeader {
 		// The leader may replicate while it writes its own log (see doc.go).
-		g.cfg.Transport.Send(g.cfg.GroupID, g.relayCommits(rd.Messages))
+		g.sendAsLeader(rd.Messages, !commitsConfChange(rd.CommittedEntries))
 	}
 	var restore *restoreTask
 	if !raft.IsEmptySnap(rd.Snapshot) {
