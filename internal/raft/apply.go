@@ -108,6 +108,7 @@ func (g *Group) runApplier() {
 				g.setFatal(err)
 				g.pending.failAll(err)
 			}
+			g.logBytes = 0 // the log behind the received image is gone
 			continue
 		}
 		start := time.Now()

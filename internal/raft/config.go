@@ -91,8 +91,16 @@ type Config struct {
 	// pays a state machine fsync per batch on a disk the WAL shares.
 	StateMachineSyncInterval time.Duration
 	// SnapshotCount is how many applied entries trigger a snapshot; 0
-	// disables snapshots (the log then grows without bound).
+	// disables snapshots (the log then grows without bound). A snapshot
+	// images the whole state, so its cost grows with the data while the
+	// log it lets the group drop does not: the count sets how many writes
+	// share that cost.
 	SnapshotCount uint64
+	// SnapshotLogBytes triggers a snapshot sooner, once the entries applied
+	// since the last one hold this many bytes of data (0: count only). The
+	// log behind the last snapshot is kept in memory, so this bounds that
+	// memory when entries are large.
+	SnapshotLogBytes uint64
 	// SnapshotCatchUpEntries is how many entries before a snapshot stay in
 	// the log, so followers slightly behind catch up without a snapshot.
 	SnapshotCatchUpEntries uint64
@@ -118,7 +126,8 @@ func DefaultConfig() Config {
 		MaxSizePerMsg:            1 << 20,
 		StateMachineSync:         true,
 		StateMachineSyncInterval: 10 * time.Millisecond,
-		SnapshotCount:            10000,
+		SnapshotCount:            100000,
+		SnapshotLogBytes:         64 << 20,
 		SnapshotCatchUpEntries:   5000,
 		MaxSnapshots:             3,
 		MaxWALFiles:              5,

@@ -64,6 +64,7 @@ type Group struct {
 	snapDone     chan localSnap
 	snapIndex    atomic.Uint64 // index of the newest snapshot
 	snapshotting atomic.Bool   // a snapshot file is being written
+	logBytes     uint64        // entry data applied since the last snapshot began; applier only
 	bg           sync.WaitGroup
 
 	// heard is when the leader last saw each peer recently active

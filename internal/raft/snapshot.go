@@ -48,7 +48,12 @@ type restoreTask struct {
 // accumulated; applier goroutine only.
 func (g *Group) maybeSnapshot(t *applyTask) {
 	last := t.entries[len(t.entries)-1]
-	due := last.Index >= g.snapIndex.Load()+g.cfg.SnapshotCount || g.confSnapshotDue(last.Index)
+	for _, e := range t.entries {
+		g.logBytes += uint64(len(e.Data))
+	}
+	due := last.Index >= g.snapIndex.Load()+g.cfg.SnapshotCount ||
+		(g.cfg.SnapshotLogBytes > 0 && g.logBytes >= g.cfg.SnapshotLogBytes) ||
+		g.confSnapshotDue(last.Index)
 	if g.cfg.SnapshotCount == 0 || !due || !g.snapshotting.CompareAndSwap(false, true) {
 		return
 	}
@@ -66,6 +71,7 @@ func (g *Group) maybeSnapshot(t *applyTask) {
 		g.snapshotting.Store(false)
 		return
 	}
+	g.logBytes = 0 // counted from this image on
 	meta := &raftpb.SnapshotMetadata{ConfState: t.confState, Index: proto.Uint64(img.Index()), Term: proto.Uint64(t.lastTerm)}
 	members := sortedMembers(t.members)
 	g.bg.Add(1)
