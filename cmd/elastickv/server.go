@@ -32,6 +32,7 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	readMode := fs.String("read-mode", cfg.ReadMode.String(), "how the leader serves linearizable reads: lease (no network round while its lease holds) or readindex (a heartbeat round per batch of reads)")
 	fs.IntVar(&cfg.MaxValueBytes, "max-value-bytes", cfg.MaxValueBytes, "largest accepted value or argument, in bytes")
 	fs.Uint64Var(&cfg.SnapshotCount, "snapshot-count", cfg.SnapshotCount, "applied entries between snapshots (log compaction)")
+	logMB := fs.Uint64("snapshot-log-mb", cfg.SnapshotLogBytes>>20, "snapshot sooner once the entries since the last snapshot hold this many MiB (bounds the in-memory log); 0 means by count only")
 	fs.IntVar(&cfg.MaxSnapshots, "max-snapshots", cfg.MaxSnapshots, "snapshot files to keep")
 	fs.IntVar(&cfg.MaxWALFiles, "max-wal-files", cfg.MaxWALFiles, "WAL segments (64 MiB each) to keep")
 	rateMB := fs.Int64("snapshot-rate-mb", 0, "snapshot send rate limit in MiB/s; 0 means unlimited")
@@ -68,6 +69,10 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 		return usageErr(fmt.Errorf("--snapshot-rate-mb must not be negative"))
 	}
 	cfg.SnapshotRateBytesPerSec = *rateMB << 20
+	if *logMB > 1<<20 {
+		return usageErr(fmt.Errorf("--snapshot-log-mb must be at most %d", 1<<20))
+	}
+	cfg.SnapshotLogBytes = *logMB << 20
 	cfg.ApplyEnv(os.Getenv)
 	if cfg.MetricsToken == "" {
 		// The environment keeps the token out of `ps` output.

@@ -38,9 +38,9 @@ func WithTimings(hb, election time.Duration) Option {
 }
 
 // WithSnapshotCount makes every node snapshot (and compact) every n
-// applied entries.
+// applied entries, however many bytes they hold.
 func WithSnapshotCount(n uint64) Option {
-	return func(_ int, c *node.Config) { c.SnapshotCount = n }
+	return func(_ int, c *node.Config) { c.SnapshotCount, c.SnapshotLogBytes = n, 0 }
 }
 
 // WithReadMode sets how every node's leader serves reads.

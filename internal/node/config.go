@@ -71,11 +71,12 @@ type Config struct {
 	Lanes transport.LaneMode
 	// SnapshotRateBytesPerSec throttles the snapshot lane; 0 is unlimited.
 	SnapshotRateBytesPerSec int64
-	// SnapshotCount, MaxSnapshots and MaxWALFiles control snapshots and
-	// log compaction (see raft.Config).
-	SnapshotCount uint64
-	MaxSnapshots  int
-	MaxWALFiles   int
+	// SnapshotCount, SnapshotLogBytes, MaxSnapshots and MaxWALFiles
+	// control snapshots and log compaction (see raft.Config).
+	SnapshotCount    uint64
+	SnapshotLogBytes uint64
+	MaxSnapshots     int
+	MaxWALFiles      int
 	// RequestTimeout bounds how long a client request may wait, e.g. for a
 	// leader to be elected.
 	RequestTimeout time.Duration
@@ -97,6 +98,7 @@ func DefaultConfig() Config {
 		Lanes:            transport.DefaultConfig().Lanes,
 		RequestTimeout:   5 * time.Second,
 		SnapshotCount:    raft.DefaultConfig().SnapshotCount,
+		SnapshotLogBytes: raft.DefaultConfig().SnapshotLogBytes,
 		MaxSnapshots:     raft.DefaultConfig().MaxSnapshots,
 		MaxWALFiles:      raft.DefaultConfig().MaxWALFiles,
 	}

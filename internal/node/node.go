@@ -164,6 +164,7 @@ func Start(cfg Config) (n *Node, err error) {
 	rcfg.StateMachine = n.store.StateMachine()
 	rcfg.StateMachineSync = cfg.FSMSync
 	rcfg.SnapshotCount = cfg.SnapshotCount
+	rcfg.SnapshotLogBytes = cfg.SnapshotLogBytes
 	rcfg.MaxSnapshots = cfg.MaxSnapshots
 	rcfg.MaxWALFiles = cfg.MaxWALFiles
 	if cfg.SnapshotCount > 0 {

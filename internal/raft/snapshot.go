@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -71,7 +72,10 @@ func (g *Group) maybeSnapshot(t *applyTask) {
 		g.snapshotting.Store(false)
 		return
 	}
-	g.logBytes = 0 // counted from this image on
+	// Counted from this image on. Should writing it fail, the next byte
+	// trigger waits for as many bytes again; the count trigger and the
+	// following image still bound the log.
+	g.logBytes = 0
 	meta := &raftpb.SnapshotMetadata{ConfState: t.confState, Index: proto.Uint64(img.Index()), Term: proto.Uint64(t.lastTerm)}
 	members := sortedMembers(t.members)
 	g.bg.Add(1)
@@ -116,12 +120,14 @@ func (g *Group) installLocalSnapshot(s localSnap) error {
 		return fmt.Errorf("save snapshot %d to wal: %w", idx, err)
 	}
 	g.snapIndex.Store(idx)
+	var compact uint64
 	if idx > g.cfg.SnapshotCatchUpEntries {
-		compact := idx - g.cfg.SnapshotCatchUpEntries
-		if first, _ := g.storage.FirstIndex(); compact > first {
-			if err := g.storage.Compact(compact); err != nil && !errors.Is(err, raft.ErrCompacted) {
-				return fmt.Errorf("compact log to %d: %w", compact, err)
-			}
+		compact = idx - g.cfg.SnapshotCatchUpEntries
+	}
+	compact = g.catchUpStart(compact, idx)
+	if first, _ := g.storage.FirstIndex(); compact > first {
+		if err := g.storage.Compact(compact); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return fmt.Errorf("compact log to %d: %w", compact, err)
 		}
 	}
 	if err := g.wal.ReleaseLockTo(idx); err != nil {
@@ -131,6 +137,38 @@ func (g *Group) installLocalSnapshot(s localSnap) error {
 	g.log.Info("snapshot taken", "index", idx)
 	g.purge()
 	return nil
+}
+
+// catchUpStart is where to compact the log behind a snapshot at idx so
+// that the entries kept for followers slightly behind, (compact, idx], are
+// at most SnapshotCatchUpEntries (compact is idx minus that) and hold at
+// most half of SnapshotLogBytes: with large values the catch-up tail would
+// otherwise keep far more in memory than the log the byte trigger bounds.
+func (g *Group) catchUpStart(compact, idx uint64) uint64 {
+	if g.cfg.SnapshotLogBytes == 0 {
+		return compact
+	}
+	first, err := g.storage.FirstIndex()
+	if err != nil {
+		return compact
+	}
+	lo := max(compact+1, first)
+	if lo > idx {
+		return compact
+	}
+	ents, err := g.storage.Entries(lo, idx+1, math.MaxUint64)
+	if err != nil {
+		return compact
+	}
+	budget := g.cfg.SnapshotLogBytes / 2
+	var kept uint64
+	for i := len(ents) - 1; i >= 0; i-- {
+		kept += uint64(len(ents[i].GetData()))
+		if kept > budget {
+			return max(compact, ents[i].GetIndex())
+		}
+	}
+	return compact
 }
 
 // purge removes snapshot files beyond MaxSnapshots and WAL segments beyond

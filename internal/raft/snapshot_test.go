@@ -3,6 +3,7 @@ package raft
 import (
 	"bytes"
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -17,8 +18,7 @@ import (
 func TestLargeEntriesTriggerASnapshotBeforeTheCount(t *testing.T) {
 	g := openSoloLeader(t, newBenchMachine(), func(c *Config) {
 		c.SnapshotCount = 1 << 30
-		c.SnapshotCatchUpEntries = 0
-		c.SnapshotLogBytes = 64 << 10
+		c.SnapshotLogBytes = 64 << 10 // and the default catch-up tail of 5000 entries
 	})
 	defer func() { require.NoError(t, g.Close()) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -43,7 +43,18 @@ func TestLargeEntriesTriggerASnapshotBeforeTheCount(t *testing.T) {
 	require.Eventually(t, func() bool { return g.snapIndex.Load() > start+200 }, 10*time.Second, 5*time.Millisecond,
 		"a snapshot once 64 KiB of entries were applied")
 	require.Less(t, g.snapIndex.Load(), last, "taken after about 16 of the 20 large entries")
+	// The log was compacted behind it, keeping a catch-up tail of at most
+	// half the byte bound (not 5000 entries of 4 KiB).
 	first, err := g.FirstIndex()
 	require.NoError(t, err)
 	require.Greater(t, first, uint64(1), "the log was compacted behind it")
+	snap := g.snapIndex.Load()
+	ents, err := g.storage.Entries(first, snap+1, math.MaxUint64)
+	require.NoError(t, err)
+	var kept int
+	for _, e := range ents {
+		kept += len(e.GetData())
+	}
+	require.LessOrEqual(t, kept, 32<<10, "catch-up tail of %d entries before the snapshot at %d", len(ents), snap)
+	require.NotEmpty(t, ents, "followers slightly behind still catch up from the log")
 }
