@@ -8,11 +8,14 @@
 //     messages (heartbeats, votes and read-index traffic first, from their own
 //     queue), takes proposals and read requests, persists each Ready to the
 //     WAL, sends messages and hands committed entries to the applier. Nothing
-//     else touches the RawNode.
-//   - the applier (apply.go) applies committed entries to the state machine,
-//     including its fsync, and completes proposals and reads. It runs off the
-//     event loop so a slow disk in the state machine never delays a
-//     heartbeat.
+//     else touches the RawNode. As leader it holds back appends that only
+//     carry a new commit index until the next append carries it
+//     (commitrelay.go).
+//   - the applier (apply.go) applies committed entries to the state machine
+//     and completes proposals and reads; beside it, in sync mode, a syncer
+//     fsyncs the state machine at most every StateMachineSyncInterval. Both
+//     run off the event loop so a slow disk in the state machine never
+//     delays a heartbeat.
 //
 // Invariants:
 //   - Entries and HardState of a Ready are durable in the WAL before any
