@@ -124,8 +124,8 @@ func (g *Group) installLocalSnapshot(s localSnap) error {
 	if idx > g.cfg.SnapshotCatchUpEntries {
 		compact = idx - g.cfg.SnapshotCatchUpEntries
 	}
-	compact = g.catchUpStart(compact, idx)
-	if first, _ := g.storage.FirstIndex(); compact > first {
+	first, _ := g.storage.FirstIndex()
+	if compact = g.catchUpStart(compact, first, idx); compact > first {
 		if err := g.storage.Compact(compact); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			return fmt.Errorf("compact log to %d: %w", compact, err)
 		}
@@ -139,17 +139,14 @@ func (g *Group) installLocalSnapshot(s localSnap) error {
 	return nil
 }
 
-// catchUpStart is where to compact the log behind a snapshot at idx so
-// that the entries kept for followers slightly behind, (compact, idx], are
-// at most SnapshotCatchUpEntries (compact is idx minus that) and hold at
-// most half of SnapshotLogBytes: with large values the catch-up tail would
-// otherwise keep far more in memory than the log the byte trigger bounds.
-func (g *Group) catchUpStart(compact, idx uint64) uint64 {
+// catchUpStart is where to compact the log (whose first index is first)
+// behind a snapshot at idx so that the entries kept for followers slightly
+// behind, (compact, idx], are at most SnapshotCatchUpEntries (compact is
+// idx minus that) and hold at most half of SnapshotLogBytes: with large
+// values the catch-up tail would otherwise keep far more in memory than
+// the log the byte trigger bounds.
+func (g *Group) catchUpStart(compact, first, idx uint64) uint64 {
 	if g.cfg.SnapshotLogBytes == 0 {
-		return compact
-	}
-	first, err := g.storage.FirstIndex()
-	if err != nil {
 		return compact
 	}
 	lo := max(compact+1, first)
