@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/elastickv/elastickv/internal/node"
 )
 
 func counter(t *testing.T, c *Cluster, i int, name string) float64 {
@@ -96,4 +98,39 @@ func TestDiskUseStaysBounded(t *testing.T) {
 		require.NoError(t, err)
 		require.Greater(t, first, uint64(2000), "node %s compacted its in-memory log", c.Name(i))
 	}
+}
+
+// With the default snapshot count out of reach, large values alone trigger
+// snapshots (--snapshot-log-mb): the leader compacts its log to a catch-up
+// tail of at most half the byte bound, and a follower that was down meanwhile
+// catches up by installing a snapshot.
+func TestLargeValuesTriggerSnapshotsBeforeTheCount(t *testing.T) {
+	c := New(t, 3, func(_ int, cfg *node.Config) { cfg.SnapshotLogBytes = 1 << 20 })
+	ctx := c.Ctx(60 * time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	lag := (leader + 1) % 3
+	c.Stop(lag)
+	val := strings.Repeat("v", 64<<10)
+	for i := range 64 { // 4 MiB: several snapshots at 1 MiB each
+		require.NoError(t, c.Client(leader).Set(ctx, fmt.Sprintf("k%02d", i), val, 0).Err())
+	}
+	require.Positive(t, counter(t, c, leader, "elastickv_raft_snapshots_total"), "the leader snapshotted by bytes")
+	// In memory: at most 1 MiB since the last snapshot (16 entries) and a
+	// catch-up tail of at most 512 KiB (8), where 5000 entries of 64 KiB
+	// would have kept the whole log.
+	first, err := c.Node(leader).Group().FirstIndex()
+	require.NoError(t, err)
+	applied := c.Node(leader).Group().AppliedIndex()
+	require.Greater(t, first, uint64(16), "the log was compacted")
+	require.Less(t, applied-first, uint64(32), "entries %d..%d kept in memory", first, applied)
+
+	c.Restart(lag)
+	c.WaitConverged(30 * time.Second)
+	require.Equal(t, 1.0, counter(t, c, lag, "elastickv_raft_snapshots_installed_total"), "the follower caught up by snapshot")
+	n, err := c.Client(lag).DBSize(ctx).Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(64), n)
+	got, err := c.Client(lag).Get(ctx, "k63").Result()
+	require.NoError(t, err)
+	require.Equal(t, val, got)
 }
