@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/elastickv/elastickv/internal/node"
+	"github.com/elastickv/elastickv/internal/raft"
 )
 
 func TestMain(m *testing.M) {
@@ -157,6 +158,35 @@ func TestNodeThatLostItsDiskRefusesToRejoin(t *testing.T) {
 	c.Stop(victim)
 	require.NoError(t, os.RemoveAll(filepath.Join(c.Dir, c.Name(victim))))
 	err := c.TryRestart(victim)
+	require.ErrorIs(t, err, node.ErrLostDisk)
+	t.Logf("refused: %v", err)
+}
+
+// The leader that saw the victim acknowledge entries is gone by the time
+// the victim comes back with an empty directory: the new leader's progress
+// for it is zero, but the replicated record of its acknowledgements (kept
+// by every node) still names it.
+func TestNodeThatLostItsDiskRefusesToRejoinAfterALeaderChange(t *testing.T) {
+	c := New(t, 3)
+	ctx := c.Ctx(30 * time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	require.NoError(t, c.Client(leader).Set(ctx, "k", "v", 0).Err())
+	victim := (leader + 1) % 3
+	other := (leader + 2) % 3
+	victimID := raft.NodeID(c.Name(victim))
+	for i := range c.Size() {
+		require.Eventually(t, func() bool { return c.Node(i).Group().Acknowledged(victimID) }, 5*time.Second, 10*time.Millisecond,
+			"%s records that %s acknowledged entries", c.Name(i), c.Name(victim))
+	}
+	c.Stop(victim)
+	require.NoError(t, os.RemoveAll(filepath.Join(c.Dir, c.Name(victim))))
+	// Leadership moves to the node that never led while the victim was up,
+	// and the old leader goes down: nobody left has a match index for it.
+	_, err := c.Admin(other).TransferLeader(ctx, c.Name(other))
+	require.NoError(t, err)
+	require.Equal(t, other, c.WaitLeader(5*time.Second))
+	c.Stop(leader)
+	err = c.TryRestart(victim)
 	require.ErrorIs(t, err, node.ErrLostDisk)
 	t.Logf("refused: %v", err)
 }

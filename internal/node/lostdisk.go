@@ -18,13 +18,15 @@ import (
 // A node that lost its disk must never come back under its old id: Raft's
 // safety rests on every voter remembering its vote and the entries it
 // acknowledged. Before a node with an empty data directory bootstraps, it
-// asks its peers whether the cluster already knows it: a leader holding a
-// non-zero match index for this id has had entries acknowledged by it, so
-// the empty directory means lost data, and the node refuses to start.
+// asks its peers whether the cluster already knows it: a peer that has
+// applied the record naming this id as having acknowledged entries
+// (raft.Group.Acknowledged), or a leader holding a non-zero match index for
+// it, means the empty directory is lost data, and the node refuses to
+// start. The record is replicated, so a leader change does not hide it.
 //
-// Limitation: after a leader change, the new leader's match index for a
-// node that has been down is 0 until it answers, so a node that lost its
-// disk across a leader change is not caught here.
+// Limitation: a node that lost its disk before the leader's record naming
+// it was committed (about a heartbeat interval after it first acknowledged
+// entries) is caught only by the match index of a leader it answered.
 const probeMethod = "/elastickv.node.Node/Probe"
 
 // ErrLostDisk is returned when the cluster already holds acknowledged
@@ -41,10 +43,14 @@ func (f *forwardServer) probe(ctx context.Context, req *grpcraw.Frame) *grpcraw.
 	if g == nil {
 		return &grpcraw.Frame{Data: resp}
 	}
-	match, err := g.MatchIndexes(ctx)
-	if err == nil {
-		binary.BigEndian.PutUint64(resp, match[id])
+	var known uint64
+	if match, err := g.MatchIndexes(ctx); err == nil {
+		known = match[id]
 	}
+	if known == 0 && g.Acknowledged(id) {
+		known = 1 // acknowledged entries, index unknown here
+	}
+	binary.BigEndian.PutUint64(resp, known)
 	return &grpcraw.Frame{Data: resp}
 }
 
@@ -84,9 +90,9 @@ func (n *Node) checkNotLostDisk() error {
 			continue
 		}
 		if match := binary.BigEndian.Uint64(resp.Data); match > 0 {
-			return fmt.Errorf("%w: the leader (%s) holds entries up to index %d acknowledged by %s. "+
+			return fmt.Errorf("%w: %s knows that %s acknowledged log entries. "+
 				"A node that lost its disk must not rejoin under its old id: remove %s from the cluster and add a replacement with a new id",
-				ErrLostDisk, p.Name, match, n.cfg.Name, n.cfg.Name)
+				ErrLostDisk, p.Name, n.cfg.Name, n.cfg.Name)
 		}
 	}
 	return nil

@@ -135,6 +135,7 @@ func (g *Group) finishLocalSnapshot(s localSnap) bool {
 
 func (g *Group) tick() {
 	g.releaseCommits()
+	g.proposeAcks()
 	g.rn.Tick()
 	g.pruneReadRounds(time.Now())
 	g.noteActivity()
@@ -318,6 +319,7 @@ func (g *Group) onSoftState(ss *raft.SoftState) {
 	prev := g.Status()
 	if ss.RaftState != raft.StateLeader {
 		g.forgetCommits()
+		clear(g.ackProposed)
 		g.revokeLease()
 	}
 	g.leadershipChanged()
@@ -358,7 +360,9 @@ func (g *Group) prepareApply(ents []*raftpb.Entry) (applyTask, error) {
 		ae := ApplyEntry{Index: e.GetIndex()}
 		switch e.GetType() {
 		case raftpb.EntryNormal:
-			if proposer, seq, payload, ok := decodeProposal(e.GetData()); ok {
+			if id, ok := decodeAckedRecord(e.GetData()); ok {
+				ae.ackedID = id
+			} else if proposer, seq, payload, ok := decodeProposal(e.GetData()); ok {
 				ae.Data = payload
 				t.owners[i] = owner{proposer, seq}
 			}
