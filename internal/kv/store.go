@@ -15,6 +15,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/elastickv/elastickv/internal/raft"
 )
 
 // Key prefixes; see the package comment.
@@ -512,7 +514,10 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 
 // Hash returns the applied index and a hash of every key and value, user
 // data and metadata alike, read from one consistent snapshot. Replicas at
-// the same applied index must return the same hash.
+// the same applied index must return the same hash. The Raft group's
+// records of which members acknowledged entries are left out: a replica
+// that applied some of them as a binary predating them lacks those, while
+// its data is the same.
 func (s *Store) Hash() (uint64, uint64, error) {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
@@ -532,9 +537,13 @@ func (s *Store) Hash() (uint64, uint64, error) {
 	h := fnv.New64a()
 	var applied uint64
 	var lb [8]byte
+	acked := metaKey(raft.MetaAckedPrefix)
 	for ok := it.First(); ok; ok = it.Next() {
 		if bytes.Equal(it.Key(), metaApplied) {
 			applied = binary.BigEndian.Uint64(it.Value())
+		}
+		if bytes.HasPrefix(it.Key(), acked) {
+			continue
 		}
 		binary.BigEndian.PutUint64(lb[:], uint64(len(it.Key())))
 		_, _ = h.Write(lb[:])

@@ -2,9 +2,7 @@ package raft
 
 import (
 	"encoding/binary"
-	"encoding/json"
-	"fmt"
-	"slices"
+	"strconv"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -22,20 +20,21 @@ import (
 // been down is zero.
 //
 // So the group keeps the fact in the replicated state: a leader that sees
-// a member's match index above zero and does not find it in the set
-// proposes a record naming it, and every node applies the set as a
-// MetaRecord (MetaAcked) with that entry, so it survives restarts,
-// snapshots and leader changes. The set only grows: a removed member's id
-// stays in it (a removed node is replaced under a new id, and a node
-// joining with --join does not ask).
-//
-// Invariant: the published set (ackedView) only ever holds ids whose record
-// was applied here, so a node that answers from it never names an id the
-// replicated state does not.
+// a member's match index above zero and does not find its record proposes
+// one, and every node applies it as a MetaRecord of its own name
+// (MetaAckedPrefix + the id in hex), so it survives restarts, snapshots
+// and leader changes. The record is a function of the entry alone, so
+// replicas that apply the same log store the same records; a replica that
+// applied some as a binary predating them (as empty entries) lacks those,
+// and a leader lacking one proposes it again. A removed member's record
+// stays (a removed node is replaced under a new id, and a node joining with
+// --join does not ask).
 
-// MetaAcked is the MetaRecord holding the JSON-encoded ids of the members
-// known to have acknowledged entries.
-const MetaAcked = "raft.acked"
+// MetaAckedPrefix starts the name of the MetaRecord stating that a member
+// acknowledged entries.
+const MetaAckedPrefix = "raft.acked."
+
+func ackedName(id uint64) string { return MetaAckedPrefix + strconv.FormatUint(id, 16) }
 
 // An acknowledgement record is a normal entry: ackedRecordTag, then the
 // member id (8 bytes BE). The tag differs from headerVersion, so a binary
@@ -62,86 +61,31 @@ func decodeAckedRecord(b []byte) (uint64, bool) {
 // Acknowledged reports whether member id is known, from the replicated
 // state this node has applied, to have acknowledged log entries.
 func (g *Group) Acknowledged(id uint64) bool {
-	_, ok := (*g.ackedView.Load())[id]
-	return ok
-}
-
-// loadAcked reads the set from the state machine and publishes it; applier
-// or Open only.
-func (g *Group) loadAcked() error {
-	b, err := g.cfg.StateMachine.Meta(MetaAcked)
-	if err != nil {
-		return fmt.Errorf("load acknowledged members: %w", err)
-	}
-	set := make(map[uint64]struct{})
-	if b != nil {
-		var ids []uint64
-		if err := json.Unmarshal(b, &ids); err != nil {
-			return fmt.Errorf("decode acknowledged members: %w", err)
-		}
-		for _, id := range ids {
-			set[id] = struct{}{}
-		}
-	}
-	g.ackedView.Store(&set)
-	return nil
-}
-
-// recordAcks gives every acknowledgement record in ents the set as of that
-// entry as its MetaRecord, and publishes the grown set; applier only,
-// before the entries are applied. Publishing before the state machine has
-// stored the set is harmless: a failed Apply is fatal for the group.
-func (g *Group) recordAcks(ents []ApplyEntry) error {
-	cur := *g.ackedView.Load()
-	var next map[uint64]struct{}
-	for i := range ents {
-		id := ents[i].ackedID
-		if id == 0 {
-			continue
-		}
-		if next == nil {
-			next = make(map[uint64]struct{}, len(cur)+1)
-			for k := range cur {
-				next[k] = struct{}{}
-			}
-		}
-		next[id] = struct{}{}
-		ids := make([]uint64, 0, len(next))
-		for k := range next {
-			ids = append(ids, k)
-		}
-		slices.Sort(ids)
-		b, err := json.Marshal(ids)
-		if err != nil {
-			return fmt.Errorf("encode acknowledged members: %w", err)
-		}
-		ents[i].Meta = append(ents[i].Meta, MetaRecord{Name: MetaAcked, Value: b})
-	}
-	if next != nil {
-		g.ackedView.Store(&next)
-	}
-	return nil
+	b, err := g.cfg.StateMachine.Meta(ackedName(id))
+	return err == nil && b != nil
 }
 
 // proposeAcks, on the leader, proposes a record for each member whose match
-// index is above zero and that the set lacks (once per leadership until it
-// is applied); loop only.
+// index is above zero and that has none (checked once per member and
+// leadership); loop only.
 func (g *Group) proposeAcks() {
 	if g.rn.BasicStatus().RaftState != raft.StateLeader {
 		return
 	}
 	var ids []uint64
 	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
-		if pr.Match > 0 && !g.Acknowledged(id) && !g.ackProposed[id] {
+		if pr.Match > 0 && !g.ackChecked[id] {
 			ids = append(ids, id)
 		}
 	})
 	for _, id := range ids {
-		err := g.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(g.id),
-			Entries: []*raftpb.Entry{{Data: encodeAckedRecord(id)}}})
-		if err != nil {
-			return // dropped (e.g. a transfer is under way): next tick
+		if !g.Acknowledged(id) {
+			err := g.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(g.id),
+				Entries: []*raftpb.Entry{{Data: encodeAckedRecord(id)}}})
+			if err != nil {
+				return // dropped (e.g. a transfer is under way): next tick
+			}
 		}
-		g.ackProposed[id] = true
+		g.ackChecked[id] = true
 	}
 }

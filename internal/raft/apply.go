@@ -104,20 +104,11 @@ func (g *Group) runApplier() {
 			continue // keep draining so the event loop never blocks on us
 		}
 		if t.restore != nil {
-			err := g.restore(t.restore)
-			if err == nil {
-				err = g.loadAcked() // the image replaced the set
-			}
-			if err != nil {
+			if err := g.restore(t.restore); err != nil {
 				g.setFatal(err)
 				g.pending.failAll(err)
 			}
 			g.logBytes = 0 // the log behind the received image is gone
-			continue
-		}
-		if err := g.recordAcks(t.entries); err != nil {
-			g.setFatal(err)
-			g.pending.failAll(err)
 			continue
 		}
 		start := time.Now()

@@ -65,12 +65,10 @@ type Group struct {
 	snapIndex    atomic.Uint64 // index of the newest snapshot
 	snapshotting atomic.Bool   // a snapshot file is being written
 	logBytes     uint64        // entry data applied since the last snapshot began; applier only
-	// ackedView is the published set of members known to have acknowledged
-	// entries, replaced (never mutated) by the applier; ackProposed are the
-	// ids this leader proposed a record for (acked.go), loop only.
-	ackedView   atomic.Pointer[map[uint64]struct{}]
-	ackProposed map[uint64]bool
-	bg          sync.WaitGroup
+	// ackChecked are the members this leader found recorded as having
+	// acknowledged entries, or proposed a record for (acked.go); loop only.
+	ackChecked map[uint64]bool
+	bg         sync.WaitGroup
 
 	// heard is when the leader last saw each peer recently active
 	// (membership.go); loop only.
@@ -132,7 +130,7 @@ func Open(cfg Config) (*Group, error) {
 		ctlc:        make(chan func()),
 		pending:     newPendingProposals(),
 		heldCommits: make(map[uint64]*raftpb.Message),
-		ackProposed: make(map[uint64]bool),
+		ackChecked:  make(map[uint64]bool),
 		applied:     newAppliedWaiter(cfg.StateMachine.AppliedIndex()),
 		stopc:       make(chan struct{}),
 		loopDone:    make(chan struct{}),
@@ -161,10 +159,6 @@ func Open(cfg Config) (*Group, error) {
 	// Peers known from the state machine's last applied membership; entries
 	// replayed below may update them.
 	if err := g.loadMembers(); err != nil {
-		_ = g.wal.Close()
-		return nil, err
-	}
-	if err := g.loadAcked(); err != nil {
 		_ = g.wal.Close()
 		return nil, err
 	}

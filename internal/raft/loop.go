@@ -319,7 +319,7 @@ func (g *Group) onSoftState(ss *raft.SoftState) {
 	prev := g.Status()
 	if ss.RaftState != raft.StateLeader {
 		g.forgetCommits()
-		clear(g.ackProposed)
+		clear(g.ackChecked)
 		g.revokeLease()
 	}
 	g.leadershipChanged()
@@ -361,7 +361,7 @@ func (g *Group) prepareApply(ents []*raftpb.Entry) (applyTask, error) {
 		switch e.GetType() {
 		case raftpb.EntryNormal:
 			if id, ok := decodeAckedRecord(e.GetData()); ok {
-				ae.ackedID = id
+				ae.Meta = []MetaRecord{{Name: ackedName(id), Value: []byte{1}}}
 			} else if proposer, seq, payload, ok := decodeProposal(e.GetData()); ok {
 				ae.Data = payload
 				t.owners[i] = owner{proposer, seq}

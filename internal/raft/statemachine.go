@@ -13,10 +13,6 @@ type ApplyEntry struct {
 	// after a configuration change), so that the state machine's copy of the
 	// membership always matches its applied index.
 	Meta []MetaRecord
-
-	// ackedID is the member an acknowledgement record names (acked.go);
-	// the applier turns it into Meta before the state machine sees it.
-	ackedID uint64
 }
 
 // MetaRecord is a named blob the group asks the state machine to keep.
