@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -381,8 +379,7 @@ func TestReplaceNodeThatLostItsDisk(t *testing.T) {
 	}
 	victim := (leader + 1) % 3
 	c.WaitConverged(20 * time.Second)
-	c.Stop(victim)
-	require.NoError(t, os.RemoveAll(filepath.Join(c.Dir, c.Name(victim))))
+	c.LoseDisk(victim)
 	require.ErrorIs(t, c.TryRestart(victim), node.ErrLostDisk)
 
 	survivor := (leader + 2) % 3

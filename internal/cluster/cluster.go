@@ -164,6 +164,16 @@ func (c *Cluster) Stop(i int) {
 	c.nodes[i], c.clients[i] = nil, nil
 }
 
+// LoseDisk stops node i and deletes its data directory, as a failed and
+// replaced disk would leave it.
+func (c *Cluster) LoseDisk(i int) {
+	c.t.Helper()
+	c.Stop(i)
+	if err := os.RemoveAll(filepath.Join(c.Dir, c.Name(i))); err != nil {
+		c.t.Fatalf("delete the data of %s: %v", c.Name(i), err)
+	}
+}
+
 // Restart starts a stopped node i from its data directory.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()

@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,8 +153,7 @@ func TestNodeThatLostItsDiskRefusesToRejoin(t *testing.T) {
 	require.NoError(t, c.Client(leader).Set(ctx, "k", "v", 0).Err())
 	victim := (leader + 1) % 3
 	c.WaitConverged(5 * time.Second)
-	c.Stop(victim)
-	require.NoError(t, os.RemoveAll(filepath.Join(c.Dir, c.Name(victim))))
+	c.LoseDisk(victim)
 	err := c.TryRestart(victim)
 	require.ErrorIs(t, err, node.ErrLostDisk)
 	t.Logf("refused: %v", err)
@@ -178,8 +175,7 @@ func TestNodeThatLostItsDiskRefusesToRejoinAfterALeaderChange(t *testing.T) {
 		require.Eventually(t, func() bool { return c.Node(i).Group().Acknowledged(victimID) }, 5*time.Second, 10*time.Millisecond,
 			"%s records that %s acknowledged entries", c.Name(i), c.Name(victim))
 	}
-	c.Stop(victim)
-	require.NoError(t, os.RemoveAll(filepath.Join(c.Dir, c.Name(victim))))
+	c.LoseDisk(victim)
 	// Leadership moves to the node that never led while the victim was up,
 	// and the old leader goes down: nobody left has a match index for it.
 	_, err := c.Admin(other).TransferLeader(ctx, c.Name(other))
