@@ -35,13 +35,19 @@ fpids=$(for i in 1 2 3; do [ "$i" = "$leader" ] || cat "$dir/dev/n$i.pid"; done)
 hz=$(getconf CLK_TCK)
 ticks() { local t=0; for p in "$@"; do read -r u s < <(cut -d' ' -f14,15 "/proc/$p/stat"); t=$((t + u + s)); done; echo "$t"; }
 perop() { echo "$1 * 1000000 / $hz / $2" | bc -l; }
+# The same requests against both servers: test, pipeline depth, count.
+specs=("set 1 60000" "set 16 200000" "get 1 100000" "get 16 300000")
+# bench PORT TEST P N -> "ops/s p50 p99"
+bench() {
+  redis-benchmark -p "$1" -t "$2" -c "${CLIENTS:-50}" -n "$4" -P "$3" -r 100000 --csv |
+    tail -1 | tr -d '"' | awk -F, '{ print $2, $5, $7 }'
+}
 printf "%-4s %-4s %10s %8s %8s %12s %10s %12s\n" test P ops/s p50ms p99ms cpu_us/op leader followers
-for spec in "set 1 60000" "set 16 200000" "get 1 100000" "get 16 300000"; do
+for spec in "${specs[@]}"; do
   read -r t P n <<<"$spec"
   la=$(ticks "$lpid"); fa=$(ticks $fpids)
-  row=$(redis-benchmark -p $((6380 + leader + off)) -t "$t" -c "${CLIENTS:-50}" -n "$n" -P "$P" -r 100000 --csv | tail -1 | tr -d '"')
+  read -r rps p50 p99 < <(bench $((6380 + leader + off)) "$t" "$P" "$n")
   lb=$(ticks "$lpid"); fb=$(ticks $fpids)
-  IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"$row"
   printf "%-4s %-4s %10.0f %8s %8s %12.0f %10.0f %12.0f\n" "$t" "$P" "$rps" "$p50" "$p99" \
     "$(perop $((lb - la + fb - fa)) "$n")" "$(perop $((lb - la)) "$n")" "$(perop $((fb - fa)) "$n")"
 done
@@ -53,12 +59,11 @@ if command -v redis-server >/dev/null; then
     --save '' --daemonize yes --pidfile "$dir/redis/pid" >/dev/null
   for _ in $(seq 1 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
   rpid=$(cat "$dir/redis/pid")
-  for spec in "set 1 60000" "set 16 200000" "get 1 100000" "get 16 300000"; do
+  for spec in "${specs[@]}"; do
     read -r t P n <<<"$spec"
     a=$(ticks "$rpid")
-    row=$(redis-benchmark -p "$rport" -t "$t" -c "${CLIENTS:-50}" -n "$n" -P "$P" -r 100000 --csv | tail -1 | tr -d '"')
+    read -r rps p50 p99 < <(bench "$rport" "$t" "$P" "$n")
     b=$(ticks "$rpid")
-    IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"$row"
     printf "%-4s %-4s %10.0f %8s %8s %12.0f %10s %12s\n" "$t" "$P" "$rps" "$p50" "$p99" "$(perop $((b - a)) "$n")" redis -
   done
   redis-cli -p "$rport" shutdown nosave >/dev/null 2>&1 || true
