@@ -43,12 +43,13 @@ func (f *forwardServer) probe(ctx context.Context, req *grpcraw.Frame) *grpcraw.
 	if g == nil {
 		return &grpcraw.Frame{Data: resp}
 	}
+	// The applied record needs no round through the event loop; only
+	// without it ask the leader's progress.
 	var known uint64
-	if match, err := g.MatchIndexes(ctx); err == nil {
-		known = match[id]
-	}
-	if known == 0 && g.Acknowledged(id) {
+	if g.Acknowledged(id) {
 		known = 1 // acknowledged entries, index unknown here
+	} else if match, err := g.MatchIndexes(ctx); err == nil {
+		known = match[id]
 	}
 	binary.BigEndian.PutUint64(resp, known)
 	return &grpcraw.Frame{Data: resp}
