@@ -424,6 +424,12 @@ func (g *Group) Close() error {
 	return g.fatal()
 }
 
+// Err returns the error that stopped the group (a storage failure, or a
+// committed entry this binary cannot apply), or nil while it is healthy.
+// A group that returns non-nil never serves again: the process must be
+// restarted (and recovers from its WAL) or replaced.
+func (g *Group) Err() error { return g.fatal() }
+
 func (g *Group) fatal() error {
 	g.fatalMu.Lock()
 	defer g.fatalMu.Unlock()
@@ -434,11 +440,11 @@ func (g *Group) setFatal(err error) {
 	g.fatalMu.Lock()
 	first := g.fatalErr == nil
 	if first {
-		g.fatalErr = fmt.Errorf("raft group %d stopped after a storage failure: %w", g.cfg.GroupID, err)
+		g.fatalErr = fmt.Errorf("raft group %d stopped: %w", g.cfg.GroupID, err)
 	}
 	g.fatalMu.Unlock()
 	if first {
-		g.log.Error("storage failure; group stops serving", "err", err)
+		g.log.Error("group stops serving", "err", err)
 		g.stopOnce.Do(func() { close(g.stopc) })
 	}
 }
