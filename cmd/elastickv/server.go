@@ -37,6 +37,10 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxWALFiles, "max-wal-files", cfg.MaxWALFiles, "WAL segments (64 MiB each) to keep")
 	rateMB := fs.Int64("snapshot-rate-mb", 0, "snapshot send rate limit in MiB/s; 0 means unlimited")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "how long a client request may wait (e.g. for a leader)")
+	// Memory budgets of the Raft group and the apply path.
+	fs.IntVar(&cfg.MaxEntryBytes, "max-entry-bytes", cfg.MaxEntryBytes, "largest Raft log entry in bytes; a write whose encoding is larger is refused with -ERR before it is proposed")
+	uncommittedMB := fs.Uint64("max-uncommitted-mb", cfg.MaxUncommittedBytes>>20, "MiB of log entries a leader holds before a quorum acknowledged them; past it, writes wait (and time out with -TRYAGAIN)")
+	applyMB := fs.Int("apply-batch-mb", cfg.ApplyBatchBytes>>20, "MiB of committed entries, and of pending state machine writes, in one apply batch")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -73,6 +77,10 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 		return usageErr(fmt.Errorf("--snapshot-log-mb must be at most %d", 1<<20))
 	}
 	cfg.SnapshotLogBytes = *logMB << 20
+	if *uncommittedMB > 1<<20 || *applyMB < 0 || *applyMB > 1<<20 {
+		return usageErr(fmt.Errorf("--max-uncommitted-mb and --apply-batch-mb must be between 0 and %d", 1<<20))
+	}
+	cfg.MaxUncommittedBytes, cfg.ApplyBatchBytes = *uncommittedMB<<20, *applyMB<<20
 	cfg.ApplyEnv(os.Getenv)
 	if cfg.MetricsToken == "" {
 		// The environment keeps the token out of `ps` output.

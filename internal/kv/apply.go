@@ -8,56 +8,59 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// applyCommand executes one validated command against the batch. It returns
-// the reply, and an error only when the batch itself failed (which stops the
-// node).
+// applyCommand executes one validated command against the chunk's write
+// set (and, for FLUSHALL, its batch). It returns the reply, and an error
+// only when the store itself failed (which stops the node).
 //
 // Plain SET and MSET write blindly: they do not look their keys up. The
 // store therefore keeps no key count (DBSIZE counts keys when asked): the
 // lookup a maintained count needs was half the apply cost of pipelined SETs.
-func applyCommand(b *pebble.Batch, c *Command) (Result, error) {
+func applyCommand(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 	switch c.Op {
 	case OpSet:
-		return applySet(b, c)
+		return applySet(w, c)
 	case OpGetDel:
 		k := userKey(c.Keys[0])
-		old, found, reply, err := readString(b, k)
-		if reply != nil || err != nil {
-			return deref(reply), err
+		s, err := w.getString(k)
+		if errors.Is(err, errWrongType) {
+			return wrongType(), nil
 		}
-		if !found {
-			return Result{Kind: ResultNil}, nil
-		}
-		if err := b.Delete(k, nil); err != nil {
+		if err != nil {
 			return Result{}, err
 		}
+		if !s.exists {
+			return Result{Kind: ResultNil}, nil
+		}
+		old := s.val[:len(s.val):len(s.val)]
+		w.del(k)
 		return Result{Kind: ResultBytes, Bytes: old}, nil
 	case OpDel:
 		var n int64
 		for _, key := range c.Keys {
 			k := userKey(key)
-			_, found, err := getRaw(b, k, func([]byte) {})
+			found, err := w.exists(k)
 			if err != nil {
 				return Result{}, err
 			}
 			if !found {
 				continue
 			}
-			if err := b.Delete(k, nil); err != nil {
-				return Result{}, err
-			}
+			w.del(k)
 			n++
 		}
 		return Result{Kind: ResultInt, Int: n}, nil
 	case OpIncrBy:
 		k := userKey(c.Keys[0])
-		old, found, reply, err := readString(b, k)
-		if reply != nil || err != nil {
-			return deref(reply), err
+		s, err := w.getString(k)
+		if errors.Is(err, errWrongType) {
+			return wrongType(), nil
+		}
+		if err != nil {
+			return Result{}, err
 		}
 		var cur int64
-		if found {
-			cur, err = parseRedisInt(old)
+		if s.exists {
+			cur, err = parseRedisInt(s.val)
 			if err != nil {
 				return Result{Kind: ResultError, Err: ErrTextNotInteger}, nil
 			}
@@ -66,33 +69,32 @@ func applyCommand(b *pebble.Batch, c *Command) (Result, error) {
 			return Result{Kind: ResultError, Err: ErrTextOverflow}, nil
 		}
 		cur += c.Delta
-		if err := setString(b, k, strconv.AppendInt(nil, cur, 10)); err != nil {
-			return Result{}, err
-		}
+		w.setOwnedString(k, strconv.AppendInt(nil, cur, 10))
 		return Result{Kind: ResultInt, Int: cur}, nil
 	case OpAppend:
 		k := userKey(c.Keys[0])
-		old, _, reply, err := readString(b, k)
-		if reply != nil || err != nil {
-			return deref(reply), err
+		s, err := w.getString(k)
+		if errors.Is(err, errWrongType) {
+			return wrongType(), nil
 		}
-		if len(old)+len(c.Values[0]) > MaxStringBytes {
-			return Result{Kind: ResultError, Err: ErrTextTooLarge}, nil
-		}
-		nv := append(old, c.Values[0]...)
-		if err := setString(b, k, nv); err != nil {
+		if err != nil {
 			return Result{}, err
 		}
-		return Result{Kind: ResultInt, Int: int64(len(nv))}, nil
+		cur := 0
+		if s.exists {
+			cur = len(s.val)
+		}
+		if cur+len(c.Values[0]) > MaxStringBytes {
+			return Result{Kind: ResultError, Err: ErrTextTooLarge}, nil
+		}
+		return Result{Kind: ResultInt, Int: int64(w.appendString(k, s, c.Values[0]))}, nil
 	case OpMSet:
 		for i, key := range c.Keys {
-			if err := setString(b, userKey(key), c.Values[i]); err != nil {
-				return Result{}, err
-			}
+			w.setString(userKey(key), c.Values[i])
 		}
 		return Result{Kind: ResultOK}, nil
 	case OpFlushAll:
-		if err := b.DeleteRange(userLower, userUpper, nil); err != nil {
+		if err := w.flushAll(b); err != nil {
 			return Result{}, err
 		}
 		return Result{Kind: ResultOK}, nil
@@ -100,24 +102,28 @@ func applyCommand(b *pebble.Batch, c *Command) (Result, error) {
 	return Result{Kind: ResultError, Err: "ERR unknown operation"}, nil
 }
 
-func applySet(b *pebble.Batch, c *Command) (Result, error) {
+func applySet(w *writeSet, c *Command) (Result, error) {
 	k := userKey(c.Keys[0])
 	var (
 		old   []byte
 		found bool
-		err   error
 	)
 	switch {
 	case c.Flags&SetGet != 0:
-		old, found, err = getString(b, k)
+		s, err := w.getString(k)
 		if errors.Is(err, errWrongType) {
 			return wrongType(), nil
 		}
+		if err != nil {
+			return Result{}, err
+		}
+		found = s.exists
+		old = s.val[:len(s.val):len(s.val)]
 	case c.Flags&(SetNX|SetXX) != 0:
-		_, found, err = getRaw(b, k, func([]byte) {})
-	}
-	if err != nil {
-		return Result{}, err
+		var err error
+		if found, err = w.exists(k); err != nil {
+			return Result{}, err
+		}
 	}
 	reply := Result{Kind: ResultOK}
 	if c.Flags&SetGet != 0 {
@@ -132,36 +138,8 @@ func applySet(b *pebble.Batch, c *Command) (Result, error) {
 		}
 		return reply, nil
 	}
-	if err := setString(b, k, c.Values[0]); err != nil {
-		return Result{}, err
-	}
+	w.setString(k, c.Values[0])
 	return reply, nil
-}
-
-// readString loads the string at k for a command about to change it. A
-// non-nil reply (WRONGTYPE) or err ends the command.
-func readString(b *pebble.Batch, k []byte) ([]byte, bool, *Result, error) {
-	old, found, err := getString(b, k)
-	if errors.Is(err, errWrongType) {
-		r := wrongType()
-		return nil, true, &r, nil
-	}
-	return old, found, nil, err
-}
-
-func deref(r *Result) Result {
-	if r == nil {
-		return Result{}
-	}
-	return *r
-}
-
-func setString(b *pebble.Batch, k, v []byte) error {
-	op := b.SetDeferred(len(k), len(v)+1)
-	copy(op.Key, k)
-	op.Value[0] = valString
-	copy(op.Value[1:], v)
-	return op.Finish()
 }
 
 func wrongType() Result { return Result{Kind: ResultError, Err: ErrTextWrongType} }

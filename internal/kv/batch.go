@@ -19,17 +19,17 @@ func decodeEntry(data []byte) (Command, []Command, error) {
 
 // applyEntryCommand applies the command of one log entry, decoded by
 // decodeEntry: a single command, or an OpBatch whose commands (subs) apply
-// in order, each seeing the previous ones' writes (they share the indexed
-// batch). A batch is one log entry, so its commands take effect together: a
+// in order, each seeing the previous ones' writes (they share the chunk's
+// write set). A batch is one log entry, so its commands take effect together: a
 // pipelined run of writes from one client costs one proposal and one fsync
 // instead of one each.
-func applyEntryCommand(b *pebble.Batch, c *Command, subs []Command) (Result, error) {
+func applyEntryCommand(w *writeSet, b *pebble.Batch, c *Command, subs []Command) (Result, error) {
 	if c.Op != OpBatch {
-		return applyCommand(b, c)
+		return applyCommand(w, b, c)
 	}
 	out := Result{Kind: ResultBatch, Batch: make([]Result, len(subs))}
 	for i := range subs {
-		r, err := applyCommand(b, &subs[i])
+		r, err := applyCommand(w, b, &subs[i])
 		if err != nil {
 			return Result{}, err
 		}

@@ -53,7 +53,15 @@ type Config struct {
 	Sync bool
 	// Logger receives Pebble's event log; nil discards it.
 	Logger *slog.Logger
+	// MaxBatchBytes is the apply-batch budget: Apply commits what it has
+	// applied so far, at an entry boundary, once the pending batch holds
+	// this many bytes. 0 means DefaultMaxBatchBytes. It is local: where a
+	// batch ends changes neither results nor state.
+	MaxBatchBytes int
 }
+
+// DefaultMaxBatchBytes is the default apply-batch budget.
+const DefaultMaxBatchBytes = 64 << 20
 
 // DefaultConfig returns the production defaults for dir.
 func DefaultConfig(dir string) Config {
@@ -87,6 +95,8 @@ type Store struct {
 
 	applyMu sync.Mutex    // serialises Apply
 	applied atomic.Uint64 // Invariant: equals the applied index durably committed (or committed without sync) to db.
+
+	lastBatchBytes, earlyCommits, undecodable atomic.Uint64 // ApplyStats
 
 	closeMu sync.RWMutex
 	closed  bool
@@ -218,14 +228,29 @@ func userKey(key []byte) []byte {
 	return append(k, key...)
 }
 
-// Apply applies entries in index order as one Pebble batch and returns one
-// result per entry. Entries at or below the applied index are skipped (their
-// result is a zero Result), which makes replay after a crash idempotent. An
-// entry whose Data does not decode is applied as a no-op with an error result:
-// every replica sees the same bytes, so they all agree.
+// ErrUndecodable reports a committed entry this binary cannot decode: an op
+// it does not know (written by a newer binary) or damaged bytes. Applying
+// around it would make this replica diverge from those that understand it,
+// so the store refuses the whole Apply and the Raft group stops.
+var ErrUndecodable = errors.New("kv: committed entry cannot be decoded by this binary")
+
+// Apply applies entries in index order and returns one result per entry.
+// Entries at or below the applied index are skipped (their result is a zero
+// Result), which makes replay after a crash idempotent.
 //
-// An error means the batch could not be committed; the store is then unusable
-// and the caller must stop, because its in-memory view may be ahead of disk.
+// The writes of consecutive entries are folded per key in memory (see
+// writeSet) and committed as one Pebble batch, together with the applied
+// index of the last entry they cover. A chunk is committed early, at an
+// entry boundary, once its writes hold Config.MaxBatchBytes; where the
+// chunks end does not change any result or the final state, since each
+// chunk reads what the previous one committed.
+//
+// An entry whose Data does not decode, or decodes to a command that is not
+// valid, fails the call with ErrUndecodable before anything of its chunk
+// is committed: the caller must stop applying (never skip the entry).
+//
+// Any error means the store may hold only some of the entries' effects; its
+// applied index says which. The caller must stop.
 func (s *Store) Apply(entries []Entry) ([]Result, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
@@ -239,8 +264,9 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 	}
 	results := make([]Result, len(entries))
 	applied := s.applied.Load()
-	b := s.db.NewIndexedBatch()
-	defer b.Close()
+	w := newWriteSet(s.db)
+	b := s.db.NewBatch()
+	defer func() { _ = b.Close() }()
 	last := applied
 	for i := range entries {
 		e := &entries[i]
@@ -255,38 +281,75 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 		if e.Data != nil {
 			cmd, subs, err := decodeEntry(e.Data)
 			if err != nil {
-				results[i] = Result{Kind: ResultError, Err: "ERR malformed command in log"}
-			} else {
-				r, err := applyEntryCommand(b, &cmd, subs)
-				if err != nil {
-					return nil, fmt.Errorf("apply index %d: %w", e.Index, err)
-				}
-				results[i] = r
+				s.undecodable.Add(1)
+				return nil, fmt.Errorf("%w: index %d: %v", ErrUndecodable, e.Index, err)
 			}
+			r, err := applyEntryCommand(w, b, &cmd, subs)
+			if err != nil {
+				return nil, fmt.Errorf("apply index %d: %w", e.Index, err)
+			}
+			results[i] = r
 		}
 		last = e.Index
+		if w.bytes+int(b.Len()) >= s.maxBatchBytes() && i < len(entries)-1 {
+			if err := s.commitChunk(w, b, last); err != nil {
+				return nil, err
+			}
+			s.earlyCommits.Add(1)
+			w.reset()
+			b.Reset()
+		}
 	}
-	if last == applied {
+	if last == s.applied.Load() {
 		return results, nil
+	}
+	if err := s.commitChunk(w, b, last); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// maxBatchBytes is the apply-batch budget (Config.MaxBatchBytes).
+func (s *Store) maxBatchBytes() int {
+	if s.cfg.MaxBatchBytes > 0 {
+		return s.cfg.MaxBatchBytes
+	}
+	return DefaultMaxBatchBytes
+}
+
+// commitChunk writes the chunk's folded writes and applied index last to b
+// and commits it.
+func (s *Store) commitChunk(w *writeSet, b *pebble.Batch, last uint64) error {
+	if err := w.writeTo(b); err != nil {
+		return fmt.Errorf("apply up to %d: %w", last, err)
 	}
 	var buf [8]byte
 	binary.BigEndian.PutUint64(buf[:], last)
 	if err := b.Set(metaApplied, buf[:], nil); err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
+		return fmt.Errorf("apply: %w", err)
 	}
+	s.lastBatchBytes.Store(uint64(b.Len()))
 	wo := pebble.NoSync
 	if s.cfg.Sync {
 		wo = pebble.Sync
 	}
 	if err := b.Commit(wo); err != nil {
-		return nil, fmt.Errorf("commit applied batch up to %d: %w", last, err)
+		return fmt.Errorf("commit applied batch up to %d: %w", last, err)
 	}
 	if err := s.checkCorrupt(); err != nil {
 		// A read in this batch hit a damaged block: its results are suspect.
-		return nil, err
+		return err
 	}
 	s.applied.Store(last)
-	return results, nil
+	return nil
+}
+
+// ApplyStats reports how the apply-batch budget has been used: the byte
+// size of the last committed apply batch, how many batches were committed
+// early because they reached Config.MaxBatchBytes, and how many committed
+// entries could not be decoded.
+func (s *Store) ApplyStats() (lastBatchBytes, earlyCommits, undecodable uint64) {
+	return s.lastBatchBytes.Load(), s.earlyCommits.Load(), s.undecodable.Load()
 }
 
 // Sync makes every committed batch durable. In nosync mode the Raft layer

@@ -69,12 +69,29 @@ func TestCommandRoundTripAndMalformed(t *testing.T) {
 		_, err := DecodeCommand(bad)
 		require.Error(t, err)
 	}
+}
+
+// An entry this binary cannot decode stops Apply: nothing of its chunk is
+// committed, the applied index stays before it, and a retry fails again.
+func TestUndecodableEntryStopsApplyWithoutSkippingIt(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	defer s.Close()
-	res, err := s.Apply([]Entry{{Index: 1, Data: []byte{1, 0, 0, 9}}})
-	require.NoError(t, err)
-	require.Equal(t, ResultError, res[0].Kind)
-	require.Equal(t, uint64(1), s.AppliedIndex())
+	for _, bad := range [][]byte{
+		{1, 0, 0, 9},              // truncated SET
+		{byte(opMax), 0, 0, 0, 0}, // an op from a newer binary
+		enc(Command{Op: OpSet, Keys: [][]byte{[]byte("k")}}), // decodes, but not a valid SET
+	} {
+		_, err := s.Apply([]Entry{{Index: 1, Data: set("before", "1")}, {Index: 2, Data: bad}, {Index: 3, Data: set("after", "1")}})
+		require.ErrorIs(t, err, ErrUndecodable)
+		require.Equal(t, uint64(0), s.AppliedIndex())
+		require.NoError(t, s.Read(func(v View) error {
+			_, found, err := v.Get([]byte("before"))
+			require.False(t, found, "the chunk holding the bad entry must not be committed")
+			return err
+		}))
+	}
+	_, _, undecodable := s.ApplyStats()
+	require.Equal(t, uint64(3), undecodable)
 }
 
 func TestIncrErrors(t *testing.T) {

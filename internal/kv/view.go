@@ -7,6 +7,10 @@ type View interface {
 	Get(key []byte) (value []byte, found bool, err error)
 	// Exists reports whether key exists.
 	Exists(key []byte) (bool, error)
+	// StrLen returns the length of key's string value without copying it
+	// (0 and false when the key is absent); a key of another type gives an
+	// error whose text is ErrTextWrongType.
+	StrLen(key []byte) (n int, found bool, err error)
 	// ScanKeys calls fn with every key >= start in ascending byte order until
 	// fn returns false or the keys run out. The key slice passed to fn is only
 	// valid during the call; copy it to keep it.

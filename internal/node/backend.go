@@ -23,8 +23,16 @@ func (b backend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) 
 	if err := cmd.Validate(); err != nil {
 		return kv.Result{}, err
 	}
-	payload := cmd.AppendEncode(make([]byte, 0, cmd.Size()))
 	n := b.n
+	if size := cmd.Size(); size > n.group.MaxPayloadBytes() {
+		// Refused where it arrives, before it is forwarded or proposed:
+		// an entry above the cap could not be replicated.
+		if enc := len(cmd.AppendEncode(nil)); enc > n.group.MaxPayloadBytes() {
+			return kv.Result{}, fmt.Errorf("%w: %d bytes encoded, above the %d-byte log entry limit (--max-entry-bytes)",
+				redis.ErrCommandTooLarge, enc, n.cfg.MaxEntryBytes)
+		}
+	}
+	payload := cmd.AppendEncode(make([]byte, 0, cmd.Size()))
 	for {
 		res, err := n.group.Propose(ctx, payload)
 		if err == nil {
@@ -33,6 +41,9 @@ func (b backend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) 
 				return kv.Result{}, fmt.Errorf("unexpected apply result %T", res)
 			}
 			return r, nil
+		}
+		if errors.Is(err, raft.ErrTooLarge) {
+			return kv.Result{}, fmt.Errorf("%w: %v", redis.ErrCommandTooLarge, err)
 		}
 		var nl *raft.NotLeaderError
 		if !errors.As(err, &nl) {

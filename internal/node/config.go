@@ -80,6 +80,13 @@ type Config struct {
 	// RequestTimeout bounds how long a client request may wait, e.g. for a
 	// leader to be elected.
 	RequestTimeout time.Duration
+	// Memory budgets of the Raft group (see raft.Config): MaxEntryBytes
+	// caps one log entry (--max-entry-bytes), MaxUncommittedBytes the
+	// leader's unacknowledged log (--max-uncommitted-mb), ApplyBatchBytes
+	// one apply batch (--apply-batch-mb).
+	MaxEntryBytes       int
+	MaxUncommittedBytes uint64
+	ApplyBatchBytes     int
 	// Logger is the process logger.
 	Logger *slog.Logger
 }
@@ -101,6 +108,10 @@ func DefaultConfig() Config {
 		SnapshotLogBytes: raft.DefaultConfig().SnapshotLogBytes,
 		MaxSnapshots:     raft.DefaultConfig().MaxSnapshots,
 		MaxWALFiles:      raft.DefaultConfig().MaxWALFiles,
+
+		MaxEntryBytes:       raft.DefaultMaxEntryBytes,
+		MaxUncommittedBytes: raft.DefaultMaxUncommittedBytes,
+		ApplyBatchBytes:     raft.DefaultMaxApplyBatchBytes,
 	}
 }
 
@@ -125,6 +136,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxValueBytes <= 0 {
 		return errors.New("--max-value-bytes must be positive")
+	}
+	if err := c.validateBudgets(); err != nil {
+		return err
 	}
 	if c.HeartbeatInterval <= 0 || c.ElectionTimeout < 3*c.HeartbeatInterval {
 		return fmt.Errorf("--election-timeout (%v) must be at least 3 times --heartbeat-interval (%v)", c.ElectionTimeout, c.HeartbeatInterval)
@@ -199,4 +213,21 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	c.FSMSync = FSMSyncFromEnv(getenv, log)
 	c.PebbleCacheBytes = PebbleCacheFromEnv(getenv, log)
 	c.Lanes = transport.LaneModeFromEnv(getenv, log)
+}
+
+// validateBudgets checks the memory budgets against each other: a maximal
+// value must fit one log entry, and the uncommitted log one entry.
+func (c *Config) validateBudgets() error {
+	if c.MaxEntryBytes < c.MaxValueBytes+1<<20 {
+		return fmt.Errorf("--max-entry-bytes (%d) must exceed --max-value-bytes (%d) by at least 1 MiB, so that a SET of a maximal value fits one log entry",
+			c.MaxEntryBytes, c.MaxValueBytes)
+	}
+	if c.MaxUncommittedBytes < uint64(c.MaxEntryBytes) {
+		return fmt.Errorf("--max-uncommitted-mb (%d MiB) must hold at least one maximal log entry (--max-entry-bytes %d)",
+			c.MaxUncommittedBytes>>20, c.MaxEntryBytes)
+	}
+	if c.ApplyBatchBytes < 1<<20 {
+		return errors.New("--apply-batch-mb must be at least 1")
+	}
+	return nil
 }

@@ -103,6 +103,7 @@ func Start(cfg Config) (n *Node, err error) {
 	kcfg.Sync = false
 	kcfg.CacheBytes = cfg.PebbleCacheBytes
 	kcfg.Logger = log
+	kcfg.MaxBatchBytes = cfg.ApplyBatchBytes
 	if n.store, err = kv.Open(kcfg); err != nil {
 		return nil, err
 	}
@@ -110,7 +111,10 @@ func Start(cfg Config) (n *Node, err error) {
 	tcfg := transport.DefaultConfig()
 	tcfg.LocalID = raft.NodeID(cfg.Name)
 	tcfg.Lanes = cfg.Lanes
-	tcfg.MaxMessageBytes = max(tcfg.MaxMessageBytes, 2*cfg.MaxValueBytes+(4<<20))
+	// A MsgApp carries up to MaxSizePerMsg of entries plus one more entry
+	// of up to MaxEntryBytes: the transport must carry it, or a committed
+	// entry would stall replication.
+	tcfg.MaxMessageBytes = max(tcfg.MaxMessageBytes, cfg.MaxEntryBytes+int(raft.DefaultConfig().MaxSizePerMsg)+(4<<20))
 	tcfg.SnapshotRateBytesPerSec = cfg.SnapshotRateBytesPerSec
 	tcfg.SpoolDir = filepath.Join(cfg.DataDir, "snap-spool")
 	tcfg.Registerer = n.reg
@@ -167,6 +171,9 @@ func Start(cfg Config) (n *Node, err error) {
 	rcfg.SnapshotLogBytes = cfg.SnapshotLogBytes
 	rcfg.MaxSnapshots = cfg.MaxSnapshots
 	rcfg.MaxWALFiles = cfg.MaxWALFiles
+	rcfg.MaxEntryBytes = cfg.MaxEntryBytes
+	rcfg.MaxUncommittedBytes = cfg.MaxUncommittedBytes
+	rcfg.MaxApplyBatchBytes = cfg.ApplyBatchBytes
 	if cfg.SnapshotCount > 0 {
 		rcfg.SnapshotCatchUpEntries = min(rcfg.SnapshotCatchUpEntries, cfg.SnapshotCount/2)
 	}

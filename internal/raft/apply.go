@@ -181,10 +181,18 @@ const maxCoalescedEntries = 8192
 
 // coalesceApply appends the entry tasks already queued behind t to it, so
 // one state machine commit covers every Ready that piled up while the
-// previous one was applied: the applier's group commit. A queued restore
-// is returned to be run next, after t.
+// previous one was applied: the applier's group commit. It stops at
+// maxCoalescedEntries entries or Config.MaxApplyBatchBytes of entry data
+// (a task already taken is never split). A queued restore is returned to
+// be run next, after t.
 func (g *Group) coalesceApply(t *applyTask) *applyTask {
+	size := entriesBytes(t.entries)
+	defer func() { g.budget.applyBatchBytes.Observe(float64(size)) }()
 	for len(t.entries) < maxCoalescedEntries {
+		if size >= g.cfg.MaxApplyBatchBytes {
+			g.budget.applyCutByBytes.Inc()
+			return nil
+		}
 		select {
 		case n, ok := <-g.applyc:
 			if !ok {
@@ -196,9 +204,18 @@ func (g *Group) coalesceApply(t *applyTask) *applyTask {
 			t.entries = append(t.entries, n.entries...)
 			t.owners = append(t.owners, n.owners...)
 			t.confState, t.members, t.lastTerm = n.confState, n.members, n.lastTerm
+			size += entriesBytes(n.entries)
 		default:
 			return nil
 		}
 	}
 	return nil
+}
+
+func entriesBytes(ents []ApplyEntry) int {
+	n := 0
+	for i := range ents {
+		n += len(ents[i].Data)
+	}
+	return n
 }

@@ -75,6 +75,11 @@ type Config struct {
 	MaxInflightMsgs int
 	// MaxSizePerMsg bounds the entries bytes in one MsgApp.
 	MaxSizePerMsg uint64
+	// MaxEntryBytes, MaxUncommittedBytes and MaxApplyBatchBytes are the
+	// group's memory budgets (budgets.go); 0 means their defaults.
+	MaxEntryBytes       int
+	MaxUncommittedBytes uint64
+	MaxApplyBatchBytes  int
 	// StateMachine receives committed entries.
 	StateMachine StateMachine
 	// StateMachineSync makes every applied batch durable in the state
@@ -124,6 +129,9 @@ func DefaultConfig() Config {
 		ElectionTimeout:          time.Second,
 		MaxInflightMsgs:          1024,
 		MaxSizePerMsg:            1 << 20,
+		MaxEntryBytes:            DefaultMaxEntryBytes,
+		MaxUncommittedBytes:      DefaultMaxUncommittedBytes,
+		MaxApplyBatchBytes:       DefaultMaxApplyBatchBytes,
 		StateMachineSync:         true,
 		StateMachineSyncInterval: 10 * time.Millisecond,
 		SnapshotCount:            100000,
@@ -153,6 +161,12 @@ func (c *Config) Validate() error {
 		return errors.New("raft config: keep at least one snapshot and one WAL file")
 	case c.MaxInflightMsgs <= 0:
 		return errors.New("raft config: MaxInflightMsgs must be positive")
+	case c.MaxEntryBytes < 0 || (c.MaxEntryBytes > 0 && c.MaxEntryBytes <= headerLen):
+		return fmt.Errorf("raft config: MaxEntryBytes %d is too small", c.MaxEntryBytes)
+	case c.MaxUncommittedBytes > 0 && c.MaxEntryBytes > 0 && c.MaxUncommittedBytes < uint64(c.MaxEntryBytes):
+		return fmt.Errorf("raft config: MaxUncommittedBytes (%d) must hold at least one maximal entry (%d)", c.MaxUncommittedBytes, c.MaxEntryBytes)
+	case c.MaxApplyBatchBytes < 0:
+		return errors.New("raft config: MaxApplyBatchBytes is negative")
 	case c.Join && len(c.Bootstrap) > 0:
 		return errors.New("raft config: a joining node must not bootstrap a configuration")
 	}

@@ -22,8 +22,12 @@ var (
 	// ErrNoLeader: no leader is known, so a linearizable read cannot be
 	// served yet.
 	ErrNoLeader = errors.New("no raft leader")
-	// ErrTooLarge: a proposal exceeds the group's size limit.
+	// ErrTooLarge: a proposal exceeds the log entry limit
+	// (Config.MaxEntryBytes); it was not proposed.
 	ErrTooLarge = errors.New("proposal too large")
+	// ErrUndecodable: a committed entry this binary cannot decode. The
+	// group stops rather than skip it (see Group.Err).
+	ErrUndecodable = errors.New("committed entry cannot be decoded by this binary")
 )
 
 // NotLeaderError says who the leader is, when known (LeaderID 0 otherwise).

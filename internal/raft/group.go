@@ -24,6 +24,7 @@ type Group struct {
 	id      uint64
 	log     *slog.Logger
 	metrics *metrics
+	budget  *budgetMetrics
 
 	// Owned by the event loop goroutine.
 	rn      *raft.RawNode
@@ -105,6 +106,7 @@ type Status struct {
 // Open recovers the group from cfg.Dir (or bootstraps it from cfg.Bootstrap
 // when the directory is empty) and starts its goroutines.
 func Open(cfg Config) (*Group, error) {
+	cfg.fillBudgetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -137,6 +139,7 @@ func Open(cfg Config) (*Group, error) {
 		applierDone: make(chan struct{}),
 	}
 	g.metrics = newMetrics(cfg.Registerer, cfg.GroupID)
+	g.budget = newBudgetMetrics(cfg.Registerer, cfg.GroupID)
 	// Sequence numbers start at the wall clock so that entries proposed by an
 	// earlier incarnation of this node, replayed after a restart, can never
 	// match a proposal of this one.
@@ -173,7 +176,7 @@ func Open(cfg Config) (*Group, error) {
 		// peer; bounding bytes in flight keeps one group's catch-up from
 		// queueing far ahead of the others.
 		MaxInflightBytes:          uint64(cfg.MaxInflightMsgs) * cfg.MaxSizePerMsg / 4,
-		MaxUncommittedEntriesSize: 1 << 30,
+		MaxUncommittedEntriesSize: cfg.MaxUncommittedBytes,
 		CheckQuorum:               true,
 		PreVote:                   true,
 		ReadOnlyOption:            raft.ReadOnlySafe,
@@ -277,6 +280,10 @@ func (g *Group) ID() uint64 { return g.id }
 func (g *Group) Propose(ctx context.Context, payload []byte) (any, error) {
 	if err := g.fatal(); err != nil {
 		return nil, err
+	}
+	if len(payload) > g.MaxPayloadBytes() {
+		g.budget.refusedTooLarge.Inc()
+		return nil, fmt.Errorf("%w: %d bytes, the log entry limit is %d", ErrTooLarge, len(payload)+headerLen, g.cfg.MaxEntryBytes)
 	}
 	st := g.Status()
 	if st.State != "leader" {

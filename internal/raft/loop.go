@@ -221,9 +221,13 @@ func (g *Group) propose(batch []*proposal) {
 	var e error = &NotLeaderError{LeaderID: st.Lead}
 	switch {
 	case st.RaftState == raft.StateLeader && errors.Is(err, raft.ErrProposalDropped):
-		// Leadership is being handed over (or this leader is leaving the
-		// group): nothing was appended, so the caller may retry once the
-		// new leader is known.
+		// Leadership is being handed over, this leader is leaving the
+		// group, or its uncommitted log is over MaxUncommittedBytes:
+		// nothing was appended, so the caller may retry (once the new
+		// leader is known, or once followers have caught up).
+		if st.LeadTransferee == 0 {
+			g.budget.droppedBudget.Inc()
+		}
 		e = &NotLeaderError{}
 	case st.RaftState == raft.StateLeader:
 		e = fmt.Errorf("propose: %w", err)
@@ -360,11 +364,22 @@ func (g *Group) prepareApply(ents []*raftpb.Entry) (applyTask, error) {
 		ae := ApplyEntry{Index: e.GetIndex()}
 		switch e.GetType() {
 		case raftpb.EntryNormal:
+			// Every normal entry is one of: empty (a new leader's entry),
+			// an acknowledgement record, or a proposal. Anything else was
+			// written by a newer binary or is damaged; applying it as
+			// empty (as this package once did) would let this replica
+			// diverge from those that understand it, so the group stops.
+			if len(e.GetData()) == 0 {
+				break
+			}
 			if id, ok := decodeAckedRecord(e.GetData()); ok {
 				ae.Meta = []MetaRecord{{Name: ackedName(id), Value: []byte{1}}}
 			} else if proposer, seq, payload, ok := decodeProposal(e.GetData()); ok {
 				ae.Data = payload
 				t.owners[i] = owner{proposer, seq}
+			} else {
+				g.budget.undecodableEntries.Inc()
+				return t, fmt.Errorf("%w: entry %d (term %d) starts with tag %#x", ErrUndecodable, e.GetIndex(), e.GetTerm(), e.GetData()[0])
 			}
 		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange

@@ -53,3 +53,8 @@ const RaftStateLeader = "leader"
 // Config.RequestTimeout is reported as TRYAGAIN too; a write that does is
 // reported as of unknown outcome, since it may still commit.
 var ErrTryAgain = errors.New("try again later")
+
+// ErrCommandTooLarge marks a write the Backend refused before proposing
+// it because its encoding exceeds the log entry limit. The client gets
+// "-ERR <message>"; nothing was applied.
+var ErrCommandTooLarge = errors.New("command too large for one log entry")

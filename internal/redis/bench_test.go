@@ -113,10 +113,14 @@ type fixedBackend struct{ view *fixedView }
 
 type fixedView struct{ val []byte }
 
-func (v *fixedView) Get([]byte) ([]byte, bool, error)            { return v.val, true, nil }
-func (v *fixedView) Exists([]byte) (bool, error)                 { return true, nil }
-func (v *fixedView) ScanKeys([]byte, func([]byte) bool) error    { return nil }
-func (v *fixedView) DBSize() (int64, error)                      { return 1, nil }
+func (v *fixedView) Get([]byte) ([]byte, bool, error)         { return v.val, true, nil }
+func (v *fixedView) Exists([]byte) (bool, error)              { return true, nil }
+func (v *fixedView) ScanKeys([]byte, func([]byte) bool) error { return nil }
+func (v *fixedView) DBSize() (int64, error)                   { return 1, nil }
+func (v *fixedView) StrLen(k []byte) (int, bool, error) {
+	val, found, err := v.Get(k)
+	return len(val), found, err
+}
 func (b *fixedBackend) Status() Status                           { return Status{NodeID: "n1", RaftState: RaftStateLeader} }
 func (b *fixedBackend) Barrier(ctx context.Context) error        { return ctx.Err() }
 func (b *fixedBackend) ReadLocal(fn func(v kv.View) error) error { return fn(b.view) }

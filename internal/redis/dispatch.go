@@ -316,6 +316,8 @@ func (s *Server) backendError(c *client, op string, err error) {
 		c.err(string(re)) // a read callback refusing the command
 	case errors.Is(err, ErrTryAgain):
 		c.err("TRYAGAIN " + err.Error())
+	case errors.Is(err, ErrCommandTooLarge):
+		c.err("ERR " + err.Error())
 	case errors.Is(err, context.DeadlineExceeded) && op == "write":
 		// The proposal may already be in the leader's log and commit later.
 		// TRYAGAIN would make clients (go-redis does) resend it, applying

@@ -81,12 +81,12 @@ func cmdStrlen(s *Server, c *client, args [][]byte) {
 // strlen reads the length of key's string value (0 if absent).
 func (s *Server) strlen(c *client, key []byte) (n int, wrongType, ok bool) {
 	ok = s.read(c, func(v kv.View) error {
-		val, _, err := v.Get(key)
+		var err error
+		n, _, err = v.StrLen(key)
 		if isWrongType(err) {
 			wrongType = true
 			return nil
 		}
-		n = len(val)
 		return err
 	})
 	return n, wrongType, ok

@@ -1,0 +1,211 @@
+package kv
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// writeSet holds the writes of one apply chunk in memory, folded per key,
+// until they go into a Pebble batch together.
+//
+// Why: a chunk may hold thousands of commands on one key (a follower packs
+// up to 256 forwarded writes into one entry, and the applier coalesces
+// thousands of entries). Writing each command's result into the batch made
+// the batch grow with commands × value size: 1024 one-byte APPENDs to a 16
+// MiB string wrote 16 GiB. Folded, the batch holds each key once, with its
+// final value, and an APPEND grows one in-memory buffer in place.
+//
+// Invariants:
+//   - A key has at most one slot; a slot is the key's state as of the
+//     commands applied so far in this chunk (dirty) or as read from the
+//     store (clean).
+//   - Reads see, in order: the key's slot; nothing if a FLUSHALL ran in
+//     this chunk (flushed); the committed store.
+//   - A FLUSHALL's range deletion goes into the batch at once and drops
+//     every slot, so the batch holds: metadata, then at most one range
+//     deletion, then the surviving slots' writes (later batch records win).
+//   - The batch is built in first-touch order, not map order, so every
+//     replica builds the same batch (its effect would be the same anyway:
+//     slots are distinct keys).
+type writeSet struct {
+	db      pebbleReader
+	slots   map[string]*slot
+	order   []string
+	flushed bool
+	// bytes approximates the memory held by dirty slot values; the applier
+	// commits the chunk once it passes the apply-batch budget.
+	bytes int
+}
+
+// slot is one key's state inside a writeSet.
+type slot struct {
+	exists bool
+	typ    byte   // the value's type byte (valString for strings)
+	val    []byte // the value without its type byte
+	dirty  bool   // written in this chunk: goes into the batch
+	// owned reports that val's array belongs to the write set, so APPEND
+	// may grow it in place. A value taken from a log entry is not owned:
+	// it aliases the entry's bytes.
+	owned bool
+}
+
+func newWriteSet(db pebbleReader) *writeSet {
+	return &writeSet{db: db, slots: make(map[string]*slot)}
+}
+
+// reset empties the set for the next chunk, whose reads see the store as
+// committed by this one.
+func (w *writeSet) reset() {
+	clear(w.slots)
+	w.order = w.order[:0]
+	w.flushed = false
+	w.bytes = 0
+}
+
+// get returns the key's slot, reading the store (and keeping a copy of the
+// value) the first time the chunk touches the key.
+func (w *writeSet) get(k []byte) (*slot, error) {
+	if s, ok := w.slots[string(k)]; ok {
+		return s, nil
+	}
+	s := &slot{}
+	if !w.flushed {
+		val, closer, err := w.db.Get(k)
+		switch {
+		case errors.Is(err, pebble.ErrNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("get: %w", err)
+		default:
+			s.exists, s.owned = true, true
+			if len(val) > 0 {
+				s.typ = val[0]
+				s.val = bytes.Clone(val[1:])
+			}
+			if s.val == nil {
+				s.val = []byte{}
+			}
+			_ = closer.Close()
+		}
+	}
+	w.put(k, s)
+	return s, nil
+}
+
+// exists reports whether the key exists without copying its value.
+func (w *writeSet) exists(k []byte) (bool, error) {
+	if s, ok := w.slots[string(k)]; ok {
+		return s.exists, nil
+	}
+	if w.flushed {
+		return false, nil
+	}
+	_, closer, err := w.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("get: %w", err)
+	}
+	_ = closer.Close()
+	return true, nil
+}
+
+// getString returns the string at k, or errWrongType.
+func (w *writeSet) getString(k []byte) (*slot, error) {
+	s, err := w.get(k)
+	if err != nil {
+		return nil, err
+	}
+	if s.exists && s.typ != valString {
+		return s, errWrongType
+	}
+	return s, nil
+}
+
+func (w *writeSet) put(k []byte, s *slot) {
+	key := string(k)
+	if old, ok := w.slots[key]; ok {
+		if old.dirty {
+			w.bytes -= len(old.val)
+		}
+	} else {
+		w.order = append(w.order, key)
+	}
+	w.slots[key] = s
+	if s.dirty {
+		w.bytes += len(s.val)
+	}
+}
+
+// setString makes k the string v. v must stay valid and unchanged until the
+// chunk is committed (it may alias the log entry).
+func (w *writeSet) setString(k, v []byte) {
+	w.put(k, &slot{exists: true, typ: valString, val: v, dirty: true})
+}
+
+// setOwnedString is setString for a buffer the write set may grow.
+func (w *writeSet) setOwnedString(k, v []byte) {
+	w.put(k, &slot{exists: true, typ: valString, val: v, dirty: true, owned: true})
+}
+
+// appendString appends suffix to the string in s (slot of k, already
+// checked to be a string or missing) and returns the new length. The first
+// append to a value the set does not own copies it, with room to grow, so
+// a run of appends costs their bytes, amortised.
+func (w *writeSet) appendString(k []byte, s *slot, suffix []byte) int {
+	cur := s.val
+	if !s.exists {
+		cur = nil
+	}
+	if !s.owned {
+		nb := make([]byte, len(cur), max(len(cur)+len(suffix), 2*len(cur)))
+		copy(nb, cur)
+		cur = nb
+	}
+	nv := append(cur, suffix...)
+	w.setOwnedString(k, nv)
+	return len(nv)
+}
+
+// del deletes k.
+func (w *writeSet) del(k []byte) {
+	w.put(k, &slot{dirty: true})
+}
+
+// flushAll deletes every user key: one range deletion in b, whatever the
+// keyspace's size, and every slot dropped.
+func (w *writeSet) flushAll(b *pebble.Batch) error {
+	if err := b.DeleteRange(userLower, userUpper, nil); err != nil {
+		return fmt.Errorf("flushall: %w", err)
+	}
+	w.reset()
+	w.flushed = true
+	return nil
+}
+
+// writeTo puts every dirty slot into b, in first-touch order.
+func (w *writeSet) writeTo(b *pebble.Batch) error {
+	for _, key := range w.order {
+		s := w.slots[key]
+		if !s.dirty {
+			continue
+		}
+		if !s.exists {
+			if err := b.Delete([]byte(key), nil); err != nil {
+				return fmt.Errorf("delete: %w", err)
+			}
+			continue
+		}
+		op := b.SetDeferred(len(key), len(s.val)+1)
+		copy(op.Key, key)
+		op.Value[0] = s.typ
+		copy(op.Value[1:], s.val)
+		if err := op.Finish(); err != nil {
+			return fmt.Errorf("set: %w", err)
+		}
+	}
+	return nil
+}
