@@ -232,7 +232,9 @@ func userKey(key []byte) []byte {
 // it does not know (written by a newer binary) or damaged bytes. Applying
 // around it would make this replica diverge from those that understand it,
 // so the store refuses the whole Apply and the Raft group stops.
-var ErrUndecodable = errors.New("kv: committed entry cannot be decoded by this binary")
+//
+// It wraps raft.ErrUndecodable, so the Raft layer counts it with its own.
+var ErrUndecodable = fmt.Errorf("kv: %w", raft.ErrUndecodable)
 
 // Apply applies entries in index order and returns one result per entry.
 // Entries at or below the applied index are skipped (their result is a zero

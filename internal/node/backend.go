@@ -24,15 +24,12 @@ func (b backend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) 
 		return kv.Result{}, err
 	}
 	n := b.n
-	if size := cmd.Size(); size > n.group.MaxPayloadBytes() {
-		// Refused where it arrives, before it is forwarded or proposed:
-		// an entry above the cap could not be replicated.
-		if enc := len(cmd.AppendEncode(nil)); enc > n.group.MaxPayloadBytes() {
-			return kv.Result{}, fmt.Errorf("%w: %d bytes encoded, above the %d-byte log entry limit (--max-entry-bytes)",
-				redis.ErrCommandTooLarge, enc, n.cfg.MaxEntryBytes)
-		}
-	}
 	payload := cmd.AppendEncode(make([]byte, 0, cmd.Size()))
+	// Refused where it arrives, before it is forwarded or proposed: an
+	// entry above the cap could not be replicated.
+	if err := n.group.CheckPayloadSize(len(payload)); err != nil {
+		return kv.Result{}, fmt.Errorf("%w: %v (--max-entry-bytes)", redis.ErrCommandTooLarge, err)
+	}
 	for {
 		res, err := n.group.Propose(ctx, payload)
 		if err == nil {

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -113,6 +114,9 @@ func (g *Group) runApplier() {
 		}
 		start := time.Now()
 		results, err := g.cfg.StateMachine.Apply(t.entries)
+		if errors.Is(err, ErrUndecodable) {
+			g.budget.undecodableEntries.Inc()
+		}
 		if err != nil {
 			g.setFatal(err)
 			g.pending.failAll(err)

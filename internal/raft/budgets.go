@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,10 +66,20 @@ func newBudgetMetrics(reg prometheus.Registerer, group uint64) *budgetMetrics {
 	return m
 }
 
-// MaxPayloadBytes is the largest payload Propose accepts: callers that
-// forward a write to the leader check it first, so an oversized write is
-// refused where it arrives.
+// MaxPayloadBytes is the largest payload Propose accepts.
 func (g *Group) MaxPayloadBytes() int { return g.cfg.MaxEntryBytes - headerLen }
+
+// CheckPayloadSize returns ErrTooLarge (and counts it) for a payload of n
+// bytes above MaxPayloadBytes. Propose checks it; a node that forwards
+// writes to the leader checks it first, so an oversized write is refused
+// where it arrives.
+func (g *Group) CheckPayloadSize(n int) error {
+	if n <= g.MaxPayloadBytes() {
+		return nil
+	}
+	g.budget.refusedTooLarge.Inc()
+	return fmt.Errorf("%w: %d bytes, above the %d-byte log entry limit", ErrTooLarge, n+headerLen, g.cfg.MaxEntryBytes)
+}
 
 // fillBudgetDefaults replaces zero budgets with their defaults.
 func (c *Config) fillBudgetDefaults() {

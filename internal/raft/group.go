@@ -281,9 +281,8 @@ func (g *Group) Propose(ctx context.Context, payload []byte) (any, error) {
 	if err := g.fatal(); err != nil {
 		return nil, err
 	}
-	if len(payload) > g.MaxPayloadBytes() {
-		g.budget.refusedTooLarge.Inc()
-		return nil, fmt.Errorf("%w: %d bytes, the log entry limit is %d", ErrTooLarge, len(payload)+headerLen, g.cfg.MaxEntryBytes)
+	if err := g.CheckPayloadSize(len(payload)); err != nil {
+		return nil, err
 	}
 	st := g.Status()
 	if st.State != "leader" {
