@@ -41,6 +41,7 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxEntryBytes, "max-entry-bytes", cfg.MaxEntryBytes, "largest Raft log entry in bytes; a write whose encoding is larger is refused with -ERR before it is proposed")
 	uncommittedMB := fs.Uint64("max-uncommitted-mb", cfg.MaxUncommittedBytes>>20, "MiB of log entries a leader holds before a quorum acknowledged them; past it, writes wait (and time out with -TRYAGAIN)")
 	applyMB := fs.Int("apply-batch-mb", cfg.ApplyBatchBytes>>20, "MiB of committed entries, and of pending state machine writes, in one apply batch")
+	cacheMB := fs.Int64("pebble-cache-mb", 0, "Pebble block cache in MiB; 0 means $ELASTICKV_PEBBLE_CACHE_MB, else 256")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -82,6 +83,12 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.MaxUncommittedBytes, cfg.ApplyBatchBytes = *uncommittedMB<<20, *applyMB<<20
 	cfg.ApplyEnv(os.Getenv)
+	if *cacheMB < 0 {
+		return usageErr(fmt.Errorf("--pebble-cache-mb must not be negative"))
+	}
+	if *cacheMB > 0 {
+		cfg.PebbleCacheBytes = *cacheMB << 20
+	}
 	if cfg.MetricsToken == "" {
 		// The environment keeps the token out of `ps` output.
 		cfg.MetricsToken = os.Getenv("ELASTICKV_METRICS_TOKEN")

@@ -107,6 +107,7 @@ func Start(cfg Config) (n *Node, err error) {
 	if n.store, err = kv.Open(kcfg); err != nil {
 		return nil, err
 	}
+	n.reg.MustRegister(n.store.Collector())
 
 	tcfg := transport.DefaultConfig()
 	tcfg.LocalID = raft.NodeID(cfg.Name)
