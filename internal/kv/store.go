@@ -98,6 +98,8 @@ type Store struct {
 
 	lastBatchBytes, earlyCommits, undecodable atomic.Uint64 // ApplyStats
 
+	ws *writeSet // reused by every Apply (under applyMu)
+
 	closeMu sync.RWMutex
 	closed  bool
 
@@ -266,7 +268,11 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 	}
 	results := make([]Result, len(entries))
 	applied := s.applied.Load()
-	w := newWriteSet(s.db)
+	if s.ws == nil {
+		s.ws = newWriteSet(s.db)
+	}
+	w := s.ws
+	defer w.reset()
 	b := s.db.NewBatch()
 	defer func() { _ = b.Close() }()
 	last := applied

@@ -31,9 +31,13 @@ import (
 //     replica builds the same batch (its effect would be the same anyway:
 //     slots are distinct keys).
 type writeSet struct {
-	db      pebbleReader
-	slots   map[string]*slot
-	order   []string
+	db pebbleReader
+	// index maps a key to its slot in slots; keys[i] is slots[i]'s key.
+	// Slots live in a slice, in first-touch order, so a reused set
+	// allocates nothing per key but the key string.
+	index   map[string]int
+	slots   []slot
+	keys    []string
 	flushed bool
 	// bytes approximates the memory held by dirty slot values; the applier
 	// commits the chunk once it passes the apply-batch budget.
@@ -53,31 +57,42 @@ type slot struct {
 }
 
 func newWriteSet(db pebbleReader) *writeSet {
-	return &writeSet{db: db, slots: make(map[string]*slot)}
+	return &writeSet{db: db, index: make(map[string]int)}
 }
 
+// maxRetainedSlots bounds the slots a reused write set keeps allocated
+// between chunks; a larger chunk's index is dropped rather than kept.
+const maxRetainedSlots = 4096
+
 // reset empties the set for the next chunk, whose reads see the store as
-// committed by this one.
+// committed by this one. It releases every value (a reused set must not
+// pin a large value until the next chunk touches as many keys).
 func (w *writeSet) reset() {
-	clear(w.slots)
-	w.order = w.order[:0]
+	if len(w.slots) > maxRetainedSlots {
+		w.index, w.slots, w.keys = make(map[string]int), nil, nil
+	} else {
+		clear(w.index)
+		clear(w.slots)
+		clear(w.keys)
+		w.slots, w.keys = w.slots[:0], w.keys[:0]
+	}
 	w.flushed = false
 	w.bytes = 0
 }
 
-// get returns the key's slot, reading the store (and keeping a copy of the
-// value) the first time the chunk touches the key.
-func (w *writeSet) get(k []byte) (*slot, error) {
-	if s, ok := w.slots[string(k)]; ok {
-		return s, nil
+// get returns (a copy of) the key's slot, reading the store (and keeping a
+// copy of the value) the first time the chunk touches the key.
+func (w *writeSet) get(k []byte) (slot, error) {
+	if i, ok := w.index[string(k)]; ok {
+		return w.slots[i], nil
 	}
-	s := &slot{}
+	var s slot
 	if !w.flushed {
 		val, closer, err := w.db.Get(k)
 		switch {
 		case errors.Is(err, pebble.ErrNotFound):
 		case err != nil:
-			return nil, fmt.Errorf("get: %w", err)
+			return s, fmt.Errorf("get: %w", err)
 		default:
 			s.exists, s.owned = true, true
 			if len(val) > 0 {
@@ -96,8 +111,8 @@ func (w *writeSet) get(k []byte) (*slot, error) {
 
 // exists reports whether the key exists without copying its value.
 func (w *writeSet) exists(k []byte) (bool, error) {
-	if s, ok := w.slots[string(k)]; ok {
-		return s.exists, nil
+	if i, ok := w.index[string(k)]; ok {
+		return w.slots[i].exists, nil
 	}
 	if w.flushed {
 		return false, nil
@@ -114,10 +129,10 @@ func (w *writeSet) exists(k []byte) (bool, error) {
 }
 
 // getString returns the string at k, or errWrongType.
-func (w *writeSet) getString(k []byte) (*slot, error) {
+func (w *writeSet) getString(k []byte) (slot, error) {
 	s, err := w.get(k)
 	if err != nil {
-		return nil, err
+		return s, err
 	}
 	if s.exists && s.typ != valString {
 		return s, errWrongType
@@ -125,16 +140,18 @@ func (w *writeSet) getString(k []byte) (*slot, error) {
 	return s, nil
 }
 
-func (w *writeSet) put(k []byte, s *slot) {
-	key := string(k)
-	if old, ok := w.slots[key]; ok {
-		if old.dirty {
-			w.bytes -= len(old.val)
+func (w *writeSet) put(k []byte, s slot) {
+	if i, ok := w.index[string(k)]; ok {
+		if w.slots[i].dirty {
+			w.bytes -= len(w.slots[i].val)
 		}
+		w.slots[i] = s
 	} else {
-		w.order = append(w.order, key)
+		key := string(k)
+		w.index[key] = len(w.slots)
+		w.slots = append(w.slots, s)
+		w.keys = append(w.keys, key)
 	}
-	w.slots[key] = s
 	if s.dirty {
 		w.bytes += len(s.val)
 	}
@@ -143,19 +160,19 @@ func (w *writeSet) put(k []byte, s *slot) {
 // setString makes k the string v. v must stay valid and unchanged until the
 // chunk is committed (it may alias the log entry).
 func (w *writeSet) setString(k, v []byte) {
-	w.put(k, &slot{exists: true, typ: valString, val: v, dirty: true})
+	w.put(k, slot{exists: true, typ: valString, val: v, dirty: true})
 }
 
 // setOwnedString is setString for a buffer the write set may grow.
 func (w *writeSet) setOwnedString(k, v []byte) {
-	w.put(k, &slot{exists: true, typ: valString, val: v, dirty: true, owned: true})
+	w.put(k, slot{exists: true, typ: valString, val: v, dirty: true, owned: true})
 }
 
 // appendString appends suffix to the string in s (slot of k, already
 // checked to be a string or missing) and returns the new length. The first
 // append to a value the set does not own copies it, with room to grow, so
 // a run of appends costs their bytes, amortised.
-func (w *writeSet) appendString(k []byte, s *slot, suffix []byte) int {
+func (w *writeSet) appendString(k []byte, s slot, suffix []byte) int {
 	cur := s.val
 	if !s.exists {
 		cur = nil
@@ -172,7 +189,7 @@ func (w *writeSet) appendString(k []byte, s *slot, suffix []byte) int {
 
 // del deletes k.
 func (w *writeSet) del(k []byte) {
-	w.put(k, &slot{dirty: true})
+	w.put(k, slot{dirty: true})
 }
 
 // flushAll deletes every user key: one range deletion in b, whatever the
@@ -188,8 +205,8 @@ func (w *writeSet) flushAll(b *pebble.Batch) error {
 
 // writeTo puts every dirty slot into b, in first-touch order.
 func (w *writeSet) writeTo(b *pebble.Batch) error {
-	for _, key := range w.order {
-		s := w.slots[key]
+	for i := range w.slots {
+		s, key := &w.slots[i], w.keys[i]
 		if !s.dirty {
 			continue
 		}
