@@ -42,18 +42,18 @@ type Proxy struct {
 	ln     net.Listener
 	log    *slog.Logger
 
-	mu    sync.Mutex
-	cut   bool
-	mode  CutMode
-	gate  chan struct{} // closed when bytes may flow; nil while not cut
+	mu   sync.Mutex
+	cut  bool
+	mode CutMode
+	gate chan struct{} // closed when bytes may flow; nil while not cut
 	// replyGate, while non-nil, holds the bytes the target sends back
 	// (HoldReplies); closed when they may flow again.
 	replyGate chan struct{}
-	delay time.Duration
-	conns map[*proxyConn]struct{}
-	stop  chan struct{} // closed by Close
-	flap  *flapper
-	done  bool
+	delay     time.Duration
+	conns     map[*proxyConn]struct{}
+	stop      chan struct{} // closed by Close
+	flap      *flapper
+	done      bool
 
 	wg sync.WaitGroup
 }
