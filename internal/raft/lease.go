@@ -205,8 +205,9 @@ func (g *Group) fenceLeaseForTransfer(msgs []*raftpb.Message) {
 // Renewing every interval keeps a busy leader's lease from ever lapsing
 // (it lasts several intervals).
 func (g *Group) wantLeaseRenewal(now time.Time) bool {
-	if g.cfg.ReadMode != ReadModeLease ||
-		now.Sub(g.lease.lastRound) < g.cfg.HeartbeatInterval || !g.lease.used.Load() {
+	// A negative age (a clock that went backwards) counts as due.
+	if age := now.Sub(g.lease.lastRound); g.cfg.ReadMode != ReadModeLease ||
+		(age >= 0 && age < g.cfg.HeartbeatInterval) || !g.lease.used.Load() {
 		return false
 	}
 	st := g.rn.BasicStatus()

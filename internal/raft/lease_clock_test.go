@@ -231,6 +231,9 @@ func TestLeaseBackwardClockJumpNeverExtendsIt(t *testing.T) {
 			if g.leaseHolds() || g.LeaseRemaining() != 0 {
 				t.Fatalf("lease held after a backward jump (remaining %v)", g.LeaseRemaining())
 			}
+			if !g.wantLeaseRenewal(g.clock.now().at) {
+				t.Fatal("no renewal due after a backward jump ended a lease in use")
+			}
 			g.readIndexReady(roundCtx(inFlight), 6)
 			for step := time.Duration(0); step < 2*d+tc.jumpBackBy(d); step += d / 16 {
 				if g.leaseHolds() || g.LeaseRemaining() != 0 {

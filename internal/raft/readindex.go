@@ -77,7 +77,9 @@ func (g *Group) flushReads() {
 	}
 	now := g.clock.now()
 	if rs.current != nil {
-		if !rs.resend && now.at.Sub(rs.currentStart) < g.roundTimeout() {
+		// A negative age is a clock that went backwards: the round's age
+		// is unknown, so it is treated as timed out.
+		if age := now.at.Sub(rs.currentStart); !rs.resend && age >= 0 && age < g.roundTimeout() {
 			return
 		}
 		rs.resend = false
