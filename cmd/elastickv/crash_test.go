@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -17,6 +18,8 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/elastickv/elastickv/internal/chaos"
 )
 
 // devCluster is a running `elastickv dev` cluster of the real binary whose
@@ -37,17 +40,22 @@ func startDev(t *testing.T, bin string, extra ...string) *devCluster {
 	dev := exec.Command(bin, args...)
 	stdout, err := dev.StdoutPipe()
 	require.NoError(t, err)
-	dev.Stderr = os.Stderr
+	// dev's own stderr is kept too: a race in dev itself is reported there.
+	devErr, err := os.Create(filepath.Join(d.dir, "dev.stderr.log"))
+	require.NoError(t, err)
+	dev.Stderr = io.MultiWriter(os.Stderr, devErr)
 	require.NoError(t, dev.Start())
 	t.Cleanup(func() {
 		_ = dev.Process.Signal(syscall.SIGTERM)
 		_ = dev.Wait()
+		_ = devErr.Close()
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		for _, p := range d.procs {
 			_ = p.Process.Signal(syscall.SIGTERM)
 			_ = p.Wait()
 		}
+		d.failOnRaces()
 	})
 	up := make(chan struct{})
 	go func() {
@@ -71,6 +79,19 @@ func startDev(t *testing.T, bin string, extra ...string) *devCluster {
 		d.clients = append(d.clients, cl)
 	}
 	return d
+}
+
+// failOnRaces fails the test on any race report in the logs of dev and
+// its nodes (including nodes the test restarted), once they have stopped.
+// The servers are race-built when the test run is (buildBinary).
+func (d *devCluster) failOnRaces() {
+	races, err := chaos.RaceReports(filepath.Join(d.dir, "*.log"))
+	if err != nil {
+		d.t.Error(err)
+	}
+	for _, r := range races {
+		d.t.Error(r)
+	}
 }
 
 // kill SIGKILLs node i (0-based), wherever it was started from.

@@ -15,16 +15,40 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/elastickv/elastickv/internal/chaos"
 )
 
-// buildBinary compiles the real elastickv binary once per test run.
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// buildBinary compiles the real elastickv binary once per test run, with
+// -race when the test run has it (chaos.BuildServer): the servers the
+// process tests start are then race-checked, and startDev fails the test
+// on a race report in any node's log.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "elastickv")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "elastickv-bin-"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "elastickv")
+		binErr = chaos.BuildServer(context.Background(), binPath)
+	})
+	require.NoError(t, binErr)
+	return binPath
 }
 
 // freeOffset finds a port offset whose Redis, Raft and metrics ports for

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -41,7 +40,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// chaosBinary builds ./cmd/elastickv once per test binary run.
+// chaosBinary builds ./cmd/elastickv once per test binary run, race-checked
+// when the test run is (RaceEnabled).
 func chaosBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -50,10 +50,10 @@ func chaosBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "elastickv")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/elastickv/elastickv/cmd/elastickv")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v: %s", err, out)
-		}
+		// With -race when this test binary has it: the servers are then
+		// race-checked under every fault, and Run fails on a race report
+		// in any node's log.
+		binErr = BuildServer(context.Background(), binPath)
 	})
 	require.NoError(t, binErr)
 	return binPath

@@ -68,6 +68,7 @@ type cluster struct {
 	wg         sync.WaitGroup // one reaper goroutine per started process
 	mu         sync.Mutex
 	unexpected []string // processes that died without the harness asking
+	closeOnce  sync.Once
 }
 
 // freePorts reserves n distinct loopback ports for the servers. They are
@@ -436,8 +437,11 @@ func (c *cluster) takeUnexpected() []string {
 }
 
 // close stops every process (gracefully first, so logs are complete),
-// every proxy and every client. Safe on a partly started cluster.
-func (c *cluster) close() {
+// every proxy and every client. Safe on a partly started cluster, and
+// called twice by Run (once before it reads the logs, once deferred).
+func (c *cluster) close() { c.closeOnce.Do(c.closeNow) }
+
+func (c *cluster) closeNow() {
 	for i := range c.nodes {
 		_ = c.resume(i)
 		_, _ = c.signal(i, syscall.SIGTERM)

@@ -16,6 +16,9 @@
 //   - Availability: after each fault heals, every node serves a write and a
 //     linearizable read again within Config.RecoveryBound.
 //   - No node process dies unless the harness killed it.
+//   - No node reports a data race: a server built with -race (BuildServer
+//     does so whenever the test binary has it) writes race reports to its
+//     log, and Run fails on any (RaceReports).
 //
 // Links are per direction: proxy i->j carries the connections node i opens
 // to node j (through the server's --peer-dial), in both byte directions,

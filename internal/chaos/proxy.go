@@ -42,15 +42,18 @@ type Proxy struct {
 	ln     net.Listener
 	log    *slog.Logger
 
-	mu    sync.Mutex
-	cut   bool
-	mode  CutMode
-	gate  chan struct{} // closed when bytes may flow; nil while not cut
-	delay time.Duration
-	conns map[*proxyConn]struct{}
-	stop  chan struct{} // closed by Close
-	flap  *flapper
-	done  bool
+	mu   sync.Mutex
+	cut  bool
+	mode CutMode
+	gate chan struct{} // closed when bytes may flow; nil while not cut
+	// replyGate, while non-nil, holds the bytes the target sends back
+	// (HoldReplies); closed when they may flow again.
+	replyGate chan struct{}
+	delay     time.Duration
+	conns     map[*proxyConn]struct{}
+	stop      chan struct{} // closed by Close
+	flap      *flapper
+	done      bool
 
 	wg sync.WaitGroup
 }
@@ -151,7 +154,7 @@ func (p *Proxy) serve(pc *proxyConn) {
 	}()
 	// A stalled link holds the new connection before dialling, so even the
 	// upstream accept is delayed, as with a SYN that is not answered.
-	if !p.waitOpen(pc) {
+	if !p.waitOpen(pc, false) {
 		return
 	}
 	up, err := net.DialTimeout("tcp", p.target, dialTimeout)
@@ -172,8 +175,8 @@ func (p *Proxy) serve(pc *proxyConn) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.pump(pc, pc.down, up) }()
-	go func() { defer wg.Done(); p.pump(pc, up, pc.down) }()
+	go func() { defer wg.Done(); p.pump(pc, pc.down, up, false) }()
+	go func() { defer wg.Done(); p.pump(pc, up, pc.down, true) }()
 	wg.Wait()
 }
 
@@ -187,8 +190,9 @@ type chunk struct {
 // chunk with its delivery time (now + the link's delay) and the writer
 // holds it until then and while the link is stalled. The delay is thus
 // latency, not a bandwidth cap, and a stalled writer backs the reader up
-// until the sender's kernel buffers fill, as a real partition does.
-func (p *Proxy) pump(pc *proxyConn, src, dst net.Conn) {
+// until the sender's kernel buffers fill, as a real partition does. reply
+// marks the direction from the target back to the source (HoldReplies).
+func (p *Proxy) pump(pc *proxyConn, src, dst net.Conn, reply bool) {
 	q := make(chan chunk, 64)
 	defer func() {
 		// Closing the connection unblocks the reader's Read; draining q
@@ -230,7 +234,7 @@ func (p *Proxy) pump(pc *proxyConn, src, dst net.Conn) {
 				return
 			}
 		}
-		if !p.waitOpen(pc) {
+		if !p.waitOpen(pc, reply) {
 			return
 		}
 		_ = dst.SetWriteDeadline(time.Now().Add(writeTimeout))
@@ -240,12 +244,15 @@ func (p *Proxy) pump(pc *proxyConn, src, dst net.Conn) {
 	}
 }
 
-// waitOpen blocks while the link is stalled; false when the connection
-// was closed meanwhile.
-func (p *Proxy) waitOpen(pc *proxyConn) bool {
+// waitOpen blocks while the link is stalled (and, for reply bytes, while
+// replies are held); false when the connection was closed meanwhile.
+func (p *Proxy) waitOpen(pc *proxyConn, reply bool) bool {
 	for {
 		p.mu.Lock()
 		g := p.gate
+		if g == nil && reply {
+			g = p.replyGate
+		}
 		p.mu.Unlock()
 		if g == nil {
 			select {
@@ -289,6 +296,19 @@ func (p *Proxy) cutLocked(mode CutMode) {
 	}
 }
 
+// HoldReplies stops the bytes the target sends back from reaching the
+// source, until Restore, while the source's bytes still arrive: a request
+// is delivered and acted on, but its reply is not seen. Cut(CutRefuse)
+// then drops the held replies with the connections, which is a link that
+// broke after the request arrived and before the reply left.
+func (p *Proxy) HoldReplies() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.replyGate == nil {
+		p.replyGate = make(chan struct{})
+	}
+}
+
 // Restore heals the link; stalled bytes flow again.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
@@ -300,6 +320,10 @@ func (p *Proxy) restoreLocked() {
 	if p.gate != nil {
 		close(p.gate)
 		p.gate = nil
+	}
+	if p.replyGate != nil {
+		close(p.replyGate)
+		p.replyGate = nil
 	}
 	p.cut = false
 }

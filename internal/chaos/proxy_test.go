@@ -187,3 +187,65 @@ func TestProxyOneDirection(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "y", got)
 }
+
+// TestProxyHoldReplies: with replies held, a request reaches the target
+// (it echoes, and the echo is counted) but its reply never reaches the
+// client; a refusing cut then drops the connection with the reply unseen,
+// and once restored the link carries requests and replies again.
+func TestProxyHoldReplies(t *testing.T) {
+	baseline := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, baseline) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	got := make(chan string, 16)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					s, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					got <- s
+					if _, err := c.Write([]byte(s)); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	p, err := NewProxy("f->l", ln.Addr().String(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer p.Close()
+
+	c := dialLine(t, p.Addr())
+	_, err = c.roundTrip("warm", time.Second)
+	require.NoError(t, err)
+	<-got
+	p.HoldReplies()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.Write([]byte("incr\n"))
+	require.NoError(t, err)
+	select {
+	case s := <-got:
+		require.Equal(t, "incr\n", s, "the request reached the target")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request never reached the target")
+	}
+	p.Cut(CutRefuse)
+	s, err := c.r.ReadString('\n')
+	require.Error(t, err, "the held reply %q reached the client", s)
+	p.Restore()
+	c2 := dialLine(t, p.Addr())
+	echo, err := c2.roundTrip("again", time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "again", echo)
+}

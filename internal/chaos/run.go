@@ -342,6 +342,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Failures = append(rep.Failures, err.Error())
 	}
 	rep.Failures = append(rep.Failures, c.takeUnexpected()...)
+	// Stop the servers so their logs are complete, then fail the run on
+	// any race report in them (servers built with -race; BuildServer).
+	c.close()
+	races, err := RaceReports(filepath.Join(logDir, "*.log"))
+	if err != nil {
+		rep.Failures = append(rep.Failures, err.Error())
+	}
+	rep.Failures = append(rep.Failures, races...)
 	if ctx.Err() != nil {
 		return rep, fmt.Errorf("run interrupted: %w", ctx.Err())
 	}

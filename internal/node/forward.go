@@ -45,6 +45,12 @@ const (
 // retry because the remote did not propose the command.
 var errNotProposed = errors.New("forward target is not the leader")
 
+// errNotCanonical refuses a forwarded command whose bytes are not the
+// encoder's own (kv.IsCanonical): only exact encodings are proposed, so a
+// log entry always re-encodes to itself. Peers running this code never
+// send one; only a buggy or hostile peer does.
+var errNotCanonical = errors.New("command is not canonically encoded")
+
 type forwardServer struct{ n *Node }
 
 var forwardDesc = grpc.ServiceDesc{
@@ -77,6 +83,9 @@ func (f *forwardServer) forward(ctx context.Context, req *grpcraw.Frame) *grpcra
 	cmd, err := kv.DecodeCommand(payload)
 	if err == nil {
 		err = cmd.Validate()
+	}
+	if err == nil && !kv.IsCanonical(payload) {
+		err = errNotCanonical
 	}
 	if err != nil {
 		return failedFrame(fmt.Errorf("malformed forwarded command: %w", err))

@@ -211,6 +211,9 @@ func combineForwarded(payloads [][]byte) (forwardedEntry, error) {
 		if err == nil {
 			err = cmd.Validate()
 		}
+		if err == nil && !kv.IsCanonical(p) {
+			err = errNotCanonical
+		}
 		if err != nil {
 			return e, fmt.Errorf("command %d: %w", i, err)
 		}

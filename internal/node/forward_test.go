@@ -57,6 +57,12 @@ func TestForwardBatchRequestRoundTrip(t *testing.T) {
 	require.Equal(t, results, back)
 }
 
+// longVarintSet is SET k v encoded with a redundant varint byte.
+func longVarintSet() []byte {
+	b := setCmd("k", "v")
+	return append(append(append([]byte{}, b[:5]...), 0x81, 0x00), b[6:]...)
+}
+
 // malformedBatchRequests are frames a peer might send that must be refused.
 func malformedBatchRequests() map[string][]byte {
 	hdr := func(rest ...byte) []byte { return append(binary.BigEndian.AppendUint64(nil, groupID), rest...) }
@@ -84,6 +90,10 @@ func malformedBatchRequests() map[string][]byte {
 		"garbage command":    oneCmd([]byte{0xEE, 0, 1, 2, 3}),
 		"invalid command":    oneCmd(encodeCmd(kv.Command{Op: kv.OpSet, Keys: [][]byte{[]byte("k")}})),
 		"nested batches":     oneCmd(batchCmd(batchCmd(good))),
+		// SET k v with its key length as a two-byte varint: it decodes to
+		// a valid command, but only exact encodings are proposed.
+		"non-canonical command":     oneCmd(longVarintSet()),
+		"non-canonical sub-command": oneCmd(batchCmd(good, longVarintSet())),
 		"unknown group": append(binary.AppendUvarint(binary.AppendUvarint(
 			binary.BigEndian.AppendUint64(nil, 99), 1), uint64(len(good))), good...),
 		"too many sub-commands": appendForwardBatchRequest(nil, groupID,

@@ -70,6 +70,10 @@ type Config struct {
 	// ReadMode chooses ReadIndex rounds or the leader lease for reads
 	// served by the leader (lease.go).
 	ReadMode ReadMode
+	// Clock is what the lease, ReadIndex rounds and the restart vote gate
+	// measure time with (clock.go); nil means MonotonicClock. Tests inject
+	// one to pause it or make it jump.
+	Clock Clock
 	// MaxInflightMsgs bounds unacknowledged MsgApps per follower; the
 	// transport's replication lane is sized to match.
 	MaxInflightMsgs int

@@ -33,6 +33,8 @@ type Group struct {
 	members map[uint64]Member
 	reads   *readState
 	lease   leaseState
+	// clock times the lease, read rounds and the vote gate (clock.go).
+	clock *leaseClock
 	// heldCommits are the commit-only appends held back per follower, and
 	// sendBuf the slice sendAsLeader fills (commitrelay.go).
 	heldCommits map[uint64]*raftpb.Message
@@ -121,6 +123,7 @@ func Open(cfg Config) (*Group, error) {
 		log:         log,
 		members:     make(map[uint64]Member),
 		reads:       newReadState(),
+		clock:       newLeaseClock(cfg.Clock),
 		propc:       make(chan *proposal, 4096),
 		readc:       make(chan *readRequest, 4096),
 		prioc:       make(chan *raftpb.Message, 1024),
@@ -196,7 +199,7 @@ func Open(cfg Config) (*Group, error) {
 	} else {
 		// See voteGate: this node may have acknowledged a leader's lease
 		// round just before it went down.
-		g.voteGateUntil = time.Now().Add(cfg.ElectionTimeout)
+		g.voteGateUntil = g.clock.now().at.Add(cfg.ElectionTimeout)
 		if len(g.members) == 0 {
 			// A joined node restarted before it learned the membership.
 			g.contactJoinMembers()
@@ -325,7 +328,7 @@ func (g *Group) Propose(ctx context.Context, payload []byte) (any, error) {
 // In ReadModeLease a leader holding its lease skips the round (lease.go).
 func (g *Group) ReadIndex(ctx context.Context) error {
 	if g.cfg.ReadMode == ReadModeLease {
-		if idx, ok := g.leaseIndex(time.Now()); ok {
+		if idx, ok := g.leaseIndex(g.clock.now()); ok {
 			g.metrics.leaseReads.Inc()
 			return g.applied.wait(ctx, idx, g.stopc)
 		}

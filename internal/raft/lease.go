@@ -98,10 +98,19 @@ const LeaseMaxClockDrift = 0.1
 // node has applied its current commit index, published before any
 // message carrying it leaves (loop.go), and at least the grant's read
 // index, which covers the entries of earlier leaders.
+//
+// The clock. Every reading comes from g.clock (clock.go): the configured
+// Clock, time.Now in production, behind a guard that starts a new epoch
+// whenever a reading is earlier than one already taken. A grant belongs to
+// the epoch its round started in and holds in no other, so a clock that
+// jumps forward only ends a lease sooner, and one that jumps backward ends
+// it at once; neither can stretch it. Deterministic tests drive the lease
+// through a fake clock (lease_clock_test.go).
 type leaderLease struct {
 	term  uint64
+	epoch uint64    // clock epoch of the round that started the lease
 	index uint64    // read index of the round that last extended the lease
-	until time.Time // monotonic; the lease holds strictly before this
+	until time.Time // clock reading; the lease holds strictly before this
 }
 
 // leaseDuration is how long after a round's start its lease lasts.
@@ -131,34 +140,37 @@ type leaseState struct {
 }
 
 // leaseIndex returns the read index to wait for if the lease holds now.
-func (g *Group) leaseIndex(now time.Time) (uint64, bool) {
+func (g *Group) leaseIndex(now instant) (uint64, bool) {
 	if !g.lease.used.Load() {
 		g.lease.used.Store(true)
 	}
 	l := g.lease.grant.Load()
-	if l == nil || !now.Before(l.until) {
+	if l == nil || l.epoch != now.epoch || !now.at.Before(l.until) {
 		return 0, false
 	}
 	return max(l.index, g.lease.commit.Load()), true
 }
 
 // extendLease records a completed ReadIndex round that started at started.
-// Loop only.
-func (g *Group) extendLease(started time.Time, index uint64) {
-	if g.cfg.ReadMode != ReadModeLease {
+// A round that started before the clock last jumped backwards grants
+// nothing: its start cannot be compared with readings taken since. Loop
+// only.
+func (g *Group) extendLease(started instant, index uint64) {
+	if g.cfg.ReadMode != ReadModeLease || started.epoch != g.clock.currentEpoch() {
 		return
 	}
 	st := g.rn.BasicStatus()
 	if st.RaftState != raft.StateLeader || st.LeadTransferee != 0 || st.GetTerm() == g.lease.fencedTerm {
 		return
 	}
-	until := started.Add(g.cfg.leaseDuration())
+	until := started.at.Add(g.cfg.leaseDuration())
 	cur := g.lease.grant.Load()
-	if cur != nil && cur.term == st.GetTerm() && !until.After(cur.until) && index <= cur.index {
+	same := cur != nil && cur.term == st.GetTerm() && cur.epoch == started.epoch
+	if same && !until.After(cur.until) && index <= cur.index {
 		return
 	}
-	next := &leaderLease{term: st.GetTerm(), index: index, until: until}
-	if cur != nil && cur.term == st.GetTerm() {
+	next := &leaderLease{term: st.GetTerm(), epoch: started.epoch, index: index, until: until}
+	if same {
 		// Rounds may complete out of order; keep the latest expiry and
 		// the highest index.
 		if cur.until.After(next.until) {
@@ -193,8 +205,9 @@ func (g *Group) fenceLeaseForTransfer(msgs []*raftpb.Message) {
 // Renewing every interval keeps a busy leader's lease from ever lapsing
 // (it lasts several intervals).
 func (g *Group) wantLeaseRenewal(now time.Time) bool {
-	if g.cfg.ReadMode != ReadModeLease ||
-		now.Sub(g.lease.lastRound) < g.cfg.HeartbeatInterval || !g.lease.used.Load() {
+	// A negative age (a clock that went backwards) counts as due.
+	if age := now.Sub(g.lease.lastRound); g.cfg.ReadMode != ReadModeLease ||
+		(age >= 0 && age < g.cfg.HeartbeatInterval) || !g.lease.used.Load() {
 		return false
 	}
 	st := g.rn.BasicStatus()
@@ -208,7 +221,11 @@ func (g *Group) LeaseRemaining() time.Duration {
 	if l == nil {
 		return 0
 	}
-	return max(time.Until(l.until), 0)
+	now := g.clock.now()
+	if now.epoch != l.epoch {
+		return 0
+	}
+	return max(l.until.Sub(now.at), 0)
 }
 
 // LeaseReadNow reports whether a linearizable read may run on the local
@@ -219,7 +236,7 @@ func (g *Group) LeaseReadNow() bool {
 	if g.cfg.ReadMode != ReadModeLease {
 		return false
 	}
-	idx, ok := g.leaseIndex(time.Now())
+	idx, ok := g.leaseIndex(g.clock.now())
 	if !ok || g.applied.get() < idx {
 		return false
 	}
@@ -235,7 +252,7 @@ func (g *Group) voteGate(m *raftpb.Message) bool {
 	if g.voteGateUntil.IsZero() {
 		return false
 	}
-	if !time.Now().Before(g.voteGateUntil) {
+	if !g.clock.now().at.Before(g.voteGateUntil) {
 		g.voteGateUntil = time.Time{}
 		return false
 	}

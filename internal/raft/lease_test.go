@@ -55,18 +55,23 @@ func TestRestartedNodeRefusesVotesForAnElectionTimeout(t *testing.T) {
 		}
 		return m
 	}
-	fresh := &Group{}
+	fc := newFakeClock()
+	fresh := &Group{clock: newLeaseClock(fc)}
 	if fresh.voteGate(vote("")) {
 		t.Error("a node that started empty owes no lease and must vote")
 	}
-	g := &Group{voteGateUntil: time.Now().Add(time.Hour)}
+	g := &Group{clock: newLeaseClock(fc), voteGateUntil: fc.Now().Add(time.Second)}
 	if !g.voteGate(vote("")) {
 		t.Error("a restarted node voted inside its gate")
 	}
 	if g.voteGate(vote(campaignTransfer)) {
 		t.Error("a transfer campaign (the old leader fenced its lease) was refused")
 	}
-	g.voteGateUntil = time.Now().Add(-time.Millisecond)
+	fc.advance(time.Second - time.Nanosecond)
+	if !g.voteGate(vote("")) {
+		t.Error("the gate opened before its election timeout")
+	}
+	fc.advance(time.Nanosecond)
 	if g.voteGate(vote("")) || !g.voteGateUntil.IsZero() {
 		t.Error("the gate did not open after its election timeout")
 	}

@@ -137,7 +137,7 @@ func (g *Group) tick() {
 	g.releaseCommits()
 	g.proposeAcks()
 	g.rn.Tick()
-	g.pruneReadRounds(time.Now())
+	g.pruneReadRounds(g.clock.now().at)
 	g.noteActivity()
 	g.maybePromoteLearners()
 	g.checkConfSkipped()

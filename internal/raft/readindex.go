@@ -35,7 +35,7 @@ type readBatch struct {
 // answers the batch.
 type readRound struct {
 	batch   *readBatch
-	started time.Time
+	started instant // read from g.clock before the round was sent
 }
 
 // readState is the event loop's bookkeeping for reads; loop goroutine only.
@@ -75,9 +75,11 @@ func (g *Group) flushReads() {
 	if rs.current == nil && len(rs.waiting) == 0 && g.cfg.ReadMode == ReadModeReadIndex {
 		return // the common case, without a clock read
 	}
-	now := time.Now()
+	now := g.clock.now()
 	if rs.current != nil {
-		if !rs.resend && now.Sub(rs.currentStart) < g.roundTimeout() {
+		// A negative age is a clock that went backwards: the round's age
+		// is unknown, so it is treated as timed out.
+		if age := now.at.Sub(rs.currentStart); !rs.resend && age >= 0 && age < g.roundTimeout() {
 			return
 		}
 		rs.resend = false
@@ -99,7 +101,7 @@ func (g *Group) flushReads() {
 			return
 		}
 	}
-	renew := g.wantLeaseRenewal(now)
+	renew := g.wantLeaseRenewal(now.at)
 	if len(rs.waiting) == 0 && !renew {
 		return
 	}
@@ -112,7 +114,7 @@ func (g *Group) flushReads() {
 }
 
 // sendRound starts a ReadIndex round for b, which becomes current.
-func (g *Group) sendRound(b *readBatch, now time.Time) {
+func (g *Group) sendRound(b *readBatch, now instant) {
 	rs := g.reads
 	rs.seq++
 	var ctx [8]byte
@@ -120,8 +122,8 @@ func (g *Group) sendRound(b *readBatch, now time.Time) {
 	// now is taken before Raft sends the round's heartbeats, so a lease
 	// measured from it is never longer than the truth.
 	rs.rounds[rs.seq] = readRound{batch: b, started: now}
-	rs.current, rs.currentStart = b, now
-	g.lease.lastRound = now
+	rs.current, rs.currentStart = b, now.at
+	g.lease.lastRound = now.at
 	g.rn.ReadIndex(ctx[:])
 }
 
@@ -180,7 +182,7 @@ func (g *Group) leadershipChanged() {
 // wanted.
 func (g *Group) pruneReadRounds(now time.Time) {
 	for seq, r := range g.reads.rounds {
-		if r.batch.done || now.Sub(r.started) > g.cfg.ElectionTimeout {
+		if r.batch.done || now.Sub(r.started.at) > g.cfg.ElectionTimeout {
 			delete(g.reads.rounds, seq)
 		}
 	}
