@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"strings"
@@ -15,8 +14,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
-
-	"github.com/elastickv/elastickv/internal/raft"
 )
 
 // Key prefixes; see the package comment.
@@ -102,6 +99,10 @@ type Store struct {
 
 	closeMu sync.RWMutex
 	closed  bool
+	// closing is set when Close begins, before it waits on closeMu, so
+	// that long reads holding closeMu stop early (read.go) instead of
+	// keeping Close waiting.
+	closing atomic.Bool
 
 	// corrupt is set (once) when Pebble reports on-disk corruption. From
 	// then on the store refuses every read and write: serving around a
@@ -380,40 +381,11 @@ func (s *Store) Sync() error {
 	return nil
 }
 
-// Read runs fn against a consistent view of the keyspace. fn may run twice
-// (a first run on the live database stops at its second lookup and fn runs
-// again on a snapshot), so it must reset what it gathers on entry.
-func (s *Store) Read(fn func(v View) error) error {
-	s.closeMu.RLock()
-	defer s.closeMu.RUnlock()
-	if s.closed {
-		return ErrClosed
-	}
-	if err := s.checkCorrupt(); err != nil {
-		return err
-	}
-	// Most reads make one lookup, which is consistent on its own: run fn
-	// on the live database first, and only if it makes a second lookup
-	// (which must see the same state as the first) start again on a
-	// snapshot. Callers already allow fn to run twice. Creating and
-	// closing a Pebble snapshot per read would cost more than the lookup.
-	lv := liveView{snapView: snapView{r: s.db}}
-	err := fn(&lv)
-	if lv.refused { // whatever fn made of the refusal
-		snap := s.db.NewSnapshot()
-		err = fn(&snapView{r: snap})
-		_ = snap.Close()
-	}
-	// Corruption found during fn may have surfaced as an odd error or as a
-	// missing key; either way the corruption is the answer.
-	if cerr := s.checkCorrupt(); cerr != nil {
-		return cerr
-	}
-	return err
-}
-
-// Close closes the database. It waits for an Apply or Read in progress.
+// Close closes the database. It waits for an Apply in progress, and for
+// reads in progress to notice that it began: a scan stops within a few
+// hundred keys (read.go).
 func (s *Store) Close() error {
+	s.closing.Store(true)
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed {
@@ -432,91 +404,6 @@ func (s *Store) Close() error {
 type pebbleReader interface {
 	Get(key []byte) ([]byte, io.Closer, error)
 	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
-}
-
-// snapView reads through a consistent reader: a snapshot, or a batch.
-type snapView struct{ r pebbleReader }
-
-func (v *snapView) Get(key []byte) ([]byte, bool, error) {
-	return getString(v.r, userKey(key)) // getString returns a copy
-}
-
-// errNeedSnapshot is returned by a liveView's second lookup.
-var errNeedSnapshot = errors.New("kv: view needs a snapshot")
-
-// liveView reads the live database for a callback's first lookup (a point
-// read, or a scan, whose iterator is consistent by itself) and refuses any
-// further one with errNeedSnapshot; Read then runs the callback again on a
-// snapshot, even if the callback swallowed the error.
-type liveView struct {
-	snapView
-	used, refused bool
-}
-
-func (v *liveView) use() error {
-	if v.used {
-		v.refused = true
-		return errNeedSnapshot
-	}
-	v.used = true
-	return nil
-}
-
-func (v *liveView) Get(key []byte) ([]byte, bool, error) {
-	if err := v.use(); err != nil {
-		return nil, false, err
-	}
-	return v.snapView.Get(key)
-}
-
-func (v *liveView) Exists(key []byte) (bool, error) {
-	if err := v.use(); err != nil {
-		return false, err
-	}
-	return v.snapView.Exists(key)
-}
-
-func (v *liveView) ScanKeys(start []byte, fn func(key []byte) bool) error {
-	if err := v.use(); err != nil {
-		return err
-	}
-	return v.snapView.ScanKeys(start, fn)
-}
-
-func (v *liveView) DBSize() (int64, error) {
-	if err := v.use(); err != nil {
-		return 0, err
-	}
-	return v.snapView.DBSize()
-}
-
-func (v *snapView) Exists(key []byte) (bool, error) {
-	_, found, err := getRaw(v.r, userKey(key), func([]byte) {})
-	return found, err
-}
-
-func (v *snapView) ScanKeys(start []byte, fn func(key []byte) bool) error {
-	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: userKey(start), UpperBound: userUpper})
-	if err != nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		if !fn(it.Key()[1:]) {
-			break
-		}
-	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	return nil
-}
-
-// DBSize counts the user keys: O(keys), about what a SCAN of the whole
-// keyspace costs, so that no write has to look its key up to keep a count.
-func (v *snapView) DBSize() (int64, error) {
-	var n int64
-	err := v.ScanKeys(nil, func([]byte) bool { n++; return true })
-	return n, err
 }
 
 // getRaw looks key up and passes the stored bytes to use while they are valid.
@@ -581,53 +468,4 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	// Pebble calls Fatalf only for unrecoverable corruption; it expects the
 	// process to stop, and continuing could serve wrong data.
 	panic(msg)
-}
-
-// Hash returns the applied index and a hash of every key and value, user
-// data and metadata alike, read from one consistent snapshot. Replicas at
-// the same applied index must return the same hash. The Raft group's
-// records of which members acknowledged entries are left out: a replica
-// that applied some of them as a binary predating them lacks those, while
-// its data is the same.
-func (s *Store) Hash() (uint64, uint64, error) {
-	s.closeMu.RLock()
-	defer s.closeMu.RUnlock()
-	if s.closed {
-		return 0, 0, ErrClosed
-	}
-	if err := s.checkCorrupt(); err != nil {
-		return 0, 0, err
-	}
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
-	it, err := snap.NewIter(&pebble.IterOptions{})
-	if err != nil {
-		return 0, 0, fmt.Errorf("hash: %w", err)
-	}
-	defer it.Close()
-	h := fnv.New64a()
-	var applied uint64
-	var lb [8]byte
-	acked := metaKey(raft.MetaAckedPrefix)
-	for ok := it.First(); ok; ok = it.Next() {
-		if bytes.Equal(it.Key(), metaApplied) {
-			applied = binary.BigEndian.Uint64(it.Value())
-		}
-		if bytes.HasPrefix(it.Key(), acked) {
-			continue
-		}
-		binary.BigEndian.PutUint64(lb[:], uint64(len(it.Key())))
-		_, _ = h.Write(lb[:])
-		_, _ = h.Write(it.Key())
-		binary.BigEndian.PutUint64(lb[:], uint64(len(it.Value())))
-		_, _ = h.Write(lb[:])
-		_, _ = h.Write(it.Value())
-	}
-	if err := it.Error(); err != nil {
-		if cerr := s.checkCorrupt(); cerr != nil {
-			return 0, 0, cerr
-		}
-		return 0, 0, fmt.Errorf("hash: %w", err)
-	}
-	return applied, h.Sum64(), s.checkCorrupt()
 }

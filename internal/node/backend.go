@@ -14,7 +14,10 @@ import (
 // backend implements redis.Backend on top of the node's Raft group.
 type backend struct{ n *Node }
 
-var _ redis.Backend = backend{}
+var (
+	_ redis.Backend  = backend{}
+	_ redis.Digester = backend{}
+)
 
 // Write proposes locally on the leader or forwards to it. While no leader is
 // known it waits (bounded by ctx) and retries; it never resends a command
@@ -120,7 +123,9 @@ func (b backend) Status() redis.Status {
 }
 
 // Digest implements redis.Digester over the local state machine.
-func (b backend) Digest() (uint64, uint64, error) { return b.n.store.Hash() }
+func (b backend) Digest(ctx context.Context) (uint64, uint64, error) {
+	return b.n.store.HashContext(ctx)
+}
 
 // Barrier implements redis.LocalReader: one ReadIndex round for a run of
 // pipelined reads.

@@ -120,25 +120,19 @@ func (s *Server) keyCount() (int64, bool) {
 	// Keys are counted by a scan (kv keeps no running count), so the
 	// count is left out of INFO when the keyspace is too large to count
 	// within keyspaceScanBudget: monitoring polls INFO, DBSIZE is the
-	// command that always counts.
-	var (
-		n        int64
-		complete bool
-	)
+	// command that counts under the full request timeout.
+	b := s.newBudget("INFO keyspace", keyspaceScanBudget)
+	var n int64
 	err := s.cfg.Backend.Read(ctx, func(v kv.View) error {
-		deadline := time.Now().Add(keyspaceScanBudget)
-		n, complete = 0, true
-		return v.ScanKeys(nil, func([]byte) bool {
-			n++
-			if n%4096 == 0 && time.Now().After(deadline) {
-				complete = false
-				return false
-			}
-			return true
-		})
+		var err error
+		n, err = boundedView{v: v, b: b}.DBSize()
+		return err
 	})
-	if err != nil || !complete {
-		s.log.Debug("INFO: key count unavailable", "err", err, "counted", n)
+	if b.reason != "" {
+		s.metrics.commandAborted("info", b.reason)
+	}
+	if err != nil {
+		s.log.Debug("INFO: key count unavailable", "err", err, "examined", b.examined)
 		return 0, false
 	}
 	return n, true
@@ -244,7 +238,7 @@ func cmdConfig(_ *Server, c *client, args [][]byte) {
 			c.err(wrongArity("config|get"))
 			return
 		}
-		pats := make([]glob, len(args)-2)
+		pats := make([]*glob, len(args)-2)
 		for i, pat := range args[2:] {
 			pats[i] = compileGlob([]byte(strings.ToLower(string(pat)))) // parameter names are lowercase
 		}

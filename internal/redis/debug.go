@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"context"
 	"fmt"
 	"strings"
 )
@@ -9,7 +10,10 @@ import (
 // machine, so operators and tests can check that replicas hold identical
 // data. Replicas at the same applied index must report the same digest.
 type Digester interface {
-	Digest() (applied uint64, digest uint64, err error)
+	// Digest hashes the state; it stops with ctx's error once ctx is
+	// done, releasing whatever it holds (DEBUG DIGEST runs under the
+	// request timeout, and Server.Close cancels it).
+	Digest(ctx context.Context) (applied uint64, digest uint64, err error)
 }
 
 // cmdDebug implements DEBUG DIGEST, which replies "<applied index>:<hex
@@ -25,7 +29,7 @@ func cmdDebug(s *Server, c *client, args [][]byte) {
 		c.err("ERR DEBUG DIGEST is not available on this node")
 		return
 	}
-	applied, digest, err := d.Digest()
+	applied, digest, err := s.digestWithin(d)
 	if err != nil {
 		s.backendError(c, "read", err)
 		return

@@ -14,7 +14,7 @@ func cmdDel(s *Server, c *client, args [][]byte) {
 
 func cmdExists(s *Server, c *client, args [][]byte) {
 	var n int64
-	ok := s.read(c, func(v kv.View) error {
+	ok := s.readKeys(c, "exists", len(args)-1, func(v kv.View) error {
 		n = 0 // a Backend may retry fn
 		// A key named twice counts twice, as in Redis.
 		for _, k := range args[1:] {
@@ -51,9 +51,11 @@ func cmdType(s *Server, c *client, args [][]byte) {
 	}
 }
 
+// cmdDBSize counts the keys, O(keys): kv keeps no running count (see the
+// README). The count stops at the request timeout.
 func cmdDBSize(s *Server, c *client, _ [][]byte) {
 	var n int64
-	ok := s.read(c, func(v kv.View) error {
+	ok := s.readBounded(c, "dbsize", func(v kv.View, _ *budget) error {
 		var err error
 		n, err = v.DBSize()
 		return err
@@ -64,20 +66,25 @@ func cmdDBSize(s *Server, c *client, _ [][]byte) {
 }
 
 // cmdKeys lists every key matching a pattern. Like Redis's KEYS it is
-// O(keyspace); its reply is refused past maxReplyBytes. SCAN is the
-// bounded alternative.
+// O(keys with the pattern's literal prefix), each match O(pattern x key);
+// it stops at the request timeout, and its reply is refused past
+// maxReplyBytes. SCAN is the incremental alternative.
 func cmdKeys(s *Server, c *client, args [][]byte) {
 	pattern := compileGlob(args[1])
 	prefix := literalPrefix(args[1])
 	var keys [][]byte
-	ok := s.read(c, func(v kv.View) error {
+	ok := s.readBounded(c, "keys", func(v kv.View, b *budget) error {
 		keys = keys[:0]
 		held := 0
 		err := v.ScanKeys(prefix, func(k []byte) bool {
 			if !bytes.HasPrefix(k, prefix) {
 				return false // sorted: no later key can match
 			}
-			if pattern.match(k) {
+			matched, err := pattern.matchWithin(k, b)
+			if err != nil {
+				return false // the budget is spent; ScanKeys reports it
+			}
+			if matched {
 				if held += len(k); held > s.maxReplyBytes {
 					return false
 				}

@@ -16,6 +16,9 @@ const unknownCommandLabel = "unknown"
 type metrics struct {
 	byName  map[string]*commandMetrics // keyed by command table name
 	unknown *commandMetrics
+	// aborted counts expensive reads cut before they finished, by command
+	// and reason (deadline, shutdown); see expensive.go.
+	aborted *prometheus.CounterVec
 }
 
 // commandMetrics are one command's children of the three vectors.
@@ -40,8 +43,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help:    "Time from receiving a Redis command to having its reply ready, by command name.",
 		Buckets: prometheus.ExponentialBuckets(100e-6, 2, 17),
 	}, []string{"cmd"})
+	aborted := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "elastickv_redis_commands_aborted_total",
+		Help: "Expensive reads (KEYS, SCAN, DBSIZE, MGET, EXISTS, INFO keyspace, DEBUG DIGEST) cut before finishing, by command and reason: deadline (the request timeout passed) or shutdown (the server is closing).",
+	}, []string{"cmd", "reason"})
 	if reg != nil {
 		var err error
+		if aborted, err = registerVec(reg, aborted); err != nil {
+			return nil, err
+		}
 		if calls, err = registerVec(reg, calls); err != nil {
 			return nil, err
 		}
@@ -59,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			duration: dur.WithLabelValues(name),
 		}
 	}
-	m := &metrics{byName: make(map[string]*commandMetrics, len(commandTable)), unknown: child(unknownCommandLabel)}
+	m := &metrics{byName: make(map[string]*commandMetrics, len(commandTable)), unknown: child(unknownCommandLabel), aborted: aborted}
 	for name := range commandTable {
 		m.byName[name] = child(name)
 	}
@@ -89,4 +99,10 @@ func (m *metrics) forCommand(name string) *commandMetrics {
 		return cm
 	}
 	return m.unknown
+}
+
+// commandAborted counts an expensive read of cmd (a command table name)
+// cut for reason.
+func (m *metrics) commandAborted(cmd, reason string) {
+	m.aborted.WithLabelValues(cmd, reason).Inc()
 }

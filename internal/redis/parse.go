@@ -3,8 +3,6 @@ package redis
 import (
 	"strconv"
 
-	"github.com/tidwall/match"
-
 	"github.com/elastickv/elastickv/internal/kv"
 )
 
@@ -121,61 +119,4 @@ func parseScanArgs(args [][]byte) (scanArgs, error) {
 		}
 	}
 	return a, nil
-}
-
-// literalPrefix returns the part of a glob pattern before its first special
-// character: every key the pattern matches starts with it, so KEYS and SCAN
-// can seek straight to it and stop once keys no longer share it.
-//
-// It also stops at the first non-ASCII byte: tidwall/match compares runes,
-// and decodes every invalid UTF-8 byte to the same replacement rune, so a
-// non-ASCII pattern byte can match a different key byte. ASCII bytes only
-// ever match themselves. '[' is cut too, so that a matcher with character
-// classes would keep this correct.
-func literalPrefix(pattern []byte) []byte {
-	for i, ch := range pattern {
-		switch {
-		case ch == '*', ch == '?', ch == '[', ch == '\\', ch >= 0x80:
-			return pattern[:i]
-		}
-	}
-	return pattern
-}
-
-// Bounds of the glob matcher, which clients drive with their own patterns.
-const (
-	// matchComplexity bounds tidwall/match's backtracking per byte of key,
-	// so a pattern like "*a*a*a*a*b" cannot stall a connection on long keys.
-	matchComplexity = 1000
-	// maxGlobStars bounds the runs of '*' in a pattern. The matcher recurses
-	// once per run, so a megabyte of "*a" could otherwise exhaust the
-	// goroutine stack, which kills the process. A pattern over the bound
-	// matches nothing, as Redis treats patterns nested too deep.
-	maxGlobStars = 1000
-)
-
-// glob is a compiled KEYS/SCAN/CONFIG GET pattern.
-type glob struct {
-	pattern string
-	never   bool // too complex to match safely
-}
-
-func compileGlob(pattern []byte) glob {
-	runs := 0
-	for i, ch := range pattern {
-		if ch == '*' && (i == 0 || pattern[i-1] != '*') {
-			runs++
-		}
-	}
-	return glob{pattern: string(pattern), never: runs > maxGlobStars}
-}
-
-// match reports whether key matches. A match given up for complexity
-// counts as no match.
-func (g glob) match(key []byte) bool {
-	if g.never {
-		return false
-	}
-	ok, _ := match.MatchLimit(string(key), g.pattern, matchComplexity)
-	return ok
 }

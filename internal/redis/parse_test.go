@@ -82,45 +82,6 @@ func TestParseScanArgs(t *testing.T) {
 	}
 }
 
-func TestLiteralPrefix(t *testing.T) {
-	for pattern, want := range map[string]string{
-		"":             "",
-		"*":            "",
-		"user:*":       "user:",
-		"user:?":       "user:",
-		"a[bc]":        "a",
-		`a\*b`:         "a",
-		"exact":        "exact",
-		"caf\xc3\xa9*": "caf",
-	} {
-		require.Equal(t, want, string(literalPrefix([]byte(pattern))), pattern)
-	}
-}
-
-func TestGlob(t *testing.T) {
-	for _, tc := range []struct {
-		pattern, key string
-		want         bool
-	}{
-		{"*", "", true},
-		{"*", "anything", true},
-		{"user:*", "user:1", true},
-		{"user:*", "use", false},
-		{"a?c", "abc", true},
-		{"a?c", "ac", false},
-		{`a\*`, "a*", true},
-		{`a\*`, "ab", false},
-		{"*a*a*a*a*a*b", strings.Repeat("a", 2000), false},
-		{strings.Repeat("*a", maxGlobStars-1) + "*", strings.Repeat("a", maxGlobStars), true}, // exactly maxGlobStars runs
-		{strings.Repeat("*a", maxGlobStars) + "*", strings.Repeat("a", maxGlobStars), false},  // one run too many
-	} {
-		require.Equal(t, tc.want, compileGlob([]byte(tc.pattern)).match([]byte(tc.key)), "%.40q ~ %.40q", tc.pattern, tc.key)
-	}
-	// A pattern deep enough to overflow the stack if it were matched.
-	deep := strings.Repeat("*a", 4<<20)
-	require.False(t, compileGlob([]byte(deep)).match([]byte(strings.Repeat("a", 4<<20))))
-}
-
 func TestUnknownCommandMessage(t *testing.T) {
 	require.Equal(t, "ERR unknown command 'x', with args beginning with: ",
 		unknownCommandMessage(args("x")))

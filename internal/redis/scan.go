@@ -55,7 +55,7 @@ func cmdScan(s *Server, c *client, args [][]byte) {
 	}
 	var (
 		prefix  []byte
-		pattern glob
+		pattern *glob
 	)
 	if a.pattern != nil {
 		prefix, pattern = literalPrefix(a.pattern), compileGlob(a.pattern)
@@ -67,7 +67,7 @@ func cmdScan(s *Server, c *client, args [][]byte) {
 		keys [][]byte
 		next []byte // the first key not yet examined; nil when done
 	)
-	ok := s.read(c, func(v kv.View) error {
+	ok := s.readBounded(c, "scan", func(v kv.View, b *budget) error {
 		keys, next = keys[:0], nil
 		examined, held := 0, 0
 		return v.ScanKeys(start, func(k []byte) bool {
@@ -79,7 +79,14 @@ func cmdScan(s *Server, c *client, args [][]byte) {
 				return false
 			}
 			examined++
-			if a.pattern == nil || pattern.match(k) {
+			matched := true
+			if a.pattern != nil {
+				var err error
+				if matched, err = pattern.matchWithin(k, b); err != nil {
+					return false // the budget is spent; ScanKeys reports it
+				}
+			}
+			if matched {
 				keys = append(keys, bytes.Clone(k))
 				held += len(k)
 			}

@@ -96,7 +96,7 @@ func cmdMGet(s *Server, c *client, args [][]byte) {
 	keys := args[1:]
 	vals := make([][]byte, len(keys))
 	found := make([]bool, len(keys))
-	ok := s.read(c, func(v kv.View) error {
+	ok := s.readKeys(c, "mget", len(keys), func(v kv.View) error {
 		clear(vals)
 		clear(found)
 		held := 0
