@@ -121,7 +121,7 @@ func (s *Server) keyCount() (int64, bool) {
 	// count is left out of INFO when the keyspace is too large to count
 	// within keyspaceScanBudget: monitoring polls INFO, DBSIZE is the
 	// command that counts under the full request timeout.
-	b := s.newBudget("INFO keyspace", keyspaceScanBudget)
+	b := s.newBudget("info keyspace", min(s.cfg.RequestTimeout, keyspaceScanBudget))
 	var n int64
 	err := s.cfg.Backend.Read(ctx, func(v kv.View) error {
 		var err error

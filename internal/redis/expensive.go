@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/elastickv/elastickv/internal/kv"
@@ -47,7 +48,7 @@ const errShuttingDown = replyError("ERR server is shutting down")
 // connection's, but survives the read being retried (kv may run a read
 // callback twice), so a spent budget stays spent.
 type budget struct {
-	cmd      string          // the command, for the error reply
+	cmd      string          // the command's table name, for the error reply and metric
 	limit    time.Duration   // for the error reply
 	deadline time.Time       // Invariant: start of the command + limit
 	base     context.Context // the Server's baseCtx: done once Close starts
@@ -80,8 +81,12 @@ func (b *budget) spend(work int) error {
 		b.reason, b.err = abortShutdown, errShuttingDown
 	case !time.Now().Before(b.deadline):
 		b.reason = abortDeadline
-		b.err = replyError("ERR " + b.cmd + " exceeded its time limit of " + b.limit.String() +
-			" (request-timeout) after examining " + strconv.FormatInt(b.examined, 10) + " keys; narrow it or use SCAN")
+		msg := "ERR " + strings.ToUpper(b.cmd) + " exceeded its time limit of " + b.limit.String() +
+			" (request-timeout) after examining " + strconv.FormatInt(b.examined, 10) + " keys"
+		if b.cmd == "keys" {
+			msg += "; SCAN walks the keyspace in steps"
+		}
+		b.err = replyError(msg)
 	}
 	return b.err
 }
@@ -146,6 +151,8 @@ func (w boundedView) DBSize() (int64, error) {
 // budget's error and counted.
 func (s *Server) readBounded(c *client, cmd string, fn func(v kv.View, b *budget) error) bool {
 	b := s.newBudget(cmd, s.cfg.RequestTimeout)
+	s.metrics.expensiveInFlight.Inc()
+	defer s.metrics.expensiveInFlight.Dec()
 	ok := s.read(c, func(v kv.View) error { return fn(boundedView{v: v, b: b}, b) })
 	if !ok && b.reason != "" {
 		s.metrics.commandAborted(cmd, b.reason)
@@ -170,6 +177,8 @@ func (s *Server) readKeys(c *client, cmd string, n int, fn func(v kv.View) error
 func (s *Server) digestWithin(d Digester) (applied, digest uint64, err error) {
 	ctx, cancel := context.WithTimeout(s.baseCtx, s.cfg.RequestTimeout)
 	defer cancel()
+	s.metrics.expensiveInFlight.Inc()
+	defer s.metrics.expensiveInFlight.Dec()
 	applied, digest, err = d.Digest(ctx)
 	switch {
 	case err == nil:

@@ -169,7 +169,7 @@ func TestGlobIsLinearOnPathologicalPatterns(t *testing.T) {
 func TestGlobStopsWhenItsBudgetIsSpent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	b := &budget{cmd: "KEYS", base: ctx, deadline: time.Now().Add(time.Hour)}
+	b := &budget{cmd: "keys", base: ctx, deadline: time.Now().Add(time.Hour)}
 	g := compileGlob([]byte("*" + strings.Repeat("a", 1<<20) + "b"))
 	key := bytes.Repeat([]byte("a"), 2<<20)
 	matched, err := g.matchWithin(key, b)
@@ -179,7 +179,7 @@ func TestGlobStopsWhenItsBudgetIsSpent(t *testing.T) {
 	require.Equal(t, abortShutdown, b.reason)
 
 	// A deadline that passed stops it the same way.
-	b = &budget{cmd: "KEYS", base: context.Background(), deadline: time.Now().Add(-time.Second), limit: time.Second}
+	b = &budget{cmd: "keys", base: context.Background(), deadline: time.Now().Add(-time.Second), limit: time.Second}
 	g.steps = 0
 	_, err = g.matchWithin(key, b)
 	require.ErrorContains(t, err, "ERR KEYS exceeded its time limit of 1s")

@@ -170,7 +170,14 @@ func newFixture(t *testing.T, tweak ...func(*Config)) *fixture {
 		f(&cfg)
 	}
 	s := startServer(t, cfg)
-	return &fixture{t: t, ctx: context.Background(), backend: b, srv: s, rdb: newClient(t, s)}
+	// A server given more than the default request timeout gets a client
+	// that waits as long for its replies.
+	rdb := newClient(t, s, func(o *goredis.Options) {
+		if cfg.RequestTimeout > DefaultRequestTimeout {
+			o.ReadTimeout = cfg.RequestTimeout
+		}
+	})
+	return &fixture{t: t, ctx: context.Background(), backend: b, srv: s, rdb: rdb}
 }
 
 // do runs a raw command through go-redis.
@@ -278,4 +285,9 @@ func cmd(args ...string) string {
 func eventually(t testing.TB, cond func() bool, what string) {
 	t.Helper()
 	require.Eventually(t, cond, 10*time.Second, 5*time.Millisecond, what)
+}
+
+// Digest makes storeBackend a Digester, as the node's backend is.
+func (b *storeBackend) Digest(ctx context.Context) (uint64, uint64, error) {
+	return b.store.HashContext(ctx)
 }

@@ -19,6 +19,8 @@ type metrics struct {
 	// aborted counts expensive reads cut before they finished, by command
 	// and reason (deadline, shutdown); see expensive.go.
 	aborted *prometheus.CounterVec
+	// expensiveInFlight counts expensive reads in progress.
+	expensiveInFlight prometheus.Gauge
 }
 
 // commandMetrics are one command's children of the three vectors.
@@ -47,9 +49,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "elastickv_redis_commands_aborted_total",
 		Help: "Expensive reads (KEYS, SCAN, DBSIZE, MGET, EXISTS, INFO keyspace, DEBUG DIGEST) cut before finishing, by command and reason: deadline (the request timeout passed) or shutdown (the server is closing).",
 	}, []string{"cmd", "reason"})
+	inFlight := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "elastickv_redis_expensive_reads_in_flight",
+		Help: "Expensive reads (see elastickv_redis_commands_aborted_total) in progress.",
+	})
 	if reg != nil {
 		var err error
 		if aborted, err = registerVec(reg, aborted); err != nil {
+			return nil, err
+		}
+		if inFlight, err = registerVec(reg, inFlight); err != nil {
 			return nil, err
 		}
 		if calls, err = registerVec(reg, calls); err != nil {
@@ -69,7 +78,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			duration: dur.WithLabelValues(name),
 		}
 	}
-	m := &metrics{byName: make(map[string]*commandMetrics, len(commandTable)), unknown: child(unknownCommandLabel), aborted: aborted}
+	m := &metrics{byName: make(map[string]*commandMetrics, len(commandTable)), unknown: child(unknownCommandLabel),
+		aborted: aborted, expensiveInFlight: inFlight}
 	for name := range commandTable {
 		m.byName[name] = child(name)
 	}
