@@ -16,16 +16,16 @@ import (
 	"github.com/elastickv/elastickv/internal/kv"
 )
 
-// fillKeys writes n keys named prefix+index (values "v"), pipelined in
-// MSETs of 1000.
-func fillKeys(t *testing.T, rdb *goredis.Client, prefix string, n int, value string) {
+// fillKeys writes n keys named prefix+index+pad, each holding "v",
+// pipelined in MSETs of 1000.
+func fillKeys(t *testing.T, rdb *goredis.Client, prefix string, n int, pad string) {
 	t.Helper()
 	ctx := context.Background()
 	pipe := rdb.Pipeline()
 	for start := 0; start < n; start += 1000 {
 		args := make([]any, 0, 2000)
 		for i := start; i < min(start+1000, n); i++ {
-			args = append(args, fmt.Sprintf("%s%07d", prefix, i), value)
+			args = append(args, fmt.Sprintf("%s%07d%s", prefix, i, pad), "v")
 		}
 		pipe.MSet(ctx, args...)
 		if pipe.Len() == 20 {
@@ -77,7 +77,7 @@ func TestHostileKeysWithPathologicalPatternStopsAtDeadline(t *testing.T) {
 	f := newFixture(t, generous)
 	ctx := f.ctx
 	fillKeys(t, f.rdb, "a:", 1000, strings.Repeat("a", 4096)) // sorted first: SCAN meets them
-	fillKeys(t, f.rdb, "key:", 200_000, "v")
+	fillKeys(t, f.rdb, "key:", 200_000, "")
 	// The hostile client's server has a deadline of 300ms; a second
 	// server over the same store, with the default, serves the checks.
 	hostile := startServer(t, Config{Backend: f.backend, RequestTimeout: 300 * time.Millisecond})
@@ -121,7 +121,7 @@ func TestHostileKeysWithPathologicalPatternStopsAtDeadline(t *testing.T) {
 func TestHostileCountingCommandsStopAtDeadline(t *testing.T) {
 	f := newFixture(t, generous)
 	ctx := f.ctx
-	fillKeys(t, f.rdb, "key:", 200_000, "v")
+	fillKeys(t, f.rdb, "key:", 200_000, "")
 	// A second server over the same store, with a deadline of a
 	// millisecond: nothing that walks 200k keys finishes within it.
 	short := startServer(t, Config{Backend: f.backend, RequestTimeout: time.Millisecond})
@@ -169,6 +169,7 @@ func TestHostileCountingCommandsStopAtDeadline(t *testing.T) {
 func TestHostileCloseDuringLongKeysReturnsPromptly(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.RequestTimeout = time.Hour })
 	fillKeys(t, f.rdb, "long:", 2000, strings.Repeat("a", 16<<10))
+	require.Equal(t, int64(2000), f.rdb.DBSize(context.Background()).Val())
 	pattern := "*" + strings.Repeat("a", 4000) + "b"
 
 	keysDone := make(chan error, 1)
