@@ -13,9 +13,9 @@ import (
 	"github.com/elastickv/elastickv/internal/node"
 )
 
-// metricValue returns the value of metric name with the given labels in
+// nodeMetric returns the value of metric name with the given labels in
 // node i's registry, 0 if absent.
-func metricValue(t *testing.T, c *Cluster, i int, name string, labels map[string]string) float64 {
+func nodeMetric(t *testing.T, c *Cluster, i int, name string, labels map[string]string) float64 {
 	t.Helper()
 	families, err := c.Node(i).Registry().Gather()
 	require.NoError(t, err)
@@ -79,7 +79,7 @@ func TestHostileKeysOnAClusterStopAtDeadlineAndShutdownStaysPrompt(t *testing.T)
 	keysErr := make(chan error, 1)
 	go func() { keysErr <- c.Client(hostile).Keys(ctx, pattern).Err() }()
 	require.Eventually(t, func() bool {
-		return metricValue(t, c, hostile, "elastickv_redis_expensive_reads_in_flight", nil) == 1
+		return nodeMetric(t, c, hostile, "elastickv_redis_expensive_reads_in_flight", nil) == 1
 	}, 20*time.Second, 5*time.Millisecond, "KEYS in progress")
 	other := goredis.NewClient(&goredis.Options{Addr: c.Node(hostile).RedisAddr(), MaxRetries: -1})
 	defer other.Close()
@@ -87,14 +87,14 @@ func TestHostileKeysOnAClusterStopAtDeadlineAndShutdownStaysPrompt(t *testing.T)
 		require.NoError(t, other.Set(ctx, fmt.Sprintf("during:%d", i), i, 0).Err())
 	}
 	require.ErrorContains(t, <-keysErr, "ERR KEYS exceeded its time limit of 2s (request-timeout)")
-	require.Equal(t, 1.0, metricValue(t, c, hostile, "elastickv_redis_commands_aborted_total",
+	require.Equal(t, 1.0, nodeMetric(t, c, hostile, "elastickv_redis_commands_aborted_total",
 		map[string]string{"cmd": "keys", "reason": "deadline"}))
 
 	// The patient node: its KEYS would run for minutes; Close does not
 	// wait for it.
 	go func() { keysErr <- c.Client(patient).Keys(context.Background(), pattern).Err() }()
 	require.Eventually(t, func() bool {
-		return metricValue(t, c, patient, "elastickv_redis_expensive_reads_in_flight", nil) == 1
+		return nodeMetric(t, c, patient, "elastickv_redis_expensive_reads_in_flight", nil) == 1
 	}, 20*time.Second, 5*time.Millisecond, "KEYS in progress")
 	stopped := make(chan struct{})
 	go func() {

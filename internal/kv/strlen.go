@@ -1,10 +1,15 @@
 package kv
 
+import "fmt"
+
 // StrLen implements View. It reads the stored value in place: APPEND's size
 // check and STRLEN used to copy a whole value (up to the 512 MiB string cap)
 // only to measure it, and 300 concurrent APPENDs on a 16 MiB value made a
 // node allocate 4.8 GiB at once.
 func (v *snapView) StrLen(key []byte) (int, bool, error) {
+	if v.isClosing() {
+		return 0, false, fmt.Errorf("strlen: %w", ErrClosed)
+	}
 	n := 0
 	var typeErr error
 	_, found, err := getRaw(v.r, userKey(key), func(b []byte) {

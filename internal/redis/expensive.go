@@ -121,6 +121,13 @@ func (w boundedView) Exists(key []byte) (bool, error) {
 	return w.v.Exists(key)
 }
 
+func (w boundedView) StrLen(key []byte) (int, bool, error) {
+	if err := w.b.spendKey(); err != nil {
+		return 0, false, err
+	}
+	return w.v.StrLen(key)
+}
+
 // ScanKeys stops when fn does or the budget is spent, whichever comes
 // first; fn may also spend the budget (a glob match does), which stops the
 // scan the same way.
