@@ -30,7 +30,8 @@ package redis
 // request's deadline.
 const globCheckSteps = 1 << 14
 
-// glob is a compiled KEYS/SCAN/CONFIG GET pattern.
+// glob is a compiled KEYS/SCAN/CONFIG GET pattern. It is used by one
+// goroutine (the command's): matching updates its step count.
 type glob struct {
 	pattern []byte
 	// all: the pattern is "*", which KEYS and SCAN take as every key,
@@ -141,7 +142,7 @@ func matchClass(p []byte, open int, c byte) (bool, int) {
 	matched := false
 	for {
 		switch {
-		case p2(p, i) && p[i] == '\\':
+		case n-i >= 2 && p[i] == '\\':
 			i++
 			if p[i] == c {
 				matched = true
@@ -176,9 +177,6 @@ func matchClass(p []byte, open int, c byte) (bool, int) {
 		i++
 	}
 }
-
-// p2 reports whether at least two pattern bytes remain at i.
-func p2(p []byte, i int) bool { return len(p)-i >= 2 }
 
 // literalPrefix returns the part of a glob pattern before its first special
 // byte: every key the pattern matches (but the empty key, which only the
