@@ -82,7 +82,7 @@ func TestHostileKeysOnAClusterStopAtDeadlineAndShutdownStaysPrompt(t *testing.T)
 		return nodeMetric(t, c, hostile, "elastickv_redis_expensive_reads_in_flight", nil) == 1
 	}, 20*time.Second, 5*time.Millisecond, "KEYS in progress")
 	other := goredis.NewClient(&goredis.Options{Addr: c.Node(hostile).RedisAddr(), MaxRetries: -1})
-	defer other.Close()
+	defer func() { _ = other.Close() }()
 	for i := range 20 {
 		require.NoError(t, other.Set(ctx, fmt.Sprintf("during:%d", i), i, 0).Err())
 	}

@@ -196,12 +196,12 @@ func (s *Store) HashContext(ctx context.Context) (uint64, uint64, error) {
 		return 0, 0, err
 	}
 	snap := s.db.NewSnapshot()
-	defer snap.Close()
+	defer func() { _ = snap.Close() }() // releasing a snapshot cannot fail in a way that changes the hash
 	it, err := snap.NewIter(&pebble.IterOptions{})
 	if err != nil {
 		return 0, 0, fmt.Errorf("hash: %w", err)
 	}
-	defer it.Close()
+	defer func() { _ = it.Close() }() // its error is it.Error(), checked below
 	h := fnv.New64a()
 	var applied uint64
 	var lb [8]byte

@@ -70,7 +70,7 @@ func TestCloseStopsALongScan(t *testing.T) {
 // the same store hashes fine under a live context.
 func TestHashContextStopsWhenDone(t *testing.T) {
 	s := openTest(t, t.TempDir())
-	defer s.Close()
+	defer func() { require.NoError(t, s.Close()) }()
 	fill(t, s, 1, "k", 5000)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -90,7 +90,7 @@ func TestHashContextStopsWhenDone(t *testing.T) {
 func TestFlushAllCostIsIndependentOfKeyCount(t *testing.T) {
 	walBytes := func(keys int) uint64 {
 		s := openTest(t, t.TempDir())
-		defer s.Close()
+		defer func() { require.NoError(t, s.Close()) }()
 		next := fill(t, s, 1, "k", keys)
 		before := s.db.Metrics().WAL.BytesIn
 		_, err := s.Apply([]Entry{{Index: next, Data: enc(Command{Op: OpFlushAll})}})
