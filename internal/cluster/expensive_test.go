@@ -73,6 +73,27 @@ func TestHostileKeysOnAClusterStopAtDeadlineAndShutdownStaysPrompt(t *testing.T)
 	}
 	pattern := "*" + strings.Repeat("a", 1000) + "b"
 
+	// MGET of many keys runs under a budget, pipelined too (a run of
+	// reads shares one barrier, then each reads locally), and answers in
+	// full when the budget suffices.
+	pipe := c.Client((leader + 1) % 3).Pipeline()
+	var mgets []*goredis.SliceCmd
+	for p := range 3 {
+		keys := make([]string, 100)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("key:%06d", p*100+i)
+		}
+		mgets = append(mgets, pipe.MGet(ctx, keys...))
+	}
+	_, err := pipe.Exec(ctx)
+	require.NoError(t, err)
+	for _, m := range mgets {
+		require.Len(t, m.Val(), 100)
+		for _, v := range m.Val() {
+			require.Equal(t, "v", v)
+		}
+	}
+
 	// A node with the 2s timeout: KEYS is cut, and the node and the
 	// cluster serve writes meanwhile.
 	hostile := (patient + 1) % 3
