@@ -1,0 +1,190 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/elastickv/elastickv/internal/grpcraw"
+	"github.com/elastickv/elastickv/internal/raft"
+)
+
+// hostilePeer speaks the transport's Snapshot RPC by hand, from its wire
+// format (internal/transport/envelope.go), to send what no correct peer
+// would.
+type hostilePeer struct {
+	t  *testing.T
+	cc *grpc.ClientConn
+}
+
+func newHostilePeer(t *testing.T, addr string) *hostilePeer {
+	t.Helper()
+	cc, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpcraw.CallOption()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cc.Close() })
+	return &hostilePeer{t: t, cc: cc}
+}
+
+var snapshotStream = grpc.StreamDesc{StreamName: "Snapshot", ClientStreams: true}
+
+const snapshotMethod = "/elastickv.transport.v1.RaftTransport/Snapshot"
+
+// header encodes the first frame: 'H', group, sentAt, declared size, MsgSnap.
+func snapshotHeaderFrame(group uint64, size int64, m *raftpb.Message) ([]byte, error) {
+	mb, err := proto.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	b := []byte{'H'}
+	b = binary.BigEndian.AppendUint64(b, group)
+	b = binary.BigEndian.AppendUint64(b, uint64(time.Now().UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(size))
+	return append(b, mb...), nil
+}
+
+// sendSnapshot streams payload as one snapshot of group 1 and returns the
+// receiver's verdict (nil: it acknowledged).
+func (h *hostilePeer) sendSnapshot(m *raftpb.Message, payload []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := h.cc.NewStream(ctx, &snapshotStream, snapshotMethod)
+	require.NoError(h.t, err)
+	hdr, err := snapshotHeaderFrame(1, int64(len(payload)), m)
+	require.NoError(h.t, err)
+	trailer := []byte{'T'}
+	trailer = binary.BigEndian.AppendUint32(trailer, crc32.Checksum(payload, crc32.MakeTable(crc32.Castagnoli)))
+	trailer = binary.BigEndian.AppendUint64(trailer, uint64(len(payload)))
+	frames := [][]byte{hdr}
+	for len(payload) > 0 {
+		n := min(len(payload), 512<<10)
+		frames = append(frames, append([]byte{'C'}, payload[:n]...))
+		payload = payload[n:]
+	}
+	frames = append(frames, trailer)
+	for _, f := range frames {
+		if cs.SendMsg(&grpcraw.Frame{Data: f}) != nil {
+			break // refused; RecvMsg says why
+		}
+	}
+	if err := cs.CloseSend(); err != nil {
+		return err
+	}
+	return cs.RecvMsg(&grpcraw.Frame{})
+}
+
+// snapFiles maps each file in node i's snapshot directory to its digest.
+func snapFiles(t *testing.T, c *Cluster, i int) map[string][32]byte {
+	t.Helper()
+	dir := filepath.Join(c.Dir, c.Name(i), "raft", "snap")
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	out := map[string][32]byte{}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		out[e.Name()] = sha256.Sum256(b)
+	}
+	return out
+}
+
+// TestHostilePeerSnapshotNamesCannotTouchLocalSnapshots: the file name in a
+// snapshot's descriptor is the sender's word. A peer that names one of the
+// victim's own snapshot files (to replace it), a name that sorts after all
+// of them (so purge would delete the real ones instead), or a path out of
+// the snapshot directory changes no file of the victim's, and the victim
+// keeps serving, restarts from its own snapshots, and loses nothing.
+func TestHostilePeerSnapshotNamesCannotTouchLocalSnapshots(t *testing.T) {
+	c := New(t, 3, WithSnapshotCount(50))
+	ctx := c.Ctx(60 * time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	victim := (leader + 1) % 3
+	const keys = 260
+	for i := range keys {
+		require.NoError(t, c.Client(i%3).Set(ctx, fmt.Sprintf("k%04d", i), "v", 0).Err())
+	}
+	c.WaitConverged(20 * time.Second)
+	var before map[string][32]byte
+	require.Eventually(t, func() bool {
+		before = snapFiles(t, c, victim)
+		return len(before) >= 2
+	}, 10*time.Second, 20*time.Millisecond, "the victim keeps several snapshots of its own")
+	var names []string
+	for n := range before {
+		names = append(names, n)
+	}
+	oldest, newest := names[0], names[0]
+	for _, n := range names {
+		oldest, newest = min(oldest, n), max(newest, n)
+	}
+	// A genuine snapshot file: the victim's own oldest, whose index and
+	// term the message must state (the receiver checks them).
+	payload, err := os.ReadFile(filepath.Join(c.Dir, c.Name(victim), "raft", "snap", oldest))
+	require.NoError(t, err)
+	var idx, term uint64
+	_, err = fmt.Sscanf(strings.TrimSuffix(oldest, ".snap"), "%016x-%016x", &idx, &term)
+	require.NoError(t, err)
+
+	h := newHostilePeer(t, c.RaftAddr(victim))
+	members := []raft.Member{}
+	for i := range c.Size() {
+		members = append(members, raft.Member{Name: c.Name(i), Addr: c.RaftAddr(i)})
+	}
+	snapMsg := func(file string) *raftpb.Message {
+		desc, err := json.Marshal(map[string]any{"file": file, "size": len(payload), "members": members})
+		require.NoError(t, err)
+		voters := []uint64{}
+		for i := range c.Size() {
+			voters = append(voters, raft.NodeID(c.Name(i)))
+		}
+		return &raftpb.Message{
+			Type: raftpb.MsgSnap.Enum(), From: proto.Uint64(raft.NodeID(c.Name(leader))),
+			To: proto.Uint64(raft.NodeID(c.Name(victim))), Term: proto.Uint64(term),
+			Snapshot: &raftpb.Snapshot{Data: desc, Metadata: &raftpb.SnapshotMetadata{
+				Index: proto.Uint64(idx), Term: proto.Uint64(term), ConfState: &raftpb.ConfState{Voters: voters},
+			}},
+		}
+	}
+	// Names that fail the descriptor check are refused outright.
+	for _, name := range []string{"../../raft/snap/x.snap", "../wal/x.snap", "/tmp/x.snap", "x.wal", ""} {
+		err := h.sendSnapshot(snapMsg(name), payload)
+		require.Error(t, err, name)
+		require.Equal(t, codes.Aborted, status.Code(err), "%s: %v", name, err)
+	}
+	// Well-formed names of the sender's choosing are ignored: the file is
+	// named for its index and term, which the victim already holds.
+	for _, name := range []string{newest, "ffffffffffffffff-ffffffffffffffff.snap"} {
+		_ = h.sendSnapshot(snapMsg(name), payload) // stale: Raft ignores it
+	}
+	require.Equal(t, before, snapFiles(t, c, victim), "no snapshot file of the victim was created, replaced or removed")
+	_, err = os.Stat(filepath.Join(c.Dir, "raft"))
+	require.ErrorIs(t, err, os.ErrNotExist, "nothing written outside the data dirs")
+
+	// The victim keeps serving, restarts from its own snapshots and WAL,
+	// and has every acknowledged write.
+	require.NoError(t, c.Client(victim).Set(ctx, "after", "x", 0).Err())
+	c.WaitConverged(20 * time.Second)
+	c.Stop(victim)
+	c.Restart(victim)
+	c.WaitConverged(20 * time.Second)
+	n, err := c.Client(victim).DBSize(ctx).Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(keys+1), n)
+}
