@@ -23,6 +23,7 @@ import (
 
 	"github.com/elastickv/elastickv/internal/grpcraw"
 	"github.com/elastickv/elastickv/internal/raft"
+	"github.com/elastickv/elastickv/internal/transport"
 )
 
 // hostilePeer speaks the transport's Snapshot RPC by hand, from its wire
@@ -187,4 +188,135 @@ func TestHostilePeerSnapshotNamesCannotTouchLocalSnapshots(t *testing.T) {
 	n, err := c.Client(victim).DBSize(ctx).Result()
 	require.NoError(t, err)
 	require.Equal(t, int64(keys+1), n)
+}
+
+// metric sums every series of one metric of node i.
+func metric(t *testing.T, c *Cluster, i int, name string) float64 {
+	t.Helper()
+	mfs, err := c.Node(i).Registry().Gather()
+	require.NoError(t, err)
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+// TestHostilePeerSnapshotFloodLeavesTheClusterServing: a peer that declares
+// a snapshot larger than the spool budget, holds every inbound snapshot
+// slot of a follower, opens many more streams and sends garbage gets
+// errors; meanwhile every node keeps serving and replicating. Once it
+// leaves, the follower, stopped and left behind, catches up by snapshot:
+// nothing the hostile peer did outlives it.
+func TestHostilePeerSnapshotFloodLeavesTheClusterServing(t *testing.T) {
+	c := New(t, 3, WithSnapshotCount(50))
+	ctx := c.Ctx(90 * time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	victim := (leader + 1) % 3
+	h := newHostilePeer(t, c.RaftAddr(victim))
+	header := func(size int64) []byte {
+		m := &raftpb.Message{
+			Type: raftpb.MsgSnap.Enum(), From: proto.Uint64(raft.NodeID(c.Name(leader))),
+			To: proto.Uint64(raft.NodeID(c.Name(victim))), Term: proto.Uint64(1),
+			Snapshot: &raftpb.Snapshot{Data: []byte(`{"file":"x.snap"}`), Metadata: &raftpb.SnapshotMetadata{
+				Index: proto.Uint64(1), Term: proto.Uint64(1), ConfState: &raftpb.ConfState{},
+			}},
+		}
+		b, err := snapshotHeaderFrame(1, size, m)
+		require.NoError(t, err)
+		return b
+	}
+	open := func(ctx context.Context, frames ...[]byte) grpc.ClientStream {
+		cs, err := h.cc.NewStream(ctx, &snapshotStream, snapshotMethod)
+		require.NoError(t, err)
+		for _, f := range frames {
+			if cs.SendMsg(&grpcraw.Frame{Data: f}) != nil {
+				break
+			}
+		}
+		return cs
+	}
+	verdict := func(cs grpc.ClientStream) error {
+		_ = cs.CloseSend()
+		return cs.RecvMsg(&grpcraw.Frame{})
+	}
+	refused := func(reason string) float64 {
+		mfs, err := c.Node(victim).Registry().Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() != "elastickv_raft_snapshot_inbound_refused_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "reason" && l.GetValue() == reason {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+
+	// 1 PiB, far beyond the spool budget: refused before a byte is spooled.
+	err := verdict(open(ctx, header(1<<50), []byte{'C', 0}))
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
+	require.Equal(t, 1.0, refused("spool_budget"))
+
+	// Hold every slot with streams that declare a snapshot and stall.
+	hold, release := context.WithCancel(ctx)
+	defer release()
+	for range transport.DefaultLimits().MaxInboundSnapshots {
+		open(hold, header(1<<20))
+	}
+	require.Eventually(t, func() bool {
+		return metric(t, c, victim, "elastickv_raft_snapshot_inbound_streams") == float64(transport.DefaultLimits().MaxInboundSnapshots)
+	}, 10*time.Second, 10*time.Millisecond, "the hostile streams hold every slot")
+	for range 20 {
+		err := verdict(open(ctx, header(10)))
+		require.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
+	}
+	require.Equal(t, 20.0, refused("too_many_streams"))
+	// Garbage on the Messages stream, too.
+	for i := range 10 {
+		cs, err := h.cc.NewStream(ctx, &grpc.StreamDesc{StreamName: "Messages", ClientStreams: true}, "/elastickv.transport.v1.RaftTransport/Messages")
+		require.NoError(t, err)
+		_ = cs.SendMsg(&grpcraw.Frame{Data: []byte{byte(i), 0xff, 0xfe}})
+		require.Equal(t, codes.InvalidArgument, status.Code(verdict(cs)))
+	}
+
+	// Every node keeps serving writes and reads, the victim included.
+	const keys = 150
+	for i := range keys {
+		require.NoError(t, c.Client(i%3).Set(ctx, fmt.Sprintf("k%04d", i), "v", 0).Err())
+	}
+	c.WaitConverged(20 * time.Second)
+
+	// The hostile peer leaves: its slots and spool bytes are returned.
+	release()
+	require.Eventually(t, func() bool {
+		return metric(t, c, victim, "elastickv_raft_snapshot_inbound_streams") == 0 &&
+			metric(t, c, victim, "elastickv_raft_snapshot_spool_bytes") == 0
+	}, 10*time.Second, 10*time.Millisecond)
+
+	// The victim, left behind the leader's compacted log, catches up by
+	// snapshot, and has every acknowledged write.
+	c.Stop(victim)
+	for i := keys; i < 2*keys; i++ {
+		require.NoError(t, c.Client(leader).Set(ctx, fmt.Sprintf("k%04d", i), "v", 0).Err())
+	}
+	c.Restart(victim)
+	c.WaitConverged(30 * time.Second)
+	require.Equal(t, 1.0, metric(t, c, victim, "elastickv_raft_snapshots_installed_total"), "caught up by snapshot")
+	n, err := c.Client(victim).DBSize(ctx).Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(2*keys), n)
+	entries, err := os.ReadDir(filepath.Join(c.Dir, c.Name(victim), "snap-spool"))
+	require.NoError(t, err)
+	require.Empty(t, entries, "no spool file left behind")
 }
