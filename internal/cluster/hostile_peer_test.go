@@ -320,3 +320,44 @@ func TestHostilePeerSnapshotFloodLeavesTheClusterServing(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, entries, "no spool file left behind")
 }
+
+// TestHostilePeerHeartbeatBeyondTheLogDoesNotCrashAFollower: etcd Raft
+// panics on a heartbeat whose commit index lies beyond the follower's log,
+// and steps a heartbeat of the current (or a newer) term from anyone. One
+// such message from a buggy or hostile peer must not take the node down.
+func TestHostilePeerHeartbeatBeyondTheLogDoesNotCrashAFollower(t *testing.T) {
+	c := New(t, 3)
+	ctx := c.Ctx(30 * time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	victim := (leader + 1) % 3
+	require.NoError(t, c.Client(leader).Set(ctx, "before", "x", 0).Err())
+	st := c.Node(leader).Group().Status()
+
+	h := newHostilePeer(t, c.RaftAddr(victim))
+	hb, err := proto.Marshal(&raftpb.Message{
+		Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(st.ID),
+		To: proto.Uint64(raft.NodeID(c.Name(victim))), Term: proto.Uint64(st.Term), Commit: proto.Uint64(1 << 60),
+	})
+	require.NoError(t, err)
+	frame := []byte{1} // batch version
+	frame = binary.BigEndian.AppendUint64(frame, 1)
+	frame = binary.BigEndian.AppendUint64(frame, uint64(time.Now().UnixNano()))
+	frame = binary.BigEndian.AppendUint32(frame, uint32(len(hb)))
+	frame = append(frame, hb...)
+	cs, err := h.cc.NewStream(ctx, &grpc.StreamDesc{StreamName: "Messages", ClientStreams: true}, "/elastickv.transport.v1.RaftTransport/Messages")
+	require.NoError(t, err)
+	require.NoError(t, cs.SendMsg(&grpcraw.Frame{Data: frame}))
+	require.NoError(t, cs.CloseSend())
+	require.NoError(t, cs.RecvMsg(&grpcraw.Frame{}), "a well-formed message is delivered")
+	require.Eventually(t, func() bool {
+		return metric(t, c, victim, "elastickv_raft_inbound_commit_clamped_total") == 1
+	}, 10*time.Second, 10*time.Millisecond, "the heartbeat reached Raft, clamped")
+
+	// The victim is up, serves, and commits only what the leader did.
+	require.NoError(t, c.Client(victim).Set(ctx, "after", "y", 0).Err())
+	c.WaitConverged(10 * time.Second)
+	require.Less(t, c.Node(victim).Group().Status().Commit, uint64(1<<60))
+	v, err := c.Client(victim).Get(ctx, "before").Result()
+	require.NoError(t, err)
+	require.Equal(t, "x", v)
+}
