@@ -353,6 +353,16 @@ func TestHostilePeerHeartbeatBeyondTheLogDoesNotCrashAFollower(t *testing.T) {
 		return metric(t, c, victim, "elastickv_raft_inbound_commit_clamped_total") == 1
 	}, 10*time.Second, 10*time.Millisecond, "the heartbeat reached Raft, clamped")
 
+	// The group's own drop counter is registered beside the transport's
+	// (it had the transport's name, and so was never exported).
+	mfs, err := c.Node(victim).Registry().Gather()
+	require.NoError(t, err)
+	found := false
+	for _, mf := range mfs {
+		found = found || mf.GetName() == "elastickv_raft_step_queue_dropped_total"
+	}
+	require.True(t, found, "elastickv_raft_step_queue_dropped_total is exported")
+
 	// The victim is up, serves, and commits only what the leader did.
 	require.NoError(t, c.Client(victim).Set(ctx, "after", "y", 0).Err())
 	c.WaitConverged(10 * time.Second)

@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 		proposalsFailed:    c("elastickv_raft_proposals_failed_total", "Proposals that returned an error or timed out."),
 		leaseReads:         c("elastickv_raft_lease_reads_total", "Linearizable reads served under the leader lease, without a network round."),
 		readIndexReads:     c("elastickv_raft_read_index_reads_total", "Linearizable reads that waited for a ReadIndex round."),
-		inboundDropped:     c("elastickv_raft_inbound_dropped_total", "Inbound peer messages dropped because the step queue was full."),
+		inboundDropped:     c("elastickv_raft_step_queue_dropped_total", "Inbound peer messages dropped because the group's step queue was full."),
 		commitClamped:      c("elastickv_raft_inbound_commit_clamped_total", "Heartbeats whose commit index lay beyond this node's log (a buggy or hostile peer), clamped to the log's end instead of crashing Raft."),
 		snapshotIndex:      g("elastickv_raft_snapshot_index", "Log index of the newest snapshot (the log is compacted behind it)."),
 		leaderInfo:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "elastickv_raft_leader", Help: "1 for the leader this node knows (label leader), 0 for leaders it knew before.", ConstLabels: labels}, []string{"leader"}),
