@@ -371,3 +371,75 @@ func TestHostilePeerHeartbeatBeyondTheLogDoesNotCrashAFollower(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "x", v)
 }
+
+// TestHostilePeerFloodsAFollowersLanes: a peer pushes a flood of stale
+// heartbeats and appends at a follower as fast as the follower reads
+// them. The follower's step queues overflow (messages dropped and
+// counted, which Raft tolerates), writes through the leader keep being
+// acknowledged meanwhile, and afterwards the follower serves and holds
+// every acknowledged write.
+func TestHostilePeerFloodsAFollowersLanes(t *testing.T) {
+	c := New(t, 3)
+	ctx := c.Ctx(60 * time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	victim := (leader + 1) % 3
+	// From no member: Raft answers a stale message to its sender, and
+	// answers to an unknown node go nowhere; the flood stays between the
+	// hostile peer and its victim.
+	from, to := uint64(999), raft.NodeID(c.Name(victim))
+	envelope := func(b []byte, m *raftpb.Message) []byte {
+		mb, err := proto.Marshal(m)
+		require.NoError(t, err)
+		b = binary.BigEndian.AppendUint64(b, 1)
+		b = binary.BigEndian.AppendUint64(b, uint64(time.Now().UnixNano()))
+		b = binary.BigEndian.AppendUint32(b, uint32(len(mb)))
+		return append(b, mb...)
+	}
+	frame := []byte{1}
+	for i := range 1000 {
+		// Term 1 is stale (the first election made term 2 at least).
+		if i%2 == 0 {
+			frame = envelope(frame, &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: &from, To: &to, Term: proto.Uint64(1)})
+		} else {
+			frame = envelope(frame, &raftpb.Message{Type: raftpb.MsgApp.Enum(), From: &from, To: &to, Term: proto.Uint64(1),
+				Index: proto.Uint64(uint64(i)), LogTerm: proto.Uint64(1),
+				Entries: []*raftpb.Entry{{Index: proto.Uint64(uint64(i + 1)), Term: proto.Uint64(1), Data: make([]byte, 256)}}})
+		}
+	}
+	h := newHostilePeer(t, c.RaftAddr(victim))
+	flood, stop := context.WithCancel(ctx)
+	defer stop()
+	floodDone := make(chan int)
+	go func() {
+		sent := 0
+		defer func() { floodDone <- sent }()
+		for flood.Err() == nil {
+			cs, err := h.cc.NewStream(flood, &grpc.StreamDesc{StreamName: "Messages", ClientStreams: true}, "/elastickv.transport.v1.RaftTransport/Messages")
+			if err != nil {
+				return
+			}
+			for flood.Err() == nil && cs.SendMsg(&grpcraw.Frame{Data: frame}) == nil {
+				sent++
+			}
+		}
+	}()
+
+	const keys = 100
+	start := time.Now()
+	for i := range keys {
+		require.NoError(t, c.Client(leader).Set(ctx, fmt.Sprintf("k%04d", i), "v", 0).Err(), "write %d during the flood", i)
+	}
+	t.Logf("%d writes during the flood took %v", keys, time.Since(start))
+	require.Eventually(t, func() bool { return metric(t, c, victim, "elastickv_raft_step_queue_dropped_total") > 0 },
+		20*time.Second, 10*time.Millisecond, "the flood overflowed the follower's step queue")
+	t.Logf("step queue overflowed after %v", time.Since(start))
+	stop()
+	frames := <-floodDone
+	t.Logf("flood: %d frames of 1000 messages", frames)
+
+	require.NoError(t, c.Client(victim).Set(ctx, "after", "x", 0).Err())
+	c.WaitConverged(20 * time.Second)
+	n, err := c.Client(victim).DBSize(ctx).Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(keys+1), n)
+}
