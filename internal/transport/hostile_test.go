@@ -240,3 +240,25 @@ func TestPeerQueueAdmitsOneOversizeMessage(t *testing.T) {
 	require.False(t, p.charge(1))
 	require.True(t, p.budgetFull())
 }
+
+func TestHostilePeerCannotGrowTheLogLimiter(t *testing.T) {
+	a, b, ra, rb := pair(t, FourLanes, nil, nil)
+	cc := rawClient(t, b)
+	// Undeliverable messages, each from another made-up node: every one
+	// is logged under its sender's id, rate-limited per id.
+	const senders = 5 * maxLogKeys
+	frame := newBatch(senders * 32)
+	for i := range senders {
+		frame = appendEnvelope(frame, 7, 0, mustMarshal(t, msg(raftpb.MsgHeartbeat, uint64(1000+i), 3)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := cc.NewStream(ctx, &serviceDesc.Streams[streamMessages], methodMessages)
+	require.NoError(t, err)
+	require.NoError(t, cs.SendMsg(&grpcraw.Frame{Data: frame}))
+	require.NoError(t, cs.CloseSend())
+	require.NoError(t, cs.RecvMsg(&grpcraw.Frame{}))
+	require.Equal(t, float64(senders), mustMetric(t, b.reg, "elastickv_raft_inbound_dropped_total", map[string]string{"reason": inboundWrongTo}))
+	require.LessOrEqual(t, b.tr.log.keys(), maxLogKeys+1, "the limiter's state stays bounded")
+	requireStillServes(t, a, ra, rb)
+}
