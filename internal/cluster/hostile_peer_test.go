@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/elastickv/elastickv/internal/grpcraw"
+	"github.com/elastickv/elastickv/internal/node"
 	"github.com/elastickv/elastickv/internal/raft"
 	"github.com/elastickv/elastickv/internal/transport"
 )
@@ -373,13 +374,15 @@ func TestHostilePeerHeartbeatBeyondTheLogDoesNotCrashAFollower(t *testing.T) {
 }
 
 // TestHostilePeerFloodsAFollowersLanes: a peer pushes a flood of stale
-// heartbeats and appends at a follower as fast as the follower reads
-// them. The follower's step queues overflow (messages dropped and
-// counted, which Raft tolerates), writes through the leader keep being
-// acknowledged meanwhile, and afterwards the follower serves and holds
-// every acknowledged write.
+// heartbeats and appends, some with 64 KiB of entries, at a follower as
+// fast as the follower reads them. The follower's step queues overflow
+// their byte budget (--peer-inbound-mb; messages dropped and counted,
+// which Raft tolerates) and never hold more than it, writes
+// through the leader keep being acknowledged meanwhile, and afterwards the
+// follower serves and holds every acknowledged write.
 func TestHostilePeerFloodsAFollowersLanes(t *testing.T) {
-	c := New(t, 3)
+	const inboundBudget = 4 << 20
+	c := New(t, 3, func(_ int, cfg *node.Config) { cfg.MaxInboundBytes = inboundBudget })
 	ctx := c.Ctx(60 * time.Second)
 	leader := c.WaitLeader(5 * time.Second)
 	victim := (leader + 1) % 3
@@ -398,12 +401,16 @@ func TestHostilePeerFloodsAFollowersLanes(t *testing.T) {
 	frame := []byte{1}
 	for i := range 1000 {
 		// Term 1 is stale (the first election made term 2 at least).
+		size := 256
+		if i%10 == 1 {
+			size = 64 << 10
+		}
 		if i%2 == 0 {
 			frame = envelope(frame, &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: &from, To: &to, Term: proto.Uint64(1)})
 		} else {
 			frame = envelope(frame, &raftpb.Message{Type: raftpb.MsgApp.Enum(), From: &from, To: &to, Term: proto.Uint64(1),
 				Index: proto.Uint64(uint64(i)), LogTerm: proto.Uint64(1),
-				Entries: []*raftpb.Entry{{Index: proto.Uint64(uint64(i + 1)), Term: proto.Uint64(1), Data: make([]byte, 256)}}})
+				Entries: []*raftpb.Entry{{Index: proto.Uint64(uint64(i + 1)), Term: proto.Uint64(1), Data: make([]byte, size)}}})
 		}
 	}
 	h := newHostilePeer(t, c.RaftAddr(victim))
@@ -430,8 +437,10 @@ func TestHostilePeerFloodsAFollowersLanes(t *testing.T) {
 		require.NoError(t, c.Client(leader).Set(ctx, fmt.Sprintf("k%04d", i), "v", 0).Err(), "write %d during the flood", i)
 	}
 	t.Logf("%d writes during the flood took %v", keys, time.Since(start))
-	require.Eventually(t, func() bool { return metric(t, c, victim, "elastickv_raft_step_queue_dropped_total") > 0 },
-		20*time.Second, 10*time.Millisecond, "the flood overflowed the follower's step queue")
+	require.Eventually(t, func() bool {
+		require.LessOrEqual(t, metric(t, c, victim, "elastickv_raft_step_queue_bytes"), float64(inboundBudget))
+		return metric(t, c, victim, "elastickv_raft_step_queue_budget_dropped_total") > 0
+	}, 20*time.Second, 5*time.Millisecond, "the flood overflowed the follower's step queue byte budget")
 	t.Logf("step queue overflowed after %v", time.Since(start))
 	stop()
 	frames := <-floodDone

@@ -75,6 +75,9 @@ type Config struct {
 	// disk: --peer-queue-mb, --snapshot-max-inbound, --snapshot-spool-mb,
 	// --snapshot-disk-margin-mb (see transport.Limits).
 	PeerLimits transport.Limits
+	// MaxInboundBytes bounds the log entries received from peers and
+	// queued for the Raft loop (--peer-inbound-mb; raft.Config).
+	MaxInboundBytes int64
 	// SnapshotCount, SnapshotLogBytes, MaxSnapshots and MaxWALFiles
 	// control snapshots and log compaction (see raft.Config).
 	SnapshotCount    uint64
@@ -117,7 +120,8 @@ func DefaultConfig() Config {
 		MaxUncommittedBytes: raft.DefaultMaxUncommittedBytes,
 		ApplyBatchBytes:     raft.DefaultMaxApplyBatchBytes,
 
-		PeerLimits: transport.DefaultLimits(),
+		PeerLimits:      transport.DefaultLimits(),
+		MaxInboundBytes: raft.DefaultMaxInboundBytes,
 	}
 }
 

@@ -172,6 +172,7 @@ func Start(cfg Config) (n *Node, err error) {
 	rcfg.SnapshotCount = cfg.SnapshotCount
 	rcfg.SnapshotLogBytes = cfg.SnapshotLogBytes
 	rcfg.MaxSnapshots = cfg.MaxSnapshots
+	rcfg.MaxInboundBytes = cfg.MaxInboundBytes
 	rcfg.MaxWALFiles = cfg.MaxWALFiles
 	rcfg.MaxEntryBytes = cfg.MaxEntryBytes
 	rcfg.MaxUncommittedBytes = cfg.MaxUncommittedBytes

@@ -190,6 +190,7 @@ func (g *Group) queueReads() {
 }
 
 func (g *Group) step(m *raftpb.Message) {
+	g.inbound.release(msgBytes(m)) // out of the queue (Group.Step charged it)
 	switch m.GetType() {
 	case raftpb.MsgVote, raftpb.MsgPreVote:
 		if g.voteGate(m) {
