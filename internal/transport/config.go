@@ -164,7 +164,7 @@ func (c Config) Validate() error {
 	case c.KeepaliveInterval < 0:
 		return errors.New("transport config: KeepaliveInterval is negative")
 	}
-	return c.Limits.validate()
+	return c.validate() // Limits.validate
 }
 
 // grpcMessageLimit is the gRPC send/receive size limit used on both sides.
