@@ -36,6 +36,7 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxSnapshots, "max-snapshots", cfg.MaxSnapshots, "snapshot files to keep")
 	fs.IntVar(&cfg.MaxWALFiles, "max-wal-files", cfg.MaxWALFiles, "WAL segments (64 MiB each) to keep")
 	rateMB := fs.Int64("snapshot-rate-mb", 0, "snapshot send rate limit in MiB/s; 0 means unlimited")
+	peerLimits := peerLimitFlags(fs, cfg.PeerLimits, cfg.MaxInboundBytes)
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "how long a client request may wait (e.g. for a leader)")
 	// Memory budgets of the Raft group and the apply path.
 	fs.IntVar(&cfg.MaxEntryBytes, "max-entry-bytes", cfg.MaxEntryBytes, "largest Raft log entry in bytes; a write whose encoding is larger is refused with -ERR before it is proposed")
@@ -82,6 +83,9 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 		return usageErr(fmt.Errorf("--max-uncommitted-mb and --apply-batch-mb must be between 0 and %d", 1<<20))
 	}
 	cfg.MaxUncommittedBytes, cfg.ApplyBatchBytes = *uncommittedMB<<20, *applyMB<<20
+	if cfg.PeerLimits, cfg.MaxInboundBytes, err = peerLimits(); err != nil {
+		return usageErr(err)
+	}
 	cfg.ApplyEnv(os.Getenv)
 	if *cacheMB < 0 {
 		return usageErr(fmt.Errorf("--pebble-cache-mb must not be negative"))

@@ -71,6 +71,13 @@ type Config struct {
 	Lanes transport.LaneMode
 	// SnapshotRateBytesPerSec throttles the snapshot lane; 0 is unlimited.
 	SnapshotRateBytesPerSec int64
+	// PeerLimits bound what peers can make this node hold in memory and on
+	// disk: --peer-queue-mb, --snapshot-max-inbound, --snapshot-spool-mb,
+	// --snapshot-disk-margin-mb (see transport.Limits).
+	PeerLimits transport.Limits
+	// MaxInboundBytes bounds the log entries received from peers and
+	// queued for the Raft loop (--peer-inbound-mb; raft.Config).
+	MaxInboundBytes int64
 	// SnapshotCount, SnapshotLogBytes, MaxSnapshots and MaxWALFiles
 	// control snapshots and log compaction (see raft.Config).
 	SnapshotCount    uint64
@@ -112,6 +119,9 @@ func DefaultConfig() Config {
 		MaxEntryBytes:       raft.DefaultMaxEntryBytes,
 		MaxUncommittedBytes: raft.DefaultMaxUncommittedBytes,
 		ApplyBatchBytes:     raft.DefaultMaxApplyBatchBytes,
+
+		PeerLimits:      transport.DefaultLimits(),
+		MaxInboundBytes: raft.DefaultMaxInboundBytes,
 	}
 }
 

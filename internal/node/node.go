@@ -117,6 +117,7 @@ func Start(cfg Config) (n *Node, err error) {
 	// entry would stall replication.
 	tcfg.MaxMessageBytes = max(tcfg.MaxMessageBytes, cfg.MaxEntryBytes+int(raft.DefaultConfig().MaxSizePerMsg)+(4<<20))
 	tcfg.SnapshotRateBytesPerSec = cfg.SnapshotRateBytesPerSec
+	tcfg.Limits = cfg.PeerLimits
 	tcfg.SpoolDir = filepath.Join(cfg.DataDir, "snap-spool")
 	tcfg.Registerer = n.reg
 	tcfg.Logger = log
@@ -171,6 +172,7 @@ func Start(cfg Config) (n *Node, err error) {
 	rcfg.SnapshotCount = cfg.SnapshotCount
 	rcfg.SnapshotLogBytes = cfg.SnapshotLogBytes
 	rcfg.MaxSnapshots = cfg.MaxSnapshots
+	rcfg.MaxInboundBytes = cfg.MaxInboundBytes
 	rcfg.MaxWALFiles = cfg.MaxWALFiles
 	rcfg.MaxEntryBytes = cfg.MaxEntryBytes
 	rcfg.MaxUncommittedBytes = cfg.MaxUncommittedBytes

@@ -84,6 +84,9 @@ type Config struct {
 	MaxEntryBytes       int
 	MaxUncommittedBytes uint64
 	MaxApplyBatchBytes  int
+	// MaxInboundBytes bounds the entry bytes of peer messages queued for
+	// the event loop (inbound.go); 0 means DefaultMaxInboundBytes.
+	MaxInboundBytes int64
 	// StateMachine receives committed entries.
 	StateMachine StateMachine
 	// StateMachineSync makes every applied batch durable in the state
@@ -136,6 +139,7 @@ func DefaultConfig() Config {
 		MaxEntryBytes:            DefaultMaxEntryBytes,
 		MaxUncommittedBytes:      DefaultMaxUncommittedBytes,
 		MaxApplyBatchBytes:       DefaultMaxApplyBatchBytes,
+		MaxInboundBytes:          DefaultMaxInboundBytes,
 		StateMachineSync:         true,
 		StateMachineSyncInterval: 10 * time.Millisecond,
 		SnapshotCount:            100000,
@@ -171,6 +175,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("raft config: MaxUncommittedBytes (%d) must hold at least one maximal entry (%d)", c.MaxUncommittedBytes, c.MaxEntryBytes)
 	case c.MaxApplyBatchBytes < 0:
 		return errors.New("raft config: MaxApplyBatchBytes is negative")
+	case c.MaxInboundBytes < 0:
+		return errors.New("raft config: MaxInboundBytes is negative")
 	case c.Join && len(c.Bootstrap) > 0:
 		return errors.New("raft config: a joining node must not bootstrap a configuration")
 	}

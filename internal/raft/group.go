@@ -25,6 +25,7 @@ type Group struct {
 	log     *slog.Logger
 	metrics *metrics
 	budget  *budgetMetrics
+	inbound *inboundBudget // bytes in prioc and recvc (inbound.go)
 
 	// Owned by the event loop goroutine.
 	rn      *raft.RawNode
@@ -143,6 +144,7 @@ func Open(cfg Config) (*Group, error) {
 	}
 	g.metrics = newMetrics(cfg.Registerer, cfg.GroupID)
 	g.budget = newBudgetMetrics(cfg.Registerer, cfg.GroupID)
+	g.inbound = newInboundBudget(cfg.MaxInboundBytes, cfg.Registerer, cfg.GroupID)
 	// Sequence numbers start at the wall clock so that entries proposed by an
 	// earlier incarnation of this node, replayed after a restart, can never
 	// match a proposal of this one.
@@ -399,12 +401,18 @@ func (g *Group) Step(m *raftpb.Message) error {
 	if transport.IsPriority(m.GetType()) {
 		q = g.prioc
 	}
+	n := msgBytes(m)
+	if !g.inbound.admit(n) {
+		return fmt.Errorf("raft group %d: inbound queue holds its byte budget (%d bytes)", g.cfg.GroupID, g.inbound.max)
+	}
 	select {
 	case q <- m:
 		return nil
 	case <-g.stopc:
+		g.inbound.release(n)
 		return ErrStopped
 	default:
+		g.inbound.release(n)
 		g.metrics.inboundDropped.Inc()
 		return fmt.Errorf("raft group %d: inbound queue full", g.cfg.GroupID)
 	}

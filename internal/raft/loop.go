@@ -190,6 +190,7 @@ func (g *Group) queueReads() {
 }
 
 func (g *Group) step(m *raftpb.Message) {
+	g.inbound.release(msgBytes(m)) // out of the queue (Group.Step charged it)
 	switch m.GetType() {
 	case raftpb.MsgVote, raftpb.MsgPreVote:
 		if g.voteGate(m) {
@@ -199,6 +200,8 @@ func (g *Group) step(m *raftpb.Message) {
 		// A local request only (it makes a follower forget its leader,
 		// lifting the vote rule leases rest on); never from a peer.
 		return
+	case raftpb.MsgHeartbeat:
+		g.clampHeartbeatCommit(m)
 	}
 	if err := g.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
 		g.log.Debug("step failed", "type", m.GetType().String(), "from", m.GetFrom(), "err", err)
@@ -491,4 +494,21 @@ func sortedMembers(ms map[uint64]Member) []Member {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// clampHeartbeatCommit keeps a heartbeat's commit index within this node's
+// stored log. Raft panics on a commit index beyond its last index ("was the
+// raft log corrupted, truncated, or lost?"), and a heartbeat at a new term
+// is stepped whoever sends it: one message from a buggy or hostile peer
+// would crash the node. A correct leader never sends more than the index
+// this node acknowledged, which it had stored, so the clamp never changes
+// a correct heartbeat; a lower commit index is always safe to apply.
+func (g *Group) clampHeartbeatCommit(m *raftpb.Message) {
+	last, err := g.storage.LastIndex()
+	if err != nil || m.GetCommit() <= last {
+		return
+	}
+	g.metrics.commitClamped.Inc()
+	g.log.Debug("heartbeat commit index beyond the log, clamped", "from", m.GetFrom(), "commit", m.GetCommit(), "last", last)
+	m.Commit = proto.Uint64(last)
 }

@@ -20,6 +20,7 @@ type metrics struct {
 	proposalsFailed               prometheus.Counter
 	leaseReads, readIndexReads    prometheus.Counter
 	inboundDropped                prometheus.Counter
+	commitClamped                 prometheus.Counter
 	snapshots, snapshotsInstalled prometheus.Counter
 	proposeLatency                prometheus.Observer
 	applyLatency                  prometheus.Observer
@@ -49,7 +50,8 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 		proposalsFailed:    c("elastickv_raft_proposals_failed_total", "Proposals that returned an error or timed out."),
 		leaseReads:         c("elastickv_raft_lease_reads_total", "Linearizable reads served under the leader lease, without a network round."),
 		readIndexReads:     c("elastickv_raft_read_index_reads_total", "Linearizable reads that waited for a ReadIndex round."),
-		inboundDropped:     c("elastickv_raft_inbound_dropped_total", "Inbound peer messages dropped because the step queue was full."),
+		inboundDropped:     c("elastickv_raft_step_queue_dropped_total", "Inbound peer messages dropped because the group's step queue was full."),
+		commitClamped:      c("elastickv_raft_inbound_commit_clamped_total", "Heartbeats whose commit index lay beyond this node's log (a buggy or hostile peer), clamped to the log's end instead of crashing Raft."),
 		snapshotIndex:      g("elastickv_raft_snapshot_index", "Log index of the newest snapshot (the log is compacted behind it)."),
 		leaderInfo:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "elastickv_raft_leader", Help: "1 for the leader this node knows (label leader), 0 for leaders it knew before.", ConstLabels: labels}, []string{"leader"}),
 		stateInfo:          prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "elastickv_raft_state", Help: "1 for this node's current Raft state (label state).", ConstLabels: labels}, []string{"state"}),
@@ -63,7 +65,7 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 	sh := h("elastickv_raft_fsm_sync_duration_seconds", "Time to fsync the state machine after an applied batch (sync mode), off the write path.", lat)
 	m.proposeLatency, m.applyLatency, m.applyBatch, m.walSave, m.fsmSync = ph, ah, bh, wh, sh
 	if reg != nil {
-		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.leaseReads, m.readIndexReads, m.inboundDropped, m.snapshots, m.snapshotsInstalled, m.snapshotIndex, m.leaderInfo, m.stateInfo, ph, ah, bh, wh, sh} {
+		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.leaseReads, m.readIndexReads, m.inboundDropped, m.commitClamped, m.snapshots, m.snapshotsInstalled, m.snapshotIndex, m.leaderInfo, m.stateInfo, ph, ah, bh, wh, sh} {
 			_ = reg.Register(col)
 		}
 	}

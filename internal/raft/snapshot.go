@@ -215,7 +215,9 @@ func (g *Group) installReceivedSnapshot(snap *raftpb.Snapshot) (*restoreTask, er
 		return nil, err
 	}
 	idx := snap.GetMetadata().GetIndex()
-	path := filepath.Join(snapDir(g.cfg.Dir), d.File)
+	// The file is found by index and term, as a restart finds it; the
+	// descriptor's name is only what ReceiveSnapshot wrote there.
+	path := filepath.Join(snapDir(g.cfg.Dir), snapName(idx, snap.GetMetadata().GetTerm()))
 	if err := g.wal.SaveSnapshot(&walpb.Snapshot{Index: proto.Uint64(idx), Term: proto.Uint64(snap.GetMetadata().GetTerm()), ConfState: snap.GetMetadata().GetConfState()}); err != nil {
 		return nil, fmt.Errorf("save received snapshot %d to wal: %w", idx, err)
 	}
@@ -271,11 +273,11 @@ func (g *Group) restore(rt *restoreTask) error {
 // OpenSnapshot implements transport.SnapshotStore: the payload of an
 // outbound MsgSnap is the whole snapshot file.
 func (g *Group) OpenSnapshot(m *raftpb.Message) (io.ReadCloser, int64, error) {
-	d, err := decodeDescriptor(m.GetSnapshot().GetData())
-	if err != nil {
+	if _, err := decodeDescriptor(m.GetSnapshot().GetData()); err != nil {
 		return nil, 0, err
 	}
-	f, err := os.Open(filepath.Join(snapDir(g.cfg.Dir), d.File))
+	meta := m.GetSnapshot().GetMetadata()
+	f, err := os.Open(filepath.Join(snapDir(g.cfg.Dir), snapName(meta.GetIndex(), meta.GetTerm())))
 	if err != nil {
 		return nil, 0, fmt.Errorf("open snapshot for sending: %w", err)
 	}
@@ -306,14 +308,30 @@ func (g *Group) ReceiveSnapshot(m *raftpb.Message, path string) error {
 		return fmt.Errorf("received snapshot file is for %d/%d, message says %d/%d",
 			sf.meta.GetIndex(), sf.meta.GetTerm(), want.GetIndex(), want.GetTerm())
 	}
+	// The name is this node's own, from the verified index and term, never
+	// the sender's: a name of the sender's choosing could replace one of
+	// this node's snapshots, or sort after them so that purge deletes
+	// them instead, and a restart looks the file up by index and term.
 	sdir := snapDir(g.cfg.Dir)
-	final := filepath.Join(sdir, d.File)
-	if err := os.Rename(path, final); err != nil {
+	name := snapName(want.GetIndex(), want.GetTerm())
+	final := filepath.Join(sdir, name)
+	if have, err := openSnapFile(final); err == nil && have.meta.GetIndex() == want.GetIndex() && have.meta.GetTerm() == want.GetTerm() {
+		// This node already holds this snapshot (it made or received it):
+		// keep its own copy, which a restore or a send may be reading.
 		_ = os.Remove(path)
-		return fmt.Errorf("install received snapshot: %w", err)
+		sf = have
+	} else if err := os.Rename(path, final); err != nil {
+		_ = os.Remove(path)
+		return fmt.Errorf("install received snapshot %s: %w", final, err)
 	}
 	if err := syncDir(sdir); err != nil {
 		return err
 	}
+	d.File, d.Size = name, sf.size
+	data, err := encodeDescriptor(d)
+	if err != nil {
+		return err
+	}
+	m.Snapshot.Data = data // what Raft stores, and sends on, names the local file
 	return g.Step(m)
 }

@@ -112,6 +112,10 @@ type Config struct {
 	// PeerName renders a peer id for metric labels and logs; nil means the
 	// decimal id.
 	PeerName func(uint64) string
+
+	// Limits bound what peers can make this node hold in memory or on
+	// disk (limits.go).
+	Limits
 }
 
 // DefaultConfig returns a configuration with every tunable at its default.
@@ -131,6 +135,7 @@ func DefaultConfig() Config {
 		SnapshotAckTimeout:  30 * time.Second,
 		SnapshotIdleTimeout: 30 * time.Second,
 		KeepaliveInterval:   10 * time.Second,
+		Limits:              DefaultLimits(),
 	}
 }
 
@@ -159,7 +164,7 @@ func (c Config) Validate() error {
 	case c.KeepaliveInterval < 0:
 		return errors.New("transport config: KeepaliveInterval is negative")
 	}
-	return nil
+	return c.validate() // Limits.validate
 }
 
 // grpcMessageLimit is the gRPC send/receive size limit used on both sides.

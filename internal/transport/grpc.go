@@ -66,6 +66,7 @@ type GRPC struct {
 	log     *limitedLogger
 	met     *metrics
 	limiter *rate.Limiter // nil: snapshots unthrottled
+	admit   *snapshotAdmission
 
 	done      chan struct{} // closed by Close; ends inbound streams
 	closeOnce sync.Once
@@ -133,6 +134,7 @@ func New(cfg Config) (*GRPC, error) {
 		peers:  make(map[uint64]*peer),
 		groups: make(map[uint64]Handler),
 	}
+	t.admit = newSnapshotAdmission(cfg.Limits, cfg.SpoolDir, met)
 	if cfg.SnapshotRateBytesPerSec > 0 {
 		// Burst of one chunk: WaitN never asks for more than that.
 		t.limiter = rate.NewLimiter(rate.Limit(cfg.SnapshotRateBytesPerSec), cfg.SnapshotChunkBytes)
@@ -277,6 +279,7 @@ func (t *GRPC) retire(p *peer) {
 			t.met.deleteLane(p.name, l.kind)
 		}
 	}
+	t.met.deletePeer(p.name)
 	t.log.forget(p.id)
 }
 
@@ -393,6 +396,13 @@ func (t *GRPC) enqueue(group uint64, m *raftpb.Message, now time.Time) pendingRe
 	if len(l.ch) >= cap(l.ch) {
 		return l.dropFull(group, typ)
 	}
+	// Heartbeat-lane types are exempt from the byte budget (see
+	// Limits.PeerQueueBytes); the check is by type so it holds in every
+	// lane layout.
+	charged := !IsPriority(typ)
+	if charged && p.budgetFull() {
+		return l.dropBudget(group, typ) // before paying for the marshal
+	}
 	data, err := proto.Marshal(m)
 	if err == nil && typ != raftpb.MsgSnap && len(data) > t.cfg.MaxMessageBytes {
 		err = fmt.Errorf("marshalled size %d exceeds MaxMessageBytes %d", len(data), t.cfg.MaxMessageBytes)
@@ -403,13 +413,34 @@ func (t *GRPC) enqueue(group uint64, m *raftpb.Message, now time.Time) pendingRe
 			slog.Uint64("group", group), slog.String("peer", p.name), slog.String("type", typ.String()), slog.Any("err", err))
 		return pendingReport{group: group, peer: to, kind: reportForLocalDrop(typ)}
 	}
+	if charged && !p.charge(len(data)) {
+		return l.dropBudget(group, typ)
+	}
 	select {
-	case l.ch <- outMsg{group: group, typ: typ, data: data, queued: now}:
+	case l.ch <- outMsg{group: group, typ: typ, data: data, queued: now, charged: charged}:
 		l.met.depth.Set(float64(len(l.ch)))
 		return pendingReport{}
 	default: // filled up since the check above
+		if charged {
+			p.uncharge(len(data))
+		}
 		return l.dropFull(group, typ)
 	}
+}
+
+// dropBudget accounts for a message that did not fit the peer's byte
+// budget. The group hears what it would for a full lane: the effect, a
+// message that never reached the wire, is the same.
+func (l *lane) dropBudget(group uint64, typ raftpb.MessageType) pendingReport {
+	l.met.budgetDrops.Inc()
+	if h := l.t.hooks.dropped; h != nil {
+		h(l.p.id, l.kind, typ)
+	}
+	l.t.log.logf(slog.LevelWarn, logKey{event: "peer-budget", peer: l.p.id, lane: l.kind}, "raft transport: peer queue byte budget full, message dropped",
+		slog.String("peer", l.p.name), slog.String("lane", l.kind.String()),
+		slog.Uint64("group", group), slog.String("type", typ.String()),
+		slog.Int64("queued_bytes", l.p.queued.Load()), slog.Int64("budget", l.t.cfg.PeerQueueBytes))
+	return pendingReport{group: group, peer: l.p.id, kind: reportForLocalDrop(typ)}
 }
 
 // dropFull accounts for a message that did not fit its lane.

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -48,6 +50,9 @@ type outMsg struct {
 	typ    raftpb.MessageType
 	data   []byte
 	queued time.Time // Send time; its Unix nanos travel in the envelope
+	// charged: len(data) counts against the peer's byte budget until the
+	// message was dispatched or dropped.
+	charged bool
 }
 
 // connClass names one gRPC connection (one TCP connection) to a peer.
@@ -101,11 +106,51 @@ type peer struct {
 	lanes  [numLanes]*lane
 	conns  [numConnClasses]*peerConn
 	wg     sync.WaitGroup
+
+	// queued is the marshalled bytes of charged messages queued, held or
+	// being dispatched by the lanes (Limits.PeerQueueBytes).
+	// Invariant: queued <= budget, or queued is one message admitted into
+	// an empty queue.
+	queued     atomic.Int64
+	budget     int64
+	queueBytes prometheus.Gauge
+}
+
+// budgetFull reports whether the peer's queue is at its byte budget.
+func (p *peer) budgetFull() bool { return p.queued.Load() >= p.budget }
+
+// charge admits n bytes into the peer's queue if they fit the budget or
+// the queue is empty (so one message larger than the budget still goes).
+func (p *peer) charge(n int) bool {
+	for {
+		cur := p.queued.Load()
+		if cur > 0 && cur+int64(n) > p.budget {
+			return false
+		}
+		if p.queued.CompareAndSwap(cur, cur+int64(n)) {
+			p.queueBytes.Set(float64(cur + int64(n)))
+			return true
+		}
+	}
+}
+
+// uncharge returns n bytes to the budget.
+func (p *peer) uncharge(n int) {
+	p.queueBytes.Set(float64(p.queued.Add(-int64(n))))
+}
+
+// settle returns the bytes of a message that left the queue.
+func (p *peer) settle(m *outMsg) {
+	if m.charged {
+		p.uncharge(len(m.data))
+	}
 }
 
 func (t *GRPC) newPeer(id uint64, addr string) *peer {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &peer{id: id, name: t.cfg.peerName(id), ctx: ctx, cancel: cancel}
+	p := &peer{id: id, name: t.cfg.peerName(id), ctx: ctx, cancel: cancel, budget: t.cfg.PeerQueueBytes}
+	p.queueBytes = t.met.queueBytes.WithLabelValues(p.name)
+	p.queueBytes.Set(0)
 	for _, l := range t.cfg.Lanes.Lanes() {
 		cls := connFor(l)
 		if p.conns[cls] == nil {
@@ -256,6 +301,9 @@ func (l *lane) run() {
 		batch = l.gather(batch)
 		l.met.depth.Set(float64(len(l.ch)))
 		l.dispatch(batch)
+		for i := range batch {
+			l.p.settle(&batch[i])
+		}
 		clear(batch) // let the payloads go
 		if l.p.ctx.Err() != nil {
 			return
@@ -410,6 +458,7 @@ func (l *lane) noteFailure() {
 // queued concurrently: the peer is already out of the peer map.
 func (l *lane) drain() {
 	report := func(m outMsg) {
+		l.p.settle(&m)
 		l.t.report(pendingReport{group: m.group, peer: l.p.id, kind: reportForUnknownPeer(m.typ)})
 	}
 	if l.held != nil {

@@ -12,6 +12,13 @@ import (
 // peer) can fire thousands of times a second; the metrics carry the counts.
 const logEvery = 10 * time.Second
 
+// maxLogKeys bounds the rate limiter's state. Keys carry peer ids, some of
+// which come off the wire (a stream's x-elastickv-from, a message's From):
+// a peer that varied them would otherwise grow the maps without bound.
+// Past the bound, stale keys are swept, and if that is not enough a new
+// key is logged under peer 0, all such peers sharing one limit.
+const maxLogKeys = 1024
+
 // logKey identifies one rate-limited log line.
 type logKey struct {
 	event string
@@ -40,6 +47,12 @@ func (l *limitedLogger) logf(level slog.Level, key logKey, msg string, attrs ...
 	}
 	now := time.Now()
 	l.mu.Lock()
+	if _, ok := l.last[key]; !ok && len(l.last) >= maxLogKeys {
+		l.sweep(now)
+		if len(l.last) >= maxLogKeys {
+			key.peer = 0
+		}
+	}
 	if last, ok := l.last[key]; ok && now.Sub(last) < logEvery {
 		l.skip[key]++
 		l.mu.Unlock()
@@ -65,4 +78,22 @@ func (l *limitedLogger) forget(peer uint64) {
 			delete(l.skip, k)
 		}
 	}
+}
+
+// sweep forgets keys that last logged more than logEvery ago and have no
+// suppressed lines to report; l.mu is held.
+func (l *limitedLogger) sweep(now time.Time) {
+	for k, t := range l.last {
+		if now.Sub(t) >= logEvery && l.skip[k] == 0 {
+			delete(l.last, k)
+			delete(l.skip, k)
+		}
+	}
+}
+
+// keys reports how many keys the limiter holds, for tests.
+func (l *limitedLogger) keys() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.last)
 }

@@ -37,6 +37,13 @@ type metrics struct {
 	snapshots  *prometheus.CounterVec
 	hbSend     prometheus.Histogram
 	hbDelivery prometheus.Histogram
+
+	// Limits (limits.go).
+	budgetDrops *prometheus.CounterVec
+	queueBytes  *prometheus.GaugeVec
+	snapRefused *prometheus.CounterVec
+	snapStreams prometheus.Gauge
+	spoolBytes  prometheus.Gauge
 }
 
 // heartbeatBuckets span 50µs to ~6.5s: a healthy loopback heartbeat sits in
@@ -80,11 +87,32 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from the sender's Send to this node receiving the heartbeat (includes clock skew across hosts).",
 			Buckets: heartbeatBuckets,
 		}),
+		budgetDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "elastickv_raft_dispatch_budget_drop_total",
+			Help: "Raft messages dropped before reaching the wire because the peer's queued bytes reached PeerQueueBytes (--peer-queue-mb).",
+		}, []string{"peer", "lane"}),
+		queueBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "elastickv_raft_dispatch_queue_bytes",
+			Help: "Marshalled bytes queued toward the peer (all lanes but heartbeat), bounded by PeerQueueBytes plus one message.",
+		}, []string{"peer"}),
+		snapRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "elastickv_raft_snapshot_inbound_refused_total",
+			Help: "Inbound snapshots refused before spooling, by reason (too_many_streams, spool_budget, disk_space, too_large).",
+		}, []string{"reason"}),
+		snapStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "elastickv_raft_snapshot_inbound_streams",
+			Help: "Inbound snapshot streams in progress, at most MaxInboundSnapshots (--snapshot-max-inbound).",
+		}),
+		spoolBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "elastickv_raft_snapshot_spool_bytes",
+			Help: "Bytes declared by the inbound snapshots in flight, at most SnapshotSpoolBytes (--snapshot-spool-mb).",
+		}),
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	for _, c := range []prometheus.Collector{m.drops, m.errors, m.depth, m.unroutable, m.inbound, m.snapshots, m.hbSend, m.hbDelivery} {
+	for _, c := range []prometheus.Collector{m.drops, m.errors, m.depth, m.unroutable, m.inbound, m.snapshots, m.hbSend, m.hbDelivery,
+		m.budgetDrops, m.queueBytes, m.snapRefused, m.snapStreams, m.spoolBytes} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
@@ -100,6 +128,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{inboundUnknownGroup, inboundWrongTo, inboundLocalType, inboundSnapOnStream, inboundStepRefused, inboundMalformed, inboundSnapshotError} {
 		m.inbound.WithLabelValues(r)
 	}
+	for _, r := range []string{refusedTooManyStreams, refusedSpoolBudget, refusedDiskSpace, refusedTooLarge} {
+		m.snapRefused.WithLabelValues(r)
+	}
 	for _, d := range []string{"send", "receive"} {
 		for _, r := range []string{"ok", "error"} {
 			m.snapshots.WithLabelValues(d, r)
@@ -111,9 +142,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // laneMetrics are one lane's series, resolved once so the hot path never
 // hashes label values.
 type laneMetrics struct {
-	drops  prometheus.Counter
-	errors prometheus.Counter
-	depth  prometheus.Gauge
+	drops       prometheus.Counter
+	errors      prometheus.Counter
+	depth       prometheus.Gauge
+	budgetDrops prometheus.Counter
 }
 
 func (m *metrics) forLane(peer string, l Lane) laneMetrics {
@@ -121,6 +153,8 @@ func (m *metrics) forLane(peer string, l Lane) laneMetrics {
 		drops:  m.drops.WithLabelValues(peer, l.String()),
 		errors: m.errors.WithLabelValues(peer, l.String()),
 		depth:  m.depth.WithLabelValues(peer, l.String()),
+
+		budgetDrops: m.budgetDrops.WithLabelValues(peer, l.String()),
 	}
 }
 
@@ -129,4 +163,10 @@ func (m *metrics) deleteLane(peer string, l Lane) {
 	m.drops.DeleteLabelValues(peer, l.String())
 	m.errors.DeleteLabelValues(peer, l.String())
 	m.depth.DeleteLabelValues(peer, l.String())
+	m.budgetDrops.DeleteLabelValues(peer, l.String())
+}
+
+// deletePeer removes a peer's per-peer series (peer removal).
+func (m *metrics) deletePeer(peer string) {
+	m.queueBytes.DeleteLabelValues(peer)
 }

@@ -244,6 +244,17 @@ func (t *GRPC) serveSnapshot(ss grpc.ServerStream) error {
 	default:
 	}
 	from, _ := streamOrigin(ss)
+	release, err := t.admit.acquireStream()
+	if err != nil {
+		// Refused before reading a frame: the sender's next write or its
+		// wait for the ack returns this status, and its group hears
+		// SnapshotFailure.
+		t.met.snapshots.WithLabelValues("receive", "error").Inc()
+		t.log.logf(slog.LevelWarn, logKey{event: "snapshot-refused", peer: from}, "raft transport: inbound snapshot refused",
+			slog.String("peer", t.cfg.peerName(from)), slog.Any("err", err))
+		return err
+	}
+	defer release()
 	frames, stop := recvFrames(ss)
 	defer stop()
 	idle := time.NewTimer(t.cfg.SnapshotIdleTimeout)
@@ -303,7 +314,22 @@ func (t *GRPC) receiveSnapshot(next func() ([]byte, error)) error {
 		t.met.inbound.WithLabelValues(inboundUnknownGroup).Inc()
 		return status.Errorf(codes.NotFound, "raft transport: unknown group %d", hdr.group)
 	}
+	store, isStore := h.(SnapshotStore)
+	if !isStore && hdr.size > int64(t.cfg.MaxMessageBytes) {
+		// This payload is read back into memory and stepped as one message.
+		t.met.snapRefused.WithLabelValues(refusedTooLarge).Inc()
+		return status.Errorf(codes.ResourceExhausted, "raft transport: in-memory snapshot of %d bytes exceeds MaxMessageBytes %d",
+			hdr.size, t.cfg.MaxMessageBytes)
+	}
+	// The declared size is checked against the budget and the free disk
+	// before the spool file exists; spool then refuses a byte beyond it.
+	res, err := t.admit.reserve(hdr.size)
+	if err != nil {
+		return err
+	}
+	defer res.release()
 
+	// The spool file's name is chosen here, never by the sender.
 	f, err := os.CreateTemp(t.cfg.SpoolDir, spoolFilePrefix+"*"+spoolFileSuffix)
 	if err != nil {
 		return status.Errorf(codes.ResourceExhausted, "create snapshot spool file: %v", err)
@@ -318,7 +344,7 @@ func (t *GRPC) receiveSnapshot(next func() ([]byte, error)) error {
 			}
 		}
 	}()
-	if err := spool(f, hdr.size, next); err != nil {
+	if err := spool(f, hdr.size, res, next); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
@@ -328,7 +354,7 @@ func (t *GRPC) receiveSnapshot(next func() ([]byte, error)) error {
 		return fmt.Errorf("close snapshot spool file: %w", err)
 	}
 
-	if store, ok := h.(SnapshotStore); ok {
+	if isStore {
 		keep = true // the store owns the file now, even if it fails
 		if err := store.ReceiveSnapshot(m, path); err != nil {
 			if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
@@ -351,7 +377,7 @@ func (t *GRPC) receiveSnapshot(next func() ([]byte, error)) error {
 
 // spool copies chunks into f until the trailer, then checks length and
 // checksum against the header and trailer.
-func spool(f *os.File, size int64, next func() ([]byte, error)) error {
+func spool(f *os.File, size int64, res *spoolReservation, next func() ([]byte, error)) error {
 	var (
 		crc     = newCRC()
 		written int64
@@ -378,6 +404,7 @@ func spool(f *os.File, size int64, next func() ([]byte, error)) error {
 			}
 			crc.Write(chunk)
 			written += int64(len(chunk))
+			res.wrote(len(chunk))
 		case snapTrailer:
 			sum, length, err := decodeSnapshotTrailer(fr)
 			if err != nil {
