@@ -57,6 +57,10 @@ type Config struct {
 	// this many bytes. 0 means DefaultMaxBatchBytes. It is local: where a
 	// batch ends changes neither results nor state.
 	MaxBatchBytes int
+	// OnStorageFailure, if set, is called once, from whichever goroutine
+	// met it, with the first failed write, fsync or allocation in the
+	// store's directory (diskfail.go). It must not block.
+	OnStorageFailure func(error)
 }
 
 // DefaultMaxBatchBytes is the default apply-batch budget.
@@ -110,6 +114,11 @@ type Store struct {
 	// then on the store refuses every read and write: serving around a
 	// damaged file could return wrong data.
 	corrupt atomic.Pointer[error]
+	// failed is set (once) by the first failed storage write (diskfail.go).
+	failed atomic.Pointer[error]
+	// wedged: a Pebble commit panicked (and was recovered); Pebble's commit
+	// pipeline is left locked, so Close must not wait on the database.
+	wedged atomic.Bool
 }
 
 // ErrCorrupt is returned once Pebble has reported on-disk corruption.
@@ -121,6 +130,9 @@ const corruptionMarker = "ELASTICKV-CORRUPTION"
 
 func (s *Store) checkCorrupt() error {
 	if e := s.corrupt.Load(); e != nil {
+		return *e
+	}
+	if e := s.failed.Load(); e != nil {
 		return *e
 	}
 	return nil
@@ -163,7 +175,7 @@ func Open(cfg Config) (*Store, error) {
 	opts := &pebble.Options{
 		EventListener: &pebble.EventListener{DataCorruption: s.onCorruption},
 		Cache:         cache,
-		FS:            cfg.FS,
+		FS:            failFS{FS: fs, report: s.fail},
 		Logger:        pebbleLogger{cfg.Logger},
 	}
 	// A GET of a missing key (and the lookup of DEL, INCR, APPEND, SET NX)
@@ -344,7 +356,7 @@ func (s *Store) commitChunk(w *writeSet, b *pebble.Batch, last uint64) error {
 	if s.cfg.Sync {
 		wo = pebble.Sync
 	}
-	if err := b.Commit(wo); err != nil {
+	if err := s.commit(b, wo); err != nil {
 		return fmt.Errorf("commit applied batch up to %d: %w", last, err)
 	}
 	if err := s.checkCorrupt(); err != nil {
@@ -371,13 +383,16 @@ func (s *Store) Sync() error {
 	if s.closed {
 		return ErrClosed
 	}
+	if err := s.Err(); err != nil {
+		return err // Pebble's WAL writer may already have failed: it would panic
+	}
 	// An empty synced batch forces the WAL (and everything before it) to disk.
 	b := s.db.NewBatch()
 	defer b.Close()
 	if err := b.LogData(nil, nil); err != nil {
 		return fmt.Errorf("sync pebble: %w", err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.commit(b, pebble.Sync); err != nil {
 		return fmt.Errorf("sync pebble: %w", err)
 	}
 	return nil
@@ -394,6 +409,11 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.wedged.Load() {
+		// Closing would wait forever on the lock the panic left held; the
+		// process is about to exit, and recovery starts from the WAL.
+		return fmt.Errorf("close pebble: skipped after a failed commit: %w", s.Err())
+	}
 	err := s.db.Close()
 	s.cache.Unref()
 	if err != nil {

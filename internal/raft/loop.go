@@ -461,6 +461,9 @@ func (g *Group) updateStatus() {
 	if bs.RaftState == raft.StateFollower && g.isLearner {
 		state = "learner"
 	}
+	if g.fatal() != nil {
+		state, bs.Lead = StateFailed, raft.None
+	}
 	term, commit := bs.GetTerm(), bs.GetCommit()
 	g.statusMu.Lock()
 	g.status = Status{
