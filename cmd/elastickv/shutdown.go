@@ -16,6 +16,13 @@ import (
 // that its supervisor restarts it) whatever a component is waiting for.
 const shutdownTimeout = 10 * time.Second
 
+// failedExitDelay is how long a node that stopped serving keeps its
+// listeners up before it shuts down: health probes and scrapers then see
+// /healthz fail with the reason, elastickv_raft_group_failed and INFO's
+// raft_state:failed, and clients get an error that says why, instead of a
+// refused connection that says nothing.
+const failedExitDelay = 2 * time.Second
+
 // serveUntilDone waits for SIGINT or SIGTERM, or for the node to stop
 // serving on its own (a storage failure: see node.Node.Failed), then shuts
 // the node down within shutdownTimeout; a second signal cuts that short.
@@ -31,7 +38,12 @@ func serveUntilDone(n *node.Node, log *slog.Logger) error {
 		log.Info("shutting down", "signal", s.String())
 	case <-n.Failed():
 		failure = n.Err()
-		log.Error("node stopped serving; exiting so that a supervisor restarts it", "err", failure)
+		log.Error("node stopped serving; exiting so that a supervisor restarts it", "err", failure, "in", failedExitDelay)
+		select {
+		case <-time.After(failedExitDelay):
+		case s := <-sig:
+			log.Info("shutting down", "signal", s.String())
+		}
 	}
 	done := make(chan error, 1)
 	go func() { done <- n.Close() }()
