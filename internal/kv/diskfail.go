@@ -12,16 +12,25 @@ import (
 
 // Storage write failures.
 //
-// Pebble meets a failed write in places no Apply or Sync returns: a flush
-// or compaction that hits ENOSPC is retried in the background, and the
-// memtables then fill until every commit stalls, so the applier would
-// wedge without an error; a failed write of Pebble's own WAL makes the
-// next commit panic. So the store watches its filesystem: the first failed
-// write, fsync or space allocation, seen as it happens, marks the store
-// failed and is reported through Config.OnStorageFailure, before Pebble
-// itself acts on it. From then on Apply and Sync refuse (they never reach
-// Pebble's commit again), Read refuses too (the node is about to restart),
-// and the owner stops serving.
+// Pebble is built to crash on a failed write: a failed write of its WAL
+// panics the next commit or the WAL rotation (the latter while a mutex is
+// being released, a fatal error no recover can catch), a failed MANIFEST
+// write calls Fatalf, and a flush that hits ENOSPC is retried in the
+// background while the memtables fill until every commit stalls. A crash
+// would tell no probe why, and a node wedged on a stall would look alive.
+//
+// So the store watches its filesystem (failFS). The first failed write,
+// fsync or allocation after the store opened is recorded and reported
+// through Config.OnStorageFailure, and then the goroutine that met it is
+// parked for good instead of handing the error to Pebble: Pebble neither
+// panics nor writes anything after the failure (no hole in its WAL for
+// recovery to call corruption), and what is on disk stays a prefix of
+// what was written, which a restart recovers as after a crash (the Raft
+// WAL replays the rest). From then on Apply, Sync and Read refuse with
+// the failure, and Close leaves the database as it is: the process is
+// expected to exit (the server command does, within a bounded time) and
+// be restarted. A failure while the store is still opening is returned as
+// Open's error instead.
 
 // ErrStorageFailed matches (errors.Is) the error of a store whose disk
 // failed a write.
@@ -49,6 +58,16 @@ func (s *Store) fail(err error) {
 	}
 }
 
+// failAndPark is failFS's report: it records err and, once the store is
+// open, parks the calling Pebble goroutine for good (see above).
+func (s *Store) failAndPark(err error) {
+	s.fail(err)
+	if s.opened.Load() {
+		s.parked.Add(1)
+		select {} // never returns: Pebble must not see the error
+	}
+}
+
 // Err returns the storage failure that stopped the store, or nil.
 func (s *Store) Err() error {
 	if e := s.failed.Load(); e != nil {
@@ -57,10 +76,9 @@ func (s *Store) Err() error {
 	return nil
 }
 
-// commit commits b, turning a panic inside Pebble into the store's failure:
-// Pebble panics when its WAL writer already failed, which can race with
-// the check Apply makes before committing. The process must still stop in
-// order, and /healthz must say why first.
+// commit commits b, turning a panic inside Pebble into the store's
+// failure: failFS keeps write errors from Pebble, but a panic it would
+// still raise must not kill the process before /healthz says why.
 func (s *Store) commit(b *pebble.Batch, wo *pebble.WriteOptions) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -69,7 +87,6 @@ func (s *Store) commit(b *pebble.Batch, wo *pebble.WriteOptions) (err error) {
 				perr = fmt.Errorf("%v", r)
 			}
 			s.fail(fmt.Errorf("pebble commit panicked: %w", perr))
-			s.wedged.Store(true)
 			err = s.Err()
 		}
 	}()

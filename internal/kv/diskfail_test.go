@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -72,14 +73,17 @@ func TestStorageFailureIsReportedNotStalled(t *testing.T) {
 			cfg := DefaultConfig("db")
 			cfg.FS = fullDiskFS{FS: vfs.NewMem(), suffix: suffix, armed: &armed}
 			cfg.Sync, cfg.CacheBytes = false, 4<<20
+			reported := make(chan struct{})
 			cfg.OnStorageFailure = func(err error) {
 				mu.Lock()
 				reports = append(reports, err)
+				if len(reports) == 1 {
+					close(reported)
+				}
 				mu.Unlock()
 			}
 			s, err := Open(cfg)
 			require.NoError(t, err)
-			defer func() { _ = s.Close() }()
 			set := func(i uint64) error {
 				// 64 KiB values: a few hundred fill a memtable and force
 				// a flush, which writes a table.
@@ -92,20 +96,43 @@ func TestStorageFailureIsReportedNotStalled(t *testing.T) {
 			require.NoError(t, s.Sync())
 			armed.Store(true)
 
-			var applyErr error
-			deadline := time.Now().Add(30 * time.Second)
-			for i := uint64(2); applyErr == nil; i++ {
-				require.True(t, time.Now().Before(deadline), "no Apply failed")
-				if applyErr = set(i); applyErr == nil && i%16 == 0 {
-					applyErr = s.Sync()
+			// Writes until the failure is met. The write that meets it
+			// may return its error or stay parked inside Pebble for good
+			// (a WAL rotation waits on the parked writer): either way the
+			// failure is reported, and that is what the owner acts on.
+			errc := make(chan error, 1)
+			go func() {
+				for i := uint64(2); ; i++ {
+					if err := set(i); err != nil {
+						errc <- err
+						return
+					}
 				}
+			}()
+			select {
+			case <-reported:
+			case err := <-errc:
+				require.ErrorIs(t, err, ErrStorageFailed)
+				<-reported
+			case <-time.After(30 * time.Second):
+				t.Fatal("the failed write was never reported")
 			}
-			require.ErrorIs(t, applyErr, ErrStorageFailed)
-			require.ErrorIs(t, applyErr, syscall.ENOSPC)
+			require.ErrorIs(t, s.Err(), ErrStorageFailed)
 			require.ErrorIs(t, s.Err(), syscall.ENOSPC)
-			require.ErrorIs(t, set(1<<40), ErrStorageFailed, "Apply refuses from then on")
-			require.ErrorIs(t, s.Sync(), ErrStorageFailed, "Sync refuses from then on")
-			require.ErrorIs(t, s.Read(func(View) error { return nil }), ErrStorageFailed, "Read refuses")
+			// Everything after refuses at once, even with a write parked.
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				assert.ErrorIs(t, set(1<<40), ErrStorageFailed, "Apply refuses from then on")
+				assert.ErrorIs(t, s.Sync(), ErrStorageFailed, "Sync refuses from then on")
+				assert.ErrorIs(t, s.Read(func(View) error { return nil }), ErrStorageFailed, "Read refuses")
+				assert.ErrorIs(t, s.Close(), ErrStorageFailed, "Close returns at once")
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("a call after the failure blocked")
+			}
 			mu.Lock()
 			require.Len(t, reports, 1, "reported once")
 			require.True(t, errors.Is(reports[0], syscall.ENOSPC), "report: %v", reports[0])

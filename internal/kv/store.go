@@ -57,9 +57,10 @@ type Config struct {
 	// this many bytes. 0 means DefaultMaxBatchBytes. It is local: where a
 	// batch ends changes neither results nor state.
 	MaxBatchBytes int
-	// OnStorageFailure, if set, is called once, from whichever goroutine
-	// met it, with the first failed write, fsync or allocation in the
-	// store's directory (diskfail.go). It must not block.
+	// OnStorageFailure, if set, is called from whichever goroutine met it
+	// with the first failed write, fsync or allocation in the store's
+	// directory (diskfail.go), and with the first on-disk corruption Pebble
+	// reports: at most once for each. It must not block.
 	OnStorageFailure func(error)
 }
 
@@ -116,9 +117,10 @@ type Store struct {
 	corrupt atomic.Pointer[error]
 	// failed is set (once) by the first failed storage write (diskfail.go).
 	failed atomic.Pointer[error]
-	// wedged: a Pebble commit panicked (and was recovered); Pebble's commit
-	// pipeline is left locked, so Close must not wait on the database.
-	wedged atomic.Bool
+	// opened is set once Pebble is open: failures before are Open's error.
+	opened atomic.Bool
+	// parked counts Pebble goroutines parked on a failed write.
+	parked atomic.Int32
 }
 
 // ErrCorrupt is returned once Pebble has reported on-disk corruption.
@@ -156,6 +158,10 @@ func (s *Store) onCorruption(info pebble.DataCorruptionInfo) {
 		_ = f.Sync()
 		_ = f.Close()
 	}
+	if s.cfg.OnStorageFailure != nil {
+		// A follower that serves no writes would otherwise never notice.
+		s.cfg.OnStorageFailure(err)
+	}
 }
 
 // Open opens (creating if needed) the store in cfg.Dir.
@@ -175,7 +181,7 @@ func Open(cfg Config) (*Store, error) {
 	opts := &pebble.Options{
 		EventListener: &pebble.EventListener{DataCorruption: s.onCorruption},
 		Cache:         cache,
-		FS:            failFS{FS: fs, report: s.fail},
+		FS:            failFS{FS: fs, report: s.failAndPark},
 		Logger:        pebbleLogger{cfg.Logger},
 	}
 	// A GET of a missing key (and the lookup of DEL, INCR, APPEND, SET NX)
@@ -190,6 +196,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open pebble %s: %w", cfg.Dir, err)
 	}
 	s.db, s.cache = db, cache
+	s.opened.Store(true)
 	applied, err := s.readUint(metaApplied)
 	if err == nil {
 		s.applied.Store(applied)
@@ -271,6 +278,11 @@ var ErrUndecodable = fmt.Errorf("kv: %w", raft.ErrUndecodable)
 // Any error means the store may hold only some of the entries' effects; its
 // applied index says which. The caller must stop.
 func (s *Store) Apply(entries []Entry) ([]Result, error) {
+	if err := s.Err(); err != nil {
+		// Before applyMu: an Apply that met the failure inside Pebble
+		// stays parked holding it (diskfail.go).
+		return nil, err
+	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	s.closeMu.RLock()
@@ -403,17 +415,19 @@ func (s *Store) Sync() error {
 // hundred keys (read.go).
 func (s *Store) Close() error {
 	s.closing.Store(true)
+	if err := s.Err(); err != nil {
+		// Pebble is parked on the failed write (diskfail.go), and an Apply
+		// may wait on it while holding closeMu: closing would wait
+		// forever. The process is about to exit; what is on disk is
+		// recovered at the next start.
+		return fmt.Errorf("close pebble: left open after a storage failure: %w", err)
+	}
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed {
 		return nil
 	}
 	s.closed = true
-	if s.wedged.Load() {
-		// Closing would wait forever on the lock the panic left held; the
-		// process is about to exit, and recovery starts from the WAL.
-		return fmt.Errorf("close pebble: skipped after a failed commit: %w", s.Err())
-	}
 	err := s.db.Close()
 	s.cache.Unref()
 	if err != nil {

@@ -105,6 +105,12 @@ func (g *Group) setFatal(err error) {
 	g.stopOnce.Do(func() { close(g.stopc) })
 }
 
+// isDiskError reports whether err says the disk, not the caller, failed.
+func isDiskError(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) ||
+		errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EDQUOT)
+}
+
 // failureAdvice tells the operator what to do about err.
 func failureAdvice(err error) string {
 	switch {

@@ -328,7 +328,13 @@ func (g *Group) ReceiveSnapshot(m *raftpb.Message, path string) error {
 		sf = have
 	} else if err := os.Rename(path, final); err != nil {
 		_ = os.Remove(path)
-		return fmt.Errorf("install received snapshot %s: %w", final, err)
+		err = fmt.Errorf("install received snapshot %s: %w", final, err)
+		if isDiskError(err) {
+			// This node cannot take a snapshot in, so it can never catch
+			// up: stop rather than look healthy while falling behind.
+			g.setFatal(err)
+		}
+		return err
 	}
 	if err := syncDir(sdir); err != nil {
 		// The file is in place but its name may not be durable, and a
