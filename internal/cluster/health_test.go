@@ -109,6 +109,8 @@ func TestFailedNodeStopsServingAndRecovers(t *testing.T) {
 	base := "http://" + c.Node(victim).MetricsAddr()
 	code, _ := httpGet(t, hc, base+"/healthz")
 	require.Equal(t, http.StatusOK, code)
+	_, metrics := httpGet(t, hc, base+"/metrics")
+	require.Contains(t, metrics, `elastickv_raft_group_failed{group="1"} 0`)
 
 	cause := fmt.Errorf("write 000007.sst: %w", syscall.EIO)
 	c.Node(victim).Group().Fail(cause)
@@ -118,6 +120,9 @@ func TestFailedNodeStopsServingAndRecovers(t *testing.T) {
 	code, body := httpGet(t, hc, base+"/healthz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Contains(t, body, "input/output error")
+	_, metrics = httpGet(t, hc, base+"/metrics")
+	require.Contains(t, metrics, `elastickv_raft_group_failed{group="1"} 1`)
+	require.Contains(t, metrics, `elastickv_raft_is_leader{group="1"} 0`)
 	code, body = httpGet(t, hc, base+"/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Contains(t, body, "input/output error")
