@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -103,6 +104,35 @@ func (g *Group) setFatal(err error) {
 		"err", err, "action", failureAdvice(err))
 	close(g.failure.done)
 	g.stopOnce.Do(func() { close(g.stopc) })
+}
+
+// failedCloseWait bounds how long Close waits for the applier and the
+// background snapshot writer of a failed group: one of them may be parked
+// for good inside the state machine, on the disk that failed (kv parks the
+// Pebble goroutine that met a failed write rather than let Pebble panic).
+const failedCloseWait = 3 * time.Second
+
+// waitWorkers waits for the applier and background writers to finish;
+// once the group has failed, for failedCloseWait at most.
+func (g *Group) waitWorkers() {
+	done := make(chan struct{})
+	go func() {
+		<-g.applierDone
+		g.bg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-g.failure.done:
+	}
+	t := time.NewTimer(failedCloseWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		g.log.Warn("closing the failed group without its applier, parked on the failed disk", "waited", failedCloseWait)
+	}
 }
 
 // isDiskError reports whether err says the disk, not the caller, failed.

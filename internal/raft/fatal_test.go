@@ -138,3 +138,46 @@ func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
 	require.NoError(t, g.Write(&m))
 	return m.GetGauge().GetValue()
 }
+
+// parkingMachine, once armed, reports a failure to its group and then
+// parks in Apply until released, as kv does with the Pebble goroutine that
+// met a failed write.
+type parkingMachine struct {
+	*benchMachine
+	g       atomic.Pointer[Group]
+	armed   atomic.Bool
+	release chan struct{}
+}
+
+func (m *parkingMachine) Apply(ents []ApplyEntry) ([]any, error) {
+	if m.armed.Load() {
+		m.g.Load().Fail(errDisk)
+		<-m.release
+		return nil, errDisk
+	}
+	return m.benchMachine.Apply(ents)
+}
+
+// TestCloseOfAFailedGroupIsBounded: an applier parked on the failed disk
+// does not keep Close (and so the process's shutdown) waiting for good.
+func TestCloseOfAFailedGroupIsBounded(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sm := &parkingMachine{benchMachine: newBenchMachine(), release: make(chan struct{})}
+	g := openSoloLeader(t, sm, nil)
+	sm.g.Store(g)
+	sm.armed.Store(true)
+	proposed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := g.Propose(ctx, []byte("x"))
+		proposed <- err
+	}()
+	<-g.Failed()
+	start := time.Now()
+	require.ErrorIs(t, g.Close(), ErrFailed)
+	require.Less(t, time.Since(start), failedCloseWait+2*time.Second, "Close waited for the parked applier")
+	require.GreaterOrEqual(t, time.Since(start), failedCloseWait, "Close gave the applier its time")
+	close(sm.release) // the parked goroutine may go now, so nothing leaks
+	require.Error(t, <-proposed)
+}

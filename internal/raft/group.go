@@ -441,8 +441,7 @@ func (g *Group) ReportSnapshot(peer uint64, st raft.SnapshotStatus) {
 func (g *Group) Close() error {
 	g.stopOnce.Do(func() { close(g.stopc) })
 	<-g.loopDone
-	<-g.applierDone
-	g.bg.Wait()
+	g.waitWorkers() // fatal.go: bounded once the group has failed
 	g.cfg.Transport.Unregister(g.cfg.GroupID)
 	g.pending.failAll(ErrStopped)
 	if err := g.wal.Close(); err != nil {
