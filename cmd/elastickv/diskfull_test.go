@@ -166,6 +166,7 @@ func (c *threeNodes) digests() []string {
 type probe struct {
 	code int
 	body string
+	at   time.Time
 }
 
 // failureSeen is what a watcher saw of a node while it failed.
@@ -191,7 +192,7 @@ func watchFailure(healthURL string, rc *goredis.Client, stop <-chan struct{}) <-
 				b, _ := io.ReadAll(resp.Body)
 				_ = resp.Body.Close()
 				if resp.StatusCode != http.StatusOK && (len(seen.health) == 0 || seen.health[len(seen.health)-1].body != string(b)) {
-					seen.health = append(seen.health, probe{resp.StatusCode, string(b)})
+					seen.health = append(seen.health, probe{resp.StatusCode, string(b), time.Now()})
 				}
 			}
 			if seen.info == "" {
@@ -296,6 +297,7 @@ func testDiskFull(t *testing.T, bin string, keys, sizeMB int, extra []string, wa
 	close(stopWatch)
 	w := <-watched
 	seen := w.health
+	exitedAt := time.Now()
 	var ee *exec.ExitError
 	require.True(t, errors.As(c.procs[0].err, &ee), "exit status: %v", c.procs[0].err)
 	require.Equal(t, 1, ee.ExitCode(), "a node that stopped serving exits 1")
@@ -303,6 +305,9 @@ func testDiskFull(t *testing.T, bin string, keys, sizeMB int, extra []string, wa
 	require.Equal(t, http.StatusServiceUnavailable, seen[0].code)
 	require.Contains(t, seen[0].body, "no space left on device", "/healthz says why")
 	require.Contains(t, seen[0].body, want, "the failure met first")
+	// It exits after the grace for probes, and its shutdown is bounded.
+	require.Less(t, exitedAt.Sub(seen[0].at), failedExitDelay+shutdownTimeout+3*time.Second, "exit is prompt")
+	t.Logf("exited %v after /healthz first failed", exitedAt.Sub(seen[0].at).Round(time.Millisecond))
 	logText, err := os.ReadFile(c.logs[0])
 	require.NoError(t, err)
 	require.Contains(t, string(logText), "free space on the data directory", "the log says what to do")
