@@ -6,10 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"strings"
-	"syscall"
 
 	"github.com/elastickv/elastickv/internal/node"
 	"github.com/elastickv/elastickv/internal/raft"
@@ -114,10 +112,5 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	signal.Stop(sig)
-	cfg.Logger.Info("shutting down", "signal", s.String())
-	return n.Close()
+	return serveUntilDone(n, cfg.Logger) // shutdown.go
 }

@@ -57,6 +57,11 @@ type Config struct {
 	// this many bytes. 0 means DefaultMaxBatchBytes. It is local: where a
 	// batch ends changes neither results nor state.
 	MaxBatchBytes int
+	// OnStorageFailure, if set, is called from whichever goroutine met it
+	// with the first failed write, fsync or allocation in the store's
+	// directory (diskfail.go), and with the first on-disk corruption Pebble
+	// reports: at most once for each. It must not block.
+	OnStorageFailure func(error)
 }
 
 // DefaultMaxBatchBytes is the default apply-batch budget.
@@ -110,6 +115,12 @@ type Store struct {
 	// then on the store refuses every read and write: serving around a
 	// damaged file could return wrong data.
 	corrupt atomic.Pointer[error]
+	// failed is set (once) by the first failed storage write (diskfail.go).
+	failed atomic.Pointer[error]
+	// opened is set once Pebble is open: failures before are Open's error.
+	opened atomic.Bool
+	// parked counts Pebble goroutines parked on a failed write.
+	parked atomic.Int32
 }
 
 // ErrCorrupt is returned once Pebble has reported on-disk corruption.
@@ -121,6 +132,9 @@ const corruptionMarker = "ELASTICKV-CORRUPTION"
 
 func (s *Store) checkCorrupt() error {
 	if e := s.corrupt.Load(); e != nil {
+		return *e
+	}
+	if e := s.failed.Load(); e != nil {
 		return *e
 	}
 	return nil
@@ -144,6 +158,10 @@ func (s *Store) onCorruption(info pebble.DataCorruptionInfo) {
 		_ = f.Sync()
 		_ = f.Close()
 	}
+	if s.cfg.OnStorageFailure != nil {
+		// A follower that serves no writes would otherwise never notice.
+		s.cfg.OnStorageFailure(err)
+	}
 }
 
 // Open opens (creating if needed) the store in cfg.Dir.
@@ -163,7 +181,7 @@ func Open(cfg Config) (*Store, error) {
 	opts := &pebble.Options{
 		EventListener: &pebble.EventListener{DataCorruption: s.onCorruption},
 		Cache:         cache,
-		FS:            cfg.FS,
+		FS:            failFS{FS: fs, report: s.failAndPark},
 		Logger:        pebbleLogger{cfg.Logger},
 	}
 	// A GET of a missing key (and the lookup of DEL, INCR, APPEND, SET NX)
@@ -178,6 +196,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open pebble %s: %w", cfg.Dir, err)
 	}
 	s.db, s.cache = db, cache
+	s.opened.Store(true)
 	applied, err := s.readUint(metaApplied)
 	if err == nil {
 		s.applied.Store(applied)
@@ -259,6 +278,11 @@ var ErrUndecodable = fmt.Errorf("kv: %w", raft.ErrUndecodable)
 // Any error means the store may hold only some of the entries' effects; its
 // applied index says which. The caller must stop.
 func (s *Store) Apply(entries []Entry) ([]Result, error) {
+	if err := s.Err(); err != nil {
+		// Before applyMu: an Apply that met the failure inside Pebble
+		// stays parked holding it (diskfail.go).
+		return nil, err
+	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	s.closeMu.RLock()
@@ -344,7 +368,7 @@ func (s *Store) commitChunk(w *writeSet, b *pebble.Batch, last uint64) error {
 	if s.cfg.Sync {
 		wo = pebble.Sync
 	}
-	if err := b.Commit(wo); err != nil {
+	if err := s.commit(b, wo); err != nil {
 		return fmt.Errorf("commit applied batch up to %d: %w", last, err)
 	}
 	if err := s.checkCorrupt(); err != nil {
@@ -371,13 +395,16 @@ func (s *Store) Sync() error {
 	if s.closed {
 		return ErrClosed
 	}
+	if err := s.Err(); err != nil {
+		return err // Pebble's WAL writer may already have failed: it would panic
+	}
 	// An empty synced batch forces the WAL (and everything before it) to disk.
 	b := s.db.NewBatch()
 	defer b.Close()
 	if err := b.LogData(nil, nil); err != nil {
 		return fmt.Errorf("sync pebble: %w", err)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.commit(b, pebble.Sync); err != nil {
 		return fmt.Errorf("sync pebble: %w", err)
 	}
 	return nil
@@ -388,6 +415,13 @@ func (s *Store) Sync() error {
 // hundred keys (read.go).
 func (s *Store) Close() error {
 	s.closing.Store(true)
+	if err := s.Err(); err != nil {
+		// Pebble is parked on the failed write (diskfail.go), and an Apply
+		// may wait on it while holding closeMu: closing would wait
+		// forever. The process is about to exit; what is on disk is
+		// recovered at the next start.
+		return fmt.Errorf("close pebble: left open after a storage failure: %w", err)
+	}
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed {

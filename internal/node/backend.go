@@ -80,6 +80,11 @@ func (b backend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) 
 // been proposed are reported as "outcome unknown", not as TRYAGAIN: the
 // write may still be applied, so a blind retry could apply it twice.
 func outcomeError(err error) error {
+	if errors.Is(err, raft.ErrFailed) {
+		// A write in flight when the group failed may have been committed
+		// by the other members all the same.
+		return fmt.Errorf("this node stopped serving; the write may or may not have been applied, retry on another node: %w", err)
+	}
 	if errors.Is(err, errNotSent) {
 		// Withdrawn from the forward queue before it was sent.
 		return fmt.Errorf("%w: %v", redis.ErrTryAgain, err)
@@ -119,6 +124,7 @@ func (b backend) Status() redis.Status {
 		Term:         st.Term,
 		CommitIndex:  st.Commit,
 		AppliedIndex: st.Applied,
+		Failure:      errText(b.n.Err()),
 	}
 }
 
@@ -150,3 +156,11 @@ func (b backend) ReadNow(fn func(v kv.View) error) (bool, error) {
 
 // ReadLocal implements redis.LocalReader.
 func (b backend) ReadLocal(fn func(v kv.View) error) error { return b.n.store.Read(fn) }
+
+// errText is err's message, or "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

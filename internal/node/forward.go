@@ -105,6 +105,11 @@ func (f *forwardServer) propose(ctx context.Context, payload []byte) (kv.Result,
 	if g == nil {
 		return kv.Result{}, notLeaderFrame(0) // not serving yet: nothing proposed
 	}
+	if g.Err() != nil {
+		// Stopped for good (health.go): nothing will be proposed, so the
+		// sender may safely try the next leader.
+		return kv.Result{}, notLeaderFrame(0)
+	}
 	res, err := g.Propose(ctx, payload)
 	var nl *raft.NotLeaderError
 	if errors.As(err, &nl) {

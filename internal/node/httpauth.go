@@ -63,25 +63,6 @@ func (n *Node) requireToken(h http.Handler) http.Handler {
 	})
 }
 
-// serveReadyz answers 200 once the node knows a leader and has applied at
-// least the commit index it saw at the previous probe (the current one on
-// the first probe). Comparing with the previous probe's commit, not the
-// current one, keeps a healthy node under write load from flapping, while
-// a node that keeps falling behind stays not ready.
-func (n *Node) serveReadyz(w http.ResponseWriter, _ *http.Request) {
-	st := n.group.Status()
-	target := n.readySeen.Swap(st.Commit)
-	if target == 0 || target > st.Commit {
-		target = st.Commit
-	}
-	if st.LeaderID == 0 || st.Applied < target {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = fmt.Fprintf(w, "not ready: leader=%x applied=%d commit=%d\n", st.LeaderID, st.Applied, target)
-		return
-	}
-	_, _ = fmt.Fprintf(w, "ready: state=%s applied=%d\n", st.State, st.Applied)
-}
-
 // MetricsAddr is the address the metrics listener is bound to ("" when
 // disabled).
 func (n *Node) MetricsAddr() string {

@@ -53,8 +53,8 @@ type Node struct {
 	closed   bool
 	closeErr error
 
-	// readySeen is the commit index the previous /readyz saw (httpauth.go).
-	readySeen atomic.Uint64
+	// ready moves /readyz's target (health.go).
+	ready readySampler
 }
 
 // Start opens the node's storage, joins (or bootstraps) its Raft group and
@@ -104,6 +104,7 @@ func Start(cfg Config) (n *Node, err error) {
 	kcfg.CacheBytes = cfg.PebbleCacheBytes
 	kcfg.Logger = log
 	kcfg.MaxBatchBytes = cfg.ApplyBatchBytes
+	kcfg.OnStorageFailure = n.reportStorageFailure // health.go
 	if n.store, err = kv.Open(kcfg); err != nil {
 		return nil, err
 	}
@@ -187,6 +188,10 @@ func Start(cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n.served.Store(n.group)
+	if err := n.store.Err(); err != nil {
+		n.group.Fail(err) // failed before the group could hear of it
+	}
+	n.startReadySampler(readySampleInterval)
 
 	rdcfg := redis.DefaultConfig()
 	rdcfg.Addr = cfg.RedisAddr
@@ -261,9 +266,7 @@ func (n *Node) startHTTP() error {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("/healthz", n.serveHealthz)
 	mux.HandleFunc("/readyz", n.serveReadyz)
 	n.httpSrv = &http.Server{Handler: n.requireToken(mux), ReadHeaderTimeout: 5 * time.Second}
 	n.wg.Add(1)
@@ -300,6 +303,7 @@ func (n *Node) Close() error {
 		return n.closeErr
 	}
 	n.closed = true
+	n.stopReadySampler()
 	var errs []error
 	if n.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -85,8 +85,8 @@ type Group struct {
 	statusMu sync.RWMutex
 	status   Status
 
-	fatalMu  sync.Mutex
-	fatalErr error
+	// failure is set once, when the group stops serving (fatal.go).
+	failure failureState
 
 	stopOnce    sync.Once
 	stopc       chan struct{}
@@ -95,10 +95,11 @@ type Group struct {
 }
 
 // Status is a point-in-time view of the group for INFO, metrics and admin.
+// State is StateFailed once the group has stopped serving (Err is set).
 type Status struct {
 	ID       uint64
 	Name     string
-	State    string // leader, follower, candidate, precandidate, learner
+	State    string // leader, follower, candidate, precandidate, learner, failed
 	LeaderID uint64
 	Term     uint64
 	Commit   uint64
@@ -145,6 +146,7 @@ func Open(cfg Config) (*Group, error) {
 	g.metrics = newMetrics(cfg.Registerer, cfg.GroupID)
 	g.budget = newBudgetMetrics(cfg.Registerer, cfg.GroupID)
 	g.inbound = newInboundBudget(cfg.MaxInboundBytes, cfg.Registerer, cfg.GroupID)
+	g.failure.init(cfg.Registerer, cfg.GroupID)
 	// Sequence numbers start at the wall clock so that entries proposed by an
 	// earlier incarnation of this node, replayed after a restart, can never
 	// match a proposal of this one.
@@ -329,6 +331,9 @@ func (g *Group) Propose(ctx context.Context, payload []byte) (any, error) {
 //
 // In ReadModeLease a leader holding its lease skips the round (lease.go).
 func (g *Group) ReadIndex(ctx context.Context) error {
+	if err := g.fatal(); err != nil {
+		return err // not even under a lease: this node's state may be behind its own log
+	}
 	if g.cfg.ReadMode == ReadModeLease {
 		if idx, ok := g.leaseIndex(g.clock.now()); ok {
 			g.metrics.leaseReads.Inc()
@@ -386,6 +391,11 @@ func (g *Group) Status() Status {
 	defer g.statusMu.RUnlock()
 	s := g.status
 	s.Applied = g.applied.get()
+	if g.fatal() != nil {
+		// The loop may have published a role just before it stopped: a
+		// failed group leads nothing and follows no one.
+		s.State, s.LeaderID = StateFailed, 0
+	}
 	return s
 }
 
@@ -431,39 +441,13 @@ func (g *Group) ReportSnapshot(peer uint64, st raft.SnapshotStatus) {
 func (g *Group) Close() error {
 	g.stopOnce.Do(func() { close(g.stopc) })
 	<-g.loopDone
-	<-g.applierDone
-	g.bg.Wait()
+	g.waitWorkers() // fatal.go: bounded once the group has failed
 	g.cfg.Transport.Unregister(g.cfg.GroupID)
 	g.pending.failAll(ErrStopped)
 	if err := g.wal.Close(); err != nil {
 		return fmt.Errorf("close wal: %w", err)
 	}
 	return g.fatal()
-}
-
-// Err returns the error that stopped the group (a storage failure, or a
-// committed entry this binary cannot apply), or nil while it is healthy.
-// A group that returns non-nil never serves again: the process must be
-// restarted (and recovers from its WAL) or replaced.
-func (g *Group) Err() error { return g.fatal() }
-
-func (g *Group) fatal() error {
-	g.fatalMu.Lock()
-	defer g.fatalMu.Unlock()
-	return g.fatalErr
-}
-
-func (g *Group) setFatal(err error) {
-	g.fatalMu.Lock()
-	first := g.fatalErr == nil
-	if first {
-		g.fatalErr = fmt.Errorf("raft group %d stopped: %w", g.cfg.GroupID, err)
-	}
-	g.fatalMu.Unlock()
-	if first {
-		g.log.Error("group stops serving", "err", err)
-		g.stopOnce.Do(func() { close(g.stopc) })
-	}
 }
 
 func (g *Group) refreshMembersView() {

@@ -233,7 +233,7 @@ func (g *Group) LeaseRemaining() time.Duration {
 // applied the index a lease read waits for (leaseIndex). Callers that get
 // false use ReadIndex.
 func (g *Group) LeaseReadNow() bool {
-	if g.cfg.ReadMode != ReadModeLease {
+	if g.cfg.ReadMode != ReadModeLease || g.fatal() != nil {
 		return false
 	}
 	idx, ok := g.leaseIndex(g.clock.now())

@@ -461,6 +461,9 @@ func (g *Group) updateStatus() {
 	if bs.RaftState == raft.StateFollower && g.isLearner {
 		state = "learner"
 	}
+	if g.fatal() != nil {
+		state, bs.Lead = StateFailed, raft.None
+	}
 	term, commit := bs.GetTerm(), bs.GetCommit()
 	g.statusMu.Lock()
 	g.status = Status{
@@ -473,7 +476,7 @@ func (g *Group) updateStatus() {
 		Members:  g.membersView,
 	}
 	g.statusMu.Unlock()
-	g.metrics.observeStatus(term, commit, g.applied.get(), bs.RaftState == raft.StateLeader)
+	g.metrics.observeStatus(term, commit, g.applied.get(), state == RoleLeader)
 	g.metrics.snapshotIndex.Set(float64(g.snapIndex.Load()))
 	if bs.Lead != g.lastLead || state != g.lastState {
 		g.lastLead, g.lastState = bs.Lead, state

@@ -60,8 +60,10 @@ func (g *Group) maybeSnapshot(t *applyTask) {
 	}
 	img, err := g.cfg.StateMachine.Snapshot()
 	if err != nil {
+		// The state machine cannot open a consistent view of itself: it
+		// is failing, and the log can never be compacted again.
 		g.snapshotting.Store(false)
-		g.log.Error("capture snapshot", "err", err)
+		g.setFatal(fmt.Errorf("capture snapshot at %d: %w", last.Index, err))
 		return
 	}
 	if img.Index() != last.Index {
@@ -105,8 +107,12 @@ func (g *Group) maybeSnapshot(t *applyTask) {
 func (g *Group) installLocalSnapshot(s localSnap) error {
 	defer g.snapshotting.Store(false)
 	if s.err != nil {
-		g.log.Error("write snapshot", "err", s.err)
-		return nil // try again at the next interval
+		// A failed snapshot write or fsync (ENOSPC, EIO) is a storage
+		// failure like a failed WAL write: retrying later would leave the
+		// node serving on a disk that is failing and a log that can no
+		// longer be compacted, and a failed fsync leaves unknown what
+		// reached the disk. The caller stops the group.
+		return fmt.Errorf("write snapshot at %d: %w", s.meta.GetIndex(), s.err)
 	}
 	idx := s.meta.GetIndex()
 	snap, err := g.storage.CreateSnapshot(idx, s.meta.GetConfState(), s.desc)
@@ -322,9 +328,18 @@ func (g *Group) ReceiveSnapshot(m *raftpb.Message, path string) error {
 		sf = have
 	} else if err := os.Rename(path, final); err != nil {
 		_ = os.Remove(path)
-		return fmt.Errorf("install received snapshot %s: %w", final, err)
+		err = fmt.Errorf("install received snapshot %s: %w", final, err)
+		if isDiskError(err) {
+			// This node cannot take a snapshot in, so it can never catch
+			// up: stop rather than look healthy while falling behind.
+			g.setFatal(err)
+		}
+		return err
 	}
 	if err := syncDir(sdir); err != nil {
+		// The file is in place but its name may not be durable, and a
+		// failed directory fsync says the disk is failing.
+		g.setFatal(fmt.Errorf("install received snapshot %s: %w", final, err))
 		return err
 	}
 	d.File, d.Size = name, sf.size

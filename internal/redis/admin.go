@@ -93,6 +93,10 @@ func cmdInfo(s *Server, c *client, args [][]byte) {
 			line("raft_term", u(st.Term))
 			line("raft_commit_index", u(st.CommitIndex))
 			line("raft_applied_index", u(st.AppliedIndex))
+			if st.Failure != "" {
+				// raft_state is "failed": say why, on one line.
+				line("raft_failure", strings.Join(strings.Fields(st.Failure), " "))
+			}
 		case "keyspace":
 			b.WriteString("# Keyspace\r\n")
 			if n, ok := s.keyCount(); ok {
@@ -104,7 +108,8 @@ func cmdInfo(s *Server, c *client, args [][]byte) {
 }
 
 // infoRaftState folds pre-vote into candidate: INFO promises leader,
-// follower, candidate or learner, and pre-vote is a detail of the election.
+// follower, candidate, learner or failed (the node stopped serving after a
+// storage failure), and pre-vote is a detail of the election.
 func infoRaftState(state string) string {
 	state = strings.ToLower(state)
 	if state == "precandidate" {

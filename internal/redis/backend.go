@@ -28,7 +28,8 @@ type Backend interface {
 type Status struct {
 	// NodeID identifies this node in the cluster.
 	NodeID string
-	// RaftState is one of leader, follower, candidate, precandidate, learner.
+	// RaftState is one of leader, follower, candidate, precandidate,
+	// learner, or failed once the node stopped serving (see Failure).
 	RaftState string
 	// LeaderID is the current leader's NodeID, or "" when none is known.
 	LeaderID string
@@ -38,6 +39,8 @@ type Status struct {
 	CommitIndex uint64
 	// AppliedIndex is the highest log index applied to the state machine.
 	AppliedIndex uint64
+	// Failure is why the node stopped serving (a storage failure), or "".
+	Failure string
 }
 
 // RaftStateLeader is the Status.RaftState of the node that leads its group;
