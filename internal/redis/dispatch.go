@@ -67,6 +67,12 @@ type client struct {
 	failed  bool   // the current command was answered with an error
 	mute    bool   // replies are discarded (first pass of a batched run)
 	batch   batchState
+	// acct accounts the client's buffers for the client limits
+	// (clients.go); nil for a client built without a server (benchmarks).
+	acct *clientAcct
+	// cut: the client was closed by its output limit, or its output could
+	// not be written; nothing more is replied or run.
+	cut bool
 }
 
 // handle is redcon's handler: it runs every command of one connection, in
@@ -122,6 +128,7 @@ func (s *Server) observeSince(c *client, cmd *command, start time.Time, fn func(
 		m.errors.Inc()
 	}
 	m.duration.Observe(time.Since(start).Seconds())
+	c.afterCommand()
 }
 
 func arityOK(arity, n int) bool {
@@ -149,10 +156,6 @@ const (
 	errTextSyntax        = "ERR syntax error"
 	errTextStringTooLong = "ERR string exceeds maximum allowed size"
 )
-
-// defaultMaxReplyBytes bounds what MGET and KEYS gather for one reply, so
-// that a connection's output memory is bounded like its input.
-const defaultMaxReplyBytes = 512 << 20
 
 // maxErrorEcho bounds how much of a client's input an error message echoes.
 const maxErrorEcho = 128
@@ -185,42 +188,49 @@ func wrongArity(name string) string {
 }
 
 // Reply helpers. Each writes one RESP value to the connection's buffer;
-// redcon flushes after the pipeline is handled.
+// redcon flushes after the pipeline is handled, and client.afterCommand
+// earlier once the output passes the soft limit. Each charges the value's
+// size to the client's output (client.charge) before appending it; the
+// sizes count the RESP framing, at most respOverhead bytes per value.
+
+// respOverhead bounds the framing of one RESP value: type byte, a length of
+// up to 20 digits, and two CRLFs.
+const respOverhead = 25
 
 func (c *client) ok() { c.simple("OK") }
 
 func (c *client) simple(s string) {
-	if !c.mute {
+	if !c.mute && c.charge(len(s)+respOverhead) {
 		c.conn.WriteString(s)
 	}
 }
 
 func (c *client) int(n int64) {
-	if !c.mute {
+	if !c.mute && c.charge(respOverhead) {
 		c.conn.WriteInt64(n)
 	}
 }
 
 func (c *client) bulk(b []byte) {
-	if !c.mute {
+	if !c.mute && c.charge(len(b)+respOverhead) {
 		c.conn.WriteBulk(b)
 	}
 }
 
 func (c *client) bulkString(s string) {
-	if !c.mute {
+	if !c.mute && c.charge(len(s)+respOverhead) {
 		c.conn.WriteBulkString(s)
 	}
 }
 
 func (c *client) null() {
-	if !c.mute {
+	if !c.mute && c.charge(respOverhead) {
 		c.conn.WriteNull()
 	}
 }
 
 func (c *client) array(n int) {
-	if !c.mute {
+	if !c.mute && c.charge(respOverhead) {
 		c.conn.WriteArray(n)
 	}
 }
@@ -229,7 +239,7 @@ func (c *client) array(n int) {
 // an error code such as ERR or WRONGTYPE.
 func (c *client) err(msg string) {
 	c.failed = true
-	if !c.mute {
+	if !c.mute && c.charge(len(msg)+respOverhead) {
 		c.conn.WriteError(msg)
 	}
 }

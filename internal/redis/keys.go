@@ -85,7 +85,7 @@ func cmdKeys(s *Server, c *client, args [][]byte) {
 				return false // the budget is spent; ScanKeys reports it
 			}
 			if matched {
-				if held += len(k); held > s.maxReplyBytes {
+				if held += len(k) + respOverhead; held > s.maxReplyBytes {
 					return false
 				}
 				keys = append(keys, bytes.Clone(k))

@@ -157,7 +157,10 @@ func TestKeysCommandsOnEmptyKeyspace(t *testing.T) {
 func TestRepliesAreBounded(t *testing.T) {
 	s, err := NewServer(Config{Addr: "127.0.0.1:0", Backend: newStoreBackend(t)})
 	require.NoError(t, err)
-	s.maxReplyBytes = 100 // before Start, so no handler can see the change
+	// Each element counts its bytes plus respOverhead: ten 6-byte keys
+	// (310) fit, eleven 10-byte values (385) do not. Set before Start, so
+	// no handler can see the change.
+	s.maxReplyBytes = 350
 	require.NoError(t, s.Start())
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	f := &fixture{t: t, ctx: context.Background(), srv: s, rdb: newClient(t, s)}

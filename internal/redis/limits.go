@@ -1,7 +1,9 @@
 package redis
 
 import (
+	"errors"
 	"net"
+	"os"
 	"strconv"
 	"time"
 )
@@ -31,9 +33,16 @@ const (
 	violationWriteTimeout = time.Second
 )
 
-// frameLimits are the per-command bounds enforced by the framing guard.
+// frameLimits are the per-connection bounds enforced by the framing guard.
 type frameLimits struct {
+	// maxCommandBytes is client-query-buffer-limit: the most input one
+	// connection may have buffered, a command being received included.
 	maxCommandBytes int
+	// idleTimeout is timeout: a read that waits longer fails.
+	idleTimeout time.Duration
+	// writeTimeout bounds a write to a client that does not read
+	// (client-output-buffer-limit's seconds).
+	writeTimeout time.Duration
 }
 
 // limitListener wraps every accepted connection in the framing guard.
@@ -51,14 +60,49 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	return &limitConn{Conn: c, scan: frameScanner{limits: l.limits}}, nil
 }
 
-// limitConn runs every byte redcon reads through a frameScanner. Read is
-// only ever called by the connection's handler goroutine, between flushes
-// of its replies, so writing the protocol error from Read cannot interleave
-// with a reply.
+// maxReadChunk bounds one socket read, and so the tail limitConn holds back.
+const maxReadChunk = 256 << 10
+
+// redconBaseBuffer is the size redcon's reader starts with and returns to
+// whenever it has consumed everything it read.
+const redconBaseBuffer = 4096
+
+// limitConn runs every byte redcon reads through a frameScanner. Read and
+// Write are only ever called by the connection's handler goroutine (Read
+// between batches of commands, Write when redcon or the output limit
+// flushes replies), so writing the protocol error from Read cannot
+// interleave with a reply; Close may come from any goroutine.
+//
+// redcon's reader grows its buffer by doubling whenever the buffer is full
+// and ends inside a command, and only shrinks it back once it has consumed
+// everything it read; a client keeping a partial command at the end of every
+// read could make it double forever. So limitConn hands redcon whole
+// commands: a read that ends inside a command is cut after the last command
+// it completes, and the tail is held back for the next Read. redcon's
+// buffer then drains after every batch and holds at most one command
+// (rounded up to a power of two) plus the complete commands of one read.
 type limitConn struct {
 	net.Conn
 	scan    frameScanner
 	pending *frameViolation // reported on the next Read
+	held    []byte          // scanned bytes after the last command boundary, for the next Read
+	heldOff int
+	// acct is the client's accounting, set when redcon accepts the
+	// connection; nil only in benchmarks that drive a limitConn directly.
+	acct *clientAcct
+	// midFlush marks a Write that flushes part of a batch's replies
+	// (client.afterCommand) rather than redcon's end-of-batch flush.
+	midFlush bool
+	// Deadlines last set, in unix nanoseconds: they are refreshed lazily,
+	// when less than 7/8 of the timeout is left, to spare a timer update
+	// per read or write.
+	readDeadline, writeDeadline int64
+
+	// Estimate of what redcon's reader holds (see inputBytes).
+	cycle     int  // bytes handed to redcon since its buffer last drained
+	partial   int  // bytes of the current, incomplete command handed to redcon
+	grown     bool // redcon reallocated its buffer since it last drained
+	readerCap int  // estimated capacity of redcon's read buffer
 }
 
 // Read implements net.Conn.
@@ -66,32 +110,165 @@ func (c *limitConn) Read(p []byte) (int, error) {
 	if c.pending != nil {
 		return 0, c.fail()
 	}
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		if keep, v := c.scan.feed(p[:n]); v != nil {
-			// Hand redcon the bytes before the offending one so that
-			// earlier pipelined commands still run and are answered; the
-			// next Read reports the violation.
-			c.pending = v
-			if keep == 0 {
-				return 0, c.fail()
-			}
-			return keep, nil
+	if c.heldOff < len(c.held) {
+		// The tail held back never contains a command boundary.
+		n := copy(p, c.held[c.heldOff:])
+		c.heldOff += n
+		if c.heldOff == len(c.held) {
+			c.held, c.heldOff = c.held[:0], 0
 		}
+		c.handed(n, false)
+		return n, nil
+	}
+	c.armRead()
+	if len(p) > maxReadChunk {
+		p = p[:maxReadChunk]
+	}
+	n, err := c.Conn.Read(p)
+	if err != nil && c.acct != nil && c.scan.limits.idleTimeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.acct.reason.CompareAndSwap(uint32(reasonNone), uint32(reasonIdleTimeout))
+	}
+	if n == 0 {
+		return 0, err
+	}
+	keep, last, v := c.scan.feed(p[:n])
+	if v != nil {
+		// Hand redcon the bytes before the offending one so that
+		// earlier pipelined commands still run and are answered; the
+		// next Read reports the violation.
+		c.pending = v
+		if keep == 0 {
+			return 0, c.fail()
+		}
+		c.handed(keep, false)
+		return keep, nil
+	}
+	if err == nil && last > 0 && last < n {
+		c.held = append(c.held[:0], p[last:n]...)
+		n = last
+	}
+	c.handed(n, n == last)
+	if c.cycle+len(c.held)-c.heldOff > c.scan.limits.maxCommandBytes {
+		c.pending = &frameViolation{msg: "query buffer limit reached", queryLimit: true}
 	}
 	return n, err
+}
+
+// Write implements net.Conn. Every write has a deadline, so a client that
+// never reads cannot hold its handler (and its replies) forever.
+func (c *limitConn) Write(b []byte) (int, error) {
+	if !c.midFlush {
+		// redcon flushes once it has run every command it read: its
+		// reader has nothing complete left.
+		c.drained()
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	c.armWrite()
+	n, err := c.Conn.Write(b)
+	if err != nil && c.acct != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.acct.reason.CompareAndSwap(uint32(reasonNone), uint32(reasonOutputTimeout))
+	}
+	if c.acct != nil && !c.midFlush {
+		c.acct.flushed()
+	}
+	return n, err
+}
+
+// armRead refreshes the idle deadline before a socket read.
+func (c *limitConn) armRead() {
+	if d := c.scan.limits.idleTimeout; d > 0 {
+		now := time.Now().UnixNano()
+		if c.readDeadline-now < int64(d)/8*7 {
+			c.readDeadline = now + int64(d)
+			_ = c.Conn.SetReadDeadline(time.Unix(0, c.readDeadline))
+		}
+	}
+}
+
+// armWrite refreshes the write deadline before a socket write.
+func (c *limitConn) armWrite() {
+	if d := c.scan.limits.writeTimeout; d > 0 {
+		now := time.Now().UnixNano()
+		if c.writeDeadline-now < int64(d)/8*7 {
+			c.writeDeadline = now + int64(d)
+			_ = c.Conn.SetWriteDeadline(time.Unix(0, c.writeDeadline))
+		}
+	}
+}
+
+// handed records n bytes given to redcon; atBoundary says they end at the
+// end of a command.
+func (c *limitConn) handed(n int, atBoundary bool) {
+	c.cycle += n
+	if atBoundary {
+		c.partial = 0
+	} else {
+		c.partial += n
+	}
+	// redcon's buffer holds the cycle's bytes from its start; it doubles
+	// from redconBaseBuffer as they arrive, and the first doubling of a
+	// cycle replaces the (possibly large) array it kept from before.
+	need := redconBaseBuffer
+	for need < c.cycle {
+		need *= 2
+	}
+	if c.cycle > redconBaseBuffer && !c.grown {
+		c.grown, c.readerCap = true, need
+	} else {
+		c.readerCap = max(c.readerCap, need)
+	}
+	c.publishIn()
+}
+
+// drained records that redcon has run every complete command it was given.
+func (c *limitConn) drained() {
+	if c.partial == 0 {
+		c.cycle, c.grown = 0, false
+	}
+	c.publishIn()
+}
+
+// inputBytes estimates the memory redcon's reader holds for this client
+// beyond its fixed buffers: its read buffer past the base size, a copy of
+// every complete command not yet run (redcon copies each command out of
+// its buffer), and the tail held back here.
+func (c *limitConn) inputBytes() int64 {
+	return int64(max(c.readerCap, redconBaseBuffer) - redconBaseBuffer + c.cycle - c.partial + cap(c.held))
+}
+
+// publishIn publishes the input estimate when it has moved by publishStep
+// or dropped to its base, so small commands never touch shared counters.
+func (c *limitConn) publishIn() {
+	if c.acct == nil {
+		return
+	}
+	n := c.inputBytes()
+	old := c.acct.in.Load()
+	if d := n - old; d >= publishStep || d <= -publishStep || (n == 0 && old != 0) {
+		c.acct.setIn(n)
+	}
 }
 
 // fail tells the client why it is being disconnected and returns the error
 // that makes redcon close the connection.
 func (c *limitConn) fail() error {
+	if c.pending.queryLimit && c.acct != nil {
+		c.acct.reason.CompareAndSwap(uint32(reasonNone), uint32(reasonQueryBuffer))
+	}
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(violationWriteTimeout))
 	_, _ = c.Conn.Write([]byte("-ERR Protocol error: " + c.pending.msg + "\r\n"))
 	return c.pending
 }
 
 // frameViolation is a command that exceeds a framing bound.
-type frameViolation struct{ msg string }
+type frameViolation struct {
+	msg string
+	// queryLimit marks a violation of client-query-buffer-limit, as opposed
+	// to a fixed protocol bound.
+	queryLimit bool
+}
 
 func (v *frameViolation) Error() string { return "protocol error: " + v.msg }
 
@@ -120,34 +297,37 @@ type frameScanner struct {
 	cmdBytes int    // wire bytes announced so far by the current command
 }
 
-// feed advances the scanner over b. If b contains a violation it returns
-// the number of bytes before the offending byte and the violation.
-func (f *frameScanner) feed(b []byte) (int, *frameViolation) {
+// feed advances the scanner over b. It returns the number of bytes to
+// hand on (all of b, or, if b contains a violation, the bytes before the
+// offending byte, with the violation) and the offset just past the last
+// command that ends within them (0 if none does).
+func (f *frameScanner) feed(b []byte) (keep, last int, v *frameViolation) {
 	for i := 0; i < len(b); i++ {
 		switch f.state {
 		case framePassthru:
-			return len(b), nil
+			return len(b), last, nil
 		case frameStart:
 			switch b[i] {
 			case '*':
 				f.state, f.line, f.cmdBytes = frameCount, f.line[:0], 1
 			case '\n': // an empty inline line
+				last = i + 1
 			default:
 				f.state, f.inline = frameInline, 1
 			}
 		case frameInline:
 			if b[i] == '\n' {
-				f.state = frameStart
+				f.state, last = frameStart, i+1
 				continue
 			}
 			f.inline++
 			if f.inline > maxInlineBytes {
-				return i, &frameViolation{"too big inline request"}
+				return i, last, &frameViolation{msg: "too big inline request"}
 			}
 		case frameBulkHead:
 			if b[i] != '$' {
 				f.state = framePassthru
-				return len(b), nil
+				return len(b), last, nil
 			}
 			f.state, f.line = frameBulkLen, f.line[:0]
 			f.cmdBytes++
@@ -155,12 +335,12 @@ func (f *frameScanner) feed(b []byte) (int, *frameViolation) {
 			if b[i] != '\n' {
 				f.line = append(f.line, b[i])
 				if len(f.line) > maxHeaderLine {
-					return i, &frameViolation{"invalid multibulk or bulk length"}
+					return i, last, &frameViolation{msg: "invalid multibulk or bulk length"}
 				}
 				continue
 			}
 			if v := f.endHeader(); v != nil {
-				return i, v
+				return i, last, v
 			}
 		case frameBulkData:
 			n := min(f.skip, len(b)-i)
@@ -169,10 +349,13 @@ func (f *frameScanner) feed(b []byte) (int, *frameViolation) {
 			if f.skip == 0 {
 				f.argsLeft--
 				f.nextArg()
+				if f.state == frameStart {
+					last = i + 1
+				}
 			}
 		}
 	}
-	return len(b), nil
+	return len(b), last, nil
 }
 
 // endHeader finishes a "*<count>" or "$<length>" line at its '\n'.
@@ -192,7 +375,7 @@ func (f *frameScanner) endHeader() *frameViolation {
 			return nil
 		}
 		if n > maxArgs {
-			return &frameViolation{"invalid multibulk length"}
+			return &frameViolation{msg: "invalid multibulk length"}
 		}
 		f.argsLeft = n
 		f.nextArg()
@@ -203,7 +386,7 @@ func (f *frameScanner) endHeader() *frameViolation {
 		return nil
 	}
 	if n > f.limits.maxCommandBytes-f.cmdBytes-2 {
-		return &frameViolation{"command too large"}
+		return &frameViolation{msg: "command too large", queryLimit: true}
 	}
 	f.cmdBytes += n + 2
 	f.state, f.skip = frameBulkData, n+2

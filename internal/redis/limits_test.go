@@ -29,7 +29,7 @@ func TestFrameScanner(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := frameScanner{limits: frameLimits{maxCommandBytes: max}}
-			n, v := f.feed([]byte(tc.stream))
+			n, _, v := f.feed([]byte(tc.stream))
 			if tc.cut < 0 {
 				require.Nil(t, v)
 				require.Equal(t, len(tc.stream), n)
@@ -44,12 +44,12 @@ func TestFrameScanner(t *testing.T) {
 	// The byte count restarts with each command.
 	f := frameScanner{limits: frameLimits{maxCommandBytes: 40}}
 	for range 100 {
-		_, v := f.feed([]byte(cmd("SET", "k", "0123456789")))
+		_, _, v := f.feed([]byte(cmd("SET", "k", "0123456789")))
 		require.Nil(t, v)
 	}
-	_, v := f.feed([]byte(strings.Repeat("x", maxInlineBytes) + "\n"))
+	_, _, v := f.feed([]byte(strings.Repeat("x", maxInlineBytes) + "\n"))
 	require.Nil(t, v)
-	_, v = f.feed([]byte(strings.Repeat("x", maxInlineBytes+1)))
+	_, _, v = f.feed([]byte(strings.Repeat("x", maxInlineBytes+1)))
 	require.NotNil(t, v)
 }
 
@@ -63,14 +63,14 @@ func FuzzFrameScanner(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, split, max uint16) {
 		limits := frameLimits{maxCommandBytes: int(max)}
 		whole := frameScanner{limits: limits}
-		n1, v1 := whole.feed(data)
+		n1, _, v1 := whole.feed(data)
 
 		parts := frameScanner{limits: limits}
 		at := int(split) % (len(data) + 1)
-		n2, v2 := parts.feed(data[:at])
+		n2, _, v2 := parts.feed(data[:at])
 		if v2 == nil {
 			var n int
-			n, v2 = parts.feed(data[at:])
+			n, _, v2 = parts.feed(data[at:])
 			n2 = at + n
 		}
 		if (v1 == nil) != (v2 == nil) || n1 != n2 {

@@ -116,3 +116,35 @@ func (m *metrics) forCommand(name string) *commandMetrics {
 func (m *metrics) commandAborted(cmd, reason string) {
 	m.aborted.WithLabelValues(cmd, reason).Inc()
 }
+
+// clientMetrics count what the client limits do (clients.go).
+type clientMetrics struct {
+	disconnects [numReasons]prometheus.Counter
+	inBytes     prometheus.Gauge
+	outBytes    prometheus.Gauge
+}
+
+func newClientMetrics(reg prometheus.Registerer) (*clientMetrics, error) {
+	disc := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "elastickv_redis_client_disconnects_total",
+		Help: "Clients refused or closed by a client limit, by limit (maxclients, timeout, query_buffer_limit, output_buffer_limit, output_write_timeout, maxmemory_clients).",
+	}, []string{"reason"})
+	buf := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "elastickv_redis_client_buffer_bytes",
+		Help: "Bytes held in client buffers, all clients together: input (redcon's read buffers, estimated) and output (replies not yet written); maxmemory-clients bounds their sum.",
+	}, []string{"kind"})
+	if reg != nil {
+		var err error
+		if disc, err = registerVec(reg, disc); err != nil {
+			return nil, err
+		}
+		if buf, err = registerVec(reg, buf); err != nil {
+			return nil, err
+		}
+	}
+	m := &clientMetrics{inBytes: buf.WithLabelValues("input"), outBytes: buf.WithLabelValues("output")}
+	for r := reasonMaxClients; r < numReasons; r++ {
+		m.disconnects[r] = disc.WithLabelValues(r.label())
+	}
+	return m, nil
+}

@@ -35,12 +35,18 @@ type Config struct {
 	// MaxValueBytes is the largest argument accepted; a longer one is
 	// refused with "-ERR value too large" before anything is proposed.
 	MaxValueBytes int
-	// MaxCommandBytes bounds one command as framed on the wire. A client
-	// that announces a bigger command gets a protocol error and is
-	// disconnected before the command is buffered, which is what keeps
-	// per-connection memory bounded. Zero means 4*MaxValueBytes + 1 MiB,
-	// room for a few maximal values in one MSET.
+	// MaxCommandBytes is client-query-buffer-limit: it bounds one command
+	// as framed on the wire, and the input one connection may have
+	// buffered (commands received and not yet run). A client that
+	// announces a bigger command gets a protocol error and is disconnected
+	// before the command is buffered, which is what keeps per-connection
+	// memory bounded. It also bounds the largest reply MGET or KEYS
+	// gathers. Zero means 4*MaxValueBytes + 1 MiB, room for a few maximal
+	// values in one MSET.
 	MaxCommandBytes int
+	// Clients bounds connections and their buffers (clients.go); the zero
+	// value means DefaultClientLimits.
+	Clients ClientLimits
 	// Backend executes the commands. Required.
 	Backend Backend
 	// RequestTimeout bounds each Backend call; a command that runs out of
@@ -62,6 +68,7 @@ func DefaultConfig() Config {
 		Addr:           ":6379",
 		MaxValueBytes:  DefaultMaxValueBytes,
 		RequestTimeout: DefaultRequestTimeout,
+		Clients:        DefaultClientLimits(),
 	}
 }
 
@@ -76,6 +83,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = def.RequestTimeout
+	}
+	if c.Clients == (ClientLimits{}) {
+		c.Clients = def.Clients
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -93,6 +103,9 @@ func (c Config) withDefaults() (Config, error) {
 			c.MaxCommandBytes, c.MaxValueBytes)
 	case c.RequestTimeout < 0:
 		return c, fmt.Errorf("redis: Config.RequestTimeout is %v; it must be positive", c.RequestTimeout)
+	}
+	if err := c.Clients.validate(c.MaxCommandBytes); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -132,6 +145,13 @@ type Server struct {
 	errLog       rateLimiter    // Backend failures
 	acceptLog    rateLimiter    // Accept failures
 
+	// Client limits (clients.go).
+	registry      clientRegistry
+	mem           clientMemory
+	clientMetrics *clientMetrics
+	limitLog      rateLimiter   // clients refused or closed by a limit
+	evictDone     chan struct{} // closed when evictLoop ends
+
 	mu        sync.Mutex
 	closed    bool
 	serving   bool
@@ -150,24 +170,36 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	cm, err := newClientMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("redis: listen on %s: %w", cfg.Addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg:           cfg,
-		log:           cfg.Logger.With("component", "redis"),
-		ln:            &limitListener{Listener: ln, limits: frameLimits{maxCommandBytes: cfg.MaxCommandBytes}},
+		cfg: cfg,
+		log: cfg.Logger.With("component", "redis"),
+		ln: &limitListener{Listener: ln, limits: frameLimits{
+			maxCommandBytes: cfg.MaxCommandBytes,
+			idleTimeout:     cfg.Clients.IdleTimeout,
+			writeTimeout:    cfg.Clients.Output.SoftSeconds,
+		}},
 		metrics:       m,
 		cursors:       newCursorTable(maxScanCursors, maxScanCursorBytes),
-		maxReplyBytes: defaultMaxReplyBytes,
+		maxReplyBytes: cfg.MaxCommandBytes,
 		started:       time.Now(),
 		runID:         randomHex(20),
 		baseCtx:       ctx,
 		cancel:        cancel,
 		serveDone:     make(chan struct{}),
+		clientMetrics: cm,
+		mem:           clientMemory{limit: cfg.Clients.MaxMemoryClients, wake: make(chan struct{}, 1), m: cm},
+		evictDone:     make(chan struct{}),
 	}
+	go s.evictLoop()
 	s.rs = redcon.NewServer(cfg.Addr, s.handle, s.accept, s.closedConn)
 	s.rs.AcceptError = s.acceptError
 	return s, nil
@@ -265,6 +297,7 @@ func (s *Server) Close() error {
 		<-s.serveDone
 	}
 	s.conns.Wait()
+	<-s.evictDone
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("redis: close listener: %w", err)
 	}
@@ -282,16 +315,19 @@ func (s *Server) accept(conn redcon.Conn) bool {
 	if s.isClosed() {
 		return false
 	}
-	// Add before the handler goroutine exists; Close waits for the accept
-	// loop to end before it waits on s.conns, so no Add can race the Wait.
-	s.conns.Add(1)
-	s.clients.Add(1)
 	c := &client{
 		id:      s.nextClientID.Add(1),
 		conn:    conn,
 		addr:    conn.RemoteAddr(),
 		created: time.Now(),
 	}
+	if !s.admit(conn, c) {
+		return false
+	}
+	// Add before the handler goroutine exists; Close waits for the accept
+	// loop to end before it waits on s.conns, so no Add can race the Wait.
+	s.conns.Add(1)
+	s.clients.Add(1)
 	conn.SetContext(c)
 	s.log.Debug("client connected", "client", c.id, "addr", c.addr)
 	return true
@@ -305,6 +341,7 @@ func (s *Server) closedConn(conn redcon.Conn, err error) {
 	var id uint64
 	if c != nil {
 		id = c.id
+		s.release(c, err)
 	}
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		// Protocol errors and resets are the client's business, not the

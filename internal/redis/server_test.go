@@ -72,7 +72,7 @@ func TestOversizedCommandIsCutBeforeItIsBuffered(t *testing.T) {
 		b.WriteString("$1\r\nk\r\n")
 	}
 	probe := frameScanner{limits: frameLimits{maxCommandBytes: f.srv.cfg.MaxCommandBytes}}
-	cut, v := probe.feed([]byte(b.String()))
+	cut, _, v := probe.feed([]byte(b.String()))
 	require.NotNil(t, v)
 	bad = dialRaw(t, f.srv)
 	bad.send(b.String()[:cut+1])
