@@ -42,8 +42,12 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	applyMB := fs.Int("apply-batch-mb", cfg.ApplyBatchBytes>>20, "MiB of committed entries, and of pending state machine writes, in one apply batch")
 	cacheMB := fs.Int64("pebble-cache-mb", 0, "Pebble block cache in MiB; 0 means $ELASTICKV_PEBBLE_CACHE_MB, else 256")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	clientLimits := addClientFlags(fs, &cfg)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
+	}
+	if err := clientLimits.apply(&cfg); err != nil {
+		return usageErr(err)
 	}
 	var lvl slog.Level
 	var err error

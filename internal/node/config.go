@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/elastickv/elastickv/internal/raft"
+	"github.com/elastickv/elastickv/internal/redis"
 	"github.com/elastickv/elastickv/internal/transport"
 )
 
@@ -94,6 +95,13 @@ type Config struct {
 	MaxEntryBytes       int
 	MaxUncommittedBytes uint64
 	ApplyBatchBytes     int
+	// RedisClients bounds Redis clients and their buffers (--maxclients,
+	// --timeout, --client-output-buffer-limit, --maxmemory-clients).
+	RedisClients redis.ClientLimits
+	// QueryBufferLimit is --client-query-buffer-limit, the largest command
+	// and input buffer of one client; zero means
+	// redis.DefaultMaxCommandBytes(MaxValueBytes).
+	QueryBufferLimit int
 	// Logger is the process logger.
 	Logger *slog.Logger
 }
@@ -122,6 +130,8 @@ func DefaultConfig() Config {
 
 		PeerLimits:      transport.DefaultLimits(),
 		MaxInboundBytes: raft.DefaultMaxInboundBytes,
+
+		RedisClients: redis.DefaultClientLimits(),
 	}
 }
 
@@ -148,6 +158,9 @@ func (c *Config) Validate() error {
 		return errors.New("--max-value-bytes must be positive")
 	}
 	if err := c.validateBudgets(); err != nil {
+		return err
+	}
+	if err := c.validateClients(); err != nil {
 		return err
 	}
 	if c.HeartbeatInterval <= 0 || c.ElectionTimeout < 3*c.HeartbeatInterval {

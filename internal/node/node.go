@@ -196,6 +196,8 @@ func Start(cfg Config) (n *Node, err error) {
 	rdcfg := redis.DefaultConfig()
 	rdcfg.Addr = cfg.RedisAddr
 	rdcfg.MaxValueBytes = cfg.MaxValueBytes
+	rdcfg.MaxCommandBytes = cfg.QueryBufferLimit
+	rdcfg.Clients = cfg.RedisClients
 	rdcfg.Backend = backend{n}
 	rdcfg.RequestTimeout = cfg.RequestTimeout
 	rdcfg.Logger = log

@@ -74,9 +74,23 @@ type OutputBufferLimit struct {
 	SoftSeconds time.Duration
 }
 
-// String formats l as Redis's CONFIG GET does.
+// String formats l as redis.conf writes it, e.g. "normal 128mb 1mb 60".
 func (l OutputBufferLimit) String() string {
-	return fmt.Sprintf("normal %d %d %d", l.Hard, l.Soft, int64(l.SoftSeconds/time.Second))
+	return fmt.Sprintf("normal %s %s %d", FormatMemory(l.Hard), FormatMemory(l.Soft), int64(l.SoftSeconds/time.Second))
+}
+
+// FormatMemory writes n bytes in the largest binary unit (gb, mb, kb) that
+// divides it exactly, as ParseMemory reads it back.
+func FormatMemory(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"gb", 1 << 30}, {"mb", 1 << 20}, {"kb", 1 << 10}} {
+		if n != 0 && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // ClientLimits bound what clients may hold on a node. The zero value means
@@ -105,19 +119,20 @@ func DefaultClientLimits() ClientLimits {
 	}
 }
 
-// validate checks l against the largest reply the server builds.
-func (l ClientLimits) validate(maxReply int) error {
+// Validate checks l against the largest reply the server builds, which is
+// the query buffer limit (Config.MaxCommandBytes).
+func (l ClientLimits) Validate(maxReply int) error {
 	switch {
 	case l.MaxClients < 1:
-		return fmt.Errorf("redis: maxclients is %d; it must be at least 1", l.MaxClients)
+		return fmt.Errorf("maxclients is %d; it must be at least 1", l.MaxClients)
 	case l.IdleTimeout < 0:
-		return fmt.Errorf("redis: timeout is %v; it must not be negative", l.IdleTimeout)
+		return fmt.Errorf("timeout is %v; it must not be negative", l.IdleTimeout)
 	case l.Output.Hard < 0 || l.Output.Soft < 0 || l.Output.SoftSeconds < 0:
-		return fmt.Errorf("redis: client-output-buffer-limit %q must not be negative", l.Output)
+		return fmt.Errorf("client-output-buffer-limit %q must not be negative", l.Output)
 	case l.MaxMemoryClients < 0:
-		return fmt.Errorf("redis: maxmemory-clients is %d; it must not be negative", l.MaxMemoryClients)
+		return fmt.Errorf("maxmemory-clients is %d; it must not be negative", l.MaxMemoryClients)
 	case l.Output.Hard > 0 && l.Output.Hard <= int64(maxReply)+l.Output.Soft:
-		return fmt.Errorf("redis: client-output-buffer-limit hard limit (%d) must exceed the largest reply (%d bytes, the query buffer limit) plus the soft limit (%d), or no client could receive a maximal reply",
+		return fmt.Errorf("client-output-buffer-limit: the hard limit (%d) must exceed the largest reply (%d bytes, the query buffer limit) plus the soft limit (%d), or no client could receive a maximal reply",
 			l.Output.Hard, maxReply, l.Output.Soft)
 	}
 	return nil
@@ -413,7 +428,10 @@ func (c *client) charge(n int) bool {
 	if a == nil {
 		return true
 	}
-	if c.cut {
+	if c.cut || a.killed() {
+		// Closed by a limit (perhaps by the evictor, from another
+		// goroutine): build no more replies.
+		c.cut, c.quit = true, true
 		return false
 	}
 	a.pendingOut += n

@@ -63,6 +63,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // maxReadChunk bounds one socket read, and so the tail limitConn holds back.
 const maxReadChunk = 256 << 10
 
+// maxKeptTail is the largest array for held-back tails a connection keeps
+// between reads.
+const maxKeptTail = 16 << 10
+
 // redconBaseBuffer is the size redcon's reader starts with and returns to
 // whenever it has consumed everything it read.
 const redconBaseBuffer = 4096
@@ -116,6 +120,9 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		c.heldOff += n
 		if c.heldOff == len(c.held) {
 			c.held, c.heldOff = c.held[:0], 0
+			if cap(c.held) > maxKeptTail {
+				c.held = nil // a rare large tail: do not keep its array
+			}
 		}
 		c.handed(n, false)
 		return n, nil

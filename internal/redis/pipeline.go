@@ -195,6 +195,9 @@ func (s *Server) execReads(c *client, cmds [][][]byte) {
 	err := lr.Barrier(ctx)
 	cancel()
 	for _, args := range cmds {
+		if c.cut {
+			break // closed by an output limit: read nothing more for it
+		}
 		cmd := lookupCommand(args[0])
 		if err != nil {
 			s.observeSince(c, cmd, start, func() { s.backendError(c, "read", err) })

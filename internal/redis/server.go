@@ -79,7 +79,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxValueBytes = def.MaxValueBytes
 	}
 	if c.MaxCommandBytes == 0 {
-		c.MaxCommandBytes = 4*c.MaxValueBytes + 1<<20
+		c.MaxCommandBytes = DefaultMaxCommandBytes(c.MaxValueBytes)
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = def.RequestTimeout
@@ -104,11 +104,15 @@ func (c Config) withDefaults() (Config, error) {
 	case c.RequestTimeout < 0:
 		return c, fmt.Errorf("redis: Config.RequestTimeout is %v; it must be positive", c.RequestTimeout)
 	}
-	if err := c.Clients.validate(c.MaxCommandBytes); err != nil {
-		return c, err
+	if err := c.Clients.Validate(c.MaxCommandBytes); err != nil {
+		return c, fmt.Errorf("redis: %w", err)
 	}
 	return c, nil
 }
+
+// DefaultMaxCommandBytes is the default query buffer limit for a value
+// bound: room for a few maximal values in one MSET.
+func DefaultMaxCommandBytes(maxValueBytes int) int { return 4*maxValueBytes + 1<<20 }
 
 func buildVersion() string {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
