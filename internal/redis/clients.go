@@ -327,7 +327,12 @@ func (s *Server) admit(conn redcon.Conn, c *client) bool {
 		if ok, n := s.limitLog.allow(time.Second); ok {
 			s.log.Warn("refused a client: maxclients reached", "maxclients", s.cfg.Clients.MaxClients, "addr", conn.RemoteAddr(), "suppressed", n)
 		}
+		// Write past limitConn, whose write deadline is meant for replies:
+		// this runs on the accept loop and must not wait long.
 		nc := conn.NetConn()
+		if lc, ok := nc.(*limitConn); ok {
+			nc = lc.Conn
+		}
 		_ = nc.SetWriteDeadline(time.Now().Add(violationWriteTimeout))
 		_, _ = nc.Write([]byte("-ERR max number of clients reached\r\n"))
 		return false

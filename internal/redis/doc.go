@@ -19,9 +19,14 @@
 //     that timed out is answered as of unknown outcome.
 //   - Memory is bounded however big the keyspace or the client: the framing
 //     guard (limits.go) refuses a command larger than Config.MaxCommandBytes
-//     before it is buffered; MGET and KEYS refuse to gather a reply larger
-//     than a fixed bound; SCAN examines at most COUNT keys per call and keeps
-//     a bounded table of cursors.
+//     (client-query-buffer-limit) before it is buffered, and hands redcon
+//     whole commands so that its read buffer holds at most about one; MGET
+//     and KEYS refuse to gather a reply larger than the same bound; pending
+//     replies are bounded per client (client-output-buffer-limit) and every
+//     write has a deadline; all clients' buffers together are bounded by
+//     maxmemory-clients, which closes the largest clients first; maxclients
+//     bounds the connections (clients.go). SCAN examines at most COUNT keys
+//     per call and keeps a bounded table of cursors.
 //   - Nothing a client sends can panic the server: parsers check lengths and
 //     ranges instead of relying on recover.
 //   - Commands of one connection run one at a time, in the order they
