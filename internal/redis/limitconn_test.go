@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,8 +39,9 @@ func (c *chunkConn) Write(p []byte) (int, error)      { return len(p), nil }
 func (c *chunkConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *chunkConn) SetWriteDeadline(time.Time) error { return nil }
 
-// boundaryProbe checks what limitConn hands redcon: every read either ends
-// where a command ends or holds no command end at all.
+// boundaryProbe checks what limitConn hands redcon: once half the limit is
+// undrained, every read either ends where a command ends or holds no
+// command end at all.
 type boundaryProbe struct {
 	t     *testing.T
 	lc    *limitConn
@@ -47,9 +49,12 @@ type boundaryProbe struct {
 }
 
 func (b *boundaryProbe) Read(p []byte) (int, error) {
+	before := b.lc.cycle
 	n, err := b.lc.Read(p)
 	if n > 0 && b.lc.pending == nil {
-		if _, last, _ := b.probe.feed(p[:n]); last != 0 && last != n && b.probe.state != framePassthru {
+		_, last, _ := b.probe.feed(p[:n])
+		forced := before+n > b.lc.scan.limits.maxCommandBytes/2
+		if forced && last != 0 && last != n && b.probe.state != framePassthru {
 			b.t.Fatalf("a read of %d bytes ends %d bytes after a command ends", n, n-last)
 		}
 	}
@@ -59,7 +64,9 @@ func (b *boundaryProbe) Read(p []byte) (int, error) {
 // readAll parses every command redcon reads through a limitConn over conn,
 // and returns them with the error that ended the stream.
 func readAll(t *testing.T, conn *chunkConn) ([][][]byte, error) {
-	limits := frameLimits{maxCommandBytes: 1 << 16}
+	// A small limit, so that most streams pass half of it and are cut at
+	// command ends.
+	limits := frameLimits{maxCommandBytes: 256}
 	lc := &limitConn{Conn: conn, scan: frameScanner{limits: limits}}
 	rd := redcon.NewReader(&boundaryProbe{t: t, lc: lc, probe: frameScanner{limits: frameLimits{maxCommandBytes: 1 << 30}}})
 	var out [][][]byte
@@ -68,6 +75,9 @@ func readAll(t *testing.T, conn *chunkConn) ([][][]byte, error) {
 		for _, c := range cmds {
 			out = append(out, c.Args)
 		}
+		// redcon flushes the replies of each batch it read, which tells
+		// the guard the batch has run.
+		_, _ = lc.Write(nil)
 		if err != nil {
 			return out, err
 		}
@@ -81,8 +91,9 @@ func readAll(t *testing.T, conn *chunkConn) ([][][]byte, error) {
 func FuzzLimitConnHandsWholeCommands(f *testing.F) {
 	f.Add([]byte(cmd("SET", "k", "v")+cmd("GET", "k")+"PING\r\n"), []byte{4, 9, 1})
 	f.Add([]byte(cmd("PING")+cmd("PING")+cmd("PING")), []byte{6})
-	f.Add([]byte(cmd("SET", "k", string(bytes.Repeat([]byte("x"), 3000)))+cmd("GET", "k")), []byte{200, 255, 17})
+	f.Add([]byte(cmd("SET", "k", string(bytes.Repeat([]byte("x"), 200)))+cmd("GET", "k")), []byte{200, 255, 17})
 	f.Add([]byte("*1\r\n$4\r\nPING\r\n*1\r\n$x\r\n"), []byte{2})
+	f.Add([]byte(strings.Repeat(cmd("PING"), 20)+"*1\r\n$4\r\nPI"), []byte{50})
 	f.Fuzz(func(t *testing.T, data, sizes []byte) {
 		if len(data) > 4<<10 {
 			// redcon parses a command's headers again on every read:

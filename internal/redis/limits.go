@@ -60,9 +60,6 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	return &limitConn{Conn: c, scan: frameScanner{limits: l.limits}}, nil
 }
 
-// maxReadChunk bounds one socket read, and so the tail limitConn holds back.
-const maxReadChunk = 256 << 10
-
 // maxKeptTail is the largest array for held-back tails a connection keeps
 // between reads.
 const maxKeptTail = 16 << 10
@@ -80,11 +77,14 @@ const redconBaseBuffer = 4096
 // redcon's reader grows its buffer by doubling whenever the buffer is full
 // and ends inside a command, and only shrinks it back once it has consumed
 // everything it read; a client keeping a partial command at the end of every
-// read could make it double forever. So limitConn hands redcon whole
+// read could make it double forever. So once redcon has been handed half the
+// query buffer limit since it last drained, limitConn hands it whole
 // commands: a read that ends inside a command is cut after the last command
-// it completes, and the tail is held back for the next Read. redcon's
-// buffer then drains after every batch and holds at most one command
-// (rounded up to a power of two) plus the complete commands of one read.
+// it completes, and the tail is held back for the next Read, so redcon
+// drains after that batch. Below that mark reads pass through whole, which
+// lets a pipeline of large writes reach redcon together and share one
+// proposal. As a backstop, a client whose undrained input passes twice the
+// limit is disconnected.
 type limitConn struct {
 	net.Conn
 	scan    frameScanner
@@ -124,13 +124,10 @@ func (c *limitConn) Read(p []byte) (int, error) {
 				c.held = nil // a rare large tail: do not keep its array
 			}
 		}
-		c.handed(n, false)
+		c.handed(n, 0)
 		return n, nil
 	}
 	c.armRead()
-	if len(p) > maxReadChunk {
-		p = p[:maxReadChunk]
-	}
 	n, err := c.Conn.Read(p)
 	if err != nil && c.acct != nil && c.scan.limits.idleTimeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.acct.reason.CompareAndSwap(uint32(reasonNone), uint32(reasonIdleTimeout))
@@ -147,15 +144,15 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		if keep == 0 {
 			return 0, c.fail()
 		}
-		c.handed(keep, false)
+		c.handed(keep, min(last, keep))
 		return keep, nil
 	}
-	if err == nil && last > 0 && last < n {
+	if err == nil && last > 0 && last < n && c.cycle+n > c.scan.limits.maxCommandBytes/2 {
 		c.held = append(c.held[:0], p[last:n]...)
 		n = last
 	}
-	c.handed(n, n == last)
-	if c.cycle+len(c.held)-c.heldOff > c.scan.limits.maxCommandBytes {
+	c.handed(n, last)
+	if c.cycle+len(c.held)-c.heldOff > 2*c.scan.limits.maxCommandBytes {
 		c.pending = &frameViolation{msg: "query buffer limit reached", queryLimit: true}
 	}
 	return n, err
@@ -205,12 +202,12 @@ func (c *limitConn) armWrite() {
 	}
 }
 
-// handed records n bytes given to redcon; atBoundary says they end at the
-// end of a command.
-func (c *limitConn) handed(n int, atBoundary bool) {
+// handed records n bytes given to redcon, of which the first last end a
+// command (0 if none ends within them).
+func (c *limitConn) handed(n, last int) {
 	c.cycle += n
-	if atBoundary {
-		c.partial = 0
+	if last > 0 {
+		c.partial = n - last
 	} else {
 		c.partial += n
 	}
