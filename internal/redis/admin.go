@@ -70,6 +70,9 @@ func cmdInfo(s *Server, c *client, args [][]byte) {
 		case "clients":
 			b.WriteString("# Clients\r\n")
 			line("connected_clients", strconv.FormatInt(s.clients.Load(), 10))
+			line("maxclients", strconv.Itoa(s.cfg.Clients.MaxClients))
+			line("client_buffer_input_bytes", strconv.FormatInt(s.mem.in.Load(), 10))
+			line("client_buffer_output_bytes", strconv.FormatInt(s.mem.out.Load(), 10))
 		case "replication":
 			// Redis's vocabulary: the Raft leader is the master, every
 			// other node a replica ("slave" in INFO).

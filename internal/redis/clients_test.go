@@ -76,6 +76,10 @@ func TestHostileMaxClients(t *testing.T) {
 	require.Error(t, extra.Ping(f.ctx).Err())
 	eventually(t, func() bool { return f.disconnects(reasonMaxClients) == 2 }, "the go-redis client is refused")
 
+	info := f.rdb.Info(f.ctx, "clients").Val()
+	require.Contains(t, info, "maxclients:3\r\n")
+	require.Contains(t, info, "connected_clients:3\r\n")
+
 	// Once a client leaves, its slot is free again.
 	require.NoError(t, a.c.Close())
 	eventually(t, func() bool { return f.srv.registry.len() == 2 }, "the closed client leaves the registry")

@@ -19,8 +19,9 @@
 //     that timed out is answered as of unknown outcome.
 //   - Memory is bounded however big the keyspace or the client: the framing
 //     guard (limits.go) refuses a command larger than Config.MaxCommandBytes
-//     (client-query-buffer-limit) before it is buffered, and hands redcon
-//     whole commands so that its read buffer holds at most about one; MGET
+//     (client-query-buffer-limit) before it is buffered, and makes redcon
+//     drain its read buffer once it holds half that much, so the buffer
+//     stays within a few times the limit; MGET
 //     and KEYS refuse to gather a reply larger than the same bound; pending
 //     replies are bounded per client (client-output-buffer-limit) and every
 //     write has a deadline; all clients' buffers together are bounded by
