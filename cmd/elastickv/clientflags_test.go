@@ -40,7 +40,7 @@ func TestClientLimitFlags(t *testing.T) {
 	require.Equal(t, redis.ClientLimits{
 		MaxClients:       50,
 		IdleTimeout:      5 * time.Minute,
-		Output:           redis.OutputBufferLimit{Hard: 256 << 20, Soft: 8 << 20, SoftSeconds: 10 * time.Second},
+		Output:           redis.OutputBufferLimit{Hard: 256 << 20, Soft: 8 << 20, SoftTimeout: 10 * time.Second},
 		MaxMemoryClients: 1 << 30,
 	}, cfg.RedisClients)
 	require.Equal(t, 100<<20, cfg.QueryBufferLimit)

@@ -28,7 +28,7 @@ import (
 func TestHostileClientsCannotStopAFollower(t *testing.T) {
 	c := New(t, 3, func(_ int, cfg *node.Config) {
 		cfg.RedisClients.MaxClients = 16
-		cfg.RedisClients.Output = redis.OutputBufferLimit{Hard: 128 << 20, Soft: 1 << 20, SoftSeconds: time.Second}
+		cfg.RedisClients.Output = redis.OutputBufferLimit{Hard: 128 << 20, Soft: 1 << 20, SoftTimeout: time.Second}
 		cfg.RedisClients.MaxMemoryClients = 40 << 20
 	})
 	leader := c.WaitLeader(5 * time.Second)
@@ -126,7 +126,7 @@ func TestHostileClientsCannotStopAFollower(t *testing.T) {
 	for _, conn := range stalled {
 		require.NoError(t, conn.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
 		_, err := conn.Read(make([]byte, 1))
-		if err == io.EOF || (err != nil && strings.Contains(err.Error(), "reset")) {
+		if errors.Is(err, io.EOF) || (err != nil && strings.Contains(err.Error(), "reset")) {
 			closed++
 		}
 	}

@@ -46,9 +46,9 @@ const (
 	// DefaultOutputSoftLimit is the pending output at which the server stops
 	// executing a client's pipeline and waits for the client to read.
 	DefaultOutputSoftLimit = 1 << 20
-	// DefaultOutputSoftSeconds bounds how long the server waits for a client
+	// DefaultOutputSoftTimeout bounds how long the server waits for a client
 	// to accept its pending output before cutting it.
-	DefaultOutputSoftSeconds = 60 * time.Second
+	DefaultOutputSoftTimeout = 60 * time.Second
 	// DefaultMaxMemoryClients bounds all clients' buffers together: room for
 	// several maximal commands or replies in flight at once (each is at most
 	// about 65 MiB, held about twice by redcon while it parses), while a
@@ -68,15 +68,15 @@ type OutputBufferLimit struct {
 	// next command; zero means replies are flushed only once the commands
 	// read together have all run (redcon's own behaviour).
 	Soft int64
-	// SoftSeconds bounds every wait for the client to accept output; a
+	// SoftTimeout bounds every wait for the client to accept output; a
 	// client that accepts none of it for that long is cut. Zero means no
 	// bound, as in Redis.
-	SoftSeconds time.Duration
+	SoftTimeout time.Duration
 }
 
 // String formats l as redis.conf writes it, e.g. "normal 128mb 1mb 60".
 func (l OutputBufferLimit) String() string {
-	return fmt.Sprintf("normal %s %s %d", FormatMemory(l.Hard), FormatMemory(l.Soft), int64(l.SoftSeconds/time.Second))
+	return fmt.Sprintf("normal %s %s %d", FormatMemory(l.Hard), FormatMemory(l.Soft), int64(l.SoftTimeout/time.Second))
 }
 
 // FormatMemory writes n bytes in the largest binary unit (gb, mb, kb) that
@@ -114,7 +114,7 @@ type ClientLimits struct {
 func DefaultClientLimits() ClientLimits {
 	return ClientLimits{
 		MaxClients:       DefaultMaxClients,
-		Output:           OutputBufferLimit{Hard: DefaultOutputHardLimit, Soft: DefaultOutputSoftLimit, SoftSeconds: DefaultOutputSoftSeconds},
+		Output:           OutputBufferLimit{Hard: DefaultOutputHardLimit, Soft: DefaultOutputSoftLimit, SoftTimeout: DefaultOutputSoftTimeout},
 		MaxMemoryClients: DefaultMaxMemoryClients,
 	}
 }
@@ -127,7 +127,7 @@ func (l ClientLimits) Validate(maxReply int) error {
 		return fmt.Errorf("maxclients is %d; it must be at least 1", l.MaxClients)
 	case l.IdleTimeout < 0:
 		return fmt.Errorf("timeout is %v; it must not be negative", l.IdleTimeout)
-	case l.Output.Hard < 0 || l.Output.Soft < 0 || l.Output.SoftSeconds < 0:
+	case l.Output.Hard < 0 || l.Output.Soft < 0 || l.Output.SoftTimeout < 0:
 		return fmt.Errorf("client-output-buffer-limit %q must not be negative", l.Output)
 	case l.MaxMemoryClients < 0:
 		return fmt.Errorf("maxmemory-clients is %d; it must not be negative", l.MaxMemoryClients)
@@ -192,7 +192,7 @@ func ParseOutputBufferLimit(s string, def OutputBufferLimit) (OutputBufferLimit,
 		if err != nil || secs < 0 {
 			return def, fmt.Errorf("invalid seconds %q: want a non-negative integer", f[2])
 		}
-		return OutputBufferLimit{Hard: hard, Soft: soft, SoftSeconds: time.Duration(secs) * time.Second}, nil
+		return OutputBufferLimit{Hard: hard, Soft: soft, SoftTimeout: time.Duration(secs) * time.Second}, nil
 	}
 	return def, fmt.Errorf("invalid client-output-buffer-limit %q: want \"[normal] <hard> <soft> <seconds>\" or one size (only normal clients exist)", s)
 }
@@ -466,7 +466,7 @@ func (c *client) cutOutput() {
 }
 
 // afterCommand runs once a command has replied: past the soft limit it
-// flushes, waiting (at most SoftSeconds) for the client to read before the
+// flushes, waiting (at most SoftTimeout) for the client to read before the
 // next pipelined command runs, so pending output stays near Soft plus one
 // reply however long the pipeline.
 func (c *client) afterCommand() {

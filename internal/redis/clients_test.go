@@ -199,7 +199,7 @@ func TestHostileOutputBufferHardLimit(t *testing.T) {
 		c.MaxValueBytes = 1 << 20
 		c.MaxCommandBytes = 2 << 20
 		c.Clients = DefaultClientLimits()
-		c.Clients.Output = OutputBufferLimit{Hard: 4 << 20, SoftSeconds: 10 * time.Second}
+		c.Clients.Output = OutputBufferLimit{Hard: 4 << 20, SoftTimeout: 10 * time.Second}
 	})
 	check := f.acknowledged("k", "v")
 	big := strings.Repeat("b", 1<<20)
@@ -239,7 +239,7 @@ func TestHostileOutputNeverRead(t *testing.T) {
 		c.MaxValueBytes = 1 << 20
 		c.MaxCommandBytes = 2 << 20
 		c.Clients = DefaultClientLimits()
-		c.Clients.Output = OutputBufferLimit{Hard: 64 << 20, Soft: 256 << 10, SoftSeconds: time.Second}
+		c.Clients.Output = OutputBufferLimit{Hard: 64 << 20, Soft: 256 << 10, SoftTimeout: time.Second}
 	})
 	check := f.acknowledged("k", "v")
 	require.NoError(t, f.rdb.Set(f.ctx, "big", strings.Repeat("b", 1<<20), 0).Err())
@@ -335,7 +335,7 @@ func TestParseClientLimitFlags(t *testing.T) {
 		{"normal 0 0 0", OutputBufferLimit{}, false},
 		{"256mb 64mb 60", OutputBufferLimit{256 << 20, 64 << 20, time.Minute}, false},
 		{"NORMAL 1gb 2mb 5", OutputBufferLimit{1 << 30, 2 << 20, 5 * time.Second}, false},
-		{"200mb", OutputBufferLimit{200 << 20, def.Soft, def.SoftSeconds}, false},
+		{"200mb", OutputBufferLimit{200 << 20, def.Soft, def.SoftTimeout}, false},
 		{"pubsub 32mb 8mb 60", def, true},
 		{"normal 1mb 1mb", def, true},
 		{"normal 1mb 1mb -1", def, true},

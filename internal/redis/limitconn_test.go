@@ -2,6 +2,7 @@ package redis
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -105,7 +106,7 @@ func FuzzLimitConnHandsWholeCommands(f *testing.F) {
 		// On a protocol error redcon drops the commands it parsed in the
 		// same read as the bad one, so smaller reads may deliver more of
 		// them; on a clean stream both must agree exactly.
-		if len(split) < len(whole) || (werr == io.EOF && serr == io.EOF && len(split) != len(whole)) {
+		if len(split) < len(whole) || (errors.Is(werr, io.EOF) && errors.Is(serr, io.EOF) && len(split) != len(whole)) {
 			t.Fatalf("%d commands read whole (%v), %d split (%v)", len(whole), werr, len(split), serr)
 		}
 		for i := range whole {

@@ -189,7 +189,7 @@ func NewServer(cfg Config) (*Server, error) {
 		ln: &limitListener{Listener: ln, limits: frameLimits{
 			maxCommandBytes: cfg.MaxCommandBytes,
 			idleTimeout:     cfg.Clients.IdleTimeout,
-			writeTimeout:    cfg.Clients.Output.SoftSeconds,
+			writeTimeout:    cfg.Clients.Output.SoftTimeout,
 		}},
 		metrics:       m,
 		cursors:       newCursorTable(maxScanCursors, maxScanCursorBytes),
