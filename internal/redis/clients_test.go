@@ -102,7 +102,7 @@ func TestHostileIdleTimeout(t *testing.T) {
 	start := time.Now()
 	idle.requireClosed()
 	stalled.requireClosed()
-	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "closed before the timeout (at least 7/8 of it)")
+	require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond, "closed long before the timeout")
 	eventually(t, func() bool { return f.disconnects(reasonIdleTimeout) >= 2 }, "both counted as timeouts")
 	// The fixture's own client was idle as well; go-redis reconnects.
 	check()
