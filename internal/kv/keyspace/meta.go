@@ -270,7 +270,7 @@ func DecodeMeta(b []byte) (Meta, error) {
 		return Meta{}, fmt.Errorf("%w: %d trailing bytes", ErrBadMeta, len(d.b))
 	}
 	if err := m.check(); err != nil {
-		return Meta{}, fmt.Errorf("%w: %w", ErrBadMeta, err)
+		return Meta{}, fmt.Errorf("%w: %v", ErrBadMeta, err) // a decode error, not a caller's bad value
 	}
 	return m, nil
 }
