@@ -92,13 +92,12 @@ func TestGoldenBytes(t *testing.T) {
 		}
 		return
 	}
-	f, err := os.Open(goldenPath)
+	data, err := os.ReadFile(goldenPath)
 	if err != nil {
-		t.Fatalf("open golden file (generate with -update): %v", err)
+		t.Fatalf("read golden file (generate with -update): %v", err)
 	}
-	defer f.Close()
 	want := map[string][]byte{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "" || strings.HasPrefix(line, "#") {

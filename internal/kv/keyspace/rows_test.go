@@ -219,6 +219,18 @@ func TestPrefixEnd(t *testing.T) {
 	}
 }
 
+func TestParseStamp(t *testing.T) {
+	sid := Stamp{Index: 1<<40 + 3, Pos: 1<<31 + 9}
+	row := ElementsPrefix(nil, 5, sid)
+	got, err := ParseStamp(row[3:])
+	if err != nil || got != sid {
+		t.Fatalf("ParseStamp = %v, %v, want %v", got, err, sid)
+	}
+	if _, err := ParseStamp(row[4:]); err == nil {
+		t.Fatal("ParseStamp accepted 11 bytes")
+	}
+}
+
 func TestStampOrderMatchesRowOrder(t *testing.T) {
 	stamps := []Stamp{{0, 0}, {0, 1}, {1, 0}, {1, 1<<32 - 1}, {2, 0}, {1 << 40, 3}}
 	for i, a := range stamps {

@@ -48,7 +48,11 @@ func AppendStamp(dst []byte, s Stamp) []byte {
 	return binary.BigEndian.AppendUint32(dst, s.Pos)
 }
 
-// parseStamp reads a stamp written by AppendStamp; b must hold StampLen bytes.
-func parseStamp(b []byte) Stamp {
-	return Stamp{Index: binary.BigEndian.Uint64(b), Pos: binary.BigEndian.Uint32(b[8:])}
+// ParseStamp reads a stamp written by AppendStamp from the front of b,
+// such as the storage id in an element row after its slot and tag.
+func ParseStamp(b []byte) (Stamp, error) {
+	if len(b) < StampLen {
+		return Stamp{}, fmt.Errorf("%w: stamp of %d bytes, want %d", ErrBadRow, len(b), StampLen)
+	}
+	return Stamp{Index: binary.BigEndian.Uint64(b), Pos: binary.BigEndian.Uint32(b[8:])}, nil
 }
