@@ -83,6 +83,14 @@ type Meta struct {
 	// It is the Version of the write that created the contents, and it
 	// survives RENAME within a slot, which then rewrites only this record.
 	StorageID Stamp
+	// Foreign is set when the key's element rows live in another slot than
+	// the key's own, ElemSlot: after a RENAME to a key of another slot,
+	// which then stays O(1) instead of copying every element. The elements
+	// slot holds a loan row (AppendLoanKey) naming the key, so migrating
+	// that slot can find and re-home the elements first.
+	Foreign bool
+	// ElemSlot is the slot of the element rows when Foreign; 0 otherwise.
+	ElemSlot uint16
 
 	// Len is the length in bytes of a string (inline or chunked), or the
 	// number of fields, members or elements of a hash, set or sorted set.
@@ -120,6 +128,7 @@ var ErrBadMetaValue = errors.New("keyspace: invalid metadata")
 //	version.index version.pos
 //	lastWrite.index lastWrite.pos
 //	storageID.index storageID.pos
+//	elemSlot+1 if Foreign, else 0
 //	per type:
 //	  string:            encoding byte, then
 //	                       inline:  the value, to the end
@@ -131,8 +140,32 @@ var ErrBadMetaValue = errors.New("keyspace: invalid metadata")
 // few bytes each); the list bounds are fixed-width because they start at
 // 2^63, where a varint would be longer.
 
+// ElementsSlot returns the slot the key's element rows live under, given
+// the slot of the key itself (HashSlot of the key).
+func (m *Meta) ElementsSlot(keySlot uint16) uint16 {
+	if m.Foreign {
+		return m.ElemSlot
+	}
+	return keySlot
+}
+
+// elemSlotField is the on-disk form of Foreign and ElemSlot: 0 for the
+// common case costs one byte.
+func (m *Meta) elemSlotField() uint64 {
+	if !m.Foreign {
+		return 0
+	}
+	return uint64(m.ElemSlot) + 1
+}
+
 // check reports why m cannot be encoded, or nil.
 func (m *Meta) check() error {
+	if m.ElemSlot >= SlotCount || (!m.Foreign && m.ElemSlot != 0) {
+		return fmt.Errorf("%w: elements slot %d (foreign %v)", ErrBadMetaValue, m.ElemSlot, m.Foreign)
+	}
+	if m.Foreign && m.Type == TypeString && m.Encoding == StringInline {
+		return fmt.Errorf("%w: an inline string has no elements to live elsewhere", ErrBadMetaValue)
+	}
 	switch m.Type {
 	case TypeString:
 		switch m.Encoding {
@@ -169,7 +202,8 @@ func (m *Meta) EncodedLen() int {
 	n := 2 + uvarintLen(m.ExpireAt) +
 		uvarintLen(m.Version.Index) + uvarintLen(uint64(m.Version.Pos)) +
 		uvarintLen(m.LastWrite.Index) + uvarintLen(uint64(m.LastWrite.Pos)) +
-		uvarintLen(m.StorageID.Index) + uvarintLen(uint64(m.StorageID.Pos))
+		uvarintLen(m.StorageID.Index) + uvarintLen(uint64(m.StorageID.Pos)) +
+		uvarintLen(m.elemSlotField())
 	switch m.Type {
 	case TypeString:
 		n++
@@ -205,6 +239,7 @@ func AppendMeta(dst []byte, m *Meta) ([]byte, error) {
 	dst = binary.AppendUvarint(dst, uint64(m.LastWrite.Pos))
 	dst = binary.AppendUvarint(dst, m.StorageID.Index)
 	dst = binary.AppendUvarint(dst, uint64(m.StorageID.Pos))
+	dst = binary.AppendUvarint(dst, m.elemSlotField())
 	switch m.Type {
 	case TypeString:
 		dst = append(dst, byte(m.Encoding))
@@ -243,6 +278,12 @@ func DecodeMeta(b []byte) (Meta, error) {
 	m.Version = d.stamp()
 	m.LastWrite = d.stamp()
 	m.StorageID = d.stamp()
+	if es := d.uvarint(); es != 0 {
+		if es > SlotCount && d.err == nil {
+			d.err = fmt.Errorf("%w: elements slot %d out of range", ErrBadMeta, es-1)
+		}
+		m.Foreign, m.ElemSlot = true, uint16(es-1)
+	}
 	switch m.Type {
 	case TypeString:
 		m.Encoding = StringEncoding(d.byte())

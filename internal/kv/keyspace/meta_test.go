@@ -21,6 +21,8 @@ func sampleMetas() map[string]Meta {
 		"string-chunked": {Type: TypeString, Version: v, LastWrite: v, StorageID: Stamp{Index: 99, Pos: 1},
 			Encoding: StringChunked, Len: 10 << 20},
 		"hash": {Type: TypeHash, Version: v, LastWrite: v, StorageID: v, Len: 3},
+		"hash-foreign": {Type: TypeHash, Version: Stamp{Index: 1300000, Pos: 0}, LastWrite: Stamp{Index: 1300000, Pos: 0},
+			StorageID: v, Foreign: true, ElemSlot: SlotCount - 1, Len: 3},
 		"set":  {Type: TypeSet, ExpireAt: 1, Version: v, LastWrite: v, StorageID: v, Len: 300},
 		"zset": {Type: TypeZSet, Version: v, LastWrite: v, StorageID: v, Len: 1 << 40},
 		"list": {Type: TypeList, Version: v, LastWrite: v, StorageID: v,
@@ -89,6 +91,8 @@ func TestDecodeMetaRejectsMalformed(t *testing.T) {
 		"string no encoding":      {FormatV2, byte(TypeString), 0, 1, 0, 1, 0, 1, 0},
 		"inline over InlineMax":   append([]byte{FormatV2, byte(TypeString), 0, 1, 0, 1, 0, 1, 0, 0}, strings.Repeat("x", InlineMax+1)...),
 		"varint runs off the end": {FormatV2, byte(TypeHash), 0x80},
+		"elements slot too big":   {FormatV2, byte(TypeHash), 0, 1, 0, 1, 0, 1, 0, 0x81, 0x80, 0x01, 3},
+		"foreign inline string":   {FormatV2, byte(TypeString), 0, 1, 0, 1, 0, 1, 0, 5, 0, 'x'},
 	}
 	for name, b := range cases {
 		_, err := DecodeMeta(b)
@@ -102,14 +106,16 @@ func TestDecodeMetaRejectsMalformed(t *testing.T) {
 func TestEncodeMetaRejectsContradictions(t *testing.T) {
 	v := Stamp{1, 0}
 	for name, m := range map[string]Meta{
-		"inline too long":    {Type: TypeString, Version: v, Value: make([]byte, InlineMax+1), Len: InlineMax + 1},
-		"inline len differs": {Type: TypeString, Version: v, Value: []byte("ab"), Len: 3},
-		"chunked with value": {Type: TypeString, Encoding: StringChunked, Value: []byte("x"), Len: 1},
-		"hash with value":    {Type: TypeHash, Value: []byte("x")},
-		"set with list head": {Type: TypeSet, Head: 1, Tail: 2},
-		"list len differs":   {Type: TypeList, Head: 1, Tail: 3, Len: 1},
-		"list head > tail":   {Type: TypeList, Head: 3, Tail: 1},
-		"unknown type":       {Type: 0},
+		"inline too long":      {Type: TypeString, Version: v, Value: make([]byte, InlineMax+1), Len: InlineMax + 1},
+		"inline len differs":   {Type: TypeString, Version: v, Value: []byte("ab"), Len: 3},
+		"chunked with value":   {Type: TypeString, Encoding: StringChunked, Value: []byte("x"), Len: 1},
+		"hash with value":      {Type: TypeHash, Value: []byte("x")},
+		"set with list head":   {Type: TypeSet, Head: 1, Tail: 2},
+		"list len differs":     {Type: TypeList, Head: 1, Tail: 3, Len: 1},
+		"list head > tail":     {Type: TypeList, Head: 3, Tail: 1},
+		"unknown type":         {Type: 0},
+		"slot but not foreign": {Type: TypeSet, ElemSlot: 4, Len: 1},
+		"foreign slot too big": {Type: TypeSet, Foreign: true, ElemSlot: SlotCount, Len: 1},
 	} {
 		if _, err := EncodeMeta(&m); !errors.Is(err, ErrBadMetaValue) {
 			t.Errorf("%s: err = %v, want ErrBadMetaValue", name, err)

@@ -13,6 +13,7 @@ const (
 	tagMeta   byte = 0x01
 	tagElems  byte = 0x02
 	tagExpiry byte = 0x03
+	tagLoan   byte = 0x04
 )
 
 // Sorted-set row kinds under a storage id: the member index (member ->
@@ -245,4 +246,20 @@ func ParseExpiryKey(row []byte) (slot uint16, at uint64, key []byte, err error) 
 		return 0, 0, nil, fmt.Errorf("%w: not an expiry row: %x", ErrBadRow, row)
 	}
 	return binary.BigEndian.Uint16(row), binary.BigEndian.Uint64(row[3:]), row[11:], nil
+}
+
+// AppendLoanKey appends the loan row key of the elements under storage id
+// sid in slot, whose key lives in another slot (Meta.Foreign); the row's
+// value is that key. Slot migration reads the loans of a slot (LoanRange)
+// to re-home those elements before the slot leaves, since they are in its
+// range but belong to a key that stays.
+func AppendLoanKey(dst []byte, slot uint16, sid Stamp) []byte {
+	dst = appendSlot(dst, slot)
+	dst = append(dst, tagLoan)
+	return AppendStamp(dst, sid)
+}
+
+// LoanRange returns the bounds [lo, hi) of slot's loan rows.
+func LoanRange(slot uint16) (lo, hi []byte) {
+	return []byte{byte(slot >> 8), byte(slot), tagLoan}, []byte{byte(slot >> 8), byte(slot), tagLoan + 1}
 }

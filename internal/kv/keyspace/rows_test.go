@@ -46,7 +46,7 @@ func TestElementsRangeHoldsExactlyOneKeysRows(t *testing.T) {
 					t.Fatalf("slot %d sid %v: element row %x outside [%x, %x)", slot, sid, r, lo, hi)
 				}
 			}
-			if within(meta, lo, hi) || within(expiry, lo, hi) {
+			if within(meta, lo, hi) || within(expiry, lo, hi) || within(AppendLoanKey(nil, slot, sid), lo, hi) {
 				t.Fatalf("slot %d sid %v: the key's own metadata or expiry row is inside its elements range", slot, sid)
 			}
 			var others []Stamp
@@ -86,7 +86,7 @@ func TestSlotRangeHoldsEverySlotRow(t *testing.T) {
 		slot := HashSlot([]byte(key))
 		lo, hi := SlotRange(slot)
 		meta, expiry, elems := allRows(t, slot, Stamp{Index: 10, Pos: 1}, []byte(key))
-		for _, r := range append(elems, meta, expiry) {
+		for _, r := range append(elems, meta, expiry, AppendLoanKey(nil, slot, Stamp{Index: 3})) {
 			if !within(r, lo, hi) {
 				t.Fatalf("key %q: row %x outside its slot range [%x, %x)", key, r, lo, hi)
 			}
@@ -239,5 +239,23 @@ func TestStampOrderMatchesRowOrder(t *testing.T) {
 				t.Fatalf("stamps %v and %v: bytes less %v, Less %v, want %v", a, b, got, a.Less(b), want)
 			}
 		}
+	}
+}
+
+func TestForeignElementsSlot(t *testing.T) {
+	m := Meta{Type: TypeSet, Foreign: true, ElemSlot: 77, Len: 1}
+	if got := m.ElementsSlot(5); got != 77 {
+		t.Fatalf("foreign ElementsSlot = %d, want 77", got)
+	}
+	m = Meta{Type: TypeSet, Len: 1}
+	if got := m.ElementsSlot(5); got != 5 {
+		t.Fatalf("ElementsSlot = %d, want the key's slot 5", got)
+	}
+	lo, hi := LoanRange(77)
+	if r := AppendLoanKey(nil, 77, Stamp{Index: 9, Pos: 1}); !within(r, lo, hi) {
+		t.Fatalf("loan row %x outside LoanRange", r)
+	}
+	if r := AppendLoanKey(nil, 78, Stamp{}); within(r, lo, hi) {
+		t.Fatalf("loan row of slot 78 inside slot 77's LoanRange")
 	}
 }
