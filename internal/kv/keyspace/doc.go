@@ -10,6 +10,7 @@
 //	slot 0x01 key                       metadata record (EncodeMeta)
 //	slot 0x02 sid ...                   elements, under the key's storage id
 //	slot 0x03 expireAt(8) key           expiry index, in time order per slot
+//	slot 0x04 sid                       loan: elements of a key in another slot
 //
 // and, outside the slots, in the store's 'm' metadata family, the running
 // key and expiry counts (KeyCountRow, ExpireCountRow).

@@ -116,6 +116,21 @@ func AppendChunkKey(dst []byte, slot uint16, sid Stamp, n uint32) []byte {
 	return binary.BigEndian.AppendUint32(dst, n)
 }
 
+// MaxStringLen is the longest string the layout can chunk: 2^32 chunks.
+// Redis caps strings far lower (proto-max-bulk-len, 512 MiB by default),
+// and callers must refuse larger offsets before they reach ChunkSpan.
+const MaxStringLen = uint64(1<<32) * ChunkSize
+
+// ChunkSpan returns the chunks [first, last] that bytes [off, off+n) of a
+// chunked string touch, n > 0: what SETRANGE rewrites and GETRANGE reads.
+// It refuses a span past MaxStringLen, so a hostile offset cannot wrap.
+func ChunkSpan(off, n uint64) (first, last uint32, err error) {
+	if n == 0 || off >= MaxStringLen || n > MaxStringLen-off {
+		return 0, 0, fmt.Errorf("keyspace: byte span [%d, +%d) is empty or past the %d-byte string limit", off, n, MaxStringLen)
+	}
+	return uint32(off / ChunkSize), uint32((off + n - 1) / ChunkSize), nil
+}
+
 // ParseChunkKey returns the chunk number of a chunk row key of the string
 // whose elements prefix is prefix (ElementsPrefix).
 func ParseChunkKey(prefix, row []byte) (uint32, error) {

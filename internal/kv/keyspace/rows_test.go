@@ -259,3 +259,30 @@ func TestForeignElementsSlot(t *testing.T) {
 		t.Fatalf("loan row of slot 78 inside slot 77's LoanRange")
 	}
 }
+
+func TestChunkSpan(t *testing.T) {
+	for _, tc := range []struct {
+		off, n      uint64
+		first, last uint32
+	}{
+		{0, 1, 0, 0},
+		{0, ChunkSize, 0, 0},
+		{0, ChunkSize + 1, 0, 1},
+		{ChunkSize - 1, 2, 0, 1},
+		{ChunkSize, ChunkSize, 1, 1},
+		{536870000, 1, 131071, 131071},
+		{MaxStringLen - 1, 1, 1<<32 - 1, 1<<32 - 1},
+	} {
+		first, last, err := ChunkSpan(tc.off, tc.n)
+		if err != nil || first != tc.first || last != tc.last {
+			t.Errorf("ChunkSpan(%d, %d) = %d, %d, %v; want %d, %d", tc.off, tc.n, first, last, err, tc.first, tc.last)
+		}
+	}
+	for _, tc := range []struct{ off, n uint64 }{
+		{0, 0}, {MaxStringLen, 1}, {MaxStringLen - 1, 2}, {1, ^uint64(0)}, {^uint64(0), 1},
+	} {
+		if _, _, err := ChunkSpan(tc.off, tc.n); err == nil {
+			t.Errorf("ChunkSpan(%d, %d) accepted", tc.off, tc.n)
+		}
+	}
+}
