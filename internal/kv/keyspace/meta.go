@@ -79,9 +79,11 @@ type Meta struct {
 	Version Stamp
 	// LastWrite is the last write that changed the key, for WATCH.
 	LastWrite Stamp
-	// StorageID is the prefix of the key's element rows (ElementsPrefix).
-	// It is the Version of the write that created the contents, and it
-	// survives RENAME within a slot, which then rewrites only this record.
+	// StorageID is the prefix of the key's element rows (ElementsPrefix):
+	// the stamp of the write that created them (the key's creation, or the
+	// write that first chunked a string). It survives RENAME, which then
+	// rewrites only this record. An inline string has no element rows;
+	// its StorageID is its Version and names nothing.
 	StorageID Stamp
 	// Foreign is set when the key's element rows live in another slot than
 	// the key's own, ElemSlot: after a RENAME to a key of another slot,
