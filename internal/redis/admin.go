@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -144,88 +143,6 @@ func (s *Server) keyCount() (int64, bool) {
 		return 0, false
 	}
 	return n, true
-}
-
-// cmdCommand describes the command table, enough for redis-cli's hints and
-// for clients that route by key position.
-func cmdCommand(_ *Server, c *client, args [][]byte) {
-	if len(args) == 1 {
-		writeCommandInfos(c, sortedCommands())
-		return
-	}
-	sub := args[1]
-	switch {
-	case equalFold(sub, "count"):
-		if len(args) != 2 {
-			c.err(wrongArity("command|count"))
-			return
-		}
-		c.int(int64(len(commandTable)))
-	case equalFold(sub, "list"):
-		if len(args) != 2 {
-			c.err("ERR syntax error") // FILTERBY is not supported
-			return
-		}
-		cmds := sortedCommands()
-		c.array(len(cmds))
-		for _, cmd := range cmds {
-			c.bulkString(cmd.name)
-		}
-	case equalFold(sub, "info"):
-		if len(args) == 2 {
-			writeCommandInfos(c, sortedCommands())
-			return
-		}
-		cmds := make([]*command, len(args)-2)
-		for i, name := range args[2:] {
-			cmds[i] = lookupCommand(name) // nil is answered with a nil entry
-		}
-		writeCommandInfos(c, cmds)
-	case equalFold(sub, "docs"):
-		// Documentation is optional; an empty map tells redis-cli there is
-		// none, and it falls back to plain completion.
-		c.array(0)
-	default:
-		c.err("ERR unknown subcommand '" + truncate(sub) + "'. Try COMMAND HELP.")
-	}
-}
-
-func sortedCommands() []*command {
-	cmds := make([]*command, 0, len(commandTable))
-	for _, cmd := range commandTable {
-		cmds = append(cmds, cmd)
-	}
-	slices.SortFunc(cmds, func(a, b *command) int { return strings.Compare(a.name, b.name) })
-	return cmds
-}
-
-// writeCommandInfos writes Redis 7's ten-field command description for
-// each command, or a nil for a nil entry.
-func writeCommandInfos(c *client, cmds []*command) {
-	c.array(len(cmds))
-	for _, cmd := range cmds {
-		if cmd == nil {
-			c.null()
-			continue
-		}
-		c.array(10)
-		c.bulkString(cmd.name)
-		c.int(int64(cmd.arity))
-		c.array(len(cmd.flags))
-		for _, f := range cmd.flags {
-			c.simple(f)
-		}
-		c.int(int64(cmd.firstKey))
-		c.int(int64(cmd.lastKey))
-		c.int(int64(cmd.step))
-		c.array(len(cmd.categories))
-		for _, cat := range cmd.categories {
-			c.simple(cat)
-		}
-		c.array(0) // tips
-		c.array(0) // key specifications
-		c.array(0) // subcommands
-	}
 }
 
 // configParams are the parameters CONFIG GET reports. They are fixed facts

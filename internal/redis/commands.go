@@ -1,82 +1,140 @@
 package redis
 
-// The command table. Arity and key positions follow Redis 7 so that
-// clients which route or validate by COMMAND see what they expect.
+import (
+	"slices"
+	"strings"
 
-// Flag and category sets shared by several commands.
+	"github.com/elastickv/elastickv/internal/redis/commands"
+)
+
+// The command table: which commands elastickv implements, their handlers,
+// and our own marks. Every other fact (arity, flags, key positions, ACL
+// categories) comes from the generated Redis reference in package
+// commands, so COMMAND and the dispatcher's arity check say what Redis 7.2
+// says.
+
+// implemented lists the commands elastickv serves. subs are the
+// subcommands a container implements (run by the container's handler);
+// the dispatcher refuses the others with Redis's "unknown subcommand".
+var implemented = []struct {
+	name string
+	run  func(s *Server, c *client, args [][]byte)
+	subs []string
+}{
+	// strings.go
+	{name: "get", run: cmdGet},
+	{name: "set", run: cmdSet},
+	{name: "setnx", run: cmdSetNX},
+	{name: "getset", run: cmdGetSet},
+	{name: "getdel", run: cmdGetDel},
+	{name: "mget", run: cmdMGet},
+	{name: "mset", run: cmdMSet},
+	{name: "incr", run: cmdIncr},
+	{name: "decr", run: cmdDecr},
+	{name: "incrby", run: cmdIncrBy},
+	{name: "decrby", run: cmdDecrBy},
+	{name: "append", run: cmdAppend},
+	{name: "strlen", run: cmdStrlen},
+
+	// keys.go, scan.go
+	{name: "del", run: cmdDel},
+	{name: "exists", run: cmdExists},
+	{name: "type", run: cmdType},
+	{name: "keys", run: cmdKeys},
+	{name: "scan", run: cmdScan},
+	{name: "dbsize", run: cmdDBSize},
+	{name: "flushall", run: cmdFlushAll},
+	{name: "flushdb", run: cmdFlushAll},
+
+	// connection.go
+	{name: "ping", run: cmdPing},
+	{name: "echo", run: cmdEcho},
+	{name: "quit", run: cmdQuit},
+	{name: "select", run: cmdSelect},
+	{name: "client", run: cmdClient, subs: []string{"getname", "id", "info", "setinfo", "setname"}},
+	{name: "hello", run: cmdHello},
+	{name: "auth", run: cmdAuth},
+
+	// admin.go, command_info.go, debug.go
+	{name: "info", run: cmdInfo},
+	{name: "command", run: cmdCommand, subs: []string{"count", "docs", "getkeys", "getkeysandflags", "info", "list"}},
+	{name: "debug", run: cmdDebug},
+	// CONFIG SET, RESETSTAT and REWRITE answer that flags configure a node.
+	{name: "config", run: cmdConfig, subs: []string{"get", "resetstat", "rewrite", "set"}},
+}
+
+// Our own marks. batchWrite: the handler makes exactly one s.write call
+// and nothing else that touches the Backend, so pipelined runs can share
+// one batch (pipeline.go). batchRead: it only makes s.read calls.
 var (
-	flagsRead      = []string{"readonly", "fast"}
-	flagsWrite     = []string{"write", "denyoom"}
-	flagsWriteFast = []string{"write", "denyoom", "fast"}
-	flagsConn      = []string{"fast", "loading", "stale"}
-
-	catStringRead  = []string{"@read", "@string", "@fast"}
-	catStringWrite = []string{"@write", "@string", "@fast"}
-	catKeyRead     = []string{"@keyspace", "@read", "@fast"}
-	catKeyWrite    = []string{"@keyspace", "@write", "@slow"}
-	catConn        = []string{"@fast", "@connection"}
-	catAdmin       = []string{"@admin", "@slow", "@dangerous"}
+	batchWriteCommands = []string{"set", "setnx", "getset", "getdel", "del", "incr", "decr", "incrby", "decrby", "mset"}
+	batchReadCommands  = []string{"get", "mget", "exists", "strlen", "type"}
 )
 
 func init() {
-	cmds := []*command{
-		// strings.go
-		{name: "get", arity: 2, flags: flagsRead, firstKey: 1, lastKey: 1, step: 1, categories: catStringRead, run: cmdGet},
-		{name: "set", arity: -3, flags: flagsWrite, firstKey: 1, lastKey: 1, step: 1, categories: catStringWrite, run: cmdSet},
-		{name: "setnx", arity: 3, flags: flagsWriteFast, firstKey: 1, lastKey: 1, step: 1, categories: catStringWrite, run: cmdSetNX},
-		{name: "getset", arity: 3, flags: flagsWriteFast, firstKey: 1, lastKey: 1, step: 1, categories: catStringWrite, run: cmdGetSet},
-		{name: "getdel", arity: 2, flags: []string{"write", "fast"}, firstKey: 1, lastKey: 1, step: 1, categories: catStringWrite, run: cmdGetDel},
-		{name: "mget", arity: -2, flags: flagsRead, firstKey: 1, lastKey: -1, step: 1, categories: catStringRead, run: cmdMGet},
-		{name: "mset", arity: -3, flags: flagsWrite, firstKey: 1, lastKey: -1, step: 2, categories: catStringWrite, run: cmdMSet},
-		{name: "incr", arity: 2, flags: flagsWriteFast, firstKey: 1, lastKey: 1, step: 1, categories: catStringWrite, run: cmdIncr},
-		{name: "decr", arity: 2, flags: flagsWriteFast, firstKey: 1, lastKey: 1, step: 1, categories: catStringWrite, run: cmdDecr},
-		{name: "incrby", arity: 3, flags: flagsWriteFast, firstKey: 1, lastKey: 1, step: 1, categories: catStringWrite, run: cmdIncrBy},
-		{name: "decrby", arity: 3, flags: flagsWriteFast, firstKey: 1, lastKey: 1, step: 1, categories: catStringWrite, run: cmdDecrBy},
-		{name: "append", arity: 3, flags: flagsWriteFast, firstKey: 1, lastKey: 1, step: 1, categories: catStringWrite, run: cmdAppend},
-		{name: "strlen", arity: 2, flags: flagsRead, firstKey: 1, lastKey: 1, step: 1, categories: catStringRead, run: cmdStrlen},
-
-		// keys.go, scan.go
-		{name: "del", arity: -2, flags: []string{"write"}, firstKey: 1, lastKey: -1, step: 1, categories: catKeyWrite, run: cmdDel},
-		{name: "exists", arity: -2, flags: flagsRead, firstKey: 1, lastKey: -1, step: 1, categories: catKeyRead, run: cmdExists},
-		{name: "type", arity: 2, flags: flagsRead, firstKey: 1, lastKey: 1, step: 1, categories: catKeyRead, run: cmdType},
-		{name: "keys", arity: 2, flags: []string{"readonly"}, categories: []string{"@keyspace", "@read", "@slow", "@dangerous"}, run: cmdKeys},
-		{name: "scan", arity: -2, flags: []string{"readonly"}, categories: []string{"@keyspace", "@read", "@slow"}, run: cmdScan},
-		{name: "dbsize", arity: 1, flags: flagsRead, categories: catKeyRead, run: cmdDBSize},
-		{name: "flushall", arity: -1, flags: []string{"write"}, categories: []string{"@keyspace", "@write", "@slow", "@dangerous"}, run: cmdFlushAll},
-		{name: "flushdb", arity: -1, flags: []string{"write"}, categories: []string{"@keyspace", "@write", "@slow", "@dangerous"}, run: cmdFlushAll},
-
-		// connection.go
-		{name: "ping", arity: -1, flags: []string{"fast"}, categories: catConn, run: cmdPing},
-		{name: "echo", arity: 2, flags: []string{"fast"}, categories: catConn, run: cmdEcho},
-		{name: "quit", arity: -1, flags: flagsConn, categories: catConn, run: cmdQuit},
-		{name: "select", arity: 2, flags: flagsConn, categories: catConn, run: cmdSelect},
-		{name: "client", arity: -2, flags: []string{"loading", "stale"}, categories: []string{"@slow", "@connection"}, run: cmdClient},
-		{name: "hello", arity: -1, flags: []string{"noscript", "loading", "stale", "fast", "no_auth"}, categories: catConn, run: cmdHello},
-		{name: "auth", arity: -2, flags: []string{"noscript", "loading", "stale", "fast", "no_auth"}, categories: catConn, run: cmdAuth},
-
-		// admin.go
-		{name: "info", arity: -1, flags: []string{"loading", "stale"}, categories: []string{"@slow", "@dangerous"}, run: cmdInfo},
-		{name: "command", arity: -1, flags: []string{"loading", "stale"}, categories: []string{"@slow", "@connection"}, run: cmdCommand},
-		{name: "debug", arity: -2, flags: []string{"admin", "noscript", "loading", "stale"}, categories: catAdmin, run: cmdDebug},
-		{name: "config", arity: -2, flags: []string{"admin", "noscript", "loading", "stale"}, categories: catAdmin, run: cmdConfig},
-	}
-	for _, name := range []string{"set", "setnx", "getset", "getdel", "del", "incr", "decr", "incrby", "decrby", "mset"} {
-		cmdByName(cmds, name).batchWrite = true
-	}
-	for _, name := range []string{"get", "mget", "exists", "strlen", "type"} {
-		cmdByName(cmds, name).batchRead = true
-	}
-	commandTable = make(map[string]*command, len(cmds))
-	for _, cmd := range cmds {
-		commandTable[cmd.name] = cmd
+	commandTable = make(map[string]*command, len(implemented))
+	for _, im := range implemented {
+		cmd := newCommand(im.name, im.run)
+		for _, sub := range im.subs {
+			if cmd.subs == nil {
+				cmd.subs = make(map[string]*command, len(im.subs))
+			}
+			cmd.subs[sub] = newCommand(im.name+"|"+sub, im.run)
+		}
+		cmd.batchWrite = slices.Contains(batchWriteCommands, im.name)
+		cmd.batchRead = slices.Contains(batchReadCommands, im.name)
+		commandTable[im.name] = cmd
 	}
 }
 
-func cmdByName(cmds []*command, name string) *command {
-	for _, c := range cmds {
-		if c.name == name {
-			return c
-		}
+// newCommand builds a table entry from the generated facts. A name the
+// reference lacks is a programming error caught by the package's tests.
+func newCommand(name string, run func(s *Server, c *client, args [][]byte)) *command {
+	spec := commands.Lookup(name)
+	if spec == nil {
+		panic("redis: the command reference has no " + name) // init-time programming error
 	}
-	panic("command table has no " + name) // init-time programming error
+	return &command{name: name, spec: spec, arity: spec.Arity, run: run}
+}
+
+// subcommandsSorted returns a container's implemented subcommands by name.
+func (cmd *command) subcommandsSorted() []*command {
+	out := make([]*command, 0, len(cmd.subs))
+	for _, sub := range cmd.subs {
+		out = append(out, sub)
+	}
+	slices.SortFunc(out, func(a, b *command) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
+// checkArgs applies Redis's dispatch checks to args for cmd (nil if
+// unknown), resolving an implemented subcommand, and returns the error
+// reply, or "" when the command may run.
+func checkArgs(cmd *command, args [][]byte) string {
+	switch {
+	case cmd == nil:
+		return unknownCommandMessage(args)
+	case cmd.subs != nil && len(args) >= 2:
+		sub := cmd.subs[strings.ToLower(string(args[1]))]
+		if sub == nil {
+			return "ERR unknown subcommand '" + truncate(args[1]) + "'. Try " + strings.ToUpper(cmd.name) + " HELP."
+		}
+		if !arityOK(sub.arity, len(args)) {
+			return wrongArity(sub.name)
+		}
+	case !arityOK(cmd.arity, len(args)):
+		return wrongArity(cmd.name)
+	}
+	return ""
+}
+
+// lookupFullName finds an implemented command or subcommand by its full
+// name ("client|setname"), as COMMAND INFO and DOCS name them.
+func lookupFullName(name []byte) *command {
+	container, sub, isSub := strings.Cut(strings.ToLower(string(name)), "|")
+	cmd := commandTable[container]
+	if cmd == nil || !isSub {
+		return cmd
+	}
+	return cmd.subs[sub] // nil for "get|key" or "config|get|key", as in Redis
 }

@@ -9,31 +9,35 @@ import (
 	"github.com/tidwall/redcon"
 
 	"github.com/elastickv/elastickv/internal/kv"
+	"github.com/elastickv/elastickv/internal/redis/commands"
 )
 
 // command is one entry of the command table.
 type command struct {
-	// name is the lowercase name, as Redis reports it in errors and COMMAND.
+	// name is the lowercase name, as Redis reports it in errors and
+	// COMMAND; "container|sub" for a subcommand.
 	name string
-	// arity follows Redis: N > 0 means exactly N arguments including the
-	// name, -N means at least N.
+	// spec is the command's Redis facts (flags, key specs, categories),
+	// which COMMAND reports.
+	spec *commands.Spec
+	// arity is spec.Arity, kept here for the dispatcher's hot path: N > 0
+	// means exactly N arguments including the name, -N means at least N.
 	arity int
-	// flags, firstKey, lastKey, step and categories describe the command
-	// for COMMAND, which clients use to route keys and to hint syntax.
-	flags                   []string
-	firstKey, lastKey, step int
-	categories              []string
 	// run executes the command once the dispatcher has checked arity and
 	// argument sizes. It writes exactly one reply.
 	run func(s *Server, c *client, args [][]byte)
+	// subs are the implemented subcommands of a container, by lowercase
+	// name; nil for a command without subcommands.
+	subs map[string]*command
 	// batchWrite: run makes exactly one s.write call and nothing else that
 	// touches the Backend, so pipelined runs of it can share one batch
 	// (pipeline.go). batchRead: run only makes s.read calls.
 	batchWrite, batchRead bool
 }
 
-// commandTable maps lowercase command names to their entries. It is filled
-// by init in commands.go and never changes afterwards.
+// commandTable maps lowercase command names to their entries (containers
+// hold their subcommands). It is filled by init in commands.go and never
+// changes afterwards.
 var commandTable map[string]*command
 
 // lookupCommand finds a command by name, case-insensitively, without
@@ -95,16 +99,15 @@ func (s *Server) handleArgs(c *client, args [][]byte) {
 	}
 	cmd := lookupCommand(args[0])
 	s.observe(c, cmd, func() {
-		switch {
-		case cmd == nil:
-			c.err(unknownCommandMessage(args))
-		case !arityOK(cmd.arity, len(args)):
-			c.err(wrongArity(cmd.name))
-		case tooLarge(args, s.cfg.MaxValueBytes):
-			c.err(errTextValueTooLarge)
-		default:
-			cmd.run(s, c, args)
+		if msg := checkArgs(cmd, args); msg != "" {
+			c.err(msg)
+			return
 		}
+		if tooLarge(args, s.cfg.MaxValueBytes) {
+			c.err(errTextValueTooLarge)
+			return
+		}
+		cmd.run(s, c, args)
 	})
 }
 

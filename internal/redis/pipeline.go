@@ -110,7 +110,7 @@ func (s *Server) eligible(args [][]byte, write bool) *command {
 		return nil
 	}
 	cmd := lookupCommand(args[0])
-	if cmd == nil || !arityOK(cmd.arity, len(args)) || tooLarge(args, s.cfg.MaxValueBytes) {
+	if cmd == nil || cmd.subs != nil || !arityOK(cmd.arity, len(args)) || tooLarge(args, s.cfg.MaxValueBytes) {
 		return nil
 	}
 	if (write && cmd.batchWrite) || (!write && cmd.batchRead) {

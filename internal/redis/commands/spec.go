@@ -101,10 +101,9 @@ func CategoryNames() []string {
 	return slices.Clone(categoryNames[:])
 }
 
-// CategoryByName finds a category by its name, with or without '@',
-// case-insensitively.
+// CategoryByName finds a category by its name without the '@' ("read"),
+// case-insensitively, as Redis's ACL and COMMAND LIST do.
 func CategoryByName(name string) (Category, bool) {
-	name = strings.TrimPrefix(name, "@")
 	for i, n := range categoryNames {
 		if strings.EqualFold(n, name) {
 			return Category(1) << i, true
