@@ -210,8 +210,8 @@ func commandList(c *client, opts [][]byte) {
 // commandDocs runs COMMAND DOCS [name...]: a map from each command to its
 // documentation. elastickv does not carry the reference's prose, so a
 // command's docs hold its facts only: since, group, doc flags, the version
-// that deprecated it, and its subcommands' docs. Unknown names are left
-// out, as in Redis.
+// that deprecated it, its arguments' syntax (redis-cli's hints) and its
+// subcommands' docs. Unknown names are left out, as in Redis.
 func commandDocs(c *client, names [][]byte) {
 	var cmds []*command
 	if len(names) == 0 {
@@ -240,6 +240,9 @@ func writeCommandDocs(c *client, cmd *command) {
 	if sp.DeprecatedSince != "" {
 		n++
 	}
+	if len(sp.Args) > 0 {
+		n++
+	}
 	if len(subs) > 0 {
 		n++
 	}
@@ -256,12 +259,63 @@ func writeCommandDocs(c *client, cmd *command) {
 		c.bulkString("deprecated_since")
 		c.bulkString(sp.DeprecatedSince)
 	}
+	if len(sp.Args) > 0 {
+		c.bulkString("arguments")
+		writeArgDocs(c, sp.Args)
+	}
 	if len(subs) > 0 {
 		c.bulkString("subcommands")
 		c.array(2 * len(subs))
 		for _, sub := range subs {
 			c.bulkString(sub.name)
 			writeCommandDocs(c, sub)
+		}
+	}
+}
+
+// writeArgDocs writes arguments as Redis 7.2's COMMAND DOCS does: name,
+// type, then what is set of key_spec_index, token, since,
+// deprecated_since, flags, and the nested arguments of a oneof or block,
+// or else the display text.
+func writeArgDocs(c *client, args []commands.Arg) {
+	c.array(len(args))
+	for _, a := range args {
+		nested := a.Type == commands.ArgOneof || a.Type == commands.ArgBlock
+		n := 3 // name, type, and arguments or display_text
+		for _, set := range []bool{a.HasKeySpec, a.Token != "", a.Since != "", a.DeprecatedSince != "", a.Flags != 0} {
+			if set {
+				n++
+			}
+		}
+		c.array(2 * n)
+		c.bulkString("name")
+		c.bulkString(a.Name)
+		c.bulkString("type")
+		c.bulkString(string(a.Type))
+		if a.HasKeySpec {
+			c.bulkString("key_spec_index")
+			c.int(int64(a.KeySpecIndex))
+		}
+		for _, f := range [][2]string{{"token", a.Token}, {"since", a.Since}, {"deprecated_since", a.DeprecatedSince}} {
+			if f[1] != "" {
+				c.bulkString(f[0])
+				c.bulkString(f[1])
+			}
+		}
+		if a.Flags != 0 {
+			c.bulkString("flags")
+			simples(c, a.Flags.Names())
+		}
+		if nested {
+			c.bulkString("arguments")
+			writeArgDocs(c, a.Args)
+			continue
+		}
+		c.bulkString("display_text")
+		if a.DisplayText != "" {
+			c.bulkString(a.DisplayText)
+		} else {
+			c.bulkString(a.Name)
 		}
 	}
 }

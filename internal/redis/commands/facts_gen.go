@@ -5,367 +5,1178 @@
 // 3-Clause licence: Copyright (c) 2024-present, Valkey contributors;
 // Copyright (c) 2006-2020, Redis Ltd. Only protocol facts are kept (names,
 // arity, flags,
-// ACL categories, key specifications, tips, since, group); none of
-// the reference's prose is.
+// ACL categories, key specifications, tips, since, group, argument
+// syntax); none of the reference's prose is.
 
 package commands
 
 var reference = [...]Spec{
 	{Name: "acl", Arity: -2, Flags: FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0"},
-	{Name: "acl|cat", Container: "acl", Arity: -2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0"},
-	{Name: "acl|deluser", Container: "acl", Arity: -3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}},
-	{Name: "acl|dryrun", Container: "acl", Arity: -4, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "7.0.0"},
-	{Name: "acl|genpass", Container: "acl", Arity: -2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0"},
-	{Name: "acl|getuser", Container: "acl", Arity: 3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0"},
+	{Name: "acl|cat", Container: "acl", Arity: -2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0", Args: []Arg{
+		{Name: "category", Type: ArgString, Flags: ArgOptional},
+	}},
+	{Name: "acl|deluser", Container: "acl", Arity: -3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "username", Type: ArgString, Flags: ArgMultiple},
+	}},
+	{Name: "acl|dryrun", Container: "acl", Arity: -4, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "7.0.0", Args: []Arg{
+		{Name: "username", Type: ArgString},
+		{Name: "command", Type: ArgString},
+		{Name: "arg", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
+	{Name: "acl|genpass", Container: "acl", Arity: -2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0", Args: []Arg{
+		{Name: "bits", Type: ArgInteger, Flags: ArgOptional},
+	}},
+	{Name: "acl|getuser", Container: "acl", Arity: 3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0", Args: []Arg{
+		{Name: "username", Type: ArgString},
+	}},
 	{Name: "acl|help", Container: "acl", Arity: 2, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0"},
 	{Name: "acl|list", Container: "acl", Arity: 2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0"},
 	{Name: "acl|load", Container: "acl", Arity: 2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0"},
-	{Name: "acl|log", Container: "acl", Arity: -2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0"},
+	{Name: "acl|log", Container: "acl", Arity: -2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0", Args: []Arg{
+		{Name: "operation", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "count", Type: ArgInteger},
+			{Name: "reset", Type: ArgPureToken, Token: "RESET"},
+		}},
+	}},
 	{Name: "acl|save", Container: "acl", Arity: 2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}},
-	{Name: "acl|setuser", Container: "acl", Arity: -3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}},
+	{Name: "acl|setuser", Container: "acl", Arity: -3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "username", Type: ArgString},
+		{Name: "rule", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
 	{Name: "acl|users", Container: "acl", Arity: 2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0"},
 	{Name: "acl|whoami", Container: "acl", Arity: 2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "server", Since: "6.0.0"},
-	{Name: "append", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "append", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "value", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
 	{Name: "asking", Arity: 1, Flags: FlagFast, Categories: CatConnection, Group: "cluster", Since: "3.0.0"},
-	{Name: "auth", Arity: -2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagFast | FlagNoAuth | FlagSentinel | FlagAllowBusy, Categories: CatConnection, Group: "connection", Since: "1.0.0"},
+	{Name: "auth", Arity: -2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagFast | FlagNoAuth | FlagSentinel | FlagAllowBusy, Categories: CatConnection, Group: "connection", Since: "1.0.0", Args: []Arg{
+		{Name: "username", Type: ArgString, Since: "6.0.0", Flags: ArgOptional},
+		{Name: "password", Type: ArgString},
+	}},
 	{Name: "bgrewriteaof", Arity: 1, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript, Categories: 0, Group: "server", Since: "1.0.0"},
-	{Name: "bgsave", Arity: -1, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript, Categories: 0, Group: "server", Since: "1.0.0"},
-	{Name: "bitcount", Arity: -2, Flags: FlagReadonly, Categories: CatBitmap, Group: "bitmap", Since: "2.6.0", KeySpecs: []KeySpec{
+	{Name: "bgsave", Arity: -1, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript, Categories: 0, Group: "server", Since: "1.0.0", Args: []Arg{
+		{Name: "schedule", Type: ArgPureToken, Token: "SCHEDULE", Since: "3.2.2", Flags: ArgOptional},
+	}},
+	{Name: "bitcount", Arity: -2, Flags: FlagReadonly, Categories: CatBitmap, Group: "bitmap", Since: "2.6.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "range", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "start", Type: ArgInteger},
+			{Name: "end-unit-block", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+				{Name: "end", Type: ArgInteger},
+				{Name: "unit", Type: ArgOneof, Since: "7.0.0", Flags: ArgOptional, Args: []Arg{
+					{Name: "byte", Type: ArgPureToken, Token: "BYTE"},
+					{Name: "bit", Type: ArgPureToken, Token: "BIT"},
+				}},
+			}},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "bitfield", Arity: -2, Flags: FlagWrite | FlagDenyOOM, Categories: CatBitmap, Group: "bitmap", Since: "3.2.0", KeySpecs: []KeySpec{
+	{Name: "bitfield", Arity: -2, Flags: FlagWrite | FlagDenyOOM, Categories: CatBitmap, Group: "bitmap", Since: "3.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "operation", Type: ArgOneof, Flags: ArgOptional | ArgMultiple, Args: []Arg{
+			{Name: "get-block", Type: ArgBlock, Token: "GET", Args: []Arg{
+				{Name: "encoding", Type: ArgString},
+				{Name: "offset", Type: ArgInteger},
+			}},
+			{Name: "write", Type: ArgBlock, Args: []Arg{
+				{Name: "overflow-block", Type: ArgOneof, Token: "OVERFLOW", Flags: ArgOptional, Args: []Arg{
+					{Name: "wrap", Type: ArgPureToken, Token: "WRAP"},
+					{Name: "sat", Type: ArgPureToken, Token: "SAT"},
+					{Name: "fail", Type: ArgPureToken, Token: "FAIL"},
+				}},
+				{Name: "write-operation", Type: ArgOneof, Args: []Arg{
+					{Name: "set-block", Type: ArgBlock, Token: "SET", Args: []Arg{
+						{Name: "encoding", Type: ArgString},
+						{Name: "offset", Type: ArgInteger},
+						{Name: "value", Type: ArgInteger},
+					}},
+					{Name: "incrby-block", Type: ArgBlock, Token: "INCRBY", Args: []Arg{
+						{Name: "encoding", Type: ArgString},
+						{Name: "offset", Type: ArgInteger},
+						{Name: "increment", Type: ArgInteger},
+					}},
+				}},
+			}},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate | KeyAccess | KeyVariableFlags, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "bitfield_ro", Arity: -2, Flags: FlagReadonly | FlagFast, Categories: CatBitmap, Group: "bitmap", Since: "6.0.0", KeySpecs: []KeySpec{
+	{Name: "bitfield_ro", Arity: -2, Flags: FlagReadonly | FlagFast, Categories: CatBitmap, Group: "bitmap", Since: "6.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "get-block", Type: ArgBlock, Token: "GET", Flags: ArgOptional | ArgMultiple | ArgMultipleToken, Args: []Arg{
+			{Name: "encoding", Type: ArgString},
+			{Name: "offset", Type: ArgInteger},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "bitop", Arity: -4, Flags: FlagWrite | FlagDenyOOM, Categories: CatBitmap, Group: "bitmap", Since: "2.6.0", KeySpecs: []KeySpec{
+	{Name: "bitop", Arity: -4, Flags: FlagWrite | FlagDenyOOM, Categories: CatBitmap, Group: "bitmap", Since: "2.6.0", Args: []Arg{
+		{Name: "operation", Type: ArgOneof, Args: []Arg{
+			{Name: "and", Type: ArgPureToken, Token: "AND"},
+			{Name: "or", Type: ArgPureToken, Token: "OR"},
+			{Name: "xor", Type: ArgPureToken, Token: "XOR"},
+			{Name: "not", Type: ArgPureToken, Token: "NOT"},
+		}},
+		{Name: "destkey", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 3}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "bitpos", Arity: -3, Flags: FlagReadonly, Categories: CatBitmap, Group: "bitmap", Since: "2.8.7", KeySpecs: []KeySpec{
+	{Name: "bitpos", Arity: -3, Flags: FlagReadonly, Categories: CatBitmap, Group: "bitmap", Since: "2.8.7", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "bit", Type: ArgInteger},
+		{Name: "range", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "start", Type: ArgInteger},
+			{Name: "end-unit-block", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+				{Name: "end", Type: ArgInteger},
+				{Name: "unit", Type: ArgOneof, Since: "7.0.0", Flags: ArgOptional, Args: []Arg{
+					{Name: "byte", Type: ArgPureToken, Token: "BYTE"},
+					{Name: "bit", Type: ArgPureToken, Token: "BIT"},
+				}},
+			}},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "blmove", Arity: 6, Flags: FlagWrite | FlagDenyOOM | FlagBlocking, Categories: CatList, Group: "list", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "blmove", Arity: 6, Flags: FlagWrite | FlagDenyOOM | FlagBlocking, Categories: CatList, Group: "list", Since: "6.2.0", Args: []Arg{
+		{Name: "source", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1},
+		{Name: "wherefrom", Type: ArgOneof, Args: []Arg{
+			{Name: "left", Type: ArgPureToken, Token: "LEFT"},
+			{Name: "right", Type: ArgPureToken, Token: "RIGHT"},
+		}},
+		{Name: "whereto", Type: ArgOneof, Args: []Arg{
+			{Name: "left", Type: ArgPureToken, Token: "LEFT"},
+			{Name: "right", Type: ArgPureToken, Token: "RIGHT"},
+		}},
+		{Name: "timeout", Type: ArgDouble},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "blmpop", Arity: -5, Flags: FlagWrite | FlagBlocking, Categories: CatList, Group: "list", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "blmpop", Arity: -5, Flags: FlagWrite | FlagBlocking, Categories: CatList, Group: "list", Since: "7.0.0", Args: []Arg{
+		{Name: "timeout", Type: ArgDouble},
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "where", Type: ArgOneof, Args: []Arg{
+			{Name: "left", Type: ArgPureToken, Token: "LEFT"},
+			{Name: "right", Type: ArgPureToken, Token: "RIGHT"},
+		}},
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "blpop", Arity: -3, Flags: FlagWrite | FlagBlocking, Categories: CatList, Group: "list", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "blpop", Arity: -3, Flags: FlagWrite | FlagBlocking, Categories: CatList, Group: "list", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "timeout", Type: ArgDouble},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -2, Step: 1, Limit: 0}},
 	}},
-	{Name: "brpop", Arity: -3, Flags: FlagWrite | FlagBlocking, Categories: CatList, Group: "list", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "brpop", Arity: -3, Flags: FlagWrite | FlagBlocking, Categories: CatList, Group: "list", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "timeout", Type: ArgDouble},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -2, Step: 1, Limit: 0}},
 	}},
-	{Name: "brpoplpush", Arity: 4, Flags: FlagWrite | FlagDenyOOM | FlagBlocking, Categories: CatList, Group: "list", Since: "2.2.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "brpoplpush", Arity: 4, Flags: FlagWrite | FlagDenyOOM | FlagBlocking, Categories: CatList, Group: "list", Since: "2.2.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", Args: []Arg{
+		{Name: "source", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1},
+		{Name: "timeout", Type: ArgDouble},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "bzmpop", Arity: -5, Flags: FlagWrite | FlagBlocking, Categories: CatSortedSet, Group: "sorted_set", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "bzmpop", Arity: -5, Flags: FlagWrite | FlagBlocking, Categories: CatSortedSet, Group: "sorted_set", Since: "7.0.0", Args: []Arg{
+		{Name: "timeout", Type: ArgDouble},
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "where", Type: ArgOneof, Args: []Arg{
+			{Name: "min", Type: ArgPureToken, Token: "MIN"},
+			{Name: "max", Type: ArgPureToken, Token: "MAX"},
+		}},
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "bzpopmax", Arity: -3, Flags: FlagWrite | FlagFast | FlagBlocking, Categories: CatSortedSet, Group: "sorted_set", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "bzpopmax", Arity: -3, Flags: FlagWrite | FlagFast | FlagBlocking, Categories: CatSortedSet, Group: "sorted_set", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "timeout", Type: ArgDouble},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -2, Step: 1, Limit: 0}},
 	}},
-	{Name: "bzpopmin", Arity: -3, Flags: FlagWrite | FlagFast | FlagBlocking, Categories: CatSortedSet, Group: "sorted_set", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "bzpopmin", Arity: -3, Flags: FlagWrite | FlagFast | FlagBlocking, Categories: CatSortedSet, Group: "sorted_set", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "timeout", Type: ArgDouble},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -2, Step: 1, Limit: 0}},
 	}},
 	{Name: "client", Arity: -2, Flags: FlagSentinel, Categories: 0, Group: "connection", Since: "2.4.0"},
-	{Name: "client|caching", Container: "client", Arity: 3, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "6.0.0"},
-	{Name: "client|capa", Container: "client", Arity: -3, Flags: FlagNoscript | FlagLoading | FlagStale, Categories: CatConnection, Group: "connection", Since: "8.0.0"},
+	{Name: "client|caching", Container: "client", Arity: 3, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "6.0.0", Args: []Arg{
+		{Name: "mode", Type: ArgOneof, Args: []Arg{
+			{Name: "yes", Type: ArgPureToken, Token: "YES"},
+			{Name: "no", Type: ArgPureToken, Token: "NO"},
+		}},
+	}},
+	{Name: "client|capa", Container: "client", Arity: -3, Flags: FlagNoscript | FlagLoading | FlagStale, Categories: CatConnection, Group: "connection", Since: "8.0.0", Args: []Arg{
+		{Name: "capability", Type: ArgString, Flags: ArgMultiple},
+	}},
 	{Name: "client|getname", Container: "client", Arity: 2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "2.6.9"},
 	{Name: "client|getredir", Container: "client", Arity: 2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "6.0.0"},
 	{Name: "client|help", Container: "client", Arity: 2, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "5.0.0"},
 	{Name: "client|id", Container: "client", Arity: 2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "5.0.0"},
 	{Name: "client|info", Container: "client", Arity: 2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "6.2.0", Tips: []string{"nondeterministic_output"}},
-	{Name: "client|kill", Container: "client", Arity: -3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "2.4.0"},
-	{Name: "client|list", Container: "client", Arity: -2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "2.4.0", Tips: []string{"nondeterministic_output"}},
-	{Name: "client|no-evict", Container: "client", Arity: 3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "7.0.0"},
-	{Name: "client|no-touch", Container: "client", Arity: 3, Flags: FlagNoscript | FlagLoading | FlagStale, Categories: CatConnection, Group: "connection", Since: "7.2.0"},
-	{Name: "client|pause", Container: "client", Arity: -3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "3.0.0"},
-	{Name: "client|reply", Container: "client", Arity: 3, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "3.2.0"},
-	{Name: "client|setinfo", Container: "client", Arity: 4, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "7.2.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}},
-	{Name: "client|setname", Container: "client", Arity: 3, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "2.6.9", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}},
-	{Name: "client|tracking", Container: "client", Arity: -3, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "6.0.0"},
+	{Name: "client|kill", Container: "client", Arity: -3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "2.4.0", Args: []Arg{
+		{Name: "filter", Type: ArgOneof, Args: []Arg{
+			{Name: "old-format", Type: ArgString, DisplayText: "ip:port", DeprecatedSince: "2.8.12"},
+			{Name: "new-format", Type: ArgOneof, Flags: ArgMultiple, Args: []Arg{
+				{Name: "client-id", Type: ArgInteger, Token: "ID", Since: "2.8.12", Flags: ArgOptional},
+				{Name: "client-type", Type: ArgOneof, Token: "TYPE", Since: "2.8.12", Flags: ArgOptional, Args: []Arg{
+					{Name: "normal", Type: ArgPureToken, Token: "normal"},
+					{Name: "master", Type: ArgPureToken, Token: "master", Since: "3.2.0"},
+					{Name: "primary", Type: ArgPureToken, Token: "primary", Since: "8.0.0"},
+					{Name: "slave", Type: ArgPureToken, Token: "slave"},
+					{Name: "replica", Type: ArgPureToken, Token: "replica", Since: "5.0.0"},
+					{Name: "pubsub", Type: ArgPureToken, Token: "pubsub"},
+				}},
+				{Name: "username", Type: ArgString, Token: "USER", Flags: ArgOptional},
+				{Name: "addr", Type: ArgString, Token: "ADDR", DisplayText: "ip:port", Flags: ArgOptional},
+				{Name: "laddr", Type: ArgString, Token: "LADDR", DisplayText: "ip:port", Since: "6.2.0", Flags: ArgOptional},
+				{Name: "skipme", Type: ArgOneof, Token: "SKIPME", Flags: ArgOptional, Args: []Arg{
+					{Name: "yes", Type: ArgPureToken, Token: "YES"},
+					{Name: "no", Type: ArgPureToken, Token: "NO"},
+				}},
+				{Name: "maxage", Type: ArgInteger, Token: "MAXAGE", Since: "8.0.0", Flags: ArgOptional},
+			}},
+		}},
+	}},
+	{Name: "client|list", Container: "client", Arity: -2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "2.4.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "client-type", Type: ArgOneof, Token: "TYPE", Since: "5.0.0", Flags: ArgOptional, Args: []Arg{
+			{Name: "normal", Type: ArgPureToken, Token: "normal"},
+			{Name: "master", Type: ArgPureToken, Token: "master"},
+			{Name: "replica", Type: ArgPureToken, Token: "replica"},
+			{Name: "pubsub", Type: ArgPureToken, Token: "pubsub"},
+		}},
+		{Name: "client-id", Type: ArgInteger, Token: "ID", Since: "6.2.0", Flags: ArgOptional | ArgMultiple},
+	}},
+	{Name: "client|no-evict", Container: "client", Arity: 3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "7.0.0", Args: []Arg{
+		{Name: "enabled", Type: ArgOneof, Args: []Arg{
+			{Name: "on", Type: ArgPureToken, Token: "ON"},
+			{Name: "off", Type: ArgPureToken, Token: "OFF"},
+		}},
+	}},
+	{Name: "client|no-touch", Container: "client", Arity: 3, Flags: FlagNoscript | FlagLoading | FlagStale, Categories: CatConnection, Group: "connection", Since: "7.2.0", Args: []Arg{
+		{Name: "enabled", Type: ArgOneof, Args: []Arg{
+			{Name: "on", Type: ArgPureToken, Token: "ON"},
+			{Name: "off", Type: ArgPureToken, Token: "OFF"},
+		}},
+	}},
+	{Name: "client|pause", Container: "client", Arity: -3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "3.0.0", Args: []Arg{
+		{Name: "timeout", Type: ArgInteger},
+		{Name: "mode", Type: ArgOneof, Since: "6.2.0", Flags: ArgOptional, Args: []Arg{
+			{Name: "write", Type: ArgPureToken, Token: "WRITE"},
+			{Name: "all", Type: ArgPureToken, Token: "ALL"},
+		}},
+	}},
+	{Name: "client|reply", Container: "client", Arity: 3, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "3.2.0", Args: []Arg{
+		{Name: "action", Type: ArgOneof, Args: []Arg{
+			{Name: "on", Type: ArgPureToken, Token: "ON"},
+			{Name: "off", Type: ArgPureToken, Token: "OFF"},
+			{Name: "skip", Type: ArgPureToken, Token: "SKIP"},
+		}},
+	}},
+	{Name: "client|setinfo", Container: "client", Arity: 4, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "7.2.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "attr", Type: ArgOneof, Args: []Arg{
+			{Name: "libname", Type: ArgString, Token: "lib-name"},
+			{Name: "libver", Type: ArgString, Token: "lib-ver"},
+		}},
+	}},
+	{Name: "client|setname", Container: "client", Arity: 3, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "2.6.9", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "connection-name", Type: ArgString},
+	}},
+	{Name: "client|tracking", Container: "client", Arity: -3, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "6.0.0", Args: []Arg{
+		{Name: "status", Type: ArgOneof, Args: []Arg{
+			{Name: "on", Type: ArgPureToken, Token: "ON"},
+			{Name: "off", Type: ArgPureToken, Token: "OFF"},
+		}},
+		{Name: "client-id", Type: ArgInteger, Token: "REDIRECT", Flags: ArgOptional},
+		{Name: "prefix", Type: ArgString, Token: "PREFIX", Flags: ArgOptional | ArgMultiple | ArgMultipleToken},
+		{Name: "BCAST", Type: ArgPureToken, Token: "BCAST", Flags: ArgOptional},
+		{Name: "OPTIN", Type: ArgPureToken, Token: "OPTIN", Flags: ArgOptional},
+		{Name: "OPTOUT", Type: ArgPureToken, Token: "OPTOUT", Flags: ArgOptional},
+		{Name: "NOLOOP", Type: ArgPureToken, Token: "NOLOOP", Flags: ArgOptional},
+	}},
 	{Name: "client|trackinginfo", Container: "client", Arity: 2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "6.2.0"},
-	{Name: "client|unblock", Container: "client", Arity: -3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "5.0.0"},
+	{Name: "client|unblock", Container: "client", Arity: -3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "5.0.0", Args: []Arg{
+		{Name: "client-id", Type: ArgInteger},
+		{Name: "unblock-type", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "timeout", Type: ArgPureToken, Token: "TIMEOUT"},
+			{Name: "error", Type: ArgPureToken, Token: "ERROR"},
+		}},
+	}},
 	{Name: "client|unpause", Container: "client", Arity: 2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "6.2.0"},
 	{Name: "cluster", Arity: -2, Flags: 0, Categories: 0, Group: "cluster", Since: "3.0.0"},
-	{Name: "cluster|addslots", Container: "cluster", Arity: -3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0"},
-	{Name: "cluster|addslotsrange", Container: "cluster", Arity: -4, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "7.0.0"},
+	{Name: "cluster|addslots", Container: "cluster", Arity: -3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Args: []Arg{
+		{Name: "slot", Type: ArgInteger, Flags: ArgMultiple},
+	}},
+	{Name: "cluster|addslotsrange", Container: "cluster", Arity: -4, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "7.0.0", Args: []Arg{
+		{Name: "range", Type: ArgBlock, Flags: ArgMultiple, Args: []Arg{
+			{Name: "start-slot", Type: ArgInteger},
+			{Name: "end-slot", Type: ArgInteger},
+		}},
+	}},
 	{Name: "cluster|bumpepoch", Container: "cluster", Arity: 2, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Tips: []string{"nondeterministic_output"}},
-	{Name: "cluster|count-failure-reports", Container: "cluster", Arity: 3, Flags: FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Tips: []string{"nondeterministic_output"}},
-	{Name: "cluster|countkeysinslot", Container: "cluster", Arity: 3, Flags: FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0"},
-	{Name: "cluster|delslots", Container: "cluster", Arity: -3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0"},
-	{Name: "cluster|delslotsrange", Container: "cluster", Arity: -4, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "7.0.0"},
-	{Name: "cluster|failover", Container: "cluster", Arity: -2, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0"},
+	{Name: "cluster|count-failure-reports", Container: "cluster", Arity: 3, Flags: FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "node-id", Type: ArgString},
+	}},
+	{Name: "cluster|countkeysinslot", Container: "cluster", Arity: 3, Flags: FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Args: []Arg{
+		{Name: "slot", Type: ArgInteger},
+	}},
+	{Name: "cluster|delslots", Container: "cluster", Arity: -3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Args: []Arg{
+		{Name: "slot", Type: ArgInteger, Flags: ArgMultiple},
+	}},
+	{Name: "cluster|delslotsrange", Container: "cluster", Arity: -4, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "7.0.0", Args: []Arg{
+		{Name: "range", Type: ArgBlock, Flags: ArgMultiple, Args: []Arg{
+			{Name: "start-slot", Type: ArgInteger},
+			{Name: "end-slot", Type: ArgInteger},
+		}},
+	}},
+	{Name: "cluster|failover", Container: "cluster", Arity: -2, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Args: []Arg{
+		{Name: "options", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "force", Type: ArgPureToken, Token: "FORCE"},
+			{Name: "takeover", Type: ArgPureToken, Token: "TAKEOVER"},
+		}},
+	}},
 	{Name: "cluster|flushslots", Container: "cluster", Arity: 2, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0"},
-	{Name: "cluster|forget", Container: "cluster", Arity: 3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0"},
-	{Name: "cluster|getkeysinslot", Container: "cluster", Arity: 4, Flags: FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Tips: []string{"nondeterministic_output"}},
+	{Name: "cluster|forget", Container: "cluster", Arity: 3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Args: []Arg{
+		{Name: "node-id", Type: ArgString},
+	}},
+	{Name: "cluster|getkeysinslot", Container: "cluster", Arity: 4, Flags: FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "slot", Type: ArgInteger},
+		{Name: "count", Type: ArgInteger},
+	}},
 	{Name: "cluster|help", Container: "cluster", Arity: 2, Flags: FlagLoading | FlagStale, Categories: 0, Group: "cluster", Since: "5.0.0"},
 	{Name: "cluster|info", Container: "cluster", Arity: 2, Flags: FlagLoading | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Tips: []string{"nondeterministic_output"}},
-	{Name: "cluster|keyslot", Container: "cluster", Arity: 3, Flags: FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0"},
+	{Name: "cluster|keyslot", Container: "cluster", Arity: 3, Flags: FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Args: []Arg{
+		{Name: "key", Type: ArgString},
+	}},
 	{Name: "cluster|links", Container: "cluster", Arity: 2, Flags: FlagStale, Categories: 0, Group: "cluster", Since: "7.0.0", Tips: []string{"nondeterministic_output"}},
-	{Name: "cluster|meet", Container: "cluster", Arity: -4, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0"},
+	{Name: "cluster|meet", Container: "cluster", Arity: -4, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Args: []Arg{
+		{Name: "ip", Type: ArgString},
+		{Name: "port", Type: ArgInteger},
+		{Name: "cluster-bus-port", Type: ArgInteger, Since: "4.0.0", Flags: ArgOptional},
+	}},
 	{Name: "cluster|myid", Container: "cluster", Arity: 2, Flags: FlagLoading | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0"},
 	{Name: "cluster|myshardid", Container: "cluster", Arity: 2, Flags: FlagLoading | FlagStale, Categories: 0, Group: "cluster", Since: "7.2.0", Tips: []string{"nondeterministic_output"}},
 	{Name: "cluster|nodes", Container: "cluster", Arity: 2, Flags: FlagLoading | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Tips: []string{"nondeterministic_output"}},
-	{Name: "cluster|replicas", Container: "cluster", Arity: 3, Flags: FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "5.0.0", Tips: []string{"nondeterministic_output"}},
-	{Name: "cluster|replicate", Container: "cluster", Arity: 3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0"},
-	{Name: "cluster|reset", Container: "cluster", Arity: -2, Flags: FlagAdmin | FlagStale | FlagNoscript, Categories: 0, Group: "cluster", Since: "3.0.0"},
+	{Name: "cluster|replicas", Container: "cluster", Arity: 3, Flags: FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "5.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "node-id", Type: ArgString},
+	}},
+	{Name: "cluster|replicate", Container: "cluster", Arity: 3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Args: []Arg{
+		{Name: "node-id", Type: ArgString},
+	}},
+	{Name: "cluster|reset", Container: "cluster", Arity: -2, Flags: FlagAdmin | FlagStale | FlagNoscript, Categories: 0, Group: "cluster", Since: "3.0.0", Args: []Arg{
+		{Name: "reset-type", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "hard", Type: ArgPureToken, Token: "HARD"},
+			{Name: "soft", Type: ArgPureToken, Token: "SOFT"},
+		}},
+	}},
 	{Name: "cluster|saveconfig", Container: "cluster", Arity: 2, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0"},
-	{Name: "cluster|set-config-epoch", Container: "cluster", Arity: 3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0"},
-	{Name: "cluster|setslot", Container: "cluster", Arity: -4, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale | FlagMayReplicate, Categories: 0, Group: "cluster", Since: "3.0.0"},
+	{Name: "cluster|set-config-epoch", Container: "cluster", Arity: 3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Args: []Arg{
+		{Name: "config-epoch", Type: ArgInteger},
+	}},
+	{Name: "cluster|setslot", Container: "cluster", Arity: -4, Flags: FlagNoAsyncLoading | FlagAdmin | FlagStale | FlagMayReplicate, Categories: 0, Group: "cluster", Since: "3.0.0", Args: []Arg{
+		{Name: "slot", Type: ArgInteger},
+		{Name: "subcommand", Type: ArgOneof, Args: []Arg{
+			{Name: "importing", Type: ArgString, Token: "IMPORTING", DisplayText: "node-id"},
+			{Name: "migrating", Type: ArgString, Token: "MIGRATING", DisplayText: "node-id"},
+			{Name: "node", Type: ArgString, Token: "NODE", DisplayText: "node-id"},
+			{Name: "stable", Type: ArgPureToken, Token: "STABLE"},
+		}},
+		{Name: "timeout", Type: ArgInteger, Token: "TIMEOUT", DisplayText: "timeout", Since: "8.0.0", Flags: ArgOptional},
+	}},
 	{Name: "cluster|shards", Container: "cluster", Arity: 2, Flags: FlagLoading | FlagStale, Categories: 0, Group: "cluster", Since: "7.0.0", Tips: []string{"nondeterministic_output"}},
-	{Name: "cluster|slaves", Container: "cluster", Arity: 3, Flags: FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", DocFlags: DocDeprecated, DeprecatedSince: "5.0.0", Tips: []string{"nondeterministic_output"}},
-	{Name: "cluster|slot-stats", Container: "cluster", Arity: -4, Flags: FlagStale | FlagLoading, Categories: 0, Group: "cluster", Since: "8.0.0", Tips: []string{"nondeterministic_output", "request_policy:all_shards"}},
+	{Name: "cluster|slaves", Container: "cluster", Arity: 3, Flags: FlagAdmin | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", DocFlags: DocDeprecated, DeprecatedSince: "5.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "node-id", Type: ArgString},
+	}},
+	{Name: "cluster|slot-stats", Container: "cluster", Arity: -4, Flags: FlagStale | FlagLoading, Categories: 0, Group: "cluster", Since: "8.0.0", Tips: []string{"nondeterministic_output", "request_policy:all_shards"}, Args: []Arg{
+		{Name: "filter", Type: ArgOneof, Args: []Arg{
+			{Name: "slotsrange", Type: ArgBlock, Token: "SLOTSRANGE", Args: []Arg{
+				{Name: "start-slot", Type: ArgInteger},
+				{Name: "end-slot", Type: ArgInteger},
+			}},
+			{Name: "orderby", Type: ArgBlock, Token: "ORDERBY", Args: []Arg{
+				{Name: "metric", Type: ArgString},
+				{Name: "limit", Type: ArgInteger, Token: "LIMIT", Flags: ArgOptional},
+				{Name: "order", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+					{Name: "asc", Type: ArgPureToken, Token: "ASC"},
+					{Name: "desc", Type: ArgPureToken, Token: "DESC"},
+				}},
+			}},
+		}},
+	}},
 	{Name: "cluster|slots", Container: "cluster", Arity: 2, Flags: FlagLoading | FlagStale, Categories: 0, Group: "cluster", Since: "3.0.0", Tips: []string{"nondeterministic_output"}},
 	{Name: "command", Arity: -1, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "2.8.13", Tips: []string{"nondeterministic_output_order"}},
 	{Name: "command|count", Container: "command", Arity: 2, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "2.8.13"},
-	{Name: "command|docs", Container: "command", Arity: -2, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "7.0.0", Tips: []string{"nondeterministic_output_order"}},
-	{Name: "command|getkeys", Container: "command", Arity: -3, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "2.8.13"},
-	{Name: "command|getkeysandflags", Container: "command", Arity: -3, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "7.0.0"},
+	{Name: "command|docs", Container: "command", Arity: -2, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "7.0.0", Tips: []string{"nondeterministic_output_order"}, Args: []Arg{
+		{Name: "command-name", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
+	{Name: "command|getkeys", Container: "command", Arity: -3, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "2.8.13", Args: []Arg{
+		{Name: "command", Type: ArgString},
+		{Name: "arg", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
+	{Name: "command|getkeysandflags", Container: "command", Arity: -3, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "7.0.0", Args: []Arg{
+		{Name: "command", Type: ArgString},
+		{Name: "arg", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
 	{Name: "command|help", Container: "command", Arity: 2, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "5.0.0"},
-	{Name: "command|info", Container: "command", Arity: -2, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "2.8.13", Tips: []string{"nondeterministic_output_order"}},
-	{Name: "command|list", Container: "command", Arity: -2, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "7.0.0", Tips: []string{"nondeterministic_output_order"}},
+	{Name: "command|info", Container: "command", Arity: -2, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "2.8.13", Tips: []string{"nondeterministic_output_order"}, Args: []Arg{
+		{Name: "command-name", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
+	{Name: "command|list", Container: "command", Arity: -2, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatConnection, Group: "server", Since: "7.0.0", Tips: []string{"nondeterministic_output_order"}, Args: []Arg{
+		{Name: "filterby", Type: ArgOneof, Token: "FILTERBY", Flags: ArgOptional, Args: []Arg{
+			{Name: "module-name", Type: ArgString, Token: "MODULE"},
+			{Name: "category", Type: ArgString, Token: "ACLCAT"},
+			{Name: "pattern", Type: ArgPattern, Token: "PATTERN"},
+		}},
+	}},
 	{Name: "config", Arity: -2, Flags: 0, Categories: 0, Group: "server", Since: "2.0.0"},
-	{Name: "config|get", Container: "config", Arity: -3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.0.0"},
+	{Name: "config|get", Container: "config", Arity: -3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.0.0", Args: []Arg{
+		{Name: "parameter", Type: ArgString, Flags: ArgMultiple},
+	}},
 	{Name: "config|help", Container: "config", Arity: 2, Flags: FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "5.0.0"},
 	{Name: "config|resetstat", Container: "config", Arity: 2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.0.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}},
 	{Name: "config|rewrite", Container: "config", Arity: 2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.8.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}},
-	{Name: "config|set", Container: "config", Arity: -4, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.0.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}},
-	{Name: "copy", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatKeyspace, Group: "generic", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "config|set", Container: "config", Arity: -4, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.0.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "data", Type: ArgBlock, Flags: ArgMultiple, Args: []Arg{
+			{Name: "parameter", Type: ArgString},
+			{Name: "value", Type: ArgString},
+		}},
+	}},
+	{Name: "copy", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatKeyspace, Group: "generic", Since: "6.2.0", Args: []Arg{
+		{Name: "source", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1},
+		{Name: "destination-db", Type: ArgInteger, Token: "DB", Flags: ArgOptional},
+		{Name: "replace", Type: ArgPureToken, Token: "REPLACE", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
 	{Name: "dbsize", Arity: 1, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "server", Since: "1.0.0", Tips: []string{"request_policy:all_shards", "response_policy:agg_sum"}},
 	{Name: "debug", Arity: -2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagProtected, Categories: 0, Group: "server", Since: "1.0.0", DocFlags: DocSyscmd},
-	{Name: "decr", Arity: 2, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "decr", Arity: 2, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "decrby", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "decrby", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "decrement", Type: ArgInteger},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "del", Arity: -2, Flags: FlagWrite, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", Tips: []string{"request_policy:multi_shard", "response_policy:agg_sum"}, KeySpecs: []KeySpec{
+	{Name: "del", Arity: -2, Flags: FlagWrite, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", Tips: []string{"request_policy:multi_shard", "response_policy:agg_sum"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRM | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
 	{Name: "discard", Arity: 1, Flags: FlagNoscript | FlagLoading | FlagStale | FlagFast | FlagAllowBusy, Categories: CatTransaction, Group: "transactions", Since: "2.0.0"},
-	{Name: "dump", Arity: 2, Flags: FlagReadonly, Categories: CatKeyspace, Group: "generic", Since: "2.6.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "dump", Arity: 2, Flags: FlagReadonly, Categories: CatKeyspace, Group: "generic", Since: "2.6.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "echo", Arity: 2, Flags: FlagLoading | FlagStale | FlagFast, Categories: CatConnection, Group: "connection", Since: "1.0.0"},
-	{Name: "eval", Arity: -3, Flags: FlagNoscript | FlagSkipMonitor | FlagMayReplicate | FlagNoMandatoryKeys | FlagStale, Categories: CatScripting, Group: "scripting", Since: "2.6.0", KeySpecs: []KeySpec{
+	{Name: "echo", Arity: 2, Flags: FlagLoading | FlagStale | FlagFast, Categories: CatConnection, Group: "connection", Since: "1.0.0", Args: []Arg{
+		{Name: "message", Type: ArgString},
+	}},
+	{Name: "eval", Arity: -3, Flags: FlagNoscript | FlagSkipMonitor | FlagMayReplicate | FlagNoMandatoryKeys | FlagStale, Categories: CatScripting, Group: "scripting", Since: "2.6.0", Args: []Arg{
+		{Name: "script", Type: ArgString},
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgOptional | ArgMultiple},
+		{Name: "arg", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "eval_ro", Arity: -3, Flags: FlagNoscript | FlagSkipMonitor | FlagNoMandatoryKeys | FlagStale | FlagReadonly, Categories: CatScripting, Group: "scripting", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "eval_ro", Arity: -3, Flags: FlagNoscript | FlagSkipMonitor | FlagNoMandatoryKeys | FlagStale | FlagReadonly, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Args: []Arg{
+		{Name: "script", Type: ArgString},
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgOptional | ArgMultiple},
+		{Name: "arg", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "evalsha", Arity: -3, Flags: FlagNoscript | FlagSkipMonitor | FlagMayReplicate | FlagNoMandatoryKeys | FlagStale, Categories: CatScripting, Group: "scripting", Since: "2.6.0", KeySpecs: []KeySpec{
+	{Name: "evalsha", Arity: -3, Flags: FlagNoscript | FlagSkipMonitor | FlagMayReplicate | FlagNoMandatoryKeys | FlagStale, Categories: CatScripting, Group: "scripting", Since: "2.6.0", Args: []Arg{
+		{Name: "sha1", Type: ArgString},
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgOptional | ArgMultiple},
+		{Name: "arg", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "evalsha_ro", Arity: -3, Flags: FlagNoscript | FlagSkipMonitor | FlagNoMandatoryKeys | FlagStale | FlagReadonly, Categories: CatScripting, Group: "scripting", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "evalsha_ro", Arity: -3, Flags: FlagNoscript | FlagSkipMonitor | FlagNoMandatoryKeys | FlagStale | FlagReadonly, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Args: []Arg{
+		{Name: "sha1", Type: ArgString},
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgOptional | ArgMultiple},
+		{Name: "arg", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
 	{Name: "exec", Arity: 1, Flags: FlagNoscript | FlagLoading | FlagStale | FlagSkipSlowlog, Categories: CatTransaction, Group: "transactions", Since: "1.2.0"},
-	{Name: "exists", Arity: -2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", Tips: []string{"request_policy:multi_shard", "response_policy:agg_sum"}, KeySpecs: []KeySpec{
+	{Name: "exists", Arity: -2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", Tips: []string{"request_policy:multi_shard", "response_policy:agg_sum"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "expire", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "expire", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "seconds", Type: ArgInteger},
+		{Name: "condition", Type: ArgOneof, Since: "7.0.0", Flags: ArgOptional, Args: []Arg{
+			{Name: "nx", Type: ArgPureToken, Token: "NX"},
+			{Name: "xx", Type: ArgPureToken, Token: "XX"},
+			{Name: "gt", Type: ArgPureToken, Token: "GT"},
+			{Name: "lt", Type: ArgPureToken, Token: "LT"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "expireat", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.2.0", KeySpecs: []KeySpec{
+	{Name: "expireat", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "unix-time-seconds", Type: ArgUnixTime},
+		{Name: "condition", Type: ArgOneof, Since: "7.0.0", Flags: ArgOptional, Args: []Arg{
+			{Name: "nx", Type: ArgPureToken, Token: "NX"},
+			{Name: "xx", Type: ArgPureToken, Token: "XX"},
+			{Name: "gt", Type: ArgPureToken, Token: "GT"},
+			{Name: "lt", Type: ArgPureToken, Token: "LT"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "expiretime", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "expiretime", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "7.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "failover", Arity: -1, Flags: FlagAdmin | FlagNoscript | FlagStale, Categories: 0, Group: "server", Since: "6.2.0"},
-	{Name: "fcall", Arity: -3, Flags: FlagNoscript | FlagSkipMonitor | FlagMayReplicate | FlagNoMandatoryKeys | FlagStale, Categories: CatScripting, Group: "scripting", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "failover", Arity: -1, Flags: FlagAdmin | FlagNoscript | FlagStale, Categories: 0, Group: "server", Since: "6.2.0", Args: []Arg{
+		{Name: "target", Type: ArgBlock, Token: "TO", Flags: ArgOptional, Args: []Arg{
+			{Name: "host", Type: ArgString},
+			{Name: "port", Type: ArgInteger},
+			{Name: "force", Type: ArgPureToken, Token: "FORCE", Flags: ArgOptional},
+		}},
+		{Name: "abort", Type: ArgPureToken, Token: "ABORT", Flags: ArgOptional},
+		{Name: "milliseconds", Type: ArgInteger, Token: "TIMEOUT", Flags: ArgOptional},
+	}},
+	{Name: "fcall", Arity: -3, Flags: FlagNoscript | FlagSkipMonitor | FlagMayReplicate | FlagNoMandatoryKeys | FlagStale, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Args: []Arg{
+		{Name: "function", Type: ArgString},
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgOptional | ArgMultiple},
+		{Name: "arg", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "fcall_ro", Arity: -3, Flags: FlagNoscript | FlagSkipMonitor | FlagNoMandatoryKeys | FlagStale | FlagReadonly, Categories: CatScripting, Group: "scripting", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "fcall_ro", Arity: -3, Flags: FlagNoscript | FlagSkipMonitor | FlagNoMandatoryKeys | FlagStale | FlagReadonly, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Args: []Arg{
+		{Name: "function", Type: ArgString},
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgOptional | ArgMultiple},
+		{Name: "arg", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "flushall", Arity: -1, Flags: FlagWrite, Categories: CatKeyspace | CatDangerous, Group: "server", Since: "1.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}},
-	{Name: "flushdb", Arity: -1, Flags: FlagWrite, Categories: CatKeyspace | CatDangerous, Group: "server", Since: "1.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}},
+	{Name: "flushall", Arity: -1, Flags: FlagWrite, Categories: CatKeyspace | CatDangerous, Group: "server", Since: "1.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "flush-type", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "async", Type: ArgPureToken, Token: "ASYNC", Since: "4.0.0"},
+			{Name: "sync", Type: ArgPureToken, Token: "SYNC", Since: "6.2.0"},
+		}},
+	}},
+	{Name: "flushdb", Arity: -1, Flags: FlagWrite, Categories: CatKeyspace | CatDangerous, Group: "server", Since: "1.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "flush-type", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "async", Type: ArgPureToken, Token: "ASYNC", Since: "4.0.0"},
+			{Name: "sync", Type: ArgPureToken, Token: "SYNC", Since: "6.2.0"},
+		}},
+	}},
 	{Name: "function", Arity: -2, Flags: 0, Categories: 0, Group: "scripting", Since: "7.0.0"},
-	{Name: "function|delete", Container: "function", Arity: 3, Flags: FlagNoscript | FlagWrite, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}},
+	{Name: "function|delete", Container: "function", Arity: 3, Flags: FlagNoscript | FlagWrite, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "library-name", Type: ArgString},
+	}},
 	{Name: "function|dump", Container: "function", Arity: 2, Flags: FlagNoscript, Categories: CatScripting, Group: "scripting", Since: "7.0.0"},
-	{Name: "function|flush", Container: "function", Arity: -2, Flags: FlagNoscript | FlagWrite, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}},
+	{Name: "function|flush", Container: "function", Arity: -2, Flags: FlagNoscript | FlagWrite, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "flush-type", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "async", Type: ArgPureToken, Token: "ASYNC"},
+			{Name: "sync", Type: ArgPureToken, Token: "SYNC"},
+		}},
+	}},
 	{Name: "function|help", Container: "function", Arity: 2, Flags: FlagLoading | FlagStale, Categories: CatScripting, Group: "scripting", Since: "7.0.0"},
 	{Name: "function|kill", Container: "function", Arity: 2, Flags: FlagNoscript | FlagAllowBusy, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Tips: []string{"request_policy:all_shards", "response_policy:one_succeeded"}},
-	{Name: "function|list", Container: "function", Arity: -2, Flags: FlagNoscript, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Tips: []string{"nondeterministic_output_order"}},
-	{Name: "function|load", Container: "function", Arity: -3, Flags: FlagNoscript | FlagWrite | FlagDenyOOM, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}},
-	{Name: "function|restore", Container: "function", Arity: -3, Flags: FlagNoscript | FlagWrite | FlagDenyOOM, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}},
+	{Name: "function|list", Container: "function", Arity: -2, Flags: FlagNoscript, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Tips: []string{"nondeterministic_output_order"}, Args: []Arg{
+		{Name: "library-name-pattern", Type: ArgString, Token: "LIBRARYNAME", Flags: ArgOptional},
+		{Name: "withcode", Type: ArgPureToken, Token: "WITHCODE", Flags: ArgOptional},
+	}},
+	{Name: "function|load", Container: "function", Arity: -3, Flags: FlagNoscript | FlagWrite | FlagDenyOOM, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "replace", Type: ArgPureToken, Token: "REPLACE", Flags: ArgOptional},
+		{Name: "function-code", Type: ArgString},
+	}},
+	{Name: "function|restore", Container: "function", Arity: -3, Flags: FlagNoscript | FlagWrite | FlagDenyOOM, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "serialized-value", Type: ArgString},
+		{Name: "policy", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "flush", Type: ArgPureToken, Token: "FLUSH"},
+			{Name: "append", Type: ArgPureToken, Token: "APPEND"},
+			{Name: "replace", Type: ArgPureToken, Token: "REPLACE"},
+		}},
+	}},
 	{Name: "function|stats", Container: "function", Arity: 2, Flags: FlagNoscript | FlagAllowBusy, Categories: CatScripting, Group: "scripting", Since: "7.0.0", Tips: []string{"nondeterministic_output", "request_policy:all_shards", "response_policy:special"}},
-	{Name: "geoadd", Arity: -5, Flags: FlagWrite | FlagDenyOOM, Categories: CatGeo, Group: "geo", Since: "3.2.0", KeySpecs: []KeySpec{
+	{Name: "geoadd", Arity: -5, Flags: FlagWrite | FlagDenyOOM, Categories: CatGeo, Group: "geo", Since: "3.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "condition", Type: ArgOneof, Since: "6.2.0", Flags: ArgOptional, Args: []Arg{
+			{Name: "nx", Type: ArgPureToken, Token: "NX"},
+			{Name: "xx", Type: ArgPureToken, Token: "XX"},
+		}},
+		{Name: "change", Type: ArgPureToken, Token: "CH", Since: "6.2.0", Flags: ArgOptional},
+		{Name: "data", Type: ArgBlock, Flags: ArgMultiple, Args: []Arg{
+			{Name: "longitude", Type: ArgDouble},
+			{Name: "latitude", Type: ArgDouble},
+			{Name: "member", Type: ArgString},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "geodist", Arity: -4, Flags: FlagReadonly, Categories: CatGeo, Group: "geo", Since: "3.2.0", KeySpecs: []KeySpec{
+	{Name: "geodist", Arity: -4, Flags: FlagReadonly, Categories: CatGeo, Group: "geo", Since: "3.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member1", Type: ArgString},
+		{Name: "member2", Type: ArgString},
+		{Name: "unit", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "m", Type: ArgPureToken, Token: "m"},
+			{Name: "km", Type: ArgPureToken, Token: "km"},
+			{Name: "ft", Type: ArgPureToken, Token: "ft"},
+			{Name: "mi", Type: ArgPureToken, Token: "mi"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "geohash", Arity: -2, Flags: FlagReadonly, Categories: CatGeo, Group: "geo", Since: "3.2.0", KeySpecs: []KeySpec{
+	{Name: "geohash", Arity: -2, Flags: FlagReadonly, Categories: CatGeo, Group: "geo", Since: "3.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "geopos", Arity: -2, Flags: FlagReadonly, Categories: CatGeo, Group: "geo", Since: "3.2.0", KeySpecs: []KeySpec{
+	{Name: "geopos", Arity: -2, Flags: FlagReadonly, Categories: CatGeo, Group: "geo", Since: "3.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "georadius", Arity: -6, Flags: FlagWrite | FlagDenyOOM, Categories: CatGeo, Group: "geo", Since: "3.2.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "georadius", Arity: -6, Flags: FlagWrite | FlagDenyOOM, Categories: CatGeo, Group: "geo", Since: "3.2.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "longitude", Type: ArgDouble},
+		{Name: "latitude", Type: ArgDouble},
+		{Name: "radius", Type: ArgDouble},
+		{Name: "unit", Type: ArgOneof, Args: []Arg{
+			{Name: "m", Type: ArgPureToken, Token: "m"},
+			{Name: "km", Type: ArgPureToken, Token: "km"},
+			{Name: "ft", Type: ArgPureToken, Token: "ft"},
+			{Name: "mi", Type: ArgPureToken, Token: "mi"},
+		}},
+		{Name: "withcoord", Type: ArgPureToken, Token: "WITHCOORD", Flags: ArgOptional},
+		{Name: "withdist", Type: ArgPureToken, Token: "WITHDIST", Flags: ArgOptional},
+		{Name: "withhash", Type: ArgPureToken, Token: "WITHHASH", Flags: ArgOptional},
+		{Name: "count-block", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "count", Type: ArgInteger, Token: "COUNT"},
+			{Name: "any", Type: ArgPureToken, Token: "ANY", Since: "6.2.0", Flags: ArgOptional},
+		}},
+		{Name: "order", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "asc", Type: ArgPureToken, Token: "ASC"},
+			{Name: "desc", Type: ArgPureToken, Token: "DESC"},
+		}},
+		{Name: "store", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "storekey", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1, Token: "STORE", DisplayText: "key"},
+			{Name: "storedistkey", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 2, Token: "STOREDIST", DisplayText: "key"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchKeyword, Keyword: "STORE", StartFrom: 6}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchKeyword, Keyword: "STOREDIST", StartFrom: 6}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "georadius_ro", Arity: -6, Flags: FlagReadonly, Categories: CatGeo, Group: "geo", Since: "3.2.10", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "georadius_ro", Arity: -6, Flags: FlagReadonly, Categories: CatGeo, Group: "geo", Since: "3.2.10", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "longitude", Type: ArgDouble},
+		{Name: "latitude", Type: ArgDouble},
+		{Name: "radius", Type: ArgDouble},
+		{Name: "unit", Type: ArgOneof, Args: []Arg{
+			{Name: "m", Type: ArgPureToken, Token: "m"},
+			{Name: "km", Type: ArgPureToken, Token: "km"},
+			{Name: "ft", Type: ArgPureToken, Token: "ft"},
+			{Name: "mi", Type: ArgPureToken, Token: "mi"},
+		}},
+		{Name: "withcoord", Type: ArgPureToken, Token: "WITHCOORD", Flags: ArgOptional},
+		{Name: "withdist", Type: ArgPureToken, Token: "WITHDIST", Flags: ArgOptional},
+		{Name: "withhash", Type: ArgPureToken, Token: "WITHHASH", Flags: ArgOptional},
+		{Name: "count-block", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "count", Type: ArgInteger, Token: "COUNT"},
+			{Name: "any", Type: ArgPureToken, Token: "ANY", Since: "6.2.0", Flags: ArgOptional},
+		}},
+		{Name: "order", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "asc", Type: ArgPureToken, Token: "ASC"},
+			{Name: "desc", Type: ArgPureToken, Token: "DESC"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "georadiusbymember", Arity: -5, Flags: FlagWrite | FlagDenyOOM, Categories: CatGeo, Group: "geo", Since: "3.2.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "georadiusbymember", Arity: -5, Flags: FlagWrite | FlagDenyOOM, Categories: CatGeo, Group: "geo", Since: "3.2.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString},
+		{Name: "radius", Type: ArgDouble},
+		{Name: "unit", Type: ArgOneof, Args: []Arg{
+			{Name: "m", Type: ArgPureToken, Token: "m"},
+			{Name: "km", Type: ArgPureToken, Token: "km"},
+			{Name: "ft", Type: ArgPureToken, Token: "ft"},
+			{Name: "mi", Type: ArgPureToken, Token: "mi"},
+		}},
+		{Name: "withcoord", Type: ArgPureToken, Token: "WITHCOORD", Flags: ArgOptional},
+		{Name: "withdist", Type: ArgPureToken, Token: "WITHDIST", Flags: ArgOptional},
+		{Name: "withhash", Type: ArgPureToken, Token: "WITHHASH", Flags: ArgOptional},
+		{Name: "count-block", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "count", Type: ArgInteger, Token: "COUNT"},
+			{Name: "any", Type: ArgPureToken, Token: "ANY", Flags: ArgOptional},
+		}},
+		{Name: "order", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "asc", Type: ArgPureToken, Token: "ASC"},
+			{Name: "desc", Type: ArgPureToken, Token: "DESC"},
+		}},
+		{Name: "store", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "storekey", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1, Token: "STORE", DisplayText: "key"},
+			{Name: "storedistkey", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 2, Token: "STOREDIST", DisplayText: "key"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchKeyword, Keyword: "STORE", StartFrom: 5}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchKeyword, Keyword: "STOREDIST", StartFrom: 5}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "georadiusbymember_ro", Arity: -5, Flags: FlagReadonly, Categories: CatGeo, Group: "geo", Since: "3.2.10", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "georadiusbymember_ro", Arity: -5, Flags: FlagReadonly, Categories: CatGeo, Group: "geo", Since: "3.2.10", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString},
+		{Name: "radius", Type: ArgDouble},
+		{Name: "unit", Type: ArgOneof, Args: []Arg{
+			{Name: "m", Type: ArgPureToken, Token: "m"},
+			{Name: "km", Type: ArgPureToken, Token: "km"},
+			{Name: "ft", Type: ArgPureToken, Token: "ft"},
+			{Name: "mi", Type: ArgPureToken, Token: "mi"},
+		}},
+		{Name: "withcoord", Type: ArgPureToken, Token: "WITHCOORD", Flags: ArgOptional},
+		{Name: "withdist", Type: ArgPureToken, Token: "WITHDIST", Flags: ArgOptional},
+		{Name: "withhash", Type: ArgPureToken, Token: "WITHHASH", Flags: ArgOptional},
+		{Name: "count-block", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "count", Type: ArgInteger, Token: "COUNT"},
+			{Name: "any", Type: ArgPureToken, Token: "ANY", Flags: ArgOptional},
+		}},
+		{Name: "order", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "asc", Type: ArgPureToken, Token: "ASC"},
+			{Name: "desc", Type: ArgPureToken, Token: "DESC"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "geosearch", Arity: -7, Flags: FlagReadonly, Categories: CatGeo, Group: "geo", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "geosearch", Arity: -7, Flags: FlagReadonly, Categories: CatGeo, Group: "geo", Since: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "from", Type: ArgOneof, Args: []Arg{
+			{Name: "member", Type: ArgString, Token: "FROMMEMBER"},
+			{Name: "fromlonlat", Type: ArgBlock, Token: "FROMLONLAT", Args: []Arg{
+				{Name: "longitude", Type: ArgDouble},
+				{Name: "latitude", Type: ArgDouble},
+			}},
+		}},
+		{Name: "by", Type: ArgOneof, Args: []Arg{
+			{Name: "circle", Type: ArgBlock, Args: []Arg{
+				{Name: "radius", Type: ArgDouble, Token: "BYRADIUS"},
+				{Name: "unit", Type: ArgOneof, Args: []Arg{
+					{Name: "m", Type: ArgPureToken, Token: "m"},
+					{Name: "km", Type: ArgPureToken, Token: "km"},
+					{Name: "ft", Type: ArgPureToken, Token: "ft"},
+					{Name: "mi", Type: ArgPureToken, Token: "mi"},
+				}},
+			}},
+			{Name: "box", Type: ArgBlock, Args: []Arg{
+				{Name: "width", Type: ArgDouble, Token: "BYBOX"},
+				{Name: "height", Type: ArgDouble},
+				{Name: "unit", Type: ArgOneof, Args: []Arg{
+					{Name: "m", Type: ArgPureToken, Token: "m"},
+					{Name: "km", Type: ArgPureToken, Token: "km"},
+					{Name: "ft", Type: ArgPureToken, Token: "ft"},
+					{Name: "mi", Type: ArgPureToken, Token: "mi"},
+				}},
+			}},
+		}},
+		{Name: "order", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "asc", Type: ArgPureToken, Token: "ASC"},
+			{Name: "desc", Type: ArgPureToken, Token: "DESC"},
+		}},
+		{Name: "count-block", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "count", Type: ArgInteger, Token: "COUNT"},
+			{Name: "any", Type: ArgPureToken, Token: "ANY", Flags: ArgOptional},
+		}},
+		{Name: "withcoord", Type: ArgPureToken, Token: "WITHCOORD", Flags: ArgOptional},
+		{Name: "withdist", Type: ArgPureToken, Token: "WITHDIST", Flags: ArgOptional},
+		{Name: "withhash", Type: ArgPureToken, Token: "WITHHASH", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "geosearchstore", Arity: -8, Flags: FlagWrite | FlagDenyOOM, Categories: CatGeo, Group: "geo", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "geosearchstore", Arity: -8, Flags: FlagWrite | FlagDenyOOM, Categories: CatGeo, Group: "geo", Since: "6.2.0", Args: []Arg{
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "source", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1},
+		{Name: "from", Type: ArgOneof, Args: []Arg{
+			{Name: "member", Type: ArgString, Token: "FROMMEMBER"},
+			{Name: "fromlonlat", Type: ArgBlock, Token: "FROMLONLAT", Args: []Arg{
+				{Name: "longitude", Type: ArgDouble},
+				{Name: "latitude", Type: ArgDouble},
+			}},
+		}},
+		{Name: "by", Type: ArgOneof, Args: []Arg{
+			{Name: "circle", Type: ArgBlock, Args: []Arg{
+				{Name: "radius", Type: ArgDouble, Token: "BYRADIUS"},
+				{Name: "unit", Type: ArgOneof, Args: []Arg{
+					{Name: "m", Type: ArgPureToken, Token: "m"},
+					{Name: "km", Type: ArgPureToken, Token: "km"},
+					{Name: "ft", Type: ArgPureToken, Token: "ft"},
+					{Name: "mi", Type: ArgPureToken, Token: "mi"},
+				}},
+			}},
+			{Name: "box", Type: ArgBlock, Args: []Arg{
+				{Name: "width", Type: ArgDouble, Token: "BYBOX"},
+				{Name: "height", Type: ArgDouble},
+				{Name: "unit", Type: ArgOneof, Args: []Arg{
+					{Name: "m", Type: ArgPureToken, Token: "m"},
+					{Name: "km", Type: ArgPureToken, Token: "km"},
+					{Name: "ft", Type: ArgPureToken, Token: "ft"},
+					{Name: "mi", Type: ArgPureToken, Token: "mi"},
+				}},
+			}},
+		}},
+		{Name: "order", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "asc", Type: ArgPureToken, Token: "ASC"},
+			{Name: "desc", Type: ArgPureToken, Token: "DESC"},
+		}},
+		{Name: "count-block", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "count", Type: ArgInteger, Token: "COUNT"},
+			{Name: "any", Type: ArgPureToken, Token: "ANY", Flags: ArgOptional},
+		}},
+		{Name: "storedist", Type: ArgPureToken, Token: "STOREDIST", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "get", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "get", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "getbit", Arity: 3, Flags: FlagReadonly | FlagFast, Categories: CatBitmap, Group: "bitmap", Since: "2.2.0", KeySpecs: []KeySpec{
+	{Name: "getbit", Arity: 3, Flags: FlagReadonly | FlagFast, Categories: CatBitmap, Group: "bitmap", Since: "2.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "offset", Type: ArgInteger},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "getdel", Arity: 2, Flags: FlagWrite | FlagFast, Categories: CatString, Group: "string", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "getdel", Arity: 2, Flags: FlagWrite | FlagFast, Categories: CatString, Group: "string", Since: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "getex", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatString, Group: "string", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "getex", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatString, Group: "string", Since: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "expiration", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "seconds", Type: ArgInteger, Token: "EX"},
+			{Name: "milliseconds", Type: ArgInteger, Token: "PX"},
+			{Name: "unix-time-seconds", Type: ArgUnixTime, Token: "EXAT"},
+			{Name: "unix-time-milliseconds", Type: ArgUnixTime, Token: "PXAT"},
+			{Name: "persist", Type: ArgPureToken, Token: "PERSIST"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "getrange", Arity: 4, Flags: FlagReadonly, Categories: CatString, Group: "string", Since: "2.4.0", KeySpecs: []KeySpec{
+	{Name: "getrange", Arity: 4, Flags: FlagReadonly, Categories: CatString, Group: "string", Since: "2.4.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "start", Type: ArgInteger},
+		{Name: "end", Type: ArgInteger},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "getset", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "getset", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "value", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hdel", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "hdel", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "field", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hello", Arity: -1, Flags: FlagNoscript | FlagLoading | FlagStale | FlagFast | FlagNoAuth | FlagSentinel | FlagAllowBusy, Categories: CatConnection, Group: "connection", Since: "6.0.0"},
-	{Name: "hexists", Arity: 3, Flags: FlagReadonly | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "hello", Arity: -1, Flags: FlagNoscript | FlagLoading | FlagStale | FlagFast | FlagNoAuth | FlagSentinel | FlagAllowBusy, Categories: CatConnection, Group: "connection", Since: "6.0.0", Args: []Arg{
+		{Name: "arguments", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "protover", Type: ArgInteger},
+			{Name: "auth", Type: ArgBlock, Token: "AUTH", Flags: ArgOptional, Args: []Arg{
+				{Name: "username", Type: ArgString},
+				{Name: "password", Type: ArgString},
+			}},
+			{Name: "clientname", Type: ArgString, Token: "SETNAME", Flags: ArgOptional},
+		}},
+	}},
+	{Name: "hexists", Arity: 3, Flags: FlagReadonly | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "field", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hget", Arity: 3, Flags: FlagReadonly | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "hget", Arity: 3, Flags: FlagReadonly | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "field", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hgetall", Arity: 2, Flags: FlagReadonly, Categories: CatHash, Group: "hash", Since: "2.0.0", Tips: []string{"nondeterministic_output_order"}, KeySpecs: []KeySpec{
+	{Name: "hgetall", Arity: 2, Flags: FlagReadonly, Categories: CatHash, Group: "hash", Since: "2.0.0", Tips: []string{"nondeterministic_output_order"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hincrby", Arity: 4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "hincrby", Arity: 4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "field", Type: ArgString},
+		{Name: "increment", Type: ArgInteger},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hincrbyfloat", Arity: 4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatHash, Group: "hash", Since: "2.6.0", KeySpecs: []KeySpec{
+	{Name: "hincrbyfloat", Arity: 4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatHash, Group: "hash", Since: "2.6.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "field", Type: ArgString},
+		{Name: "increment", Type: ArgDouble},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hkeys", Arity: 2, Flags: FlagReadonly, Categories: CatHash, Group: "hash", Since: "2.0.0", Tips: []string{"nondeterministic_output_order"}, KeySpecs: []KeySpec{
+	{Name: "hkeys", Arity: 2, Flags: FlagReadonly, Categories: CatHash, Group: "hash", Since: "2.0.0", Tips: []string{"nondeterministic_output_order"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hlen", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "hlen", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hmget", Arity: -3, Flags: FlagReadonly | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "hmget", Arity: -3, Flags: FlagReadonly | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "field", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hmset", Arity: -4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", DocFlags: DocDeprecated, DeprecatedSince: "4.0.0", KeySpecs: []KeySpec{
+	{Name: "hmset", Arity: -4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", DocFlags: DocDeprecated, DeprecatedSince: "4.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "data", Type: ArgBlock, Flags: ArgMultiple, Args: []Arg{
+			{Name: "field", Type: ArgString},
+			{Name: "value", Type: ArgString},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hrandfield", Arity: -2, Flags: FlagReadonly, Categories: CatHash, Group: "hash", Since: "6.2.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "hrandfield", Arity: -2, Flags: FlagReadonly, Categories: CatHash, Group: "hash", Since: "6.2.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "options", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "count", Type: ArgInteger},
+			{Name: "withvalues", Type: ArgPureToken, Token: "WITHVALUES", Flags: ArgOptional},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hscan", Arity: -3, Flags: FlagReadonly, Categories: CatHash, Group: "hash", Since: "2.8.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "hscan", Arity: -3, Flags: FlagReadonly, Categories: CatHash, Group: "hash", Since: "2.8.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "cursor", Type: ArgInteger},
+		{Name: "pattern", Type: ArgPattern, Token: "MATCH", Flags: ArgOptional},
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+		{Name: "novalues", Type: ArgPureToken, Token: "NOVALUES", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hset", Arity: -4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "hset", Arity: -4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "data", Type: ArgBlock, Flags: ArgMultiple, Args: []Arg{
+			{Name: "field", Type: ArgString},
+			{Name: "value", Type: ArgString},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hsetnx", Arity: 4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "hsetnx", Arity: 4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatHash, Group: "hash", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "field", Type: ArgString},
+		{Name: "value", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hstrlen", Arity: 3, Flags: FlagReadonly | FlagFast, Categories: CatHash, Group: "hash", Since: "3.2.0", KeySpecs: []KeySpec{
+	{Name: "hstrlen", Arity: 3, Flags: FlagReadonly | FlagFast, Categories: CatHash, Group: "hash", Since: "3.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "field", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "hvals", Arity: 2, Flags: FlagReadonly, Categories: CatHash, Group: "hash", Since: "2.0.0", Tips: []string{"nondeterministic_output_order"}, KeySpecs: []KeySpec{
+	{Name: "hvals", Arity: 2, Flags: FlagReadonly, Categories: CatHash, Group: "hash", Since: "2.0.0", Tips: []string{"nondeterministic_output_order"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "incr", Arity: 2, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "incr", Arity: 2, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "incrby", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "incrby", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "increment", Type: ArgInteger},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "incrbyfloat", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "2.6.0", KeySpecs: []KeySpec{
+	{Name: "incrbyfloat", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "2.6.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "increment", Type: ArgDouble},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "info", Arity: -1, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatDangerous, Group: "server", Since: "1.0.0", Tips: []string{"nondeterministic_output", "request_policy:all_shards", "response_policy:special"}},
-	{Name: "keys", Arity: 2, Flags: FlagReadonly, Categories: CatKeyspace | CatDangerous, Group: "generic", Since: "1.0.0", Tips: []string{"request_policy:all_shards", "nondeterministic_output_order"}},
+	{Name: "info", Arity: -1, Flags: FlagLoading | FlagStale | FlagSentinel, Categories: CatDangerous, Group: "server", Since: "1.0.0", Tips: []string{"nondeterministic_output", "request_policy:all_shards", "response_policy:special"}, Args: []Arg{
+		{Name: "section", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
+	{Name: "keys", Arity: 2, Flags: FlagReadonly, Categories: CatKeyspace | CatDangerous, Group: "generic", Since: "1.0.0", Tips: []string{"request_policy:all_shards", "nondeterministic_output_order"}, Args: []Arg{
+		{Name: "pattern", Type: ArgPattern},
+	}},
 	{Name: "lastsave", Arity: 1, Flags: FlagLoading | FlagStale | FlagFast, Categories: CatAdmin | CatDangerous, Group: "server", Since: "1.0.0", Tips: []string{"nondeterministic_output"}},
 	{Name: "latency", Arity: -2, Flags: 0, Categories: 0, Group: "server", Since: "2.8.13"},
 	{Name: "latency|doctor", Container: "latency", Arity: 2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.8.13", Tips: []string{"nondeterministic_output", "request_policy:all_nodes", "response_policy:special"}},
-	{Name: "latency|graph", Container: "latency", Arity: 3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.8.13", Tips: []string{"nondeterministic_output", "request_policy:all_nodes", "response_policy:special"}},
+	{Name: "latency|graph", Container: "latency", Arity: 3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.8.13", Tips: []string{"nondeterministic_output", "request_policy:all_nodes", "response_policy:special"}, Args: []Arg{
+		{Name: "event", Type: ArgString},
+	}},
 	{Name: "latency|help", Container: "latency", Arity: 2, Flags: FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.8.13"},
-	{Name: "latency|histogram", Container: "latency", Arity: -2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "7.0.0", Tips: []string{"nondeterministic_output", "request_policy:all_nodes", "response_policy:special"}},
-	{Name: "latency|history", Container: "latency", Arity: 3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.8.13", Tips: []string{"nondeterministic_output", "request_policy:all_nodes", "response_policy:special"}},
+	{Name: "latency|histogram", Container: "latency", Arity: -2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "7.0.0", Tips: []string{"nondeterministic_output", "request_policy:all_nodes", "response_policy:special"}, Args: []Arg{
+		{Name: "COMMAND", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
+	{Name: "latency|history", Container: "latency", Arity: 3, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.8.13", Tips: []string{"nondeterministic_output", "request_policy:all_nodes", "response_policy:special"}, Args: []Arg{
+		{Name: "event", Type: ArgString},
+	}},
 	{Name: "latency|latest", Container: "latency", Arity: 2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.8.13", Tips: []string{"nondeterministic_output", "request_policy:all_nodes", "response_policy:special"}},
-	{Name: "latency|reset", Container: "latency", Arity: -2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.8.13", Tips: []string{"request_policy:all_nodes", "response_policy:agg_sum"}},
-	{Name: "lcs", Arity: -3, Flags: FlagReadonly, Categories: CatString, Group: "string", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "latency|reset", Container: "latency", Arity: -2, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.8.13", Tips: []string{"request_policy:all_nodes", "response_policy:agg_sum"}, Args: []Arg{
+		{Name: "event", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
+	{Name: "lcs", Arity: -3, Flags: FlagReadonly, Categories: CatString, Group: "string", Since: "7.0.0", Args: []Arg{
+		{Name: "key1", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "key2", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "len", Type: ArgPureToken, Token: "LEN", Flags: ArgOptional},
+		{Name: "idx", Type: ArgPureToken, Token: "IDX", Flags: ArgOptional},
+		{Name: "min-match-len", Type: ArgInteger, Token: "MINMATCHLEN", Flags: ArgOptional},
+		{Name: "withmatchlen", Type: ArgPureToken, Token: "WITHMATCHLEN", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 1, Step: 1, Limit: 0}},
 	}},
-	{Name: "lindex", Arity: 3, Flags: FlagReadonly, Categories: CatList, Group: "list", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "lindex", Arity: 3, Flags: FlagReadonly, Categories: CatList, Group: "list", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "index", Type: ArgInteger},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "linsert", Arity: 5, Flags: FlagWrite | FlagDenyOOM, Categories: CatList, Group: "list", Since: "2.2.0", KeySpecs: []KeySpec{
+	{Name: "linsert", Arity: 5, Flags: FlagWrite | FlagDenyOOM, Categories: CatList, Group: "list", Since: "2.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "where", Type: ArgOneof, Args: []Arg{
+			{Name: "before", Type: ArgPureToken, Token: "BEFORE"},
+			{Name: "after", Type: ArgPureToken, Token: "AFTER"},
+		}},
+		{Name: "pivot", Type: ArgString},
+		{Name: "element", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "llen", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatList, Group: "list", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "llen", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatList, Group: "list", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "lmove", Arity: 5, Flags: FlagWrite | FlagDenyOOM, Categories: CatList, Group: "list", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "lmove", Arity: 5, Flags: FlagWrite | FlagDenyOOM, Categories: CatList, Group: "list", Since: "6.2.0", Args: []Arg{
+		{Name: "source", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1},
+		{Name: "wherefrom", Type: ArgOneof, Args: []Arg{
+			{Name: "left", Type: ArgPureToken, Token: "LEFT"},
+			{Name: "right", Type: ArgPureToken, Token: "RIGHT"},
+		}},
+		{Name: "whereto", Type: ArgOneof, Args: []Arg{
+			{Name: "left", Type: ArgPureToken, Token: "LEFT"},
+			{Name: "right", Type: ArgPureToken, Token: "RIGHT"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "lmpop", Arity: -4, Flags: FlagWrite, Categories: CatList, Group: "list", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "lmpop", Arity: -4, Flags: FlagWrite, Categories: CatList, Group: "list", Since: "7.0.0", Args: []Arg{
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "where", Type: ArgOneof, Args: []Arg{
+			{Name: "left", Type: ArgPureToken, Token: "LEFT"},
+			{Name: "right", Type: ArgPureToken, Token: "RIGHT"},
+		}},
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "lolwut", Arity: -1, Flags: FlagReadonly | FlagFast, Categories: 0, Group: "server", Since: "5.0.0"},
-	{Name: "lpop", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatList, Group: "list", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "lolwut", Arity: -1, Flags: FlagReadonly | FlagFast, Categories: 0, Group: "server", Since: "5.0.0", Args: []Arg{
+		{Name: "version", Type: ArgInteger, Token: "VERSION", Flags: ArgOptional},
+	}},
+	{Name: "lpop", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatList, Group: "list", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "count", Type: ArgInteger, Since: "6.2.0", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "lpos", Arity: -3, Flags: FlagReadonly, Categories: CatList, Group: "list", Since: "6.0.6", KeySpecs: []KeySpec{
+	{Name: "lpos", Arity: -3, Flags: FlagReadonly, Categories: CatList, Group: "list", Since: "6.0.6", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "element", Type: ArgString},
+		{Name: "rank", Type: ArgInteger, Token: "RANK", Flags: ArgOptional},
+		{Name: "num-matches", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+		{Name: "len", Type: ArgInteger, Token: "MAXLEN", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "lpush", Arity: -3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatList, Group: "list", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "lpush", Arity: -3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatList, Group: "list", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "element", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "lpushx", Arity: -3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatList, Group: "list", Since: "2.2.0", KeySpecs: []KeySpec{
+	{Name: "lpushx", Arity: -3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatList, Group: "list", Since: "2.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "element", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "lrange", Arity: 4, Flags: FlagReadonly, Categories: CatList, Group: "list", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "lrange", Arity: 4, Flags: FlagReadonly, Categories: CatList, Group: "list", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "start", Type: ArgInteger},
+		{Name: "stop", Type: ArgInteger},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "lrem", Arity: 4, Flags: FlagWrite, Categories: CatList, Group: "list", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "lrem", Arity: 4, Flags: FlagWrite, Categories: CatList, Group: "list", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "count", Type: ArgInteger},
+		{Name: "element", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "lset", Arity: 4, Flags: FlagWrite | FlagDenyOOM, Categories: CatList, Group: "list", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "lset", Arity: 4, Flags: FlagWrite | FlagDenyOOM, Categories: CatList, Group: "list", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "index", Type: ArgInteger},
+		{Name: "element", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "ltrim", Arity: 4, Flags: FlagWrite, Categories: CatList, Group: "list", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "ltrim", Arity: 4, Flags: FlagWrite, Categories: CatList, Group: "list", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "start", Type: ArgInteger},
+		{Name: "stop", Type: ArgInteger},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
 	{Name: "memory", Arity: -2, Flags: 0, Categories: 0, Group: "server", Since: "4.0.0"},
@@ -374,451 +1185,1222 @@ var reference = [...]Spec{
 	{Name: "memory|malloc-stats", Container: "memory", Arity: 2, Flags: 0, Categories: 0, Group: "server", Since: "4.0.0", Tips: []string{"nondeterministic_output", "request_policy:all_shards", "response_policy:special"}},
 	{Name: "memory|purge", Container: "memory", Arity: 2, Flags: 0, Categories: 0, Group: "server", Since: "4.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}},
 	{Name: "memory|stats", Container: "memory", Arity: 2, Flags: 0, Categories: 0, Group: "server", Since: "4.0.0", Tips: []string{"nondeterministic_output", "request_policy:all_shards", "response_policy:special"}},
-	{Name: "memory|usage", Container: "memory", Arity: -3, Flags: FlagReadonly, Categories: 0, Group: "server", Since: "4.0.0", KeySpecs: []KeySpec{
+	{Name: "memory|usage", Container: "memory", Arity: -3, Flags: FlagReadonly, Categories: 0, Group: "server", Since: "4.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "count", Type: ArgInteger, Token: "SAMPLES", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "mget", Arity: -2, Flags: FlagReadonly | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", Tips: []string{"request_policy:multi_shard"}, KeySpecs: []KeySpec{
+	{Name: "mget", Arity: -2, Flags: FlagReadonly | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", Tips: []string{"request_policy:multi_shard"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "migrate", Arity: -6, Flags: FlagWrite, Categories: CatKeyspace | CatDangerous, Group: "generic", Since: "2.6.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "migrate", Arity: -6, Flags: FlagWrite, Categories: CatKeyspace | CatDangerous, Group: "generic", Since: "2.6.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "host", Type: ArgString},
+		{Name: "port", Type: ArgInteger},
+		{Name: "key-selector", Type: ArgOneof, Args: []Arg{
+			{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+			{Name: "empty-string", Type: ArgPureToken, Token: "\"\""},
+		}},
+		{Name: "destination-db", Type: ArgInteger},
+		{Name: "timeout", Type: ArgInteger},
+		{Name: "copy", Type: ArgPureToken, Token: "COPY", Since: "3.0.0", Flags: ArgOptional},
+		{Name: "replace", Type: ArgPureToken, Token: "REPLACE", Since: "3.0.0", Flags: ArgOptional},
+		{Name: "authentication", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "auth", Type: ArgString, Token: "AUTH", DisplayText: "password", Since: "4.0.7"},
+			{Name: "auth2", Type: ArgBlock, Token: "AUTH2", Since: "6.0.0", Args: []Arg{
+				{Name: "username", Type: ArgString},
+				{Name: "password", Type: ArgString},
+			}},
+		}},
+		{Name: "keys", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1, Token: "KEYS", DisplayText: "key", Since: "3.0.6", Flags: ArgOptional | ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 3}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRW | KeyAccess | KeyDelete | KeyIncomplete, Begin: BeginSearch{Kind: SearchKeyword, Keyword: "KEYS", StartFrom: -2}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
 	{Name: "module", Arity: -2, Flags: 0, Categories: 0, Group: "server", Since: "4.0.0"},
 	{Name: "module|help", Container: "module", Arity: 2, Flags: FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "5.0.0"},
 	{Name: "module|list", Container: "module", Arity: 2, Flags: FlagAdmin | FlagNoscript, Categories: 0, Group: "server", Since: "4.0.0", Tips: []string{"nondeterministic_output_order"}},
-	{Name: "module|load", Container: "module", Arity: -3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript | FlagProtected, Categories: 0, Group: "server", Since: "4.0.0"},
-	{Name: "module|loadex", Container: "module", Arity: -3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript | FlagProtected, Categories: 0, Group: "server", Since: "7.0.0"},
-	{Name: "module|unload", Container: "module", Arity: 3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript | FlagProtected, Categories: 0, Group: "server", Since: "4.0.0"},
+	{Name: "module|load", Container: "module", Arity: -3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript | FlagProtected, Categories: 0, Group: "server", Since: "4.0.0", Args: []Arg{
+		{Name: "path", Type: ArgString},
+		{Name: "arg", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
+	{Name: "module|loadex", Container: "module", Arity: -3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript | FlagProtected, Categories: 0, Group: "server", Since: "7.0.0", Args: []Arg{
+		{Name: "path", Type: ArgString},
+		{Name: "configs", Type: ArgBlock, Token: "CONFIG", Flags: ArgOptional | ArgMultiple | ArgMultipleToken, Args: []Arg{
+			{Name: "name", Type: ArgString},
+			{Name: "value", Type: ArgString},
+		}},
+		{Name: "args", Type: ArgString, Token: "ARGS", Flags: ArgOptional | ArgMultiple},
+	}},
+	{Name: "module|unload", Container: "module", Arity: 3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript | FlagProtected, Categories: 0, Group: "server", Since: "4.0.0", Args: []Arg{
+		{Name: "name", Type: ArgString},
+	}},
 	{Name: "monitor", Arity: 1, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "1.0.0"},
-	{Name: "move", Arity: 3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "move", Arity: 3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "db", Type: ArgInteger},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "mset", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatString, Group: "string", Since: "1.0.1", Tips: []string{"request_policy:multi_shard", "response_policy:all_succeeded"}, KeySpecs: []KeySpec{
+	{Name: "mset", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatString, Group: "string", Since: "1.0.1", Tips: []string{"request_policy:multi_shard", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "data", Type: ArgBlock, Flags: ArgMultiple, Args: []Arg{
+			{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+			{Name: "value", Type: ArgString},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 2, Limit: 0}},
 	}},
-	{Name: "msetnx", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatString, Group: "string", Since: "1.0.1", KeySpecs: []KeySpec{
+	{Name: "msetnx", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatString, Group: "string", Since: "1.0.1", Args: []Arg{
+		{Name: "data", Type: ArgBlock, Flags: ArgMultiple, Args: []Arg{
+			{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+			{Name: "value", Type: ArgString},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 2, Limit: 0}},
 	}},
 	{Name: "multi", Arity: 1, Flags: FlagNoscript | FlagLoading | FlagStale | FlagFast | FlagNoMulti | FlagAllowBusy, Categories: CatTransaction, Group: "transactions", Since: "1.2.0"},
 	{Name: "object", Arity: -2, Flags: 0, Categories: 0, Group: "generic", Since: "2.2.3"},
-	{Name: "object|encoding", Container: "object", Arity: 3, Flags: FlagReadonly, Categories: CatKeyspace, Group: "generic", Since: "2.2.3", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "object|encoding", Container: "object", Arity: 3, Flags: FlagReadonly, Categories: CatKeyspace, Group: "generic", Since: "2.2.3", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "object|freq", Container: "object", Arity: 3, Flags: FlagReadonly, Categories: CatKeyspace, Group: "generic", Since: "4.0.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "object|freq", Container: "object", Arity: 3, Flags: FlagReadonly, Categories: CatKeyspace, Group: "generic", Since: "4.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
 	{Name: "object|help", Container: "object", Arity: 2, Flags: FlagLoading | FlagStale, Categories: CatKeyspace, Group: "generic", Since: "6.2.0"},
-	{Name: "object|idletime", Container: "object", Arity: 3, Flags: FlagReadonly, Categories: CatKeyspace, Group: "generic", Since: "2.2.3", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "object|idletime", Container: "object", Arity: 3, Flags: FlagReadonly, Categories: CatKeyspace, Group: "generic", Since: "2.2.3", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "object|refcount", Container: "object", Arity: 3, Flags: FlagReadonly, Categories: CatKeyspace, Group: "generic", Since: "2.2.3", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "object|refcount", Container: "object", Arity: 3, Flags: FlagReadonly, Categories: CatKeyspace, Group: "generic", Since: "2.2.3", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "persist", Arity: 2, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "2.2.0", KeySpecs: []KeySpec{
+	{Name: "persist", Arity: 2, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "2.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "pexpire", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "2.6.0", KeySpecs: []KeySpec{
+	{Name: "pexpire", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "2.6.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "milliseconds", Type: ArgInteger},
+		{Name: "condition", Type: ArgOneof, Since: "7.0.0", Flags: ArgOptional, Args: []Arg{
+			{Name: "nx", Type: ArgPureToken, Token: "NX"},
+			{Name: "xx", Type: ArgPureToken, Token: "XX"},
+			{Name: "gt", Type: ArgPureToken, Token: "GT"},
+			{Name: "lt", Type: ArgPureToken, Token: "LT"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "pexpireat", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "2.6.0", KeySpecs: []KeySpec{
+	{Name: "pexpireat", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "2.6.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "unix-time-milliseconds", Type: ArgUnixTime},
+		{Name: "condition", Type: ArgOneof, Since: "7.0.0", Flags: ArgOptional, Args: []Arg{
+			{Name: "nx", Type: ArgPureToken, Token: "NX"},
+			{Name: "xx", Type: ArgPureToken, Token: "XX"},
+			{Name: "gt", Type: ArgPureToken, Token: "GT"},
+			{Name: "lt", Type: ArgPureToken, Token: "LT"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "pexpiretime", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "pexpiretime", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "7.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "pfadd", Arity: -2, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatHyperLogLog, Group: "hyperloglog", Since: "2.8.9", KeySpecs: []KeySpec{
+	{Name: "pfadd", Arity: -2, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatHyperLogLog, Group: "hyperloglog", Since: "2.8.9", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "element", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "pfcount", Arity: -2, Flags: FlagReadonly | FlagMayReplicate, Categories: CatHyperLogLog, Group: "hyperloglog", Since: "2.8.9", KeySpecs: []KeySpec{
+	{Name: "pfcount", Arity: -2, Flags: FlagReadonly | FlagMayReplicate, Categories: CatHyperLogLog, Group: "hyperloglog", Since: "2.8.9", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "pfdebug", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagAdmin, Categories: CatHyperLogLog, Group: "hyperloglog", Since: "2.8.9", DocFlags: DocSyscmd, KeySpecs: []KeySpec{
+	{Name: "pfdebug", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagAdmin, Categories: CatHyperLogLog, Group: "hyperloglog", Since: "2.8.9", DocFlags: DocSyscmd, Args: []Arg{
+		{Name: "subcommand", Type: ArgString},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "pfmerge", Arity: -2, Flags: FlagWrite | FlagDenyOOM, Categories: CatHyperLogLog, Group: "hyperloglog", Since: "2.8.9", KeySpecs: []KeySpec{
+	{Name: "pfmerge", Arity: -2, Flags: FlagWrite | FlagDenyOOM, Categories: CatHyperLogLog, Group: "hyperloglog", Since: "2.8.9", Args: []Arg{
+		{Name: "destkey", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "sourcekey", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1, Flags: ArgOptional | ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
 	{Name: "pfselftest", Arity: 1, Flags: FlagAdmin, Categories: CatHyperLogLog, Group: "hyperloglog", Since: "2.8.9", DocFlags: DocSyscmd},
-	{Name: "ping", Arity: -1, Flags: FlagFast | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "1.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}},
-	{Name: "psetex", Arity: 4, Flags: FlagWrite | FlagDenyOOM, Categories: CatString, Group: "string", Since: "2.6.0", DocFlags: DocDeprecated, DeprecatedSince: "2.6.12", KeySpecs: []KeySpec{
+	{Name: "ping", Arity: -1, Flags: FlagFast | FlagSentinel, Categories: CatConnection, Group: "connection", Since: "1.0.0", Tips: []string{"request_policy:all_shards", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "message", Type: ArgString, Flags: ArgOptional},
+	}},
+	{Name: "psetex", Arity: 4, Flags: FlagWrite | FlagDenyOOM, Categories: CatString, Group: "string", Since: "2.6.0", DocFlags: DocDeprecated, DeprecatedSince: "2.6.12", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "milliseconds", Type: ArgInteger},
+		{Name: "value", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "psubscribe", Arity: -2, Flags: FlagPubsub | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "pubsub", Since: "2.0.0"},
-	{Name: "psync", Arity: -3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoMulti | FlagNoscript, Categories: 0, Group: "server", Since: "2.8.0"},
-	{Name: "pttl", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "2.6.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "psubscribe", Arity: -2, Flags: FlagPubsub | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "pubsub", Since: "2.0.0", Args: []Arg{
+		{Name: "pattern", Type: ArgPattern, Flags: ArgMultiple},
+	}},
+	{Name: "psync", Arity: -3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoMulti | FlagNoscript, Categories: 0, Group: "server", Since: "2.8.0", Args: []Arg{
+		{Name: "replicationid", Type: ArgString},
+		{Name: "offset", Type: ArgInteger},
+	}},
+	{Name: "pttl", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "2.6.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "publish", Arity: 3, Flags: FlagPubsub | FlagLoading | FlagStale | FlagFast | FlagMayReplicate | FlagSentinel, Categories: 0, Group: "pubsub", Since: "2.0.0"},
+	{Name: "publish", Arity: 3, Flags: FlagPubsub | FlagLoading | FlagStale | FlagFast | FlagMayReplicate | FlagSentinel, Categories: 0, Group: "pubsub", Since: "2.0.0", Args: []Arg{
+		{Name: "channel", Type: ArgString},
+		{Name: "message", Type: ArgString},
+	}},
 	{Name: "pubsub", Arity: -2, Flags: 0, Categories: 0, Group: "pubsub", Since: "2.8.0"},
-	{Name: "pubsub|channels", Container: "pubsub", Arity: -2, Flags: FlagPubsub | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "2.8.0"},
+	{Name: "pubsub|channels", Container: "pubsub", Arity: -2, Flags: FlagPubsub | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "2.8.0", Args: []Arg{
+		{Name: "pattern", Type: ArgPattern, Flags: ArgOptional},
+	}},
 	{Name: "pubsub|help", Container: "pubsub", Arity: 2, Flags: FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "6.2.0"},
 	{Name: "pubsub|numpat", Container: "pubsub", Arity: 2, Flags: FlagPubsub | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "2.8.0"},
-	{Name: "pubsub|numsub", Container: "pubsub", Arity: -2, Flags: FlagPubsub | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "2.8.0"},
-	{Name: "pubsub|shardchannels", Container: "pubsub", Arity: -2, Flags: FlagPubsub | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "7.0.0"},
-	{Name: "pubsub|shardnumsub", Container: "pubsub", Arity: -2, Flags: FlagPubsub | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "7.0.0"},
-	{Name: "punsubscribe", Arity: -1, Flags: FlagPubsub | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "pubsub", Since: "2.0.0"},
+	{Name: "pubsub|numsub", Container: "pubsub", Arity: -2, Flags: FlagPubsub | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "2.8.0", Args: []Arg{
+		{Name: "channel", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
+	{Name: "pubsub|shardchannels", Container: "pubsub", Arity: -2, Flags: FlagPubsub | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "7.0.0", Args: []Arg{
+		{Name: "pattern", Type: ArgPattern, Flags: ArgOptional},
+	}},
+	{Name: "pubsub|shardnumsub", Container: "pubsub", Arity: -2, Flags: FlagPubsub | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "7.0.0", Args: []Arg{
+		{Name: "shardchannel", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
+	{Name: "punsubscribe", Arity: -1, Flags: FlagPubsub | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "pubsub", Since: "2.0.0", Args: []Arg{
+		{Name: "pattern", Type: ArgPattern, Flags: ArgOptional | ArgMultiple},
+	}},
 	{Name: "quit", Arity: -1, Flags: FlagAllowBusy | FlagNoscript | FlagLoading | FlagStale | FlagFast | FlagNoAuth, Categories: CatConnection, Group: "connection", Since: "1.0.0", DocFlags: DocDeprecated, DeprecatedSince: "7.2.0"},
 	{Name: "randomkey", Arity: 1, Flags: FlagReadonly | FlagTouchesArbitraryKeys, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", Tips: []string{"request_policy:all_shards", "response_policy:special", "nondeterministic_output"}},
 	{Name: "readonly", Arity: 1, Flags: FlagFast | FlagLoading | FlagStale, Categories: CatConnection, Group: "cluster", Since: "3.0.0"},
 	{Name: "readwrite", Arity: 1, Flags: FlagFast | FlagLoading | FlagStale, Categories: CatConnection, Group: "cluster", Since: "3.0.0"},
-	{Name: "rename", Arity: 3, Flags: FlagWrite, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "rename", Arity: 3, Flags: FlagWrite, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "newkey", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "renamenx", Arity: 3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "renamenx", Arity: 3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "newkey", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyOW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
 	{Name: "replconf", Arity: -1, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagAllowBusy, Categories: 0, Group: "server", Since: "3.0.0", DocFlags: DocSyscmd},
-	{Name: "replicaof", Arity: 3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript | FlagStale, Categories: 0, Group: "server", Since: "5.0.0"},
+	{Name: "replicaof", Arity: 3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript | FlagStale, Categories: 0, Group: "server", Since: "5.0.0", Args: []Arg{
+		{Name: "args", Type: ArgOneof, Args: []Arg{
+			{Name: "host-port", Type: ArgBlock, Args: []Arg{
+				{Name: "host", Type: ArgString},
+				{Name: "port", Type: ArgInteger},
+			}},
+			{Name: "no-one", Type: ArgBlock, Args: []Arg{
+				{Name: "no", Type: ArgPureToken, Token: "NO"},
+				{Name: "one", Type: ArgPureToken, Token: "ONE"},
+			}},
+		}},
+	}},
 	{Name: "reset", Arity: 1, Flags: FlagNoscript | FlagLoading | FlagStale | FlagFast | FlagNoAuth | FlagAllowBusy, Categories: CatConnection, Group: "connection", Since: "6.2.0"},
-	{Name: "restore", Arity: -4, Flags: FlagWrite | FlagDenyOOM, Categories: CatKeyspace | CatDangerous, Group: "generic", Since: "2.6.0", KeySpecs: []KeySpec{
+	{Name: "restore", Arity: -4, Flags: FlagWrite | FlagDenyOOM, Categories: CatKeyspace | CatDangerous, Group: "generic", Since: "2.6.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "ttl", Type: ArgInteger},
+		{Name: "serialized-value", Type: ArgString},
+		{Name: "replace", Type: ArgPureToken, Token: "REPLACE", Since: "3.0.0", Flags: ArgOptional},
+		{Name: "absttl", Type: ArgPureToken, Token: "ABSTTL", Since: "5.0.0", Flags: ArgOptional},
+		{Name: "seconds", Type: ArgInteger, Token: "IDLETIME", Since: "5.0.0", Flags: ArgOptional},
+		{Name: "frequency", Type: ArgInteger, Token: "FREQ", Since: "5.0.0", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "restore-asking", Arity: -4, Flags: FlagWrite | FlagDenyOOM | FlagAsking, Categories: CatKeyspace | CatDangerous, Group: "server", Since: "3.0.0", DocFlags: DocSyscmd, KeySpecs: []KeySpec{
+	{Name: "restore-asking", Arity: -4, Flags: FlagWrite | FlagDenyOOM | FlagAsking, Categories: CatKeyspace | CatDangerous, Group: "server", Since: "3.0.0", DocFlags: DocSyscmd, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "ttl", Type: ArgInteger},
+		{Name: "serialized-value", Type: ArgString},
+		{Name: "replace", Type: ArgPureToken, Token: "REPLACE", Since: "3.0.0", Flags: ArgOptional},
+		{Name: "absttl", Type: ArgPureToken, Token: "ABSTTL", Since: "5.0.0", Flags: ArgOptional},
+		{Name: "seconds", Type: ArgInteger, Token: "IDLETIME", Since: "5.0.0", Flags: ArgOptional},
+		{Name: "frequency", Type: ArgInteger, Token: "FREQ", Since: "5.0.0", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
 	{Name: "role", Arity: 1, Flags: FlagNoscript | FlagLoading | FlagStale | FlagFast | FlagSentinel, Categories: CatAdmin | CatDangerous, Group: "server", Since: "2.8.12"},
-	{Name: "rpop", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatList, Group: "list", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "rpop", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatList, Group: "list", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "count", Type: ArgInteger, Since: "6.2.0", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "rpoplpush", Arity: 3, Flags: FlagWrite | FlagDenyOOM, Categories: CatList, Group: "list", Since: "1.2.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "rpoplpush", Arity: 3, Flags: FlagWrite | FlagDenyOOM, Categories: CatList, Group: "list", Since: "1.2.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", Args: []Arg{
+		{Name: "source", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "rpush", Arity: -3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatList, Group: "list", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "rpush", Arity: -3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatList, Group: "list", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "element", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "rpushx", Arity: -3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatList, Group: "list", Since: "2.2.0", KeySpecs: []KeySpec{
+	{Name: "rpushx", Arity: -3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatList, Group: "list", Since: "2.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "element", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "sadd", Arity: -3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatSet, Group: "set", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "sadd", Arity: -3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatSet, Group: "set", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
 	{Name: "save", Arity: 1, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript | FlagNoMulti, Categories: 0, Group: "server", Since: "1.0.0"},
-	{Name: "scan", Arity: -2, Flags: FlagReadonly | FlagTouchesArbitraryKeys, Categories: CatKeyspace, Group: "generic", Since: "2.8.0", Tips: []string{"nondeterministic_output", "request_policy:special", "response_policy:special"}},
-	{Name: "scard", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatSet, Group: "set", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "scan", Arity: -2, Flags: FlagReadonly | FlagTouchesArbitraryKeys, Categories: CatKeyspace, Group: "generic", Since: "2.8.0", Tips: []string{"nondeterministic_output", "request_policy:special", "response_policy:special"}, Args: []Arg{
+		{Name: "cursor", Type: ArgInteger},
+		{Name: "pattern", Type: ArgPattern, Token: "MATCH", Flags: ArgOptional},
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+		{Name: "type", Type: ArgString, Token: "TYPE", Since: "6.0.0", Flags: ArgOptional},
+	}},
+	{Name: "scard", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatSet, Group: "set", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
 	{Name: "script", Arity: -2, Flags: 0, Categories: 0, Group: "scripting", Since: "2.6.0"},
-	{Name: "script|debug", Container: "script", Arity: 3, Flags: FlagNoscript, Categories: CatScripting, Group: "scripting", Since: "3.2.0"},
-	{Name: "script|exists", Container: "script", Arity: -3, Flags: FlagNoscript, Categories: CatScripting, Group: "scripting", Since: "2.6.0", Tips: []string{"request_policy:all_shards", "response_policy:agg_logical_and"}},
-	{Name: "script|flush", Container: "script", Arity: -2, Flags: FlagNoscript, Categories: CatScripting, Group: "scripting", Since: "2.6.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}},
+	{Name: "script|debug", Container: "script", Arity: 3, Flags: FlagNoscript, Categories: CatScripting, Group: "scripting", Since: "3.2.0", Args: []Arg{
+		{Name: "mode", Type: ArgOneof, Args: []Arg{
+			{Name: "yes", Type: ArgPureToken, Token: "YES"},
+			{Name: "sync", Type: ArgPureToken, Token: "SYNC"},
+			{Name: "no", Type: ArgPureToken, Token: "NO"},
+		}},
+	}},
+	{Name: "script|exists", Container: "script", Arity: -3, Flags: FlagNoscript, Categories: CatScripting, Group: "scripting", Since: "2.6.0", Tips: []string{"request_policy:all_shards", "response_policy:agg_logical_and"}, Args: []Arg{
+		{Name: "sha1", Type: ArgString, Flags: ArgMultiple},
+	}},
+	{Name: "script|flush", Container: "script", Arity: -2, Flags: FlagNoscript, Categories: CatScripting, Group: "scripting", Since: "2.6.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "flush-type", Type: ArgOneof, Since: "6.2.0", Flags: ArgOptional, Args: []Arg{
+			{Name: "async", Type: ArgPureToken, Token: "ASYNC"},
+			{Name: "sync", Type: ArgPureToken, Token: "SYNC"},
+		}},
+	}},
 	{Name: "script|help", Container: "script", Arity: 2, Flags: FlagLoading | FlagStale, Categories: CatScripting, Group: "scripting", Since: "5.0.0"},
 	{Name: "script|kill", Container: "script", Arity: 2, Flags: FlagNoscript | FlagAllowBusy, Categories: CatScripting, Group: "scripting", Since: "2.6.0", Tips: []string{"request_policy:all_shards", "response_policy:one_succeeded"}},
-	{Name: "script|load", Container: "script", Arity: 3, Flags: FlagNoscript | FlagStale, Categories: CatScripting, Group: "scripting", Since: "2.6.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}},
-	{Name: "script|show", Container: "script", Arity: 3, Flags: FlagNoscript, Categories: CatScripting, Group: "scripting", Since: "8.0.0"},
-	{Name: "sdiff", Arity: -2, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "1.0.0", Tips: []string{"nondeterministic_output_order"}, KeySpecs: []KeySpec{
+	{Name: "script|load", Container: "script", Arity: 3, Flags: FlagNoscript | FlagStale, Categories: CatScripting, Group: "scripting", Since: "2.6.0", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}, Args: []Arg{
+		{Name: "script", Type: ArgString},
+	}},
+	{Name: "script|show", Container: "script", Arity: 3, Flags: FlagNoscript, Categories: CatScripting, Group: "scripting", Since: "8.0.0", Args: []Arg{
+		{Name: "sha1", Type: ArgString},
+	}},
+	{Name: "sdiff", Arity: -2, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "1.0.0", Tips: []string{"nondeterministic_output_order"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "sdiffstore", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatSet, Group: "set", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "sdiffstore", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatSet, Group: "set", Since: "1.0.0", Args: []Arg{
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "select", Arity: 2, Flags: FlagLoading | FlagStale | FlagFast, Categories: CatConnection, Group: "connection", Since: "1.0.0"},
+	{Name: "select", Arity: 2, Flags: FlagLoading | FlagStale | FlagFast, Categories: CatConnection, Group: "connection", Since: "1.0.0", Args: []Arg{
+		{Name: "index", Type: ArgInteger},
+	}},
 	{Name: "sentinel", Arity: -2, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4"},
-	{Name: "sentinel|ckquorum", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4"},
-	{Name: "sentinel|config", Container: "sentinel", Arity: -4, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "6.2.0"},
-	{Name: "sentinel|debug", Container: "sentinel", Arity: -2, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "7.0.0"},
-	{Name: "sentinel|failover", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4"},
+	{Name: "sentinel|ckquorum", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", Args: []Arg{
+		{Name: "primary-name", Type: ArgString},
+	}},
+	{Name: "sentinel|config", Container: "sentinel", Arity: -4, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "6.2.0", Args: []Arg{
+		{Name: "action", Type: ArgOneof, Args: []Arg{
+			{Name: "set", Type: ArgBlock, Token: "SET", Flags: ArgMultiple, Args: []Arg{
+				{Name: "parameter", Type: ArgString},
+				{Name: "value", Type: ArgString},
+			}},
+			{Name: "parameter", Type: ArgString, Token: "GET", Flags: ArgMultiple},
+		}},
+	}},
+	{Name: "sentinel|debug", Container: "sentinel", Arity: -2, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "7.0.0", Args: []Arg{
+		{Name: "data", Type: ArgBlock, Flags: ArgOptional | ArgMultiple, Args: []Arg{
+			{Name: "parameter", Type: ArgString},
+			{Name: "value", Type: ArgString},
+		}},
+	}},
+	{Name: "sentinel|failover", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", Args: []Arg{
+		{Name: "primary-name", Type: ArgString},
+	}},
 	{Name: "sentinel|flushconfig", Container: "sentinel", Arity: 2, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4"},
-	{Name: "sentinel|get-master-addr-by-name", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", DocFlags: DocDeprecated, DeprecatedSince: "8.0.0"},
-	{Name: "sentinel|get-primary-addr-by-name", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "8.0.0"},
+	{Name: "sentinel|get-master-addr-by-name", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", DocFlags: DocDeprecated, DeprecatedSince: "8.0.0", Args: []Arg{
+		{Name: "primary-name", Type: ArgString},
+	}},
+	{Name: "sentinel|get-primary-addr-by-name", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "8.0.0", Args: []Arg{
+		{Name: "primary-name", Type: ArgString},
+	}},
 	{Name: "sentinel|help", Container: "sentinel", Arity: 2, Flags: FlagLoading | FlagStale | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "6.2.0"},
-	{Name: "sentinel|info-cache", Container: "sentinel", Arity: -3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "3.2.0"},
-	{Name: "sentinel|is-master-down-by-addr", Container: "sentinel", Arity: 6, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", DocFlags: DocDeprecated, DeprecatedSince: "8.0.0"},
-	{Name: "sentinel|is-primary-down-by-addr", Container: "sentinel", Arity: 6, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "8.0.0"},
-	{Name: "sentinel|master", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", DocFlags: DocDeprecated, DeprecatedSince: "8.0.0"},
+	{Name: "sentinel|info-cache", Container: "sentinel", Arity: -3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "3.2.0", Args: []Arg{
+		{Name: "nodename", Type: ArgString, Flags: ArgMultiple},
+	}},
+	{Name: "sentinel|is-master-down-by-addr", Container: "sentinel", Arity: 6, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", DocFlags: DocDeprecated, DeprecatedSince: "8.0.0", Args: []Arg{
+		{Name: "ip", Type: ArgString},
+		{Name: "port", Type: ArgInteger},
+		{Name: "current-epoch", Type: ArgInteger},
+		{Name: "runid", Type: ArgString},
+	}},
+	{Name: "sentinel|is-primary-down-by-addr", Container: "sentinel", Arity: 6, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "8.0.0", Args: []Arg{
+		{Name: "ip", Type: ArgString},
+		{Name: "port", Type: ArgInteger},
+		{Name: "current-epoch", Type: ArgInteger},
+		{Name: "runid", Type: ArgString},
+	}},
+	{Name: "sentinel|master", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", DocFlags: DocDeprecated, DeprecatedSince: "8.0.0", Args: []Arg{
+		{Name: "primary-name", Type: ArgString},
+	}},
 	{Name: "sentinel|masters", Container: "sentinel", Arity: 2, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", DocFlags: DocDeprecated, DeprecatedSince: "8.0.0"},
-	{Name: "sentinel|monitor", Container: "sentinel", Arity: 6, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4"},
+	{Name: "sentinel|monitor", Container: "sentinel", Arity: 6, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", Args: []Arg{
+		{Name: "name", Type: ArgString},
+		{Name: "ip", Type: ArgString},
+		{Name: "port", Type: ArgInteger},
+		{Name: "quorum", Type: ArgInteger},
+	}},
 	{Name: "sentinel|myid", Container: "sentinel", Arity: 2, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "6.2.0"},
 	{Name: "sentinel|pending-scripts", Container: "sentinel", Arity: 2, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4"},
 	{Name: "sentinel|primaries", Container: "sentinel", Arity: 2, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "8.0.0"},
-	{Name: "sentinel|primary", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "8.0.0"},
-	{Name: "sentinel|remove", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4"},
-	{Name: "sentinel|replicas", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "5.0.0"},
-	{Name: "sentinel|reset", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4"},
-	{Name: "sentinel|sentinels", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4"},
-	{Name: "sentinel|set", Container: "sentinel", Arity: -5, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4"},
-	{Name: "sentinel|simulate-failure", Container: "sentinel", Arity: -3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "3.2.0"},
-	{Name: "sentinel|slaves", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.0", DocFlags: DocDeprecated, DeprecatedSince: "5.0.0"},
-	{Name: "set", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatString, Group: "string", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "sentinel|primary", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "8.0.0", Args: []Arg{
+		{Name: "primary-name", Type: ArgString},
+	}},
+	{Name: "sentinel|remove", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", Args: []Arg{
+		{Name: "primary-name", Type: ArgString},
+	}},
+	{Name: "sentinel|replicas", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "5.0.0", Args: []Arg{
+		{Name: "primary-name", Type: ArgString},
+	}},
+	{Name: "sentinel|reset", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", Args: []Arg{
+		{Name: "pattern", Type: ArgPattern},
+	}},
+	{Name: "sentinel|sentinels", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", Args: []Arg{
+		{Name: "primary-name", Type: ArgString},
+	}},
+	{Name: "sentinel|set", Container: "sentinel", Arity: -5, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.4", Args: []Arg{
+		{Name: "primary-name", Type: ArgString},
+		{Name: "data", Type: ArgBlock, Flags: ArgMultiple, Args: []Arg{
+			{Name: "option", Type: ArgString},
+			{Name: "value", Type: ArgString},
+		}},
+	}},
+	{Name: "sentinel|simulate-failure", Container: "sentinel", Arity: -3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "3.2.0", Args: []Arg{
+		{Name: "mode", Type: ArgOneof, Flags: ArgOptional | ArgMultiple, Args: []Arg{
+			{Name: "crash-after-election", Type: ArgPureToken},
+			{Name: "crash-after-promotion", Type: ArgPureToken},
+			{Name: "help", Type: ArgPureToken},
+		}},
+	}},
+	{Name: "sentinel|slaves", Container: "sentinel", Arity: 3, Flags: FlagAdmin | FlagSentinel | FlagOnlySentinel, Categories: 0, Group: "sentinel", Since: "2.8.0", DocFlags: DocDeprecated, DeprecatedSince: "5.0.0", Args: []Arg{
+		{Name: "primary-name", Type: ArgString},
+	}},
+	{Name: "set", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatString, Group: "string", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "value", Type: ArgString},
+		{Name: "condition", Type: ArgOneof, Since: "2.6.12", Flags: ArgOptional, Args: []Arg{
+			{Name: "nx", Type: ArgPureToken, Token: "NX"},
+			{Name: "xx", Type: ArgPureToken, Token: "XX"},
+		}},
+		{Name: "get", Type: ArgPureToken, Token: "GET", Since: "6.2.0", Flags: ArgOptional},
+		{Name: "expiration", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "seconds", Type: ArgInteger, Token: "EX", Since: "2.6.12"},
+			{Name: "milliseconds", Type: ArgInteger, Token: "PX", Since: "2.6.12"},
+			{Name: "unix-time-seconds", Type: ArgUnixTime, Token: "EXAT", Since: "6.2.0"},
+			{Name: "unix-time-milliseconds", Type: ArgUnixTime, Token: "PXAT", Since: "6.2.0"},
+			{Name: "keepttl", Type: ArgPureToken, Token: "KEEPTTL", Since: "6.0.0"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate | KeyVariableFlags, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "setbit", Arity: 4, Flags: FlagWrite | FlagDenyOOM, Categories: CatBitmap, Group: "bitmap", Since: "2.2.0", KeySpecs: []KeySpec{
+	{Name: "setbit", Arity: 4, Flags: FlagWrite | FlagDenyOOM, Categories: CatBitmap, Group: "bitmap", Since: "2.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "offset", Type: ArgInteger},
+		{Name: "value", Type: ArgInteger},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "setex", Arity: 4, Flags: FlagWrite | FlagDenyOOM, Categories: CatString, Group: "string", Since: "2.0.0", DocFlags: DocDeprecated, DeprecatedSince: "2.6.12", KeySpecs: []KeySpec{
+	{Name: "setex", Arity: 4, Flags: FlagWrite | FlagDenyOOM, Categories: CatString, Group: "string", Since: "2.0.0", DocFlags: DocDeprecated, DeprecatedSince: "2.6.12", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "seconds", Type: ArgInteger},
+		{Name: "value", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "setnx", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", DocFlags: DocDeprecated, DeprecatedSince: "2.6.12", KeySpecs: []KeySpec{
+	{Name: "setnx", Arity: 3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatString, Group: "string", Since: "1.0.0", DocFlags: DocDeprecated, DeprecatedSince: "2.6.12", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "value", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "setrange", Arity: 4, Flags: FlagWrite | FlagDenyOOM, Categories: CatString, Group: "string", Since: "2.2.0", KeySpecs: []KeySpec{
+	{Name: "setrange", Arity: 4, Flags: FlagWrite | FlagDenyOOM, Categories: CatString, Group: "string", Since: "2.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "offset", Type: ArgInteger},
+		{Name: "value", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "shutdown", Arity: -1, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagNoMulti | FlagSentinel | FlagAllowBusy, Categories: 0, Group: "server", Since: "1.0.0"},
-	{Name: "sinter", Arity: -2, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "1.0.0", Tips: []string{"nondeterministic_output_order"}, KeySpecs: []KeySpec{
+	{Name: "shutdown", Arity: -1, Flags: FlagAdmin | FlagNoscript | FlagLoading | FlagStale | FlagNoMulti | FlagSentinel | FlagAllowBusy, Categories: 0, Group: "server", Since: "1.0.0", Args: []Arg{
+		{Name: "abort-selector", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "save-selector-block", Type: ArgBlock, Args: []Arg{
+				{Name: "save-selector", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+					{Name: "nosave", Type: ArgPureToken, Token: "NOSAVE"},
+					{Name: "save", Type: ArgPureToken, Token: "SAVE"},
+				}},
+				{Name: "now", Type: ArgPureToken, Token: "NOW", Since: "7.0.0", Flags: ArgOptional},
+				{Name: "force", Type: ArgPureToken, Token: "FORCE", Since: "7.0.0", Flags: ArgOptional},
+			}},
+			{Name: "abort", Type: ArgPureToken, Token: "ABORT", Since: "7.0.0"},
+		}},
+	}},
+	{Name: "sinter", Arity: -2, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "1.0.0", Tips: []string{"nondeterministic_output_order"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "sintercard", Arity: -3, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "sintercard", Arity: -3, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "7.0.0", Args: []Arg{
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "limit", Type: ArgInteger, Token: "LIMIT", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "sinterstore", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatSet, Group: "set", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "sinterstore", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatSet, Group: "set", Since: "1.0.0", Args: []Arg{
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "sismember", Arity: 3, Flags: FlagReadonly | FlagFast, Categories: CatSet, Group: "set", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "sismember", Arity: 3, Flags: FlagReadonly | FlagFast, Categories: CatSet, Group: "set", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "slaveof", Arity: 3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript | FlagStale, Categories: 0, Group: "server", Since: "1.0.0", DocFlags: DocDeprecated, DeprecatedSince: "5.0.0"},
+	{Name: "slaveof", Arity: 3, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoscript | FlagStale, Categories: 0, Group: "server", Since: "1.0.0", DocFlags: DocDeprecated, DeprecatedSince: "5.0.0", Args: []Arg{
+		{Name: "args", Type: ArgOneof, Args: []Arg{
+			{Name: "host-port", Type: ArgBlock, Args: []Arg{
+				{Name: "host", Type: ArgString},
+				{Name: "port", Type: ArgInteger},
+			}},
+			{Name: "no-one", Type: ArgBlock, Args: []Arg{
+				{Name: "no", Type: ArgPureToken, Token: "NO"},
+				{Name: "one", Type: ArgPureToken, Token: "ONE"},
+			}},
+		}},
+	}},
 	{Name: "slowlog", Arity: -2, Flags: 0, Categories: 0, Group: "server", Since: "2.2.12"},
-	{Name: "slowlog|get", Container: "slowlog", Arity: -2, Flags: FlagAdmin | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.2.12", Tips: []string{"request_policy:all_nodes", "nondeterministic_output"}},
+	{Name: "slowlog|get", Container: "slowlog", Arity: -2, Flags: FlagAdmin | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.2.12", Tips: []string{"request_policy:all_nodes", "nondeterministic_output"}, Args: []Arg{
+		{Name: "count", Type: ArgInteger, Flags: ArgOptional},
+	}},
 	{Name: "slowlog|help", Container: "slowlog", Arity: 2, Flags: FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "6.2.0"},
 	{Name: "slowlog|len", Container: "slowlog", Arity: 2, Flags: FlagAdmin | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.2.12", Tips: []string{"request_policy:all_nodes", "response_policy:agg_sum", "nondeterministic_output"}},
 	{Name: "slowlog|reset", Container: "slowlog", Arity: 2, Flags: FlagAdmin | FlagLoading | FlagStale, Categories: 0, Group: "server", Since: "2.2.12", Tips: []string{"request_policy:all_nodes", "response_policy:all_succeeded"}},
-	{Name: "smembers", Arity: 2, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "1.0.0", Tips: []string{"nondeterministic_output_order"}, KeySpecs: []KeySpec{
+	{Name: "smembers", Arity: 2, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "1.0.0", Tips: []string{"nondeterministic_output_order"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "smismember", Arity: -3, Flags: FlagReadonly | FlagFast, Categories: CatSet, Group: "set", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "smismember", Arity: -3, Flags: FlagReadonly | FlagFast, Categories: CatSet, Group: "set", Since: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "smove", Arity: 4, Flags: FlagWrite | FlagFast, Categories: CatSet, Group: "set", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "smove", Arity: 4, Flags: FlagWrite | FlagFast, Categories: CatSet, Group: "set", Since: "1.0.0", Args: []Arg{
+		{Name: "source", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1},
+		{Name: "member", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "sort", Arity: -2, Flags: FlagWrite | FlagDenyOOM, Categories: CatSet | CatSortedSet | CatList | CatDangerous, Group: "generic", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "sort", Arity: -2, Flags: FlagWrite | FlagDenyOOM, Categories: CatSet | CatSortedSet | CatList | CatDangerous, Group: "generic", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "by-pattern", Type: ArgPattern, HasKeySpec: true, KeySpecIndex: 1, Token: "BY", DisplayText: "pattern", Flags: ArgOptional},
+		{Name: "limit", Type: ArgBlock, Token: "LIMIT", Flags: ArgOptional, Args: []Arg{
+			{Name: "offset", Type: ArgInteger},
+			{Name: "count", Type: ArgInteger},
+		}},
+		{Name: "get-pattern", Type: ArgPattern, HasKeySpec: true, KeySpecIndex: 1, Token: "GET", DisplayText: "pattern", Flags: ArgOptional | ArgMultiple | ArgMultipleToken},
+		{Name: "order", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "asc", Type: ArgPureToken, Token: "ASC"},
+			{Name: "desc", Type: ArgPureToken, Token: "DESC"},
+		}},
+		{Name: "sorting", Type: ArgPureToken, Token: "ALPHA", Flags: ArgOptional},
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 2, Token: "STORE", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchUnknown}, Find: FindKeys{Kind: FindUnknown}},
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchUnknown}, Find: FindKeys{Kind: FindUnknown}},
 	}},
-	{Name: "sort_ro", Arity: -2, Flags: FlagReadonly, Categories: CatSet | CatSortedSet | CatList | CatDangerous, Group: "generic", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "sort_ro", Arity: -2, Flags: FlagReadonly, Categories: CatSet | CatSortedSet | CatList | CatDangerous, Group: "generic", Since: "7.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "by-pattern", Type: ArgPattern, HasKeySpec: true, KeySpecIndex: 1, Token: "BY", DisplayText: "pattern", Flags: ArgOptional},
+		{Name: "limit", Type: ArgBlock, Token: "LIMIT", Flags: ArgOptional, Args: []Arg{
+			{Name: "offset", Type: ArgInteger},
+			{Name: "count", Type: ArgInteger},
+		}},
+		{Name: "get-pattern", Type: ArgPattern, HasKeySpec: true, KeySpecIndex: 1, Token: "GET", DisplayText: "pattern", Flags: ArgOptional | ArgMultiple | ArgMultipleToken},
+		{Name: "order", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "asc", Type: ArgPureToken, Token: "ASC"},
+			{Name: "desc", Type: ArgPureToken, Token: "DESC"},
+		}},
+		{Name: "sorting", Type: ArgPureToken, Token: "ALPHA", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchUnknown}, Find: FindKeys{Kind: FindUnknown}},
 	}},
-	{Name: "spop", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatSet, Group: "set", Since: "1.0.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "spop", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatSet, Group: "set", Since: "1.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "count", Type: ArgInteger, Since: "3.2.0", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "spublish", Arity: 3, Flags: FlagPubsub | FlagLoading | FlagStale | FlagFast | FlagMayReplicate, Categories: 0, Group: "pubsub", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "spublish", Arity: 3, Flags: FlagPubsub | FlagLoading | FlagStale | FlagFast | FlagMayReplicate, Categories: 0, Group: "pubsub", Since: "7.0.0", Args: []Arg{
+		{Name: "shardchannel", Type: ArgString},
+		{Name: "message", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyNotKey, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "srandmember", Arity: -2, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "1.0.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "srandmember", Arity: -2, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "1.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "count", Type: ArgInteger, Since: "2.6.0", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "srem", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatSet, Group: "set", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "srem", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatSet, Group: "set", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "sscan", Arity: -3, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "2.8.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "sscan", Arity: -3, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "2.8.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "cursor", Type: ArgInteger},
+		{Name: "pattern", Type: ArgPattern, Token: "MATCH", Flags: ArgOptional},
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "ssubscribe", Arity: -2, Flags: FlagPubsub | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "ssubscribe", Arity: -2, Flags: FlagPubsub | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "7.0.0", Args: []Arg{
+		{Name: "shardchannel", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyNotKey, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "strlen", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatString, Group: "string", Since: "2.2.0", KeySpecs: []KeySpec{
+	{Name: "strlen", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatString, Group: "string", Since: "2.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "subscribe", Arity: -2, Flags: FlagPubsub | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "pubsub", Since: "2.0.0"},
-	{Name: "substr", Arity: 4, Flags: FlagReadonly, Categories: CatString, Group: "string", Since: "1.0.0", DocFlags: DocDeprecated, DeprecatedSince: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "subscribe", Arity: -2, Flags: FlagPubsub | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "pubsub", Since: "2.0.0", Args: []Arg{
+		{Name: "channel", Type: ArgString, Flags: ArgMultiple},
+	}},
+	{Name: "substr", Arity: 4, Flags: FlagReadonly, Categories: CatString, Group: "string", Since: "1.0.0", DocFlags: DocDeprecated, DeprecatedSince: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "start", Type: ArgInteger},
+		{Name: "end", Type: ArgInteger},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "sunion", Arity: -2, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "1.0.0", Tips: []string{"nondeterministic_output_order"}, KeySpecs: []KeySpec{
+	{Name: "sunion", Arity: -2, Flags: FlagReadonly, Categories: CatSet, Group: "set", Since: "1.0.0", Tips: []string{"nondeterministic_output_order"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "sunionstore", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatSet, Group: "set", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "sunionstore", Arity: -3, Flags: FlagWrite | FlagDenyOOM, Categories: CatSet, Group: "set", Since: "1.0.0", Args: []Arg{
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "sunsubscribe", Arity: -1, Flags: FlagPubsub | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "sunsubscribe", Arity: -1, Flags: FlagPubsub | FlagNoscript | FlagLoading | FlagStale, Categories: 0, Group: "pubsub", Since: "7.0.0", Args: []Arg{
+		{Name: "shardchannel", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyNotKey, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "swapdb", Arity: 3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace | CatDangerous, Group: "server", Since: "4.0.0"},
+	{Name: "swapdb", Arity: 3, Flags: FlagWrite | FlagFast, Categories: CatKeyspace | CatDangerous, Group: "server", Since: "4.0.0", Args: []Arg{
+		{Name: "index1", Type: ArgInteger},
+		{Name: "index2", Type: ArgInteger},
+	}},
 	{Name: "sync", Arity: 1, Flags: FlagNoAsyncLoading | FlagAdmin | FlagNoMulti | FlagNoscript, Categories: 0, Group: "server", Since: "1.0.0"},
 	{Name: "time", Arity: 1, Flags: FlagLoading | FlagStale | FlagFast, Categories: 0, Group: "server", Since: "2.6.0", Tips: []string{"nondeterministic_output"}},
-	{Name: "touch", Arity: -2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "3.2.1", Tips: []string{"request_policy:multi_shard", "response_policy:agg_sum"}, KeySpecs: []KeySpec{
+	{Name: "touch", Arity: -2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "3.2.1", Tips: []string{"request_policy:multi_shard", "response_policy:agg_sum"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "ttl", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "ttl", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "type", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", KeySpecs: []KeySpec{
+	{Name: "type", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "1.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "unlink", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "4.0.0", Tips: []string{"request_policy:multi_shard", "response_policy:agg_sum"}, KeySpecs: []KeySpec{
+	{Name: "unlink", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatKeyspace, Group: "generic", Since: "4.0.0", Tips: []string{"request_policy:multi_shard", "response_policy:agg_sum"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRM | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "unsubscribe", Arity: -1, Flags: FlagPubsub | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "pubsub", Since: "2.0.0"},
+	{Name: "unsubscribe", Arity: -1, Flags: FlagPubsub | FlagNoscript | FlagLoading | FlagStale | FlagSentinel, Categories: 0, Group: "pubsub", Since: "2.0.0", Args: []Arg{
+		{Name: "channel", Type: ArgString, Flags: ArgOptional | ArgMultiple},
+	}},
 	{Name: "unwatch", Arity: 1, Flags: FlagNoscript | FlagLoading | FlagStale | FlagFast | FlagAllowBusy, Categories: CatTransaction, Group: "transactions", Since: "2.2.0"},
-	{Name: "wait", Arity: 3, Flags: FlagBlocking, Categories: CatConnection, Group: "generic", Since: "3.0.0", Tips: []string{"request_policy:all_shards", "response_policy:agg_min"}},
-	{Name: "waitaof", Arity: 4, Flags: FlagBlocking, Categories: CatConnection, Group: "generic", Since: "7.2.0", Tips: []string{"request_policy:all_shards", "response_policy:agg_min"}},
-	{Name: "watch", Arity: -2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagFast | FlagNoMulti | FlagAllowBusy, Categories: CatTransaction, Group: "transactions", Since: "2.2.0", KeySpecs: []KeySpec{
+	{Name: "wait", Arity: 3, Flags: FlagBlocking, Categories: CatConnection, Group: "generic", Since: "3.0.0", Tips: []string{"request_policy:all_shards", "response_policy:agg_min"}, Args: []Arg{
+		{Name: "numreplicas", Type: ArgInteger},
+		{Name: "timeout", Type: ArgInteger},
+	}},
+	{Name: "waitaof", Arity: 4, Flags: FlagBlocking, Categories: CatConnection, Group: "generic", Since: "7.2.0", Tips: []string{"request_policy:all_shards", "response_policy:agg_min"}, Args: []Arg{
+		{Name: "numlocal", Type: ArgInteger},
+		{Name: "numreplicas", Type: ArgInteger},
+		{Name: "timeout", Type: ArgInteger},
+	}},
+	{Name: "watch", Arity: -2, Flags: FlagNoscript | FlagLoading | FlagStale | FlagFast | FlagNoMulti | FlagAllowBusy, Categories: CatTransaction, Group: "transactions", Since: "2.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 0}},
 	}},
-	{Name: "xack", Arity: -4, Flags: FlagWrite | FlagFast, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xack", Arity: -4, Flags: FlagWrite | FlagFast, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "group", Type: ArgString},
+		{Name: "ID", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xadd", Arity: -5, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatStream, Group: "stream", Since: "5.0.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "xadd", Arity: -5, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatStream, Group: "stream", Since: "5.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "nomkstream", Type: ArgPureToken, Token: "NOMKSTREAM", Since: "6.2.0", Flags: ArgOptional},
+		{Name: "trim", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "strategy", Type: ArgOneof, Args: []Arg{
+				{Name: "maxlen", Type: ArgPureToken, Token: "MAXLEN"},
+				{Name: "minid", Type: ArgPureToken, Token: "MINID", Since: "6.2.0"},
+			}},
+			{Name: "operator", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+				{Name: "equal", Type: ArgPureToken, Token: "="},
+				{Name: "approximately", Type: ArgPureToken, Token: "~"},
+			}},
+			{Name: "threshold", Type: ArgString},
+			{Name: "count", Type: ArgInteger, Token: "LIMIT", Since: "6.2.0", Flags: ArgOptional},
+		}},
+		{Name: "id-selector", Type: ArgOneof, Args: []Arg{
+			{Name: "auto-id", Type: ArgPureToken, Token: "*"},
+			{Name: "id", Type: ArgString},
+		}},
+		{Name: "data", Type: ArgBlock, Flags: ArgMultiple, Args: []Arg{
+			{Name: "field", Type: ArgString},
+			{Name: "value", Type: ArgString},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xautoclaim", Arity: -6, Flags: FlagWrite | FlagFast, Categories: CatStream, Group: "stream", Since: "6.2.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "xautoclaim", Arity: -6, Flags: FlagWrite | FlagFast, Categories: CatStream, Group: "stream", Since: "6.2.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "group", Type: ArgString},
+		{Name: "consumer", Type: ArgString},
+		{Name: "min-idle-time", Type: ArgString},
+		{Name: "start", Type: ArgString},
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+		{Name: "justid", Type: ArgPureToken, Token: "JUSTID", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xclaim", Arity: -6, Flags: FlagWrite | FlagFast, Categories: CatStream, Group: "stream", Since: "5.0.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "xclaim", Arity: -6, Flags: FlagWrite | FlagFast, Categories: CatStream, Group: "stream", Since: "5.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "group", Type: ArgString},
+		{Name: "consumer", Type: ArgString},
+		{Name: "min-idle-time", Type: ArgString},
+		{Name: "ID", Type: ArgString, Flags: ArgMultiple},
+		{Name: "ms", Type: ArgInteger, Token: "IDLE", Flags: ArgOptional},
+		{Name: "unix-time-milliseconds", Type: ArgUnixTime, Token: "TIME", Flags: ArgOptional},
+		{Name: "count", Type: ArgInteger, Token: "RETRYCOUNT", Flags: ArgOptional},
+		{Name: "force", Type: ArgPureToken, Token: "FORCE", Flags: ArgOptional},
+		{Name: "justid", Type: ArgPureToken, Token: "JUSTID", Flags: ArgOptional},
+		{Name: "lastid", Type: ArgString, Token: "LASTID", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xdel", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xdel", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "ID", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
 	{Name: "xgroup", Arity: -2, Flags: 0, Categories: 0, Group: "stream", Since: "5.0.0"},
-	{Name: "xgroup|create", Container: "xgroup", Arity: -5, Flags: FlagWrite | FlagDenyOOM, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xgroup|create", Container: "xgroup", Arity: -5, Flags: FlagWrite | FlagDenyOOM, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "group", Type: ArgString},
+		{Name: "id-selector", Type: ArgOneof, Args: []Arg{
+			{Name: "id", Type: ArgString},
+			{Name: "new-id", Type: ArgPureToken, Token: "$"},
+		}},
+		{Name: "mkstream", Type: ArgPureToken, Token: "MKSTREAM", Flags: ArgOptional},
+		{Name: "entriesread", Type: ArgInteger, Token: "ENTRIESREAD", DisplayText: "entries-read", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xgroup|createconsumer", Container: "xgroup", Arity: 5, Flags: FlagWrite | FlagDenyOOM, Categories: CatStream, Group: "stream", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "xgroup|createconsumer", Container: "xgroup", Arity: 5, Flags: FlagWrite | FlagDenyOOM, Categories: CatStream, Group: "stream", Since: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "group", Type: ArgString},
+		{Name: "consumer", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyInsert, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xgroup|delconsumer", Container: "xgroup", Arity: 5, Flags: FlagWrite, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xgroup|delconsumer", Container: "xgroup", Arity: 5, Flags: FlagWrite, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "group", Type: ArgString},
+		{Name: "consumer", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xgroup|destroy", Container: "xgroup", Arity: 4, Flags: FlagWrite, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xgroup|destroy", Container: "xgroup", Arity: 4, Flags: FlagWrite, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "group", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
 	{Name: "xgroup|help", Container: "xgroup", Arity: 2, Flags: FlagLoading | FlagStale, Categories: CatStream, Group: "stream", Since: "5.0.0"},
-	{Name: "xgroup|setid", Container: "xgroup", Arity: -5, Flags: FlagWrite, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xgroup|setid", Container: "xgroup", Arity: -5, Flags: FlagWrite, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "group", Type: ArgString},
+		{Name: "id-selector", Type: ArgOneof, Args: []Arg{
+			{Name: "id", Type: ArgString},
+			{Name: "new-id", Type: ArgPureToken, Token: "$"},
+		}},
+		{Name: "entriesread", Type: ArgInteger, Token: "ENTRIESREAD", DisplayText: "entries-read", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
 	{Name: "xinfo", Arity: -2, Flags: 0, Categories: 0, Group: "stream", Since: "5.0.0"},
-	{Name: "xinfo|consumers", Container: "xinfo", Arity: 4, Flags: FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "xinfo|consumers", Container: "xinfo", Arity: 4, Flags: FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "group", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xinfo|groups", Container: "xinfo", Arity: 3, Flags: FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xinfo|groups", Container: "xinfo", Arity: 3, Flags: FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
 	{Name: "xinfo|help", Container: "xinfo", Arity: 2, Flags: FlagLoading | FlagStale, Categories: CatStream, Group: "stream", Since: "5.0.0"},
-	{Name: "xinfo|stream", Container: "xinfo", Arity: -3, Flags: FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xinfo|stream", Container: "xinfo", Arity: -3, Flags: FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "full-block", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "full", Type: ArgPureToken, Token: "FULL"},
+			{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xlen", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xlen", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xpending", Arity: -3, Flags: FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "xpending", Arity: -3, Flags: FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "group", Type: ArgString},
+		{Name: "filters", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "min-idle-time", Type: ArgInteger, Token: "IDLE", Since: "6.2.0", Flags: ArgOptional},
+			{Name: "start", Type: ArgString},
+			{Name: "end", Type: ArgString},
+			{Name: "count", Type: ArgInteger},
+			{Name: "consumer", Type: ArgString, Flags: ArgOptional},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xrange", Arity: -4, Flags: FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xrange", Arity: -4, Flags: FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "start", Type: ArgString},
+		{Name: "end", Type: ArgString},
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xread", Arity: -4, Flags: FlagBlocking | FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xread", Arity: -4, Flags: FlagBlocking | FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+		{Name: "milliseconds", Type: ArgInteger, Token: "BLOCK", Flags: ArgOptional},
+		{Name: "streams", Type: ArgBlock, Token: "STREAMS", Args: []Arg{
+			{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+			{Name: "ID", Type: ArgString, Flags: ArgMultiple},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchKeyword, Keyword: "STREAMS", StartFrom: 1}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 2}},
 	}},
-	{Name: "xreadgroup", Arity: -7, Flags: FlagBlocking | FlagWrite, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xreadgroup", Arity: -7, Flags: FlagBlocking | FlagWrite, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "group-block", Type: ArgBlock, Token: "GROUP", Args: []Arg{
+			{Name: "group", Type: ArgString},
+			{Name: "consumer", Type: ArgString},
+		}},
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+		{Name: "milliseconds", Type: ArgInteger, Token: "BLOCK", Flags: ArgOptional},
+		{Name: "noack", Type: ArgPureToken, Token: "NOACK", Flags: ArgOptional},
+		{Name: "streams", Type: ArgBlock, Token: "STREAMS", Args: []Arg{
+			{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+			{Name: "ID", Type: ArgString, Flags: ArgMultiple},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchKeyword, Keyword: "STREAMS", StartFrom: 4}, Find: FindKeys{Kind: FindRange, LastKey: -1, Step: 1, Limit: 2}},
 	}},
-	{Name: "xrevrange", Arity: -4, Flags: FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xrevrange", Arity: -4, Flags: FlagReadonly, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "end", Type: ArgString},
+		{Name: "start", Type: ArgString},
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xsetid", Arity: -3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatStream, Group: "stream", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "xsetid", Arity: -3, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatStream, Group: "stream", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "last-id", Type: ArgString},
+		{Name: "entries-added", Type: ArgInteger, Token: "ENTRIESADDED", Since: "7.0.0", Flags: ArgOptional},
+		{Name: "max-deleted-id", Type: ArgString, Token: "MAXDELETEDID", Since: "7.0.0", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "xtrim", Arity: -4, Flags: FlagWrite, Categories: CatStream, Group: "stream", Since: "5.0.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "xtrim", Arity: -4, Flags: FlagWrite, Categories: CatStream, Group: "stream", Since: "5.0.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "trim", Type: ArgBlock, Args: []Arg{
+			{Name: "strategy", Type: ArgOneof, Args: []Arg{
+				{Name: "maxlen", Type: ArgPureToken, Token: "MAXLEN"},
+				{Name: "minid", Type: ArgPureToken, Token: "MINID", Since: "6.2.0"},
+			}},
+			{Name: "operator", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+				{Name: "equal", Type: ArgPureToken, Token: "="},
+				{Name: "approximately", Type: ArgPureToken, Token: "~"},
+			}},
+			{Name: "threshold", Type: ArgString},
+			{Name: "count", Type: ArgInteger, Token: "LIMIT", Since: "6.2.0", Flags: ArgOptional},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zadd", Arity: -4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", KeySpecs: []KeySpec{
+	{Name: "zadd", Arity: -4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "condition", Type: ArgOneof, Since: "3.0.2", Flags: ArgOptional, Args: []Arg{
+			{Name: "nx", Type: ArgPureToken, Token: "NX"},
+			{Name: "xx", Type: ArgPureToken, Token: "XX"},
+		}},
+		{Name: "comparison", Type: ArgOneof, Since: "6.2.0", Flags: ArgOptional, Args: []Arg{
+			{Name: "gt", Type: ArgPureToken, Token: "GT"},
+			{Name: "lt", Type: ArgPureToken, Token: "LT"},
+		}},
+		{Name: "change", Type: ArgPureToken, Token: "CH", Since: "3.0.2", Flags: ArgOptional},
+		{Name: "increment", Type: ArgPureToken, Token: "INCR", Since: "3.0.2", Flags: ArgOptional},
+		{Name: "data", Type: ArgBlock, Flags: ArgMultiple, Args: []Arg{
+			{Name: "score", Type: ArgDouble},
+			{Name: "member", Type: ArgString},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zcard", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", KeySpecs: []KeySpec{
+	{Name: "zcard", Arity: 2, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zcount", Arity: 4, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "zcount", Arity: 4, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "min", Type: ArgDouble},
+		{Name: "max", Type: ArgDouble},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zdiff", Arity: -3, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "zdiff", Arity: -3, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", Args: []Arg{
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "withscores", Type: ArgPureToken, Token: "WITHSCORES", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "zdiffstore", Arity: -4, Flags: FlagWrite | FlagDenyOOM, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "zdiffstore", Arity: -4, Flags: FlagWrite | FlagDenyOOM, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", Args: []Arg{
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "zincrby", Arity: 4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", KeySpecs: []KeySpec{
+	{Name: "zincrby", Arity: 4, Flags: FlagWrite | FlagDenyOOM | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "increment", Type: ArgInteger},
+		{Name: "member", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zinter", Arity: -3, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "zinter", Arity: -3, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", Args: []Arg{
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "weight", Type: ArgInteger, Token: "WEIGHTS", Flags: ArgOptional | ArgMultiple},
+		{Name: "aggregate", Type: ArgOneof, Token: "AGGREGATE", Flags: ArgOptional, Args: []Arg{
+			{Name: "sum", Type: ArgPureToken, Token: "SUM"},
+			{Name: "min", Type: ArgPureToken, Token: "MIN"},
+			{Name: "max", Type: ArgPureToken, Token: "MAX"},
+		}},
+		{Name: "withscores", Type: ArgPureToken, Token: "WITHSCORES", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "zintercard", Arity: -3, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "zintercard", Arity: -3, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "7.0.0", Args: []Arg{
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "limit", Type: ArgInteger, Token: "LIMIT", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "zinterstore", Arity: -4, Flags: FlagWrite | FlagDenyOOM, Categories: CatSortedSet, Group: "sorted_set", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "zinterstore", Arity: -4, Flags: FlagWrite | FlagDenyOOM, Categories: CatSortedSet, Group: "sorted_set", Since: "2.0.0", Args: []Arg{
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1, Flags: ArgMultiple},
+		{Name: "weight", Type: ArgInteger, Token: "WEIGHTS", Flags: ArgOptional | ArgMultiple},
+		{Name: "aggregate", Type: ArgOneof, Token: "AGGREGATE", Flags: ArgOptional, Args: []Arg{
+			{Name: "sum", Type: ArgPureToken, Token: "SUM"},
+			{Name: "min", Type: ArgPureToken, Token: "MIN"},
+			{Name: "max", Type: ArgPureToken, Token: "MAX"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "zlexcount", Arity: 4, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "2.8.9", KeySpecs: []KeySpec{
+	{Name: "zlexcount", Arity: 4, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "2.8.9", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "min", Type: ArgString},
+		{Name: "max", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zmpop", Arity: -4, Flags: FlagWrite, Categories: CatSortedSet, Group: "sorted_set", Since: "7.0.0", KeySpecs: []KeySpec{
+	{Name: "zmpop", Arity: -4, Flags: FlagWrite, Categories: CatSortedSet, Group: "sorted_set", Since: "7.0.0", Args: []Arg{
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "where", Type: ArgOneof, Args: []Arg{
+			{Name: "min", Type: ArgPureToken, Token: "MIN"},
+			{Name: "max", Type: ArgPureToken, Token: "MAX"},
+		}},
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "zmscore", Arity: -3, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "zmscore", Arity: -3, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zpopmax", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "zpopmax", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "count", Type: ArgInteger, Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zpopmin", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "5.0.0", KeySpecs: []KeySpec{
+	{Name: "zpopmin", Arity: -2, Flags: FlagWrite | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "5.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "count", Type: ArgInteger, Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyAccess | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zrandmember", Arity: -2, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "zrandmember", Arity: -2, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "options", Type: ArgBlock, Flags: ArgOptional, Args: []Arg{
+			{Name: "count", Type: ArgInteger},
+			{Name: "withscores", Type: ArgPureToken, Token: "WITHSCORES", Flags: ArgOptional},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zrange", Arity: -4, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", KeySpecs: []KeySpec{
+	{Name: "zrange", Arity: -4, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "start", Type: ArgString},
+		{Name: "stop", Type: ArgString},
+		{Name: "sortby", Type: ArgOneof, Since: "6.2.0", Flags: ArgOptional, Args: []Arg{
+			{Name: "byscore", Type: ArgPureToken, Token: "BYSCORE"},
+			{Name: "bylex", Type: ArgPureToken, Token: "BYLEX"},
+		}},
+		{Name: "rev", Type: ArgPureToken, Token: "REV", Since: "6.2.0", Flags: ArgOptional},
+		{Name: "limit", Type: ArgBlock, Token: "LIMIT", Since: "6.2.0", Flags: ArgOptional, Args: []Arg{
+			{Name: "offset", Type: ArgInteger},
+			{Name: "count", Type: ArgInteger},
+		}},
+		{Name: "withscores", Type: ArgPureToken, Token: "WITHSCORES", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zrangebylex", Arity: -4, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "2.8.9", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "zrangebylex", Arity: -4, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "2.8.9", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "min", Type: ArgString},
+		{Name: "max", Type: ArgString},
+		{Name: "limit", Type: ArgBlock, Token: "LIMIT", Flags: ArgOptional, Args: []Arg{
+			{Name: "offset", Type: ArgInteger},
+			{Name: "count", Type: ArgInteger},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zrangebyscore", Arity: -4, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "1.0.5", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "zrangebyscore", Arity: -4, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "1.0.5", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "min", Type: ArgDouble},
+		{Name: "max", Type: ArgDouble},
+		{Name: "withscores", Type: ArgPureToken, Token: "WITHSCORES", Since: "2.0.0", Flags: ArgOptional},
+		{Name: "limit", Type: ArgBlock, Token: "LIMIT", Flags: ArgOptional, Args: []Arg{
+			{Name: "offset", Type: ArgInteger},
+			{Name: "count", Type: ArgInteger},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zrangestore", Arity: -5, Flags: FlagWrite | FlagDenyOOM, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "zrangestore", Arity: -5, Flags: FlagWrite | FlagDenyOOM, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", Args: []Arg{
+		{Name: "dst", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "src", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1},
+		{Name: "min", Type: ArgString},
+		{Name: "max", Type: ArgString},
+		{Name: "sortby", Type: ArgOneof, Flags: ArgOptional, Args: []Arg{
+			{Name: "byscore", Type: ArgPureToken, Token: "BYSCORE"},
+			{Name: "bylex", Type: ArgPureToken, Token: "BYLEX"},
+		}},
+		{Name: "rev", Type: ArgPureToken, Token: "REV", Flags: ArgOptional},
+		{Name: "limit", Type: ArgBlock, Token: "LIMIT", Flags: ArgOptional, Args: []Arg{
+			{Name: "offset", Type: ArgInteger},
+			{Name: "count", Type: ArgInteger},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zrank", Arity: -3, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "zrank", Arity: -3, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString},
+		{Name: "withscore", Type: ArgPureToken, Token: "WITHSCORE", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zrem", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", KeySpecs: []KeySpec{
+	{Name: "zrem", Arity: -3, Flags: FlagWrite | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString, Flags: ArgMultiple},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zremrangebylex", Arity: 4, Flags: FlagWrite, Categories: CatSortedSet, Group: "sorted_set", Since: "2.8.9", KeySpecs: []KeySpec{
+	{Name: "zremrangebylex", Arity: 4, Flags: FlagWrite, Categories: CatSortedSet, Group: "sorted_set", Since: "2.8.9", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "min", Type: ArgString},
+		{Name: "max", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zremrangebyrank", Arity: 4, Flags: FlagWrite, Categories: CatSortedSet, Group: "sorted_set", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "zremrangebyrank", Arity: 4, Flags: FlagWrite, Categories: CatSortedSet, Group: "sorted_set", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "start", Type: ArgInteger},
+		{Name: "stop", Type: ArgInteger},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zremrangebyscore", Arity: 4, Flags: FlagWrite, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", KeySpecs: []KeySpec{
+	{Name: "zremrangebyscore", Arity: 4, Flags: FlagWrite, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "min", Type: ArgDouble},
+		{Name: "max", Type: ArgDouble},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRW | KeyDelete, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zrevrange", Arity: -4, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "zrevrange", Arity: -4, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "start", Type: ArgInteger},
+		{Name: "stop", Type: ArgInteger},
+		{Name: "withscores", Type: ArgPureToken, Token: "WITHSCORES", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zrevrangebylex", Arity: -4, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "2.8.9", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "zrevrangebylex", Arity: -4, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "2.8.9", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "max", Type: ArgString},
+		{Name: "min", Type: ArgString},
+		{Name: "limit", Type: ArgBlock, Token: "LIMIT", Flags: ArgOptional, Args: []Arg{
+			{Name: "offset", Type: ArgInteger},
+			{Name: "count", Type: ArgInteger},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zrevrangebyscore", Arity: -4, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "2.2.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "zrevrangebyscore", Arity: -4, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "2.2.0", DocFlags: DocDeprecated, DeprecatedSince: "6.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "max", Type: ArgDouble},
+		{Name: "min", Type: ArgDouble},
+		{Name: "withscores", Type: ArgPureToken, Token: "WITHSCORES", Flags: ArgOptional},
+		{Name: "limit", Type: ArgBlock, Token: "LIMIT", Flags: ArgOptional, Args: []Arg{
+			{Name: "offset", Type: ArgInteger},
+			{Name: "count", Type: ArgInteger},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zrevrank", Arity: -3, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "zrevrank", Arity: -3, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "2.0.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString},
+		{Name: "withscore", Type: ArgPureToken, Token: "WITHSCORE", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zscan", Arity: -3, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "2.8.0", Tips: []string{"nondeterministic_output"}, KeySpecs: []KeySpec{
+	{Name: "zscan", Arity: -3, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "2.8.0", Tips: []string{"nondeterministic_output"}, Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "cursor", Type: ArgInteger},
+		{Name: "pattern", Type: ArgPattern, Token: "MATCH", Flags: ArgOptional},
+		{Name: "count", Type: ArgInteger, Token: "COUNT", Flags: ArgOptional},
+		{Name: "noscores", Type: ArgPureToken, Token: "NOSCORES", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zscore", Arity: 3, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", KeySpecs: []KeySpec{
+	{Name: "zscore", Arity: 3, Flags: FlagReadonly | FlagFast, Categories: CatSortedSet, Group: "sorted_set", Since: "1.2.0", Args: []Arg{
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "member", Type: ArgString},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 	}},
-	{Name: "zunion", Arity: -3, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", KeySpecs: []KeySpec{
+	{Name: "zunion", Arity: -3, Flags: FlagReadonly, Categories: CatSortedSet, Group: "sorted_set", Since: "6.2.0", Args: []Arg{
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0, Flags: ArgMultiple},
+		{Name: "weight", Type: ArgInteger, Token: "WEIGHTS", Flags: ArgOptional | ArgMultiple},
+		{Name: "aggregate", Type: ArgOneof, Token: "AGGREGATE", Flags: ArgOptional, Args: []Arg{
+			{Name: "sum", Type: ArgPureToken, Token: "SUM"},
+			{Name: "min", Type: ArgPureToken, Token: "MIN"},
+			{Name: "max", Type: ArgPureToken, Token: "MAX"},
+		}},
+		{Name: "withscores", Type: ArgPureToken, Token: "WITHSCORES", Flags: ArgOptional},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},
-	{Name: "zunionstore", Arity: -4, Flags: FlagWrite | FlagDenyOOM, Categories: CatSortedSet, Group: "sorted_set", Since: "2.0.0", KeySpecs: []KeySpec{
+	{Name: "zunionstore", Arity: -4, Flags: FlagWrite | FlagDenyOOM, Categories: CatSortedSet, Group: "sorted_set", Since: "2.0.0", Args: []Arg{
+		{Name: "destination", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 0},
+		{Name: "numkeys", Type: ArgInteger},
+		{Name: "key", Type: ArgKey, HasKeySpec: true, KeySpecIndex: 1, Flags: ArgMultiple},
+		{Name: "weight", Type: ArgInteger, Token: "WEIGHTS", Flags: ArgOptional | ArgMultiple},
+		{Name: "aggregate", Type: ArgOneof, Token: "AGGREGATE", Flags: ArgOptional, Args: []Arg{
+			{Name: "sum", Type: ArgPureToken, Token: "SUM"},
+			{Name: "min", Type: ArgPureToken, Token: "MIN"},
+			{Name: "max", Type: ArgPureToken, Token: "MAX"},
+		}},
+	}, KeySpecs: []KeySpec{
 		{Flags: KeyOW | KeyUpdate, Begin: BeginSearch{Kind: SearchIndex, Index: 1}, Find: FindKeys{Kind: FindRange, LastKey: 0, Step: 1, Limit: 0}},
 		{Flags: KeyRO | KeyAccess, Begin: BeginSearch{Kind: SearchIndex, Index: 2}, Find: FindKeys{Kind: FindKeynum, KeynumIdx: 0, FirstKey: 1, Step: 1}},
 	}},

@@ -221,6 +221,60 @@ type KeySpec struct {
 	Find  FindKeys
 }
 
+// ArgType is an argument's type, named as COMMAND DOCS names it.
+type ArgType string
+
+// Argument types.
+const (
+	ArgString    ArgType = "string"
+	ArgInteger   ArgType = "integer"
+	ArgDouble    ArgType = "double"
+	ArgKey       ArgType = "key"
+	ArgPattern   ArgType = "pattern"
+	ArgUnixTime  ArgType = "unix-time"
+	ArgPureToken ArgType = "pure-token"
+	// ArgOneof: exactly one of Args.
+	ArgOneof ArgType = "oneof"
+	// ArgBlock: all of Args, in order.
+	ArgBlock ArgType = "block"
+)
+
+// ArgFlag is a set of argument flags.
+type ArgFlag uint8
+
+// Argument flags, in the order COMMAND DOCS lists them.
+const (
+	ArgOptional ArgFlag = 1 << iota
+	ArgMultiple
+	// ArgMultipleToken: the token repeats with each value.
+	ArgMultipleToken
+)
+
+// Names returns the flags as COMMAND DOCS reports them.
+func (f ArgFlag) Names() []string {
+	return names(uint64(f), []string{"optional", "multiple", "multiple_token"})
+}
+
+// Arg is the syntax of one argument.
+type Arg struct {
+	Name string
+	Type ArgType
+	// KeySpecIndex is the key spec the argument belongs to, if HasKeySpec
+	// (always for ArgKey; also SORT's BY and GET patterns).
+	KeySpecIndex int
+	HasKeySpec   bool
+	// Token is the literal that precedes the value, or is the whole
+	// argument of an ArgPureToken ("EX", "NX").
+	Token string
+	// DisplayText is how the value is shown in hints, if not Name.
+	DisplayText     string
+	Since           string
+	DeprecatedSince string
+	Flags           ArgFlag
+	// Args are the choices of an ArgOneof or the parts of an ArgBlock.
+	Args []Arg
+}
+
 // Spec is the facts of one command or subcommand.
 type Spec struct {
 	// Name is lowercase; "container|sub" for a subcommand.
@@ -247,6 +301,8 @@ type Spec struct {
 	Tips []string
 	// KeySpecs are the key specifications, in the reference's order.
 	KeySpecs []KeySpec
+	// Args are the arguments' syntax, after the name (and subcommand).
+	Args []Arg
 	// FirstKey, LastKey and Step are Redis's legacy key range, derived
 	// from KeySpecs: 0, 0, 0 for a command without such a range.
 	FirstKey, LastKey, Step int
