@@ -209,7 +209,8 @@ func commandList(c *client, opts [][]byte) {
 
 // commandDocs runs COMMAND DOCS [name...]: a map from each command to its
 // documentation. elastickv does not carry the reference's prose, so a
-// command's docs hold its facts only: since, group, doc flags, the version
+// command's docs hold our own summary and facts only: since, group, doc
+// flags, the version
 // that deprecated it, its arguments' syntax (redis-cli's hints) and its
 // subcommands' docs. Unknown names are left out, as in Redis.
 func commandDocs(c *client, names [][]byte) {
@@ -233,7 +234,11 @@ func commandDocs(c *client, names [][]byte) {
 func writeCommandDocs(c *client, cmd *command) {
 	sp := cmd.spec
 	subs := cmd.subcommandsSorted()
+	summary := summaries[cmd.name]
 	n := 2 // since, group
+	if summary != "" {
+		n++
+	}
 	if sp.DocFlags != 0 {
 		n++
 	}
@@ -247,6 +252,10 @@ func writeCommandDocs(c *client, cmd *command) {
 		n++
 	}
 	c.array(2 * n)
+	if summary != "" {
+		c.bulkString("summary")
+		c.bulkString(summary)
+	}
 	c.bulkString("since")
 	c.bulkString(sp.Since)
 	c.bulkString("group")

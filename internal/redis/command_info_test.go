@@ -17,10 +17,15 @@ func TestEveryImplementedCommandHasAGeneratedEntry(t *testing.T) {
 		spec := commands.Lookup(im.name)
 		require.NotNil(t, spec, im.name)
 		require.Equal(t, spec.Arity, commandTable[im.name].arity, im.name)
+		require.NotEmpty(t, summaries[im.name], im.name)
 		for _, sub := range im.subs {
 			require.NotNil(t, commands.Lookup(im.name+"|"+sub), im.name+"|"+sub)
 			require.NotNil(t, spec.Subcommand(sub), im.name+"|"+sub)
+			require.NotEmpty(t, summaries[im.name+"|"+sub], im.name+"|"+sub)
 		}
+	}
+	for name := range summaries {
+		require.NotNil(t, lookupFullName([]byte(name)), "summary of an unimplemented "+name)
 	}
 	for _, name := range append(batchWriteCommands, batchReadCommands...) {
 		require.NotNil(t, commandTable[name], name)
@@ -180,4 +185,52 @@ func TestCommandListFilters(t *testing.T) {
 		requireErr(t, f.do(append([]any{"COMMAND", "LIST"}, bad...)...).Err(), "ERR syntax error")
 	}
 	require.NoError(t, f.rdb.Ping(f.ctx).Err())
+}
+
+// TestCommandDocsCarryFactsAndSyntax: COMMAND DOCS is what redis-cli
+// builds its hints from; the expected values are the reference's facts.
+func TestCommandDocsCarryFactsAndSyntax(t *testing.T) {
+	f := newFixture(t)
+	got, err := f.do("COMMAND", "DOCS", "get", "nosuch", "getset").Slice()
+	require.NoError(t, err)
+	require.Equal(t, []any{
+		"get", []any{
+			"summary", summaries["get"],
+			"since", "1.0.0",
+			"group", "string",
+			"arguments", []any{[]any{"name", "key", "type", "key", "key_spec_index", int64(0), "display_text", "key"}},
+		},
+		"getset", []any{
+			"summary", summaries["getset"],
+			"since", "1.0.0",
+			"group", "string",
+			"doc_flags", []any{"deprecated"},
+			"deprecated_since", "6.2.0",
+			"arguments", []any{
+				[]any{"name", "key", "type", "key", "key_spec_index", int64(0), "display_text", "key"},
+				[]any{"name", "value", "type", "string", "display_text", "value"},
+			},
+		},
+	}, got)
+
+	// A oneof nests its choices; optional arguments say so.
+	set, err := f.do("COMMAND", "DOCS", "set").Slice()
+	require.NoError(t, err)
+	docs := set[1].([]any)
+	args := docs[len(docs)-1].([]any)
+	require.Len(t, args, 5) // key value condition get expiration
+	require.Equal(t, []any{
+		"name", "condition", "type", "oneof", "since", "2.6.12", "flags", []any{"optional"},
+		"arguments", []any{
+			[]any{"name", "nx", "type", "pure-token", "token", "NX", "display_text", "nx"},
+			[]any{"name", "xx", "type", "pure-token", "token", "XX", "display_text", "xx"},
+		},
+	}, args[2])
+
+	// Subcommands' docs nest under their container.
+	client, err := f.do("COMMAND", "DOCS", "client").Slice()
+	require.NoError(t, err)
+	cd := client[1].([]any)
+	require.Equal(t, "subcommands", cd[len(cd)-2])
+	require.Equal(t, "client|getname", cd[len(cd)-1].([]any)[0])
 }

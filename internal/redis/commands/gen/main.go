@@ -65,17 +65,17 @@ var (
 // other field (summary, complexity, arguments, reply_schema, history...)
 // is left unread on purpose.
 type entry struct {
-	Group           string          `json:"group"`
-	Since           string          `json:"since"`
-	Arity           int             `json:"arity"`
-	Container       string          `json:"container"`
-	CommandFlags    []string        `json:"command_flags"`
-	ACLCategories   []string        `json:"acl_categories"`
-	CommandTips     []string        `json:"command_tips"`
-	DocFlags        []string        `json:"doc_flags"`
-	DeprecatedSince string          `json:"deprecated_since"`
-	KeySpecs        []keySpecJSON   `json:"key_specs"`
-	Arguments       []argJSON       `json:"arguments"`
+	Group           string        `json:"group"`
+	Since           string        `json:"since"`
+	Arity           int           `json:"arity"`
+	Container       string        `json:"container"`
+	CommandFlags    []string      `json:"command_flags"`
+	ACLCategories   []string      `json:"acl_categories"`
+	CommandTips     []string      `json:"command_tips"`
+	DocFlags        []string      `json:"doc_flags"`
+	DeprecatedSince string        `json:"deprecated_since"`
+	KeySpecs        []keySpecJSON `json:"key_specs"`
+	Arguments       []argJSON     `json:"arguments"`
 }
 
 // argJSON is one argument's syntax. Its "summary" (prose) is not read.
