@@ -139,3 +139,46 @@ func runGen(ref, out string) error {
 	cmd.Stderr = os.Stderr
 	return cmd.Run()
 }
+
+func TestLookupArgsResolvesSubcommands(t *testing.T) {
+	argv := func(s ...string) [][]byte {
+		out := make([][]byte, len(s))
+		for i, a := range s {
+			out[i] = []byte(a)
+		}
+		return out
+	}
+	require.Equal(t, "client|setname", LookupArgs(argv("CLIENT", "SetName", "x")).Name)
+	require.Equal(t, "client", LookupArgs(argv("client")).Name)
+	require.Equal(t, "get", LookupArgs(argv("get", "k")).Name) // not a container: argv[1] is an argument
+	require.Nil(t, LookupArgs(argv("client", "nosuch")))
+	require.Nil(t, LookupArgs(argv("nosuch")))
+	require.Nil(t, LookupArgs(nil))
+}
+
+// FuzzSpecKeys: key lookup never panics and never names a position
+// outside argv, whatever a client sends (ACL will run it on every command).
+func FuzzSpecKeys(f *testing.F) {
+	for _, seed := range []string{"zunionstore d 2 a b", "eval s 1 k", "eval s -1", "xread streams a 0", "migrate h p k 0 5 keys a", "set k v get", "mset a", "georadius k 1 2 3 m store d", "sort k by p store d", "lmove a b left right", "bitfield k get u8 0", "xreadgroup group g c streams s >"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		var argv [][]byte
+		for _, a := range strings.Fields(line) {
+			argv = append(argv, []byte(a))
+		}
+		s := LookupArgs(argv)
+		if s == nil {
+			return
+		}
+		keys, err := s.Keys(argv)
+		if err != nil {
+			return
+		}
+		for _, k := range keys {
+			if k.Pos < 1 || k.Pos >= len(argv) {
+				t.Fatalf("%q: key position %d outside %d arguments", line, k.Pos, len(argv))
+			}
+		}
+	})
+}

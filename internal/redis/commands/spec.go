@@ -352,6 +352,21 @@ func Lookup(name string) *Spec {
 	return byName[strings.ToLower(name)]
 }
 
+// LookupArgs finds the Spec a command line runs: the subcommand named by
+// argv[1] when argv[0] is a container and argv has one, else the command.
+// It returns nil for an unknown command or an unknown subcommand, as
+// Redis's command lookup does.
+func LookupArgs(argv [][]byte) *Spec {
+	if len(argv) == 0 {
+		return nil
+	}
+	s := Lookup(string(argv[0]))
+	if s == nil || s.subcommands == nil || len(argv) < 2 {
+		return s
+	}
+	return s.Subcommand(string(argv[1]))
+}
+
 // All returns every command and subcommand, sorted by name. The slice is
 // shared: do not modify it.
 func All() []*Spec { return all }
