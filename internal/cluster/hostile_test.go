@@ -48,17 +48,17 @@ func TestHostileCommandAboveTheEntryCapIsRefused(t *testing.T) {
 	const value = 1 << 20
 	c := New(t, 3, func(_ int, cfg *node.Config) {
 		cfg.MaxValueBytes = value
-		cfg.MaxEntryBytes = value + 1<<20
+		cfg.MaxEntryBytes = value + 2<<20
 	})
 	leader := c.Leader()
 	follower := (leader + 1) % 3
 	ctx := c.Ctx(30 * time.Second)
 	v := strings.Repeat("v", value)
 	for _, i := range []int{leader, follower} {
-		err := c.Client(i).MSet(ctx, "a", v, "b", v, "c", v).Err()
+		err := c.Client(i).MSet(ctx, "a", v, "b", v, "c", v, "d", v).Err()
 		require.Error(t, err, "node %d", i)
 		require.Contains(t, err.Error(), "log entry limit")
-		n, err := c.Client(i).Exists(ctx, "a", "b", "c").Result()
+		n, err := c.Client(i).Exists(ctx, "a", "b", "c", "d").Result()
 		require.NoError(t, err)
 		require.Zero(t, n, "nothing of the refused MSET was applied")
 		require.Positive(t, c.counter(i, "elastickv_raft_proposals_too_large_total"))

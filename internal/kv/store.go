@@ -354,7 +354,14 @@ func (s *Store) maxBatchBytes() int {
 
 // commitChunk writes the chunk's folded writes and applied index last to b
 // and commits it.
-func (s *Store) commitChunk(w *writeSet, b *pebble.Batch, last uint64) error {
+func (s *Store) commitChunk(w *writeSet, b *pebble.Batch, last uint64) (err error) {
+	defer func() {
+		// Pebble panics when a batch outgrows what it can represent (4
+		// GiB); that must stop this node with an error, not crash it.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("build apply batch up to %d: %v", last, r)
+		}
+	}()
 	if err := w.writeTo(b); err != nil {
 		return fmt.Errorf("apply up to %d: %w", last, err)
 	}

@@ -39,8 +39,9 @@ type writeSet struct {
 	slots   []slot
 	keys    []string
 	flushed bool
-	// bytes approximates the memory held by dirty slot values; the applier
-	// commits the chunk once it passes the apply-batch budget.
+	// bytes approximates the memory held by slot values, clean ones (read
+	// and kept) included; the applier commits the chunk once it passes the
+	// apply-batch budget.
 	bytes int
 }
 
@@ -142,9 +143,7 @@ func (w *writeSet) getString(k []byte) (slot, error) {
 
 func (w *writeSet) put(k []byte, s slot) {
 	if i, ok := w.index[string(k)]; ok {
-		if w.slots[i].dirty {
-			w.bytes -= len(w.slots[i].val)
-		}
+		w.bytes -= len(w.slots[i].val)
 		w.slots[i] = s
 	} else {
 		key := string(k)
@@ -152,9 +151,7 @@ func (w *writeSet) put(k []byte, s slot) {
 		w.slots = append(w.slots, s)
 		w.keys = append(w.keys, key)
 	}
-	if s.dirty {
-		w.bytes += len(s.val)
-	}
+	w.bytes += len(s.val)
 }
 
 // setString makes k the string v. v must stay valid and unchanged until the
@@ -178,7 +175,9 @@ func (w *writeSet) appendString(k []byte, s slot, suffix []byte) int {
 		cur = nil
 	}
 	if !s.owned {
-		nb := make([]byte, len(cur), max(len(cur)+len(suffix), 2*len(cur)))
+		// Exact size: append grows it (amortised) if more APPENDs follow,
+		// and the budget, which counts lengths, sees what is held.
+		nb := make([]byte, len(cur), len(cur)+len(suffix))
 		copy(nb, cur)
 		cur = nb
 	}

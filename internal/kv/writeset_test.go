@@ -115,3 +115,32 @@ func TestFoldedApplyMatchesOneByOne(t *testing.T) {
 		})
 	}
 }
+
+// Values read but not written (a failing INCR, an APPEND refused for size,
+// WRONGTYPE) are kept for the rest of the chunk, so they count toward the
+// apply-batch budget too: 64 failing INCRs on 1 MiB strings commit early
+// instead of holding 64 MiB until the chunk ends.
+func TestValuesReadButNotWrittenCountTowardTheBatchBudget(t *testing.T) {
+	cfg := DefaultConfig(t.TempDir())
+	cfg.CacheBytes, cfg.Sync, cfg.MaxBatchBytes = 1<<20, false, 4<<20
+	s, err := Open(cfg)
+	require.NoError(t, err)
+	defer s.Close()
+	big := bytes.Repeat([]byte("v"), 1<<20)
+	var ents []Entry
+	for i := range 64 {
+		ents = append(ents, Entry{Index: uint64(i + 1), Data: enc(Command{Op: OpSet, Keys: [][]byte{[]byte(fmt.Sprint("k", i))}, Values: [][]byte{big}})})
+	}
+	_, err = s.Apply(ents)
+	require.NoError(t, err)
+	_, before, _ := s.ApplyStats()
+	ents = ents[:0]
+	for i := range 64 {
+		ents = append(ents, Entry{Index: uint64(65 + i), Data: incr(fmt.Sprint("k", i), 1)})
+	}
+	res, err := s.Apply(ents)
+	require.NoError(t, err)
+	require.Equal(t, ErrTextNotInteger, res[63].Err)
+	_, after, _ := s.ApplyStats()
+	require.GreaterOrEqual(t, after-before, uint64(64/4-1), "a commit about every 4 MiB of values read")
+}

@@ -241,8 +241,10 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 // validateBudgets checks the memory budgets against each other: a maximal
 // value must fit one log entry, and the uncommitted log one entry.
 func (c *Config) validateBudgets() error {
-	if c.MaxEntryBytes < c.MaxValueBytes+1<<20 {
-		return fmt.Errorf("--max-entry-bytes (%d) must exceed --max-value-bytes (%d) by at least 1 MiB, so that a SET of a maximal value fits one log entry",
+	// 2 MiB: a SET of a maximal value, or a forwarded batch (up to 1 MiB of
+	// commands plus its framing), fits one log entry with room to spare.
+	if c.MaxEntryBytes < c.MaxValueBytes+2<<20 {
+		return fmt.Errorf("--max-entry-bytes (%d) must exceed --max-value-bytes (%d) by at least 2 MiB, so that a SET of a maximal value fits one log entry",
 			c.MaxEntryBytes, c.MaxValueBytes)
 	}
 	if c.MaxUncommittedBytes < uint64(c.MaxEntryBytes) {

@@ -594,8 +594,13 @@ func (c *forwardClient) sendBatch(ctx context.Context, addr string, payloads [][
 // Sub-commands of an OpBatch are inspected by their first two bytes, the op
 // and flags (kv.Command.AppendEncode's layout).
 func forwardShape(cmd *kv.Command) (subs int, solo bool) {
+	// An APPEND goes alone too: its result is small, but applying it puts
+	// the whole grown value (up to kv.MaxStringBytes) into the apply
+	// batch, and the apply batch can only be cut between entries, so an
+	// entry combining APPENDs to several large keys could outgrow what a
+	// Pebble batch holds.
 	returnsValue := func(op kv.Op, flags kv.SetFlags) bool {
-		return op == kv.OpGetDel || (op == kv.OpSet && flags&kv.SetGet != 0)
+		return op == kv.OpGetDel || (op == kv.OpSet && flags&kv.SetGet != 0) || op == kv.OpAppend
 	}
 	if cmd.Op != kv.OpBatch {
 		return 1, returnsValue(cmd.Op, cmd.Flags)

@@ -107,7 +107,7 @@ func (g *Group) runApplier() {
 		if t.restore != nil {
 			if err := g.restore(t.restore); err != nil {
 				g.setFatal(err)
-				g.pending.failAll(err)
+				g.pending.failAll(g.fatal())
 			}
 			g.logBytes = 0 // the log behind the received image is gone
 			continue
@@ -119,7 +119,10 @@ func (g *Group) runApplier() {
 		}
 		if err != nil {
 			g.setFatal(err)
-			g.pending.failAll(err)
+			// The group's error (ErrFailed): the node reports such
+			// writes as of unknown outcome, since earlier chunks of
+			// this batch may have been committed.
+			g.pending.failAll(g.fatal())
 			continue
 		}
 		g.metrics.observeApply(time.Since(start), len(t.entries))
@@ -173,7 +176,10 @@ func (g *Group) runSyncer(req <-chan struct{}, done chan<- struct{}) {
 		if err := g.cfg.StateMachine.Sync(); err != nil {
 			err = fmt.Errorf("sync state machine at %d: %w", applied, err)
 			g.setFatal(err)
-			g.pending.failAll(err)
+			// The group's error (ErrFailed): the node reports such
+			// writes as of unknown outcome, since earlier chunks of
+			// this batch may have been committed.
+			g.pending.failAll(g.fatal())
 			continue
 		}
 		g.metrics.fsmSync.Observe(time.Since(start).Seconds())

@@ -291,6 +291,11 @@ func (g *Group) Propose(ctx context.Context, payload []byte) (any, error) {
 	if err := g.CheckPayloadSize(len(payload)); err != nil {
 		return nil, err
 	}
+	if len(payload) == 0 {
+		// An empty payload would reach the state machine as a command
+		// that does not decode, and stop every replica.
+		return nil, errors.New("raft: empty proposal")
+	}
 	st := g.Status()
 	if st.State != "leader" {
 		return nil, &NotLeaderError{LeaderID: st.LeaderID}
