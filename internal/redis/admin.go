@@ -69,7 +69,7 @@ func cmdInfo(s *Server, c *client, args [][]byte) {
 		case "clients":
 			b.WriteString("# Clients\r\n")
 			line("connected_clients", strconv.FormatInt(s.clients.Load(), 10))
-			line("maxclients", strconv.Itoa(s.cfg.Clients.MaxClients))
+			line("maxclients", strconv.FormatInt(s.live.maxClients.Load(), 10))
 			line("client_buffer_input_bytes", strconv.FormatInt(s.mem.in.Load(), 10))
 			line("client_buffer_output_bytes", strconv.FormatInt(s.mem.out.Load(), 10))
 		case "replication":

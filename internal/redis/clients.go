@@ -232,8 +232,7 @@ type clientAcct struct {
 	reason atomic.Uint32
 
 	// Owned by the handler goroutine.
-	pendingOut int   // reply bytes appended since the last flush
-	hard, soft int64 // output limits
+	pendingOut int // reply bytes appended since the last flush
 }
 
 // kill marks the client as closed by r and closes its socket, which ends
@@ -265,7 +264,7 @@ func (a *clientAcct) setOut(n int64) {
 // clientMemory is the server-wide total of client buffers.
 type clientMemory struct {
 	in, out atomic.Int64
-	limit   int64
+	limit   atomic.Int64  // maxmemory-clients; 0 none
 	wake    chan struct{} // poked when the total passes the limit
 	m       *clientMetrics
 }
@@ -278,7 +277,7 @@ func (m *clientMemory) add(in, out int64) {
 	if out != 0 {
 		m.m.outBytes.Add(float64(out))
 	}
-	if m.limit > 0 && total > m.limit && in+out > 0 {
+	if limit := m.limit.Load(); limit > 0 && total > limit && in+out > 0 {
 		select {
 		case m.wake <- struct{}{}:
 		default:
@@ -322,10 +321,10 @@ func (r *clientRegistry) len() int {
 // Only the accept loop adds clients, so the count cannot pass the limit
 // between the check and the add.
 func (s *Server) admit(conn redcon.Conn, c *client) bool {
-	if s.registry.len() >= s.cfg.Clients.MaxClients {
+	if maxClients := s.live.maxClients.Load(); int64(s.registry.len()) >= maxClients {
 		s.clientMetrics.disconnects[reasonMaxClients].Inc()
 		if ok, n := s.limitLog.allow(time.Second); ok {
-			s.log.Warn("refused a client: maxclients reached", "maxclients", s.cfg.Clients.MaxClients, "addr", conn.RemoteAddr(), "suppressed", n)
+			s.log.Warn("refused a client: maxclients reached", "maxclients", maxClients, "addr", conn.RemoteAddr(), "suppressed", n)
 		}
 		// Write past limitConn, whose write deadline is meant for replies:
 		// this runs on the accept loop and must not wait long.
@@ -337,7 +336,7 @@ func (s *Server) admit(conn redcon.Conn, c *client) bool {
 		_, _ = nc.Write([]byte("-ERR max number of clients reached\r\n"))
 		return false
 	}
-	c.acct = &clientAcct{s: s, conn: conn.NetConn(), hard: s.cfg.Clients.Output.Hard, soft: s.cfg.Clients.Output.Soft}
+	c.acct = &clientAcct{s: s, conn: conn.NetConn()}
 	if lc, ok := conn.NetConn().(*limitConn); ok {
 		lc.acct = c.acct
 	}
@@ -356,7 +355,7 @@ func (s *Server) release(c *client, err error) {
 	a.setIn(0)
 	a.setOut(0)
 	r := disconnectReason(a.reason.Load())
-	if r == reasonNone && errors.Is(err, os.ErrDeadlineExceeded) && s.cfg.Clients.IdleTimeout > 0 {
+	if r == reasonNone && errors.Is(err, os.ErrDeadlineExceeded) && s.live.idleTimeout.Load() > 0 {
 		// The read deadline is the idle timeout; write timeouts set
 		// reasonOutputTimeout before they return.
 		r = reasonIdleTimeout
@@ -388,8 +387,9 @@ func (s *Server) evictLoop() {
 // closed clients' bytes are released when their handlers end; they are
 // counted as freed at once so that one pass never closes more than needed.
 func (s *Server) evict() {
-	over := s.mem.total() - s.mem.limit
-	if over <= 0 {
+	limit := s.mem.limit.Load()
+	over := s.mem.total() - limit
+	if limit <= 0 || over <= 0 {
 		return
 	}
 	type sized struct {
@@ -440,7 +440,7 @@ func (c *client) charge(n int) bool {
 		return false
 	}
 	a.pendingOut += n
-	if a.hard > 0 && int64(a.pendingOut) > a.hard {
+	if hard := a.s.live.outHard.Load(); hard > 0 && int64(a.pendingOut) > hard {
 		c.cutOutput()
 		return false
 	}
@@ -471,7 +471,10 @@ func (c *client) cutOutput() {
 // reply however long the pipeline.
 func (c *client) afterCommand() {
 	a := c.acct
-	if a == nil || c.cut || a.soft == 0 || int64(a.pendingOut) < a.soft {
+	if a == nil || c.cut {
+		return
+	}
+	if soft := a.s.live.outSoft.Load(); soft == 0 || int64(a.pendingOut) < soft {
 		return
 	}
 	w := redcon.BaseWriter(c.conn)

@@ -85,14 +85,14 @@ func cmdKeys(s *Server, c *client, args [][]byte) {
 				return false // the budget is spent; ScanKeys reports it
 			}
 			if matched {
-				if held += len(k) + respOverhead; held > s.maxReplyBytes {
+				if held += len(k) + respOverhead; held > s.maxReply() {
 					return false
 				}
 				keys = append(keys, bytes.Clone(k))
 			}
 			return true
 		})
-		if err == nil && held > s.maxReplyBytes {
+		if err == nil && held > s.maxReply() {
 			return errReplyTooLarge
 		}
 		return err

@@ -157,10 +157,6 @@ func TestKeysCommandsOnEmptyKeyspace(t *testing.T) {
 func TestRepliesAreBounded(t *testing.T) {
 	s, err := NewServer(Config{Addr: "127.0.0.1:0", Backend: newStoreBackend(t)})
 	require.NoError(t, err)
-	// Each element counts its bytes plus respOverhead: ten 6-byte keys
-	// (310) fit, eleven 10-byte values (385) do not. Set before Start, so
-	// no handler can see the change.
-	s.maxReplyBytes = 350
 	require.NoError(t, s.Start())
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	f := &fixture{t: t, ctx: context.Background(), srv: s, rdb: newClient(t, s)}
@@ -170,6 +166,11 @@ func TestRepliesAreBounded(t *testing.T) {
 		pairs = append(pairs, fmt.Sprintf("key:%02d", i), "0123456789")
 	}
 	require.NoError(t, f.rdb.MSet(ctx, pairs...).Err())
+	// Each element counts its bytes plus respOverhead: ten 6-byte keys
+	// (310) fit, eleven 10-byte values (385) do not. The reply bound is the
+	// query buffer limit, set here below what CONFIG SET allows (it must
+	// exceed proto-max-bulk-len); the commands below are shorter still.
+	s.live.queryLimit.Store(350)
 
 	requireErr(t, f.rdb.Keys(ctx, "*").Err(), string(errReplyTooLarge))
 	require.Len(t, f.rdb.Keys(ctx, "key:1*").Val(), 10, "a narrower pattern fits")

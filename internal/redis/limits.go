@@ -48,7 +48,7 @@ type frameLimits struct {
 // limitListener wraps every accepted connection in the framing guard.
 type limitListener struct {
 	net.Listener
-	limits frameLimits
+	live *liveLimits // the limits as CONFIG SET last left them
 }
 
 // Accept implements net.Listener.
@@ -57,7 +57,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &limitConn{Conn: c, scan: frameScanner{limits: l.limits}}, nil
+	lc := &limitConn{Conn: c, live: l.live}
+	lc.refresh()
+	return lc, nil
 }
 
 // maxKeptTail is the largest array for held-back tails a connection keeps
@@ -94,6 +96,10 @@ type limitConn struct {
 	// acct is the client's accounting, set when redcon accepts the
 	// connection; nil only in benchmarks that drive a limitConn directly.
 	acct *clientAcct
+	// live is where scan.limits are refreshed from before each socket
+	// read, so CONFIG SET reaches connections already open; nil in tests
+	// that drive a limitConn with fixed limits.
+	live *liveLimits
 	// midFlush marks a Write that flushes part of a batch's replies
 	// (client.afterCommand) rather than redcon's end-of-batch flush.
 	midFlush bool
@@ -127,6 +133,7 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		c.handed(n, 0)
 		return n, nil
 	}
+	c.refresh()
 	c.armRead()
 	n, err := c.Conn.Read(p)
 	if err != nil && c.acct != nil && c.scan.limits.idleTimeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -169,6 +176,7 @@ func (c *limitConn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	c.refresh()
 	c.armWrite()
 	n, err := c.Conn.Write(b)
 	if err != nil && c.acct != nil && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -178,6 +186,28 @@ func (c *limitConn) Write(b []byte) (int, error) {
 		c.acct.flushed()
 	}
 	return n, err
+}
+
+// refresh loads the current limits. A changed timeout re-arms the
+// deadline at once rather than when 7/8 of the old one has passed.
+func (c *limitConn) refresh() {
+	if c.live == nil {
+		return
+	}
+	l := &c.scan.limits
+	l.maxCommandBytes = int(c.live.queryLimit.Load())
+	if d := time.Duration(c.live.idleTimeout.Load()); d != l.idleTimeout {
+		l.idleTimeout, c.readDeadline = d, 0
+		if d == 0 {
+			_ = c.Conn.SetReadDeadline(time.Time{})
+		}
+	}
+	if d := time.Duration(c.live.outTimeout.Load()); d != l.writeTimeout {
+		l.writeTimeout, c.writeDeadline = d, 0
+		if d == 0 {
+			_ = c.Conn.SetWriteDeadline(time.Time{})
+		}
+	}
 }
 
 // armRead refreshes the idle deadline before a socket read.

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/elastickv/elastickv/internal/config"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidwall/redcon"
 )
@@ -59,6 +60,11 @@ type Config struct {
 	// Version is reported as elastickv_version by INFO. Empty means the
 	// main module version from the build info.
 	Version string
+	// Params is the node's configuration registry, which CONFIG GET and
+	// SET read and change. NewServer stores this Config's effective client
+	// limits, value bound and address in it; nil means a new
+	// config.New().
+	Params *config.Registry
 }
 
 // DefaultConfig returns a Config with every default filled in; the caller
@@ -92,6 +98,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Version == "" {
 		c.Version = buildVersion()
+	}
+	if c.Params == nil {
+		c.Params = config.New()
 	}
 	switch {
 	case c.Backend == nil:
@@ -133,9 +142,11 @@ type Server struct {
 	rs      *redcon.Server
 	metrics *metrics
 	cursors *cursorTable
-	// maxReplyBytes bounds the values or keys one MGET or KEYS gathers.
-	maxReplyBytes int
-	started       time.Time
+	// params is the configuration registry; live mirrors its client
+	// limits for the hot paths (params.go).
+	params  *config.Registry
+	live    liveLimits
+	started time.Time
 	runID         string
 
 	// baseCtx parents every Backend call; Close cancels it so that no
@@ -186,22 +197,22 @@ func NewServer(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg,
 		log: cfg.Logger.With("component", "redis"),
-		ln: &limitListener{Listener: ln, limits: frameLimits{
-			maxCommandBytes: cfg.MaxCommandBytes,
-			idleTimeout:     cfg.Clients.IdleTimeout,
-			writeTimeout:    cfg.Clients.Output.SoftTimeout,
-		}},
 		metrics:       m,
 		cursors:       newCursorTable(maxScanCursors, maxScanCursorBytes),
-		maxReplyBytes: cfg.MaxCommandBytes,
 		started:       time.Now(),
 		runID:         randomHex(20),
 		baseCtx:       ctx,
 		cancel:        cancel,
 		serveDone:     make(chan struct{}),
 		clientMetrics: cm,
-		mem:           clientMemory{limit: cfg.Clients.MaxMemoryClients, wake: make(chan struct{}, 1), m: cm},
+		mem:           clientMemory{wake: make(chan struct{}, 1), m: cm},
 		evictDone:     make(chan struct{}),
+	}
+	s.ln = &limitListener{Listener: ln, live: &s.live}
+	if err := s.bindParams(cfg); err != nil {
+		cancel()
+		_ = ln.Close()
+		return nil, err
 	}
 	go s.evictLoop()
 	s.rs = redcon.NewServer(cfg.Addr, s.handle, s.accept, s.closedConn)

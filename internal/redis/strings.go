@@ -108,7 +108,7 @@ func cmdMGet(s *Server, c *client, args [][]byte) {
 			if err != nil {
 				return err
 			}
-			if held += len(val) + respOverhead; held > s.maxReplyBytes {
+			if held += len(val) + respOverhead; held > s.maxReply() {
 				return errReplyTooLarge
 			}
 			vals[i], found[i] = val, f
