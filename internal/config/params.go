@@ -40,12 +40,12 @@ func Table() []Param {
 		// Read-only facts of the node, present because clients and tools
 		// read them (redis-benchmark reads save and appendonly).
 		{Name: ProtoMaxBulkLen, Kind: Bytes, Default: "16mb", Min: 1, Max: 1 << 40}, // --max-value-bytes
-		{Name: Port, Kind: Int, Default: "6381", Min: 0, Max: 65535},                 // from --redis-addr
-		{Name: Bind, Kind: String, Default: "127.0.0.1"},                             // from --redis-addr
-		{Name: "databases", Kind: Int, Default: "1", Min: 1, Max: 1},                 // database 0 only, as Redis Cluster
-		{Name: "appendonly", Kind: Bool, Default: "no"},                              // durability is the Raft log, not an AOF
-		{Name: "save", Kind: String, Default: ""},                                    // no RDB snapshots
-		{Name: "maxmemory", Kind: Bytes, Default: "0", Min: 0, Max: 0},               // no eviction of keys
+		{Name: Port, Kind: Int, Default: "6381", Min: 0, Max: 65535},                // from --redis-addr
+		{Name: Bind, Kind: String, Default: "127.0.0.1"},                            // from --redis-addr
+		{Name: "databases", Kind: Int, Default: "1", Min: 1, Max: 1},                // database 0 only, as Redis Cluster
+		{Name: "appendonly", Kind: Bool, Default: "no"},                             // durability is the Raft log, not an AOF
+		{Name: "save", Kind: String, Default: ""},                                   // no RDB snapshots
+		{Name: "maxmemory", Kind: Bytes, Default: "0", Min: 0, Max: 0},              // no eviction of keys
 		{Name: "maxmemory-policy", Kind: Enum, Default: "noeviction", Enum: []string{"noeviction"}},
 		{Name: "cluster-enabled", Kind: Bool, Default: "no"},
 

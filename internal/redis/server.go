@@ -147,7 +147,7 @@ type Server struct {
 	params  *config.Registry
 	live    liveLimits
 	started time.Time
-	runID         string
+	runID   string
 
 	// baseCtx parents every Backend call; Close cancels it so that no
 	// handler keeps Close waiting on a slow proposal.
@@ -195,8 +195,8 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg: cfg,
-		log: cfg.Logger.With("component", "redis"),
+		cfg:           cfg,
+		log:           cfg.Logger.With("component", "redis"),
 		metrics:       m,
 		cursors:       newCursorTable(maxScanCursors, maxScanCursorBytes),
 		started:       time.Now(),
