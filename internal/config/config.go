@@ -226,23 +226,37 @@ func (r *Registry) set(pairs [][2]string, atStart bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	vals := slicesClone(*r.cur.Load())
+	// Names first, then values, as Redis checks them: an unknown or
+	// repeated name is reported before any bad value.
+	idx := make([]int, len(pairs))
 	seen := make(map[int]bool, len(pairs))
-	for _, kv := range pairs {
+	for j, kv := range pairs {
 		i, ok := r.index[strings.ToLower(kv[0])]
 		if !ok {
 			return &SetError{Name: kv[0], Err: ErrUnknown}
 		}
-		p := r.params[i]
-		switch {
-		case seen[i]:
+		if seen[i] {
 			return &SetError{Name: kv[0], Err: ErrDuplicate}
-		case !atStart && p.Scope == Replicated:
-			return &SetError{Name: kv[0], Err: ErrReplicated}
-		case !atStart && !p.Mutable:
-			return &SetError{Name: kv[0], Err: ErrImmutable}
 		}
-		seen[i] = true
+		seen[i], idx[j] = true, i
+	}
+	for j, kv := range pairs {
+		i := idx[j]
+		p := r.params[i]
 		v, err := p.parse(kv[1], vals[i])
+		// Setting a parameter to the value it has changes nothing and is
+		// accepted even when the parameter is immutable or replicated, so
+		// that a client re-applying the configuration CONFIG GET gave it
+		// does not fail. Any other value is refused for being immutable
+		// (or replicated), whether or not it parses, as Redis does.
+		if !atStart && (err != nil || v != vals[i]) {
+			switch {
+			case p.Scope == Replicated:
+				return &SetError{Name: kv[0], Err: ErrReplicated}
+			case !p.Mutable:
+				return &SetError{Name: kv[0], Err: ErrImmutable}
+			}
+		}
 		if err != nil {
 			return &SetError{Name: kv[0], Err: err}
 		}

@@ -3,7 +3,6 @@ package redis
 import (
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -87,23 +86,6 @@ func TestCommandDescribesTheTable(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, list, "scan")
 	requireErr(t, f.do("COMMAND", "FROB").Err(), "ERR unknown subcommand 'FROB'. Try COMMAND HELP.")
-}
-
-func TestConfigGetAnswersWhatToolsAsk(t *testing.T) {
-	f := newFixture(t)
-	ctx := f.ctx
-	got, err := f.rdb.ConfigGet(ctx, "save").Result()
-	require.NoError(t, err)
-	require.Equal(t, map[string]string{"save": ""}, got)
-	got, err = f.rdb.ConfigGet(ctx, "APPEND*").Result()
-	require.NoError(t, err)
-	require.Equal(t, map[string]string{"appendonly": "no"}, got)
-	got, err = f.rdb.ConfigGet(ctx, "nothing").Result()
-	require.NoError(t, err)
-	require.Empty(t, got)
-	err = f.rdb.ConfigSet(ctx, "save", "").Err()
-	require.Error(t, err)
-	require.True(t, strings.HasPrefix(err.Error(), "ERR CONFIG SET is not supported"), err.Error())
 }
 
 func TestTypeOfMissingAndPresentKeyViaGoRedisDo(t *testing.T) {

@@ -174,7 +174,7 @@ func TestCommandListFilters(t *testing.T) {
 	require.Contains(t, all, "set")
 	require.Contains(t, all, "client|setname")
 	require.Equal(t, []string{"set"}, list("FILTERBY", "PATTERN", "set"))
-	require.Equal(t, []string{"config", "config|get", "config|resetstat", "config|rewrite", "config|set"}, list("filterby", "pattern", "CONFIG*"))
+	require.Equal(t, []string{"config", "config|get", "config|help", "config|resetstat", "config|rewrite", "config|set"}, list("filterby", "pattern", "CONFIG*"))
 	require.Equal(t, []string{"config|resetstat", "config|rewrite"}, list("filterby", "pattern", "config|*re*"))
 	require.Empty(t, list("filterby", "pattern", "nosuch*"))
 	require.Equal(t, []string{"dbsize", "exists", "get", "keys", "mget", "scan", "strlen", "type"}, list("filterby", "aclcat", "READ"))

@@ -59,8 +59,8 @@ var implemented = []struct {
 	{name: "info", run: cmdInfo},
 	{name: "command", run: cmdCommand, subs: []string{"count", "docs", "getkeys", "getkeysandflags", "info", "list"}},
 	{name: "debug", run: cmdDebug},
-	// CONFIG SET, RESETSTAT and REWRITE answer that flags configure a node.
-	{name: "config", run: cmdConfig, subs: []string{"get", "resetstat", "rewrite", "set"}},
+	// config_cmd.go
+	{name: "config", run: cmdConfig, subs: []string{"get", "help", "resetstat", "rewrite", "set"}},
 }
 
 // Our own marks. batchWrite: the handler makes exactly one s.write call

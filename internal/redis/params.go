@@ -36,11 +36,13 @@ type liveLimits struct {
 	outTimeout       atomic.Int64 // nanoseconds; 0 none
 }
 
-// store publishes the limits of snap.
+// storeLimits publishes the limits of snap.
 func (s *Server) storeLimits(snap config.Snapshot) {
 	l := clientLimitsOf(snap)
 	s.live.maxClients.Store(int64(l.MaxClients))
-	s.live.idleTimeout.Store(int64(l.IdleTimeout))
+	if old := s.live.idleTimeout.Swap(int64(l.IdleTimeout)); old != int64(l.IdleTimeout) {
+		s.rearmIdle(l.IdleTimeout)
+	}
 	s.live.queryLimit.Store(snap.Int(config.ClientQueryBufferLimit))
 	s.live.outHard.Store(l.Output.Hard)
 	s.live.outSoft.Store(l.Output.Soft)
@@ -51,6 +53,25 @@ func (s *Server) storeLimits(snap config.Snapshot) {
 		select {
 		case s.mem.wake <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// rearmIdle applies a new timeout to clients already waiting for input:
+// their handlers are blocked in a read armed with the old deadline (or
+// none) and would only see the new one at their next read. As in Redis,
+// the idle time counts from now for every client, not from its last
+// command. Each handler re-arms its own deadline at its next read.
+func (s *Server) rearmIdle(d time.Duration) {
+	var at time.Time // zero: no deadline
+	if d > 0 {
+		at = time.Now().Add(d)
+	}
+	s.registry.mu.Lock()
+	defer s.registry.mu.Unlock()
+	for _, c := range s.registry.clients {
+		if c.acct != nil {
+			_ = c.acct.conn.SetReadDeadline(at)
 		}
 	}
 }
