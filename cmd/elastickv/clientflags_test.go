@@ -44,6 +44,16 @@ func TestClientLimitFlags(t *testing.T) {
 		MaxMemoryClients: 1 << 30,
 	}, cfg.RedisClients)
 	require.Equal(t, 100<<20, cfg.QueryBufferLimit)
+	// The flags filled the registry that CONFIG GET serves.
+	snap := cfg.Params.Snapshot()
+	for name, want := range map[string]string{
+		"maxclients": "50", "timeout": "300", "client-query-buffer-limit": "104857600",
+		"client-output-buffer-limit": "normal 268435456 8388608 10", "maxmemory-clients": "1073741824",
+	} {
+		p, ok := cfg.Params.Lookup(name)
+		require.True(t, ok, name)
+		require.Equal(t, want, snap.Format(p), name)
+	}
 
 	for _, bad := range [][]string{
 		{"--maxclients", "0"},

@@ -31,7 +31,7 @@ func (f *flagValue) String() string {
 	if f == nil || f.p == nil {
 		return ""
 	}
-	if f.p.Kind == Bytes {
+	if f.p.Kind == Bytes || f.p.Kind == OutputLimit {
 		return f.p.Default // as written in the table: 512mb reads better than 536870912
 	}
 	return f.r.Snapshot().Format(f.p)

@@ -31,7 +31,7 @@ func Table() []Param {
 		{Name: Timeout, Kind: Seconds, Default: "0", Min: 0, Max: maxSeconds, Mutable: true, Flag: Timeout,
 			Usage: "close a Redis client that sends nothing for this many seconds; 0 means never"},
 		{Name: ClientQueryBufferLimit, Kind: Bytes, Default: "65mb", Min: 1, Max: 1 << 40, Mutable: true, Flag: ClientQueryBufferLimit,
-			Usage: "largest command, and most unexecuted input, one client may send (e.g. 64mb); default 4 x --max-value-bytes + 1mb"},
+			Usage: "largest command, and most unexecuted input, one client may send (e.g. 64mb); the default follows --max-value-bytes: 4 x it + 1mb"},
 		{Name: ClientOutputLimit, Kind: OutputLimit, Default: "normal 128mb 1mb 60", Mutable: true, Flag: ClientOutputLimit,
 			Usage: "\"[normal] <hard> <soft> <seconds>\" or one size (the hard limit): a client whose unsent replies would pass hard is closed; past soft the server waits for the client to read, at most seconds; 0 disables each"},
 		{Name: MaxMemoryClients, Kind: Bytes, Default: "512mb", Min: 0, Max: 1 << 62, Mutable: true, Flag: MaxMemoryClients,

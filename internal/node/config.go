@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/elastickv/elastickv/internal/config"
 	"github.com/elastickv/elastickv/internal/raft"
 	"github.com/elastickv/elastickv/internal/redis"
 	"github.com/elastickv/elastickv/internal/transport"
@@ -102,6 +103,9 @@ type Config struct {
 	// and input buffer of one client; zero means
 	// redis.DefaultMaxCommandBytes(MaxValueBytes).
 	QueryBufferLimit int
+	// Params is the configuration registry the flags filled; CONFIG GET
+	// and SET serve it. Nil means a new one at its defaults.
+	Params *config.Registry
 	// Logger is the process logger.
 	Logger *slog.Logger
 }

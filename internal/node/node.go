@@ -198,6 +198,7 @@ func Start(cfg Config) (n *Node, err error) {
 	rdcfg.MaxValueBytes = cfg.MaxValueBytes
 	rdcfg.MaxCommandBytes = cfg.QueryBufferLimit
 	rdcfg.Clients = cfg.RedisClients
+	rdcfg.Params = cfg.Params
 	rdcfg.Backend = backend{n}
 	rdcfg.RequestTimeout = cfg.RequestTimeout
 	rdcfg.Logger = log
