@@ -48,6 +48,7 @@ func Table() []Param {
 		{Name: "maxmemory", Kind: Bytes, Default: "0", Min: 0, Max: 0},              // no eviction of keys
 		{Name: "maxmemory-policy", Kind: Enum, Default: "noeviction", Enum: []string{"noeviction"}},
 		{Name: "cluster-enabled", Kind: Bool, Default: "no"},
+		{Name: "daemonize", Kind: Bool, Default: "no"}, // a supervisor runs the process
 
 		// Replicated parameters, declared for the keyspace and collection
 		// issues: apply will depend on them, so they must change through

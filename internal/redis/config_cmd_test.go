@@ -252,3 +252,33 @@ func TestHostileConfigSetOutputLimit(t *testing.T) {
 	eventually(t, func() bool { return f.srv.mem.out.Load() == 0 }, "the dropped replies are released")
 	check()
 }
+
+// TestHostileConfigSetQueryBufferLimit: a lowered client-query-buffer-limit
+// refuses the next command beyond it, on a connection opened before the
+// change; MGET replies are bounded by it too.
+func TestHostileConfigSetQueryBufferLimit(t *testing.T) {
+	f := limitFixture(t, func(c *Config) {
+		c.MaxValueBytes = 1 << 20
+		c.MaxCommandBytes = 8 << 20
+	})
+	check := f.acknowledged("k", "v")
+	conn := dialRaw(t, f.srv)
+	conn.ping()
+	require.NoError(t, f.rdb.ConfigSet(f.ctx, "client-query-buffer-limit", "2mb").Err())
+
+	conn.send("*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$3000000\r\n") // 3 MB, announced only
+	require.Equal(t, "-ERR Protocol error: command too large", conn.line())
+	conn.requireClosed()
+	eventually(t, func() bool { return f.disconnects(reasonQueryBuffer) == 1 }, "counted")
+
+	// Replies are bounded by the new limit: three 1 MiB values fit 8 MiB,
+	// not 2 MiB.
+	big := strings.Repeat("b", 1<<20-100)
+	require.NoError(t, f.rdb.MSet(f.ctx, "b1", big).Err())
+	require.NoError(t, f.rdb.MSet(f.ctx, "b2", big).Err())
+	require.NoError(t, f.rdb.MSet(f.ctx, "b3", big).Err())
+	requireErr(t, f.rdb.MGet(f.ctx, "b1", "b2", "b3").Err(), string(errReplyTooLarge))
+	require.NoError(t, f.rdb.ConfigSet(f.ctx, "client-query-buffer-limit", "8mb").Err())
+	require.Len(t, f.rdb.MGet(f.ctx, "b1", "b2", "b3").Val(), 3)
+	check()
+}

@@ -136,6 +136,11 @@ func (c *limitConn) Read(p []byte) (int, error) {
 	c.refresh()
 	c.armRead()
 	n, err := c.Conn.Read(p)
+	if c.live != nil {
+		// The read may have waited long: measure what arrived against
+		// the bound as it is now.
+		c.scan.limits.maxCommandBytes = int(c.live.queryLimit.Load())
+	}
 	if err != nil && c.acct != nil && c.scan.limits.idleTimeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.acct.reason.CompareAndSwap(uint32(reasonNone), uint32(reasonIdleTimeout))
 	}
