@@ -117,7 +117,7 @@ var (
 	ErrImmutable = errors.New("can't set immutable config")
 	// ErrReplicated: the parameter is replicated and the log does not carry
 	// configuration yet.
-	ErrReplicated = errors.New("replicated parameter: it must be equal on every node and the Raft log does not carry configuration changes yet; set it with its flag on every node")
+	ErrReplicated = errors.New("replicated parameter: every node must hold the same value, and the Raft log does not carry configuration changes yet, so it keeps its default")
 	// ErrDuplicate: one Set names a parameter twice.
 	ErrDuplicate = errors.New("duplicate parameter")
 )
