@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,7 +80,8 @@ func runAdmin(args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
+	// A failure to close changes nothing about the answer already printed.
+	defer func() { _ = cl.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	var st *node.ClusterStatus
@@ -126,10 +128,17 @@ func runAdmin(args []string, stdout, _ io.Writer) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
+	// The answer is built whole, then written once: a failed write (a full
+	// disk, a closed pipe) fails the command instead of exiting 0 with the
+	// table cut short.
+	var out bytes.Buffer
 	if done != "" {
-		fmt.Fprintln(stdout, done)
+		out.WriteString(done + "\n")
 	}
-	printStatus(stdout, st)
+	printStatus(&out, st)
+	if _, err := stdout.Write(out.Bytes()); err != nil {
+		return fmt.Errorf("write answer: %w", err)
+	}
 	return nil
 }
 
@@ -161,8 +170,9 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	return pos, nil
 }
 
-// printStatus prints the cluster as an aligned table.
-func printStatus(w io.Writer, st *node.ClusterStatus) {
+// printStatus prints the cluster as an aligned table. Writes to a
+// bytes.Buffer cannot fail.
+func printStatus(w *bytes.Buffer, st *node.ClusterStatus) {
 	leader := st.Leader
 	if leader == "" {
 		leader = "(none)"

@@ -133,6 +133,8 @@ func contradicts(w Op, read Output) string {
 		if exists {
 			return "deleted key is back"
 		}
+	case OpGet:
+		// A read writes nothing: it cannot be the last write.
 	}
 	return ""
 }

@@ -290,7 +290,10 @@ func (c *cluster) start(i int) error {
 		return fmt.Errorf("open log of %s: %w", n.name, err)
 	}
 	args := c.args(i, n.gen)
-	fmt.Fprintf(logf, "=== chaos: starting %s at %s: %s\n", memberID(i, n.gen), time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
+	if _, err := fmt.Fprintf(logf, "=== chaos: starting %s at %s: %s\n", memberID(i, n.gen), time.Now().Format(time.RFC3339Nano), strings.Join(args, " ")); err != nil {
+		_ = logf.Close()
+		return fmt.Errorf("write log of %s: %w", n.name, err)
+	}
 	cmd := exec.Command(c.cfg.binary, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Smaller caches: several nodes share a small machine.
@@ -362,6 +365,8 @@ func (c *cluster) signal(i int, sig syscall.Signal) (<-chan struct{}, error) {
 		n.paused = true
 	case syscall.SIGCONT, syscall.SIGKILL:
 		n.paused = false
+	default:
+		// Any other signal leaves a paused process paused.
 	}
 	return n.exited, nil
 }

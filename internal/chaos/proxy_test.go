@@ -85,7 +85,7 @@ func tryRoundTrip(addr, msg string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // the round trip's error is the answer
 	_, err = (&lineConn{Conn: c, r: bufio.NewReader(c)}).roundTrip(msg, 500*time.Millisecond)
 	return err
 }
@@ -98,7 +98,7 @@ func TestProxyFaults(t *testing.T) {
 	target := echoServer(t)
 	p, err := NewProxy("a->b", target, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	defer p.Close()
+	defer func() { require.NoError(t, p.Close()) }()
 
 	c := dialLine(t, p.Addr())
 	got, err := c.roundTrip("hello", time.Second)
@@ -177,10 +177,10 @@ func TestProxyOneDirection(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	ab, err := NewProxy("a->b", b, log)
 	require.NoError(t, err)
-	defer ab.Close()
+	defer func() { require.NoError(t, ab.Close()) }()
 	ba, err := NewProxy("b->a", a, log)
 	require.NoError(t, err)
-	defer ba.Close()
+	defer func() { require.NoError(t, ba.Close()) }()
 	ab.Cut(CutRefuse)
 	require.Error(t, tryRoundTrip(ab.Addr(), "x"))
 	got, err := dialLine(t, ba.Addr()).roundTrip("y", time.Second)

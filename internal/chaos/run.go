@@ -259,7 +259,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create harness log: %w", err)
 	}
-	defer hlog.Close()
+	// slog drops its write errors anyway; the history, not this log, is
+	// what the checks read.
+	defer func() { _ = hlog.Close() }()
 	base := cfg.Logger
 	if base == nil {
 		base = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -76,6 +76,8 @@ func (w *workload) client(id int) {
 		op.Process, op.Node = proc, w.names[node]
 		w.h.Add(op)
 		switch op.Outcome {
+		case OutcomeOK:
+			// Next operation at once, as the same process.
 		case OutcomeUnknown:
 			// The unknown operation stays open to the end of the history;
 			// the client continues as a new process so the visualisation

@@ -334,8 +334,9 @@ func TestMetricsTokenRequired(t *testing.T) {
 		}
 		resp, err := hc.Do(req)
 		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		defer func() { _ = resp.Body.Close() }()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
 		return resp.StatusCode, string(b)
 	}
 	code, _ := get("/metrics", "")

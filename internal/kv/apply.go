@@ -62,7 +62,7 @@ func applyCommand(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 		if s.exists {
 			cur, err = parseRedisInt(s.val)
 			if err != nil {
-				return Result{Kind: ResultError, Err: ErrTextNotInteger}, nil
+				return Result{Kind: ResultError, Err: ErrTextNotInteger}, nil //nolint:nilerr // a non-integer value is the client's error reply, not a failed apply
 			}
 		}
 		if (c.Delta > 0 && cur > math.MaxInt64-c.Delta) || (c.Delta < 0 && cur < math.MinInt64-c.Delta) {
@@ -98,6 +98,10 @@ func applyCommand(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 			return Result{}, err
 		}
 		return Result{Kind: ResultOK}, nil
+	case OpInvalid, OpBatch, opMax:
+		// Validate refuses OpInvalid and opMax, and an OpBatch is applied
+		// as its sub-commands: none reaches here, but a bad entry must
+		// not stop the node either.
 	}
 	return Result{Kind: ResultError, Err: "ERR unknown operation"}, nil
 }

@@ -19,7 +19,11 @@ func BenchmarkApply(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				defer s.Close()
+				defer func() {
+					if err := s.Close(); err != nil {
+						b.Error(err)
+					}
+				}()
 				val := make([]byte, 128)
 				ents := make([]Entry, batch)
 				idx := uint64(0)

@@ -266,6 +266,8 @@ func carve(arena [][]byte, n int) ([][]byte, [][]byte) {
 func (r *Result) AppendEncode(dst []byte) []byte {
 	dst = append(dst, byte(r.Kind))
 	switch r.Kind {
+	case ResultOK, ResultNil:
+		// The kind is the whole encoding.
 	case ResultInt:
 		dst = binary.AppendVarint(dst, r.Int)
 	case ResultBytes:

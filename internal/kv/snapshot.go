@@ -46,7 +46,7 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("snapshot iterator: %w", err)
 	}
-	defer it.Close()
+	defer func() { _ = it.Close() }() // its error is it.Error(), checked below
 	bw := bufio.NewWriterSize(w, 1<<20)
 	var n int64
 	var hdr [binary.MaxVarintLen64]byte
@@ -104,19 +104,20 @@ func (s *Store) Restore(r io.Reader, index uint64) error {
 	}
 	wipe := s.db.NewBatch()
 	if err := wipe.DeleteRange([]byte{0}, []byte{0xff, 0xff, 0xff, 0xff}, nil); err != nil {
-		wipe.Close()
+		_ = wipe.Close()
 		return fmt.Errorf("restore: %w", err)
 	}
 	if err := wipe.Commit(pebble.Sync); err != nil {
-		wipe.Close()
+		_ = wipe.Close()
 		return fmt.Errorf("restore: wipe: %w", err)
 	}
-	wipe.Close()
+	// Closing a batch only recycles it: Commit's error is the one that counts.
+	_ = wipe.Close()
 	s.applied.Store(0)
 
 	br := bufio.NewReaderSize(r, 1<<20)
 	b := s.db.NewBatch()
-	defer func() { b.Close() }()
+	defer func() { _ = b.Close() }()
 	var applied uint64
 	for {
 		k, err := readChunk(br)
@@ -149,7 +150,7 @@ func (s *Store) Restore(r io.Reader, index uint64) error {
 			if err := b.Commit(pebble.NoSync); err != nil {
 				return fmt.Errorf("restore: %w", err)
 			}
-			b.Close()
+			_ = b.Close()
 			b = s.db.NewBatch()
 		}
 	}

@@ -218,7 +218,7 @@ func (s *Store) readUint(key []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer closer.Close()
+	defer func() { _ = closer.Close() }() // releases v's buffer; nothing to report
 	if len(v) != 8 {
 		return 0, fmt.Errorf("metadata %q has %d bytes, want 8", key, len(v))
 	}
@@ -238,7 +238,7 @@ func (s *Store) Meta(name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read meta %s: %w", name, err)
 	}
-	defer closer.Close()
+	defer func() { _ = closer.Close() }() // releases v's buffer; nothing to report
 	return bytes.Clone(v), nil
 }
 
@@ -407,7 +407,7 @@ func (s *Store) Sync() error {
 	}
 	// An empty synced batch forces the WAL (and everything before it) to disk.
 	b := s.db.NewBatch()
-	defer b.Close()
+	defer func() { _ = b.Close() }() // recycles it; Commit's error is the one that counts
 	if err := b.LogData(nil, nil); err != nil {
 		return fmt.Errorf("sync pebble: %w", err)
 	}

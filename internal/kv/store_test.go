@@ -24,12 +24,14 @@ func openTest(t *testing.T, dir string) *Store {
 	cfg.CacheBytes = 8 << 20
 	s, err := Open(cfg)
 	require.NoError(t, err)
+	// Close is idempotent, so a test may also close (and reopen) early;
+	// a failure to close pebble fails the test.
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
 	return s
 }
 
 func TestEntriesInOneBatchSeeEachOther(t *testing.T) {
 	s := openTest(t, t.TempDir())
-	defer s.Close()
 	res, err := s.Apply([]Entry{{Index: 1, Data: incr("c", 1)}, {Index: 2, Data: incr("c", 1)}, {Index: 3, Data: set("a", "x")}})
 	require.NoError(t, err)
 	require.Equal(t, int64(1), res[0].Int)
@@ -46,7 +48,6 @@ func TestReplayIsIdempotent(t *testing.T) {
 	require.NoError(t, s.Close())
 
 	s = openTest(t, dir)
-	defer s.Close()
 	require.Equal(t, uint64(2), s.AppliedIndex())
 	// Replaying 1..3 must apply only 3.
 	res, err := s.Apply([]Entry{{Index: 1, Data: incr("c", 5)}, {Index: 2, Data: set("k", "v")}, {Index: 3, Data: incr("c", 1)}})
@@ -75,7 +76,6 @@ func TestCommandRoundTripAndMalformed(t *testing.T) {
 // committed, the applied index stays before it, and a retry fails again.
 func TestUndecodableEntryStopsApplyWithoutSkippingIt(t *testing.T) {
 	s := openTest(t, t.TempDir())
-	defer s.Close()
 	for _, bad := range [][]byte{
 		{1, 0, 0, 9},              // truncated SET
 		{byte(opMax), 0, 0, 0, 0}, // an op from a newer binary
@@ -96,7 +96,6 @@ func TestUndecodableEntryStopsApplyWithoutSkippingIt(t *testing.T) {
 
 func TestIncrErrors(t *testing.T) {
 	s := openTest(t, t.TempDir())
-	defer s.Close()
 	res, err := s.Apply([]Entry{
 		{Index: 1, Data: set("s", "abc")},
 		{Index: 2, Data: incr("s", 1)},
@@ -113,7 +112,6 @@ func TestIncrErrors(t *testing.T) {
 
 func TestFlushAllResetsCount(t *testing.T) {
 	s := openTest(t, t.TempDir())
-	defer s.Close()
 	_, err := s.Apply([]Entry{
 		{Index: 1, Data: set("a", "1")},
 		{Index: 2, Data: set("b", "1")},
@@ -145,7 +143,6 @@ func TestFlushAllResetsCount(t *testing.T) {
 
 func TestBatchEntryAppliesInOrderAndRoundTrips(t *testing.T) {
 	s := openTest(t, t.TempDir())
-	defer s.Close()
 	batch := Command{Op: OpBatch, Values: [][]byte{
 		set("a", "1"), incr("n", 1), incr("n", 1), enc(Command{Op: OpFlushAll}), set("b", "2"), incr("a", 1),
 	}}
@@ -176,7 +173,6 @@ func TestBatchEntryAppliesInOrderAndRoundTrips(t *testing.T) {
 
 func TestReadWithSeveralLookupsSeesOneState(t *testing.T) {
 	s := openTest(t, t.TempDir())
-	defer s.Close()
 	mset := func(idx uint64, v string) {
 		_, err := s.Apply([]Entry{{Index: idx, Data: enc(Command{Op: OpMSet, Keys: [][]byte{[]byte("a"), []byte("b")}, Values: [][]byte{[]byte(v), []byte(v)}})}})
 		require.NoError(t, err)
@@ -215,7 +211,6 @@ func TestReadWithSeveralLookupsSeesOneState(t *testing.T) {
 
 func TestDBSizeCountsKeysAfterBlindWrites(t *testing.T) {
 	s := openTest(t, t.TempDir())
-	defer s.Close()
 	del := func(keys ...string) []byte {
 		c := Command{Op: OpDel}
 		for _, k := range keys {
@@ -323,9 +318,7 @@ func TestNewBatchValidatesAndEncodesWhatDecodeReads(t *testing.T) {
 // must match; a difference in data must still show.
 func TestHashLeavesOutAcknowledgementRecords(t *testing.T) {
 	withRecord := openTest(t, t.TempDir())
-	defer withRecord.Close()
 	without := openTest(t, t.TempDir())
-	defer without.Close()
 	_, err := withRecord.Apply([]Entry{{Index: 1, Data: set("k", "v")}, {Index: 2, Meta: []MetaRecord{{Name: raft.MetaAckedPrefix + "1", Value: []byte{1}}}}})
 	require.NoError(t, err)
 	_, err = without.Apply([]Entry{{Index: 1, Data: set("k", "v")}, {Index: 2}})

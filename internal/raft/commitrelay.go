@@ -79,6 +79,8 @@ func holdCommits(held map[uint64]*raftpb.Message, msgs, out []*raftpb.Message, r
 				out = append(out, h)
 				delete(held, to)
 			}
+		default:
+			// Other types neither carry a commit index nor need one sent first.
 		}
 		out = append(out, m)
 	}

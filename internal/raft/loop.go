@@ -202,6 +202,8 @@ func (g *Group) step(m *raftpb.Message) {
 		return
 	case raftpb.MsgHeartbeat:
 		g.clampHeartbeatCommit(m)
+	default:
+		// Every other type goes to Raft as it came.
 	}
 	if err := g.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
 		g.log.Debug("step failed", "type", m.GetType().String(), "from", m.GetFrom(), "err", err)

@@ -36,7 +36,9 @@ func roundCtx(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq
 func TestReadsArrivingDuringResendDoNotJoinTheBatch(t *testing.T) {
 	g := readTestGroup(t)
 	// Make the node believe in a leader so the batch is resent, not failed.
-	g.rn.Step(&raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(1))})
+	if err := g.rn.Step(&raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(1))}); err != nil {
+		t.Fatal(err)
+	}
 
 	early := &readRequest{done: make(chan readResult, 1)}
 	g.reads.waiting = []*readRequest{early}

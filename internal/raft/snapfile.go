@@ -131,7 +131,7 @@ func openSnapFile(path string) (*snapFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot %s: %w", path, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: every read was checked
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("stat snapshot %s: %w", path, err)
@@ -233,7 +233,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("open dir %s: %w", dir, err)
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // the Sync, checked below, is what counts
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}

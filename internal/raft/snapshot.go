@@ -83,7 +83,7 @@ func (g *Group) maybeSnapshot(t *applyTask) {
 	g.bg.Add(1)
 	go func() {
 		defer g.bg.Done()
-		defer img.Close()
+		defer func() { _ = img.Close() }() // releases a read-only image
 		res := localSnap{meta: meta}
 		name, size, err := writeSnapFile(snapDir(g.cfg.Dir), meta, img)
 		if err == nil {
@@ -264,7 +264,7 @@ func (g *Group) restore(rt *restoreTask) error {
 	if err != nil {
 		return err
 	}
-	defer img.Close()
+	defer func() { _ = img.Close() }() // read only: Restore reports read errors
 	if err := g.cfg.StateMachine.Restore(img, rt.index); err != nil {
 		return fmt.Errorf("restore snapshot %s: %w", rt.path, err)
 	}

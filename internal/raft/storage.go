@@ -169,7 +169,7 @@ func restoreIfBehind(sm StateMachine, sf *snapFile, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer img.Close()
+	defer func() { _ = img.Close() }() // read only: Restore reports read errors
 	if err := sm.Restore(img, idx); err != nil {
 		return fmt.Errorf("restore from snapshot %s: %w", sf.path, err)
 	}

@@ -244,7 +244,7 @@ func benchRoundTrips(b *testing.B, s *Server, req, want string, p int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	reqs := []byte(strings.Repeat(req, p))
 	wants := []byte(strings.Repeat(want, p))
 	got := make([]byte, len(wants))

@@ -41,7 +41,7 @@ func TestGoRedisConnectsWithoutWarnings(t *testing.T) {
 	// A client that asks for RESP2 up front gets HELLO's map.
 	rdb2 := newClient(t, f.srv, func(o *goredis.Options) { o.Protocol = 2 })
 	conn := rdb2.Conn()
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // returns the connection to the pool
 	hello, err := conn.Hello(f.ctx, 2, "", "", "me").Result()
 	require.NoError(t, err)
 	require.Equal(t, "elastickv", hello["server"])
@@ -80,7 +80,7 @@ func TestHello(t *testing.T) {
 	// Followers answer role replica.
 	f.backend.setStatus(Status{NodeID: "n1", RaftState: "follower", LeaderID: "n2"})
 	conn := newClient(t, f.srv, func(o *goredis.Options) { o.Protocol = 2 }).Conn()
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // returns the connection to the pool
 	m, err := conn.Hello(f.ctx, 2, "", "", "").Result()
 	require.NoError(t, err)
 	require.Equal(t, "replica", m["role"])
@@ -108,7 +108,7 @@ func TestClientCommands(t *testing.T) {
 	f := newFixture(t)
 	ctx := f.ctx
 	conn := f.rdb.Conn()
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // returns the connection to the pool
 
 	require.ErrorIs(t, conn.ClientGetName(ctx).Err(), goredis.Nil)
 	require.NoError(t, conn.ClientSetName(ctx, "worker-1").Err())

@@ -299,6 +299,8 @@ func (s *Server) read(c *client, fn func(v kv.View) error) bool {
 			return false
 		}
 		return true
+	case modeDirect, modeReplay:
+		// The read makes its own linearizable trip to the Backend, below.
 	}
 	if ir, ok := s.cfg.Backend.(ImmediateReader); ok {
 		if done, err := ir.ReadNow(fn); done {

@@ -321,6 +321,8 @@ func (t *GRPC) report(r pendingReport) {
 		return
 	}
 	switch r.kind {
+	case reportNothing:
+		// Returned above, before the handler lookup.
 	case reportUnreachable:
 		h.ReportUnreachable(r.peer)
 	case reportSnapshotFailure:

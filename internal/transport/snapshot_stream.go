@@ -73,11 +73,8 @@ func isNetworkFailure(err error) bool {
 	if errors.Is(err, errSendStalled) || errors.Is(err, errPeerClosed) {
 		return true
 	}
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded:
-		return true
-	}
-	return false
+	code := status.Code(err)
+	return code == codes.Unavailable || code == codes.DeadlineExceeded
 }
 
 // streamSnapshot runs one Snapshot RPC: header, chunks, trailer, then waits
