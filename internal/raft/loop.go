@@ -205,7 +205,7 @@ func (g *Group) step(m *raftpb.Message) {
 	default:
 		// Every other type goes to Raft as it came.
 	}
-	if err := g.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
+	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 		g.log.Debug("step failed", "type", m.GetType().String(), "from", m.GetFrom(), "err", err)
 	}
 }

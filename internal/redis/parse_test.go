@@ -2,6 +2,7 @@ package redis
 
 import (
 	"bytes"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,7 +150,7 @@ func FuzzCommandParsing(f *testing.F) {
 				if got := strconv.FormatInt(n, 10); got != string(arg) {
 					t.Fatalf("parseInt(%q) = %d, which prints as %q", arg, n, got)
 				}
-			} else if err != errNotInteger {
+			} else if !errors.Is(err, errNotInteger) {
 				t.Fatalf("parseInt(%q): unexpected error %v", arg, err)
 			}
 		}
@@ -161,7 +162,7 @@ func FuzzCommandParsing(f *testing.F) {
 			if flags&^(kv.SetNX|kv.SetXX|kv.SetGet) != 0 {
 				t.Fatalf("parseSetOptions(%q) = unknown flags %b", a, flags)
 			}
-		} else if err != errSyntax && err != errExpiryUnsupported {
+		} else if !errors.Is(err, errSyntax) && !errors.Is(err, errExpiryUnsupported) {
 			t.Fatalf("parseSetOptions(%q): unexpected error %v", a, err)
 		}
 
@@ -169,7 +170,7 @@ func FuzzCommandParsing(f *testing.F) {
 			if sa.count < 1 || sa.count > maxScanCount {
 				t.Fatalf("parseScanArgs(%q): count %d out of range", a, sa.count)
 			}
-		} else if err != errSyntax && err != errInvalidCursor && err != errNotInteger {
+		} else if !errors.Is(err, errSyntax) && !errors.Is(err, errInvalidCursor) && !errors.Is(err, errNotInteger) {
 			t.Fatalf("parseScanArgs(%q): unexpected error %v", a, err)
 		}
 
