@@ -14,7 +14,7 @@ func TestCollectorReportsBudgets(t *testing.T) {
 	cfg.CacheBytes, cfg.Sync, cfg.MaxBatchBytes = 4<<20, false, 1
 	s, err := Open(cfg)
 	require.NoError(t, err)
-	defer s.Close()
+	defer func() { require.NoError(t, s.Close()) }()
 	_, err = s.Apply([]Entry{{Index: 1, Data: set("a", "1")}, {Index: 2, Data: set("b", "2")}, {Index: 3, Data: set("c", "3")}})
 	require.NoError(t, err)
 

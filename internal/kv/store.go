@@ -326,7 +326,7 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 			results[i] = r
 		}
 		last = e.Index
-		if w.bytes+int(b.Len()) >= s.maxBatchBytes() && i < len(entries)-1 {
+		if w.bytes+b.Len() >= s.maxBatchBytes() && i < len(entries)-1 {
 			if err := s.commitChunk(w, b, last); err != nil {
 				return nil, err
 			}

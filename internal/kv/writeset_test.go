@@ -28,7 +28,6 @@ func batchOf(t *testing.T, cmds ...Command) []byte {
 // value's size (the reproduction of issue 13 wrote 16 GiB per entry).
 func TestAppendsToOneKeyAreWrittenOncePerBatch(t *testing.T) {
 	s := openTest(t, t.TempDir())
-	defer s.Close()
 	big := bytes.Repeat([]byte("v"), 1<<20)
 	_, err := s.Apply([]Entry{{Index: 1, Data: enc(Command{Op: OpSet, Keys: [][]byte{[]byte("big")}, Values: [][]byte{big}})}})
 	require.NoError(t, err)
@@ -77,7 +76,6 @@ func TestFoldedApplyMatchesOneByOne(t *testing.T) {
 		{Op: OpSet, Keys: [][]byte{[]byte("b")}, Values: [][]byte{[]byte("after")}, Flags: SetGet},
 	}
 	seq := openTest(t, t.TempDir())
-	defer seq.Close()
 	var want []Result
 	for i, c := range script {
 		res, err := seq.Apply([]Entry{{Index: uint64(i + 1), Data: enc(c)}})
@@ -92,7 +90,7 @@ func TestFoldedApplyMatchesOneByOne(t *testing.T) {
 			cfg.CacheBytes, cfg.Sync, cfg.MaxBatchBytes = 1<<20, false, budget
 			folded, err := Open(cfg)
 			require.NoError(t, err)
-			defer folded.Close()
+			defer func() { require.NoError(t, folded.Close()) }()
 			ents := make([]Entry, len(script))
 			for i, c := range script {
 				ents[i] = Entry{Index: uint64(i + 1), Data: enc(c)}

@@ -72,7 +72,7 @@ func openSoloLeaderIn(t *testing.T, sm StateMachine, dir string) *Group {
 func TestProposalAboveTheEntryCapIsRefused(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	g := openSoloLeader(t, newBenchMachine(), func(c *Config) { c.MaxEntryBytes = 64 << 10 })
-	defer g.Close()
+	defer func() { require.NoError(t, g.Close()) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := g.Propose(ctx, make([]byte, g.MaxPayloadBytes()+1))
