@@ -206,7 +206,7 @@ func TestProxyHoldReplies(t *testing.T) {
 				return
 			}
 			wg.Go(func() {
-				defer c.Close()
+				defer func() { _ = c.Close() }() // an echo peer: its read and write errors end it
 				r := bufio.NewReader(c)
 				for {
 					s, err := r.ReadString('\n')
@@ -224,7 +224,7 @@ func TestProxyHoldReplies(t *testing.T) {
 	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
 	p, err := NewProxy("f->l", ln.Addr().String(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	defer p.Close()
+	defer func() { require.NoError(t, p.Close()) }()
 
 	c := dialLine(t, p.Addr())
 	_, err = c.roundTrip("warm", time.Second)

@@ -25,7 +25,7 @@ func httpGet(t *testing.T, hc *http.Client, url string) (int, string) {
 	t.Helper()
 	resp, err := hc.Get(url)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read to the end below; ReadAll reports errors
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, string(b)

@@ -68,7 +68,7 @@ func TestHostileCommandAboveTheEntryCapIsRefused(t *testing.T) {
 	for _, i := range []int{leader, follower} {
 		cl := goredis.NewClient(&goredis.Options{Addr: c.Node(i).RedisAddr(), MaxRetries: -1,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
-		defer cl.Close()
+		defer func() { _ = cl.Close() }() // the commands' errors are the test's
 		cmds, err := cl.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for k := range 12 {
 				p.Set(ctx, fmt.Sprintf("p%d-%d", i, k), v, 0)
