@@ -123,7 +123,7 @@ func TestValuesReadButNotWrittenCountTowardTheBatchBudget(t *testing.T) {
 	cfg.CacheBytes, cfg.Sync, cfg.MaxBatchBytes = 1<<20, false, 4<<20
 	s, err := Open(cfg)
 	require.NoError(t, err)
-	defer s.Close()
+	defer func() { require.NoError(t, s.Close()) }()
 	big := bytes.Repeat([]byte("v"), 1<<20)
 	var ents []Entry
 	for i := range 64 {
