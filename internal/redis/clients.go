@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,65 +135,6 @@ func (l ClientLimits) Validate(maxReply int) error {
 			l.Output.Hard, maxReply, l.Output.Soft)
 	}
 	return nil
-}
-
-// ParseMemory parses a byte size the way redis.conf writes one: a number
-// with an optional unit b, k (1000), kb (1024), m, mb, g or gb, in any case.
-func ParseMemory(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"gb", 1 << 30}, {"mb", 1 << 20}, {"kb", 1 << 10}, {"g", 1e9}, {"m", 1e6}, {"k", 1e3}, {"b", 1}} {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSuffix(t, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("invalid memory size %q: want a number with an optional unit (b, k, kb, m, mb, g, gb)", s)
-	}
-	if n > (1<<62)/mult {
-		return 0, fmt.Errorf("memory size %q is too large", s)
-	}
-	return n * mult, nil
-}
-
-// ParseOutputBufferLimit parses client-output-buffer-limit: Redis's
-// "normal <hard> <soft> <seconds>", the same without the class, or a single
-// size, which sets the hard limit and keeps def's soft limit and seconds.
-// Only the normal class exists here.
-func ParseOutputBufferLimit(s string, def OutputBufferLimit) (OutputBufferLimit, error) {
-	f := strings.Fields(s)
-	if len(f) > 0 && strings.EqualFold(f[0], "normal") {
-		f = f[1:]
-	}
-	switch len(f) {
-	case 1:
-		hard, err := ParseMemory(f[0])
-		if err != nil {
-			return def, err
-		}
-		def.Hard = hard
-		return def, nil
-	case 3:
-		hard, err := ParseMemory(f[0])
-		if err != nil {
-			return def, err
-		}
-		soft, err := ParseMemory(f[1])
-		if err != nil {
-			return def, err
-		}
-		secs, err := strconv.ParseInt(f[2], 10, 32)
-		if err != nil || secs < 0 {
-			return def, fmt.Errorf("invalid seconds %q: want a non-negative integer", f[2])
-		}
-		return OutputBufferLimit{Hard: hard, Soft: soft, SoftTimeout: time.Duration(secs) * time.Second}, nil
-	}
-	return def, fmt.Errorf("invalid client-output-buffer-limit %q: want \"[normal] <hard> <soft> <seconds>\" or one size (only normal clients exist)", s)
 }
 
 // disconnectReason says which limit closed a client; the zero value is none.

@@ -308,48 +308,6 @@ func TestHostileMaxMemoryClients(t *testing.T) {
 	check()
 }
 
-func TestParseClientLimitFlags(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-		err  bool
-	}{
-		{"0", 0, false}, {"512", 512, false}, {"1k", 1000, false}, {"1kb", 1024, false},
-		{"512mb", 512 << 20, false}, {"2GB", 2 << 30, false}, {"1m", 1e6, false}, {"3g", 3e9, false},
-		{"", 0, true}, {"-1", 0, true}, {"1tb", 0, true}, {"mb", 0, true}, {"99999999999gb", 0, true},
-	} {
-		got, err := ParseMemory(tc.in)
-		if tc.err {
-			require.Error(t, err, tc.in)
-			continue
-		}
-		require.NoError(t, err, tc.in)
-		require.Equal(t, tc.want, got, tc.in)
-	}
-	def := DefaultClientLimits().Output
-	for _, tc := range []struct {
-		in   string
-		want OutputBufferLimit
-		err  bool
-	}{
-		{"normal 0 0 0", OutputBufferLimit{}, false},
-		{"256mb 64mb 60", OutputBufferLimit{256 << 20, 64 << 20, time.Minute}, false},
-		{"NORMAL 1gb 2mb 5", OutputBufferLimit{1 << 30, 2 << 20, 5 * time.Second}, false},
-		{"200mb", OutputBufferLimit{200 << 20, def.Soft, def.SoftTimeout}, false},
-		{"pubsub 32mb 8mb 60", def, true},
-		{"normal 1mb 1mb", def, true},
-		{"normal 1mb 1mb -1", def, true},
-	} {
-		got, err := ParseOutputBufferLimit(tc.in, def)
-		if tc.err {
-			require.Error(t, err, tc.in)
-			continue
-		}
-		require.NoError(t, err, tc.in)
-		require.Equal(t, tc.want, got, tc.in)
-	}
-}
-
 func TestClientLimitsAreValidated(t *testing.T) {
 	for _, tweak := range []func(*ClientLimits){
 		func(l *ClientLimits) { l.MaxClients = 0 },
