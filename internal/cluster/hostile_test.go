@@ -98,8 +98,8 @@ func TestHostileWriteFloodWithoutQuorumStaysWithinTheUncommittedBudget(t *testin
 	const value = 256 << 10
 	c := New(t, 3, WithTimings(50*time.Millisecond, 3*time.Second), func(_ int, cfg *node.Config) {
 		cfg.MaxValueBytes = value
-		cfg.MaxEntryBytes = 2 << 20
-		cfg.MaxUncommittedBytes = 2 << 20
+		cfg.MaxEntryBytes = value + 2<<20
+		cfg.MaxUncommittedBytes = uint64(value + 2<<20)
 		cfg.RequestTimeout = 500 * time.Millisecond
 	})
 	leader := c.Leader()

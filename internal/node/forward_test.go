@@ -183,9 +183,7 @@ func TestForwardShape(t *testing.T) {
 		"set":    {kv.Command{Op: kv.OpSet, Keys: [][]byte{[]byte("k")}, Values: [][]byte{[]byte("v")}}, 1, false},
 		"getset": {getset, 1, true},
 		"getdel": {kv.Command{Op: kv.OpGetDel, Keys: [][]byte{[]byte("k")}}, 1, true},
-		// An APPEND puts its whole grown value into the apply batch: two
-		// in one entry on large keys could outgrow a Pebble batch.
-		"append": {kv.Command{Op: kv.OpAppend, Keys: [][]byte{[]byte("k")}, Values: [][]byte{[]byte("x")}}, 1, true},
+		"append": {kv.Command{Op: kv.OpAppend, Keys: [][]byte{[]byte("k")}, Values: [][]byte{[]byte("x")}}, 1, false},
 		"batch":  {kv.Command{Op: kv.OpBatch, Values: [][]byte{setCmd("a", "1"), incrCmd("n")}}, 2, false},
 		"batch with getset": {kv.Command{Op: kv.OpBatch,
 			Values: [][]byte{setCmd("a", "1"), encodeCmd(getset), incrCmd("n")}}, 3, true},
