@@ -7,12 +7,13 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/redcon"
+
+	"github.com/elastickv/elastickv/internal/config"
 )
 
 // Client limits.
@@ -75,21 +76,7 @@ type OutputBufferLimit struct {
 
 // String formats l as redis.conf writes it, e.g. "normal 128mb 1mb 60".
 func (l OutputBufferLimit) String() string {
-	return fmt.Sprintf("normal %s %s %d", FormatMemory(l.Hard), FormatMemory(l.Soft), int64(l.SoftTimeout/time.Second))
-}
-
-// FormatMemory writes n bytes in the largest binary unit (gb, mb, kb) that
-// divides it exactly, as ParseMemory reads it back.
-func FormatMemory(n int64) string {
-	for _, u := range []struct {
-		suffix string
-		size   int64
-	}{{"gb", 1 << 30}, {"mb", 1 << 20}, {"kb", 1 << 10}} {
-		if n != 0 && n%u.size == 0 {
-			return strconv.FormatInt(n/u.size, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(n, 10)
+	return fmt.Sprintf("normal %s %s %d", config.FormatMemory(l.Hard), config.FormatMemory(l.Soft), int64(l.SoftTimeout/time.Second))
 }
 
 // ClientLimits bound what clients may hold on a node. The zero value means
