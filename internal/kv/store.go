@@ -463,8 +463,14 @@ func getRaw(r pebbleReader, key []byte, use func([]byte)) ([]byte, bool, error) 
 	return nil, true, nil
 }
 
-// errWrongType marks a value of a type the command cannot operate on.
-var errWrongType = errors.New(ErrTextWrongType)
+// ErrWrongType marks a key holding a value of a type the command cannot
+// operate on. View methods return it (possibly wrapped); callers test it
+// with errors.Is, never by its text. Its text is ErrTextWrongType, the
+// reply Redis sends.
+var ErrWrongType = errors.New(ErrTextWrongType)
+
+// errWrongType is ErrWrongType under the name the apply path uses.
+var errWrongType = ErrWrongType
 
 // getString returns a copy of the string stored at the (prefixed) key.
 func getString(r pebbleReader, key []byte) ([]byte, bool, error) {

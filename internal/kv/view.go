@@ -9,7 +9,7 @@ type View interface {
 	Exists(key []byte) (bool, error)
 	// StrLen returns the length of key's string value without copying it
 	// (0 and false when the key is absent); a key of another type gives an
-	// error whose text is ErrTextWrongType.
+	// error that errors.Is ErrWrongType.
 	StrLen(key []byte) (n int, found bool, err error)
 	// ScanKeys calls fn with every key >= start in ascending byte order until
 	// fn returns false or the keys run out. The key slice passed to fn is only

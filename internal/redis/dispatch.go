@@ -352,14 +352,8 @@ func (s *Server) backendError(c *client, op string, err error) {
 }
 
 // isWrongType reports whether a View error says the key holds another type.
-// kv does not export that error, only its text.
 func isWrongType(err error) bool {
-	for ; err != nil; err = errors.Unwrap(err) {
-		if err.Error() == kv.ErrTextWrongType {
-			return true
-		}
-	}
-	return false
+	return errors.Is(err, kv.ErrWrongType)
 }
 
 // equalFold compares an argument with a lowercase ASCII keyword, as Redis
