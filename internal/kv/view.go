@@ -1,5 +1,7 @@
 package kv
 
+import "math/rand/v2"
+
 // View is a consistent, read-only view of the user keyspace. A View is only
 // valid inside the callback it was handed to; it must not be retained.
 type View interface {
@@ -17,4 +19,8 @@ type View interface {
 	ScanKeys(start []byte, fn func(key []byte) bool) error
 	// DBSize returns the number of user keys.
 	DBSize() (int64, error)
+	// RandomKey returns a copy of a key picked with rnd's draws, O(log
+	// keys), and false when there are no keys. The pick is not uniform:
+	// see snapView.RandomKey for its bias.
+	RandomKey(rnd *rand.Rand) (key []byte, found bool, err error)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"testing"
@@ -116,10 +117,11 @@ type fixedBackend struct{ view *fixedView }
 
 type fixedView struct{ val []byte }
 
-func (v *fixedView) Get([]byte) ([]byte, bool, error)         { return v.val, true, nil }
-func (v *fixedView) Exists([]byte) (bool, error)              { return true, nil }
-func (v *fixedView) ScanKeys([]byte, func([]byte) bool) error { return nil }
-func (v *fixedView) DBSize() (int64, error)                   { return 1, nil }
+func (v *fixedView) Get([]byte) ([]byte, bool, error)           { return v.val, true, nil }
+func (v *fixedView) Exists([]byte) (bool, error)                { return true, nil }
+func (v *fixedView) ScanKeys([]byte, func([]byte) bool) error   { return nil }
+func (v *fixedView) DBSize() (int64, error)                     { return 1, nil }
+func (v *fixedView) RandomKey(*rand.Rand) ([]byte, bool, error) { return []byte("k"), true, nil }
 func (v *fixedView) StrLen(k []byte) (int, bool, error) {
 	val, found, err := v.Get(k)
 	return len(val), found, err

@@ -46,10 +46,13 @@ var summaries = map[string]string{
 	"mset":                    "Sets several keys to string values at once.",
 	"ping":                    "Replies PONG, or its argument.",
 	"quit":                    "Closes the connection once the replies before it are sent.",
+	"randomkey":               "Replies with a key picked at random, or nil when there are none.",
 	"scan":                    "Walks the keyspace a batch at a time with a cursor.",
 	"select":                  "Selects the database; only database 0 exists.",
 	"set":                     "Sets a key to a string value, with conditions and options.",
 	"setnx":                   "Sets a key to a string value only if the key is absent.",
 	"strlen":                  "Replies with the length of a key's string value.",
+	"touch":                   "Counts how many of the given keys exist (no access time is kept).",
 	"type":                    "Replies with the type of the value a key holds.",
+	"unlink":                  "Removes keys, as DEL does; replies with how many existed.",
 }

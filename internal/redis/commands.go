@@ -38,7 +38,10 @@ var implemented = []struct {
 
 	// keys.go, scan.go
 	{name: "del", run: cmdDel},
+	{name: "unlink", run: cmdUnlink},
 	{name: "exists", run: cmdExists},
+	{name: "touch", run: cmdTouch},
+	{name: "randomkey", run: cmdRandomKey},
 	{name: "type", run: cmdType},
 	{name: "keys", run: cmdKeys},
 	{name: "scan", run: cmdScan},
@@ -67,8 +70,8 @@ var implemented = []struct {
 // and nothing else that touches the Backend, so pipelined runs can share
 // one batch (pipeline.go). batchRead: it only makes s.read calls.
 var (
-	batchWriteCommands = []string{"set", "setnx", "getset", "getdel", "del", "incr", "decr", "incrby", "decrby", "mset"}
-	batchReadCommands  = []string{"get", "mget", "exists", "strlen", "type"}
+	batchWriteCommands = []string{"set", "setnx", "getset", "getdel", "del", "incr", "decr", "incrby", "decrby", "mset", "unlink"}
+	batchReadCommands  = []string{"get", "mget", "exists", "strlen", "type", "touch", "randomkey"}
 )
 
 func init() {

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -31,17 +32,31 @@ func cmdQuit(_ *Server, c *client, _ [][]byte) {
 	_ = c.conn.Close() // flushes the OK first
 }
 
+// cmdSelect accepts only database 0. elastickv has one keyspace, as Redis
+// Cluster does, so it answers any other index with Redis Cluster's error
+// rather than Redis's "DB index is out of range": a client switching
+// databases learns that it is talking to a cluster-like server, not that
+// it picked a bad number. Like Redis, the index must first parse as a
+// 32-bit integer.
 func cmdSelect(_ *Server, c *client, args [][]byte) {
 	n, err := parseInt(args[1])
 	switch {
 	case err != nil:
 		c.err(err.Error())
+	case n < math.MinInt32 || n > math.MaxInt32:
+		c.err(errTextSelectIndexRange)
 	case n != 0:
-		c.err("ERR DB index is out of range")
+		c.err(errTextSelectCluster)
 	default:
 		c.ok()
 	}
 }
+
+// Replies of SELECT, word for word Redis 7.2's in cluster mode.
+const (
+	errTextSelectCluster    = "ERR SELECT is not allowed in cluster mode"
+	errTextSelectIndexRange = "ERR value is out of range, value must between -2147483648 and 2147483647"
+)
 
 // cmdAuth answers as Redis does when no password is configured: elastickv
 // has no authentication yet, and pretending a password was checked would

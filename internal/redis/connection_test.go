@@ -96,9 +96,20 @@ func TestPingEchoSelectAuth(t *testing.T) {
 	requireErr(t, f.do("PING", "a", "b").Err(), "ERR wrong number of arguments for 'ping' command")
 	require.Equal(t, "x\r\ny", f.rdb.Echo(ctx, "x\r\ny").Val())
 
+	// Database 0 only, answered as Redis Cluster answers.
 	require.NoError(t, f.do("SELECT", "0").Err())
-	requireErr(t, f.do("SELECT", "1").Err(), "ERR DB index is out of range")
-	requireErr(t, f.do("SELECT", "x").Err(), "ERR value is not an integer or out of range")
+	for _, idx := range []string{"1", "15", "-1", "1000000", "2147483647", "-2147483648"} {
+		requireErr(t, f.do("SELECT", idx).Err(), "ERR SELECT is not allowed in cluster mode")
+	}
+	for _, idx := range []string{"x", "1.5", "", " 1", "01", "-0", "9223372036854775808"} {
+		requireErr(t, f.do("SELECT", idx).Err(), "ERR value is not an integer or out of range")
+	}
+	for _, idx := range []string{"2147483648", "-2147483649", "9223372036854775807"} {
+		requireErr(t, f.do("SELECT", idx).Err(), "ERR value is out of range, value must between -2147483648 and 2147483647")
+	}
+	requireErr(t, f.do("SELECT").Err(), "ERR wrong number of arguments for 'select' command")
+	require.NoError(t, f.rdb.Set(ctx, "k", "v", 0).Err())
+	require.Equal(t, "v", f.rdb.Get(ctx, "k").Val(), "a refused SELECT leaves the connection on database 0")
 
 	requireErr(t, f.do("AUTH", "pw").Err(),
 		"ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
@@ -178,4 +189,20 @@ func TestUnknownCommandAndArityErrors(t *testing.T) {
 	r.send("echo hello\r\n")
 	require.Equal(t, "$5", r.line())
 	require.Equal(t, "hello", r.line())
+}
+
+// TestClientAskingForAnotherDatabaseIsRefused: go-redis sends SELECT when
+// it connects with DB set; elastickv refuses database 1 with Redis
+// Cluster's error, so the client fails loudly instead of writing to
+// database 0 believing it wrote to 1. Other clients are unaffected.
+func TestClientAskingForAnotherDatabaseIsRefused(t *testing.T) {
+	f := newFixture(t)
+	other := newClient(t, f.srv, func(o *goredis.Options) { o.DB = 1 })
+	err := other.Set(f.ctx, "k", "v", 0).Err()
+	require.ErrorContains(t, err, "ERR SELECT is not allowed in cluster mode")
+	require.Equal(t, int64(0), f.rdb.Exists(f.ctx, "k").Val())
+
+	zero := newClient(t, f.srv, func(o *goredis.Options) { o.DB = 0 })
+	require.NoError(t, zero.Set(f.ctx, "k", "v", 0).Err())
+	require.Equal(t, "v", f.rdb.Get(f.ctx, "k").Val())
 }

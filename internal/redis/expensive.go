@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -142,6 +143,14 @@ func (w boundedView) ScanKeys(start []byte, fn func(key []byte) bool) error {
 		return err
 	}
 	return w.b.err
+}
+
+// RandomKey is charged as one lookup: it is a few seeks, never a scan.
+func (w boundedView) RandomKey(rnd *rand.Rand) ([]byte, bool, error) {
+	if err := w.b.spendKey(); err != nil {
+		return nil, false, err
+	}
+	return w.v.RandomKey(rnd)
 }
 
 // DBSize counts by scanning, so that the count is charged key by key

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"bytes"
+	"math/rand/v2"
 
 	"github.com/elastickv/elastickv/internal/kv"
 )
@@ -12,9 +13,48 @@ func cmdDel(s *Server, c *client, args [][]byte) {
 	s.writeResult(c, &kv.Command{Op: kv.OpDel, Keys: args[1:]})
 }
 
+// cmdUnlink is DEL: kv deletes a key in O(1) on apply whatever its size,
+// so there is nothing left to reclaim in the background.
+func cmdUnlink(s *Server, c *client, args [][]byte) {
+	s.writeResult(c, &kv.Command{Op: kv.OpDel, Keys: args[1:]})
+}
+
 func cmdExists(s *Server, c *client, args [][]byte) {
+	countExisting(s, c, "exists", args)
+}
+
+// cmdTouch counts the keys that exist, as EXISTS does. kv keeps no access
+// time, so there is nothing to update and TOUCH stays a read.
+func cmdTouch(s *Server, c *client, args [][]byte) {
+	countExisting(s, c, "touch", args)
+}
+
+// cmdRandomKey answers a key picked from one consistent view, or nil when
+// there are none. The pick is made here, on the node serving the read, with
+// its own random draws; it is not uniform (see kv's RandomKey).
+func cmdRandomKey(s *Server, c *client, _ [][]byte) {
+	rnd := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	var key []byte
+	var found bool
+	ok := s.read(c, func(v kv.View) error {
+		var err error
+		key, found, err = v.RandomKey(rnd)
+		return err
+	})
+	switch {
+	case !ok:
+	case found:
+		c.bulk(key)
+	default:
+		c.null()
+	}
+}
+
+// countExisting answers the number of args[1:] that exist, for EXISTS and
+// TOUCH.
+func countExisting(s *Server, c *client, cmd string, args [][]byte) {
 	var n int64
-	ok := s.readKeys(c, "exists", len(args)-1, func(v kv.View) error {
+	ok := s.readKeys(c, cmd, len(args)-1, func(v kv.View) error {
 		n = 0 // a Backend may retry fn
 		// A key named twice counts twice, as in Redis.
 		for _, k := range args[1:] {

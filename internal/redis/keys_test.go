@@ -178,3 +178,68 @@ func TestRepliesAreBounded(t *testing.T) {
 		"key:05", "key:06", "key:07", "key:08", "key:09", "key:10").Err(), string(errReplyTooLarge))
 	require.Len(t, f.rdb.MGet(ctx, "key:00", "key:01").Val(), 2)
 }
+
+// TestUnlinkTouchRandomKey: UNLINK replies as DEL does, TOUCH counts
+// existing keys as EXISTS does (a key named twice counts twice), and
+// RANDOMKEY answers nil on an empty keyspace and on one whose keys were
+// all deleted, and otherwise picks each key (the Redis suite's test: two
+// keys, both seen within 100 draws).
+func TestUnlinkTouchRandomKey(t *testing.T) {
+	f := newFixture(t)
+	ctx := f.ctx
+
+	require.Equal(t, goredis.Nil, f.rdb.RandomKey(ctx).Err())
+	require.NoError(t, f.rdb.Set(ctx, "x", "10", 0).Err())
+	require.Equal(t, "x", f.rdb.RandomKey(ctx).Val())
+	require.Equal(t, int64(1), f.rdb.Del(ctx, "x").Val())
+	require.Equal(t, goredis.Nil, f.rdb.RandomKey(ctx).Err(), "a deleted key is never picked")
+
+	require.NoError(t, f.rdb.MSet(ctx, "foo", "x", "bar", "y").Err())
+	seen := map[string]bool{}
+	for range 100 {
+		k, err := f.rdb.RandomKey(ctx).Result()
+		require.NoError(t, err)
+		seen[k] = true
+	}
+	require.Equal(t, map[string]bool{"foo": true, "bar": true}, seen)
+
+	require.Equal(t, int64(2), f.rdb.Touch(ctx, "key0", "foo", "bar", "key3").Val())
+	require.Equal(t, int64(3), f.rdb.Touch(ctx, "foo", "foo", "bar").Val())
+	require.Equal(t, "x", f.rdb.Get(ctx, "foo").Val(), "TOUCH changes nothing")
+
+	require.Equal(t, int64(2), f.rdb.Unlink(ctx, "foo", "foo", "bar", "missing").Val())
+	require.Equal(t, int64(0), f.rdb.Exists(ctx, "foo", "bar").Val())
+	require.Equal(t, int64(0), f.rdb.Unlink(ctx, "foo").Val())
+	require.Equal(t, goredis.Nil, f.rdb.RandomKey(ctx).Err())
+
+	requireErr(t, f.do("UNLINK").Err(), "ERR wrong number of arguments for 'unlink' command")
+	requireErr(t, f.do("TOUCH").Err(), "ERR wrong number of arguments for 'touch' command")
+	requireErr(t, f.do("RANDOMKEY", "x").Err(), "ERR wrong number of arguments for 'randomkey' command")
+}
+
+// TestPipelinedUnlinkTouchRandomKey: the three commands run in a pipeline
+// (UNLINK batched with other writes, TOUCH and RANDOMKEY with other reads)
+// answer in order what they answer alone.
+func TestPipelinedUnlinkTouchRandomKey(t *testing.T) {
+	f := newFixture(t)
+	ctx := f.ctx
+	var touch1, unlink1, touch2, unlink2, unlink3 *goredis.IntCmd
+	var random *goredis.StringCmd
+	_, err := f.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Set(ctx, "a", "1", 0)
+		p.Set(ctx, "b", "2", 0)
+		touch1 = p.Touch(ctx, "a", "b", "c")
+		unlink1 = p.Unlink(ctx, "a", "c")
+		p.Set(ctx, "c", "3", 0)
+		touch2 = p.Touch(ctx, "a", "b", "c")
+		unlink2 = p.Unlink(ctx, "b")
+		unlink3 = p.Unlink(ctx, "c", "b")
+		random = p.RandomKey(ctx)
+		return nil
+	})
+	require.ErrorIs(t, err, goredis.Nil, "the last RANDOMKEY answers nil")
+	require.Equal(t, []int64{2, 1, 2, 1, 1},
+		[]int64{touch1.Val(), unlink1.Val(), touch2.Val(), unlink2.Val(), unlink3.Val()})
+	require.Equal(t, goredis.Nil, random.Err())
+	require.Equal(t, int64(0), f.rdb.DBSize(ctx).Val())
+}
