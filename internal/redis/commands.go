@@ -35,6 +35,10 @@ var implemented = []struct {
 	{name: "decrby", run: cmdDecrBy},
 	{name: "append", run: cmdAppend},
 	{name: "strlen", run: cmdStrlen},
+	// strings_range.go
+	{name: "getrange", run: cmdGetRange},
+	{name: "substr", run: cmdGetRange},
+	{name: "lcs", run: cmdLCS},
 
 	// keys.go, scan.go
 	{name: "del", run: cmdDel},
@@ -71,7 +75,7 @@ var implemented = []struct {
 // one batch (pipeline.go). batchRead: it only makes s.read calls.
 var (
 	batchWriteCommands = []string{"set", "setnx", "getset", "getdel", "del", "incr", "decr", "incrby", "decrby", "mset", "unlink"}
-	batchReadCommands  = []string{"get", "mget", "exists", "strlen", "type", "touch", "randomkey"}
+	batchReadCommands  = []string{"get", "mget", "exists", "strlen", "type", "touch", "randomkey", "getrange", "substr", "lcs"}
 )
 
 func init() {

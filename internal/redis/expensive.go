@@ -54,7 +54,8 @@ type budget struct {
 	deadline time.Time       // Invariant: start of the command + limit
 	base     context.Context // the Server's baseCtx: done once Close starts
 	work     int             // units spent since the last look
-	examined int64           // keys visited, for the error reply
+	examined int64           // keys (or units) visited, for the error reply
+	unit     string          // what examined counts, "" for keys
 	reason   string          // why the budget was cut; "" while it is not
 	err      error           // the reply once cut; sticky
 }
@@ -82,8 +83,12 @@ func (b *budget) spend(work int) error {
 		b.reason, b.err = abortShutdown, errShuttingDown
 	case !time.Now().Before(b.deadline):
 		b.reason = abortDeadline
+		unit := b.unit
+		if unit == "" {
+			unit = "keys"
+		}
 		msg := "ERR " + strings.ToUpper(b.cmd) + " exceeded its time limit of " + b.limit.String() +
-			" (request-timeout) after examining " + strconv.FormatInt(b.examined, 10) + " keys"
+			" (request-timeout) after examining " + strconv.FormatInt(b.examined, 10) + " " + unit
 		if b.cmd == "keys" {
 			msg += "; SCAN walks the keyspace in steps"
 		}
