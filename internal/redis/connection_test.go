@@ -110,6 +110,12 @@ func TestPingEchoSelectAuth(t *testing.T) {
 	requireErr(t, f.do("SELECT").Err(), "ERR wrong number of arguments for 'select' command")
 	require.NoError(t, f.rdb.Set(ctx, "k", "v", 0).Err())
 	require.Equal(t, "v", f.rdb.Get(ctx, "k").Val(), "a refused SELECT leaves the connection on database 0")
+	// A go-redis client configured with another database fails to connect
+	// with that error, rather than silently using database 0.
+	db1 := newClient(t, f.srv, func(o *goredis.Options) { o.DB = 1 })
+	requireErr(t, db1.Ping(ctx).Err(), "ERR SELECT is not allowed in cluster mode")
+	db0 := newClient(t, f.srv, func(o *goredis.Options) { o.DB = 0 })
+	require.Equal(t, "PONG", db0.Ping(ctx).Val())
 
 	requireErr(t, f.do("AUTH", "pw").Err(),
 		"ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
