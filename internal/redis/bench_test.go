@@ -126,6 +126,10 @@ func (v *fixedView) StrLen(k []byte) (int, bool, error) {
 	val, found, err := v.Get(k)
 	return len(val), found, err
 }
+func (v *fixedView) ReadString(_ []byte, fn func([]byte)) (bool, error) {
+	fn(v.val)
+	return true, nil
+}
 func (b *fixedBackend) Status() Status                           { return Status{NodeID: "n1", RaftState: RaftStateLeader} }
 func (b *fixedBackend) Barrier(ctx context.Context) error        { return ctx.Err() }
 func (b *fixedBackend) ReadLocal(fn func(v kv.View) error) error { return fn(b.view) }

@@ -134,6 +134,13 @@ func (w boundedView) StrLen(key []byte) (int, bool, error) {
 	return w.v.StrLen(key)
 }
 
+func (w boundedView) ReadString(key []byte, fn func(val []byte)) (bool, error) {
+	if err := w.b.spendKey(); err != nil {
+		return false, err
+	}
+	return w.v.ReadString(key, fn)
+}
+
 // ScanKeys stops when fn does or the budget is spent, whichever comes
 // first; fn may also spend the budget (a glob match does), which stops the
 // scan the same way.

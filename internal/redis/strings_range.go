@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"bytes"
 	"strconv"
 
 	"github.com/elastickv/elastickv/internal/kv"
@@ -30,8 +31,13 @@ func cmdGetRange(s *Server, c *client, args [][]byte) {
 		wrong bool
 	)
 	ok := s.read(c, func(v kv.View) error {
-		var err error
-		val, _, err = v.Get(args[1])
+		val, wrong = nil, false // kv may run the callback twice
+		// Only the range is copied out of the store, whatever the
+		// value's size.
+		_, err := v.ReadString(args[1], func(b []byte) {
+			lo, hi := stringRange(int64(len(b)), start, end)
+			val = bytes.Clone(b[lo:hi])
+		})
 		if isWrongType(err) {
 			wrong = true
 			return nil
@@ -43,8 +49,7 @@ func cmdGetRange(s *Server, c *client, args [][]byte) {
 	case wrong:
 		c.err(kv.ErrTextWrongType)
 	default:
-		lo, hi := stringRange(int64(len(val)), start, end)
-		c.bulk(val[lo:hi])
+		c.bulk(val)
 	}
 }
 

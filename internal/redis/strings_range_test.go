@@ -75,6 +75,25 @@ func TestGetRange(t *testing.T) {
 	requireErr(t, f.do("SUBSTR", "key", 0).Err(), "ERR wrong number of arguments for 'substr' command")
 }
 
+// TestGetRangeOfALargeValue reads ranges of a 4 MiB value, which GETRANGE
+// copies out of the store range by range rather than whole.
+func TestGetRangeOfALargeValue(t *testing.T) {
+	f := newFixture(t)
+	ctx := f.ctx
+	big := make([]byte, 4<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	require.NoError(t, f.rdb.Set(ctx, "big", big, 0).Err())
+	for _, r := range [][2]int64{{0, 0}, {1 << 20, 1<<20 + 99}, {-100, -1}, {4<<20 - 1, 1 << 40}} {
+		lo, hi := stringRange(int64(len(big)), r[0], r[1])
+		got, err := f.rdb.GetRange(ctx, "big", r[0], r[1]).Result()
+		require.NoError(t, err)
+		require.Equal(t, string(big[lo:hi]), got, "%v", r)
+	}
+	require.Equal(t, string(big[:100]), f.rdb.GetRange(ctx, "big", 0, 99).Val())
+}
+
 // TestGetRangeFuzz compares GETRANGE with a reference of the Tcl suite's
 // "string range" semantics over random binary values and indexes.
 func TestGetRangeFuzz(t *testing.T) {
@@ -122,6 +141,10 @@ type wrongTypeView struct{ kv.View }
 
 func (wrongTypeView) Get([]byte) ([]byte, bool, error) {
 	return nil, false, errors.New(kv.ErrTextWrongType)
+}
+
+func (wrongTypeView) ReadString([]byte, func([]byte)) (bool, error) {
+	return false, errors.New(kv.ErrTextWrongType)
 }
 
 func (wrongTypeView) StrLen([]byte) (int, bool, error) {
