@@ -3,6 +3,7 @@ package redis
 import (
 	"bytes"
 	"strconv"
+	"time"
 
 	"github.com/elastickv/elastickv/internal/kv"
 )
@@ -87,6 +88,41 @@ func stringRange(n, start, end int64) (lo, hi int64) {
 // limit. A request beyond the bound is refused before either value is
 // copied out of the store.
 const maxLCSCells = 16 << 20
+
+// Tables of more than lcsSmallCells take one of lcsSlots' slots while they
+// exist, so that however many clients ask at once, LCS holds at most
+// cap(lcsSlots) * maxLCSCells * 4 bytes (128 MiB) of tables in the whole
+// process; smaller tables (256 KiB and less) never wait behind large ones.
+// A request waits for a slot until its deadline.
+const lcsSmallCells = 64 << 10
+
+var lcsSlots = make(chan struct{}, 2)
+
+// abortBusy is the reason label of a LCS that found no slot in time.
+const abortBusy = "busy"
+
+// acquireLCSSlot waits for a slot of lcsSlots until deadline or the
+// server's shutdown, returning the reply error if it got none.
+func (s *Server) acquireLCSSlot(deadline time.Time) error {
+	select {
+	case lcsSlots <- struct{}{}:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case lcsSlots <- struct{}{}:
+		return nil
+	case <-s.baseCtx.Done():
+		s.metrics.commandAborted("lcs", abortShutdown)
+		return errShuttingDown
+	case <-timer.C:
+		s.metrics.commandAborted("lcs", abortBusy)
+		return replyError("ERR LCS waited its time limit of " + s.cfg.RequestTimeout.String() +
+			" (request-timeout) for memory: " + strconv.Itoa(cap(lcsSlots)) + " large LCS tables are being computed")
+	}
+}
 
 // lcsCellWork is the budget work charged per table cell: a look at the
 // clock every budgetCheckWork cells, some 30 µs of filling.
@@ -187,6 +223,13 @@ func cmdLCS(s *Server, c *client, args [][]byte) {
 	s.metrics.expensiveInFlight.Inc()
 	defer s.metrics.expensiveInFlight.Dec()
 	bud := s.newBudget("lcs", s.cfg.RequestTimeout)
+	if (len(a)+1)*(len(b)+1) > lcsSmallCells {
+		if err := s.acquireLCSSlot(bud.deadline); err != nil {
+			c.err(err.Error())
+			return
+		}
+		defer func() { <-lcsSlots }()
+	}
 	bud.unit = "table rows"
 	table, err := lcsTable(a, b, bud)
 	if err != nil {

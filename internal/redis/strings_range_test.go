@@ -293,3 +293,43 @@ func TestHostileLCSStopsAtDeadline(t *testing.T) {
 	// The generous server computes it.
 	require.Equal(t, int64(3999), f.rdb.Do(ctx, "LCS", "a", "b", "LEN").Val())
 }
+
+// TestHostileLCSWaitsForATableSlot: while the process's large LCS tables
+// are all in use, a further large LCS waits for one until its deadline and
+// is then refused, a small one is served at once, and once a slot frees
+// the large one is served.
+func TestHostileLCSWaitsForATableSlot(t *testing.T) {
+	f := newFixture(t)
+	ctx := f.ctx
+	require.NoError(t, f.rdb.MSet(ctx, "big1", strings.Repeat("ab", 500), "big2", strings.Repeat("ba", 500),
+		"small1", "ohmytext", "small2", "mynewtext").Err())
+	short := startServer(t, Config{Backend: f.backend, RequestTimeout: 200 * time.Millisecond})
+	rdb := newClient(t, short, func(o *goredis.Options) { o.MaxRetries = -1 })
+
+	// Other clients' large tables hold every slot.
+	for range cap(lcsSlots) {
+		lcsSlots <- struct{}{}
+	}
+	held := cap(lcsSlots)
+	t.Cleanup(func() {
+		for range held {
+			<-lcsSlots
+		}
+	})
+	start := time.Now()
+	err := rdb.Do(ctx, "LCS", "big1", "big2", "LEN").Err()
+	require.EqualError(t, err, "ERR LCS waited its time limit of 200ms (request-timeout) for memory: 2 large LCS tables are being computed")
+	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond)
+	require.Equal(t, 1.0, aborted(short, "lcs", abortBusy))
+	require.Equal(t, "mytext", rdb.Do(ctx, "LCS", "small1", "small2").Val())
+	requireServing(t, rdb, "during-busy")
+
+	// A slot frees while a request waits: it is served.
+	done := make(chan error, 1)
+	go func() { done <- f.rdb.Do(ctx, "LCS", "big1", "big2", "LEN").Err() }()
+	eventually(t, func() bool { return expensiveInFlight(f.srv) == 1 }, "LCS waiting")
+	<-lcsSlots
+	held--
+	require.NoError(t, <-done)
+	require.Equal(t, int64(999), f.rdb.Do(ctx, "LCS", "big1", "big2", "LEN").Val())
+}
