@@ -1,8 +1,10 @@
 package kv
 
 import (
+	"errors"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/stretchr/testify/require"
 )
 
@@ -34,4 +36,18 @@ func TestReadStringHandsTheValueInPlace(t *testing.T) {
 	require.False(t, foundM)
 	require.False(t, called)
 	require.Equal(t, map[string]string{"a": "el", "e": ""}, got)
+}
+
+// TestReadStringOfAnotherType: a key of another type answers ErrWrongType
+// and fn never sees its row.
+func TestReadStringOfAnotherType(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	require.NoError(t, s.db.Set(userKey([]byte("h")), []byte{'h', 1, 2}, pebble.Sync))
+	called := false
+	err := s.Read(func(v View) error {
+		_, err := v.ReadString([]byte("h"), func([]byte) { called = true })
+		return err
+	})
+	require.True(t, errors.Is(err, ErrWrongType), "ReadString: %v", err)
+	require.False(t, called)
 }

@@ -15,8 +15,8 @@ type View interface {
 	StrLen(key []byte) (n int, found bool, err error)
 	// ReadString calls fn with key's string value in place, if the key
 	// exists; the slice is only valid during the call, so fn copies what
-	// it keeps. A key of another type gives an error whose text is
-	// ErrTextWrongType, and fn is not called.
+	// it keeps. A key of another type gives an error that errors.Is
+	// ErrWrongType, and fn is not called.
 	ReadString(key []byte, fn func(val []byte)) (found bool, err error)
 	// ScanKeys calls fn with every key >= start in ascending byte order until
 	// fn returns false or the keys run out. The key slice passed to fn is only

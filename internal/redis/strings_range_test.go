@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -140,15 +139,15 @@ func TestGetRangeFuzz(t *testing.T) {
 type wrongTypeView struct{ kv.View }
 
 func (wrongTypeView) Get([]byte) ([]byte, bool, error) {
-	return nil, false, errors.New(kv.ErrTextWrongType)
+	return nil, false, kv.ErrWrongType
 }
 
 func (wrongTypeView) ReadString([]byte, func([]byte)) (bool, error) {
-	return false, errors.New(kv.ErrTextWrongType)
+	return false, kv.ErrWrongType
 }
 
 func (wrongTypeView) StrLen([]byte) (int, bool, error) {
-	return 0, false, errors.New(kv.ErrTextWrongType)
+	return 0, false, kv.ErrWrongType
 }
 
 // TestGetRangeAndLCSWrongType: GETRANGE answers WRONGTYPE and LCS Redis's
