@@ -17,7 +17,8 @@ type metrics struct {
 	byName  map[string]*commandMetrics // keyed by command table name
 	unknown *commandMetrics
 	// aborted counts expensive reads cut before they finished, by command
-	// and reason (deadline, shutdown); see expensive.go.
+	// and reason (deadline, shutdown; LCS also table_size, busy); see
+	// expensive.go and strings_range.go.
 	aborted *prometheus.CounterVec
 	// expensiveInFlight counts expensive reads in progress.
 	expensiveInFlight prometheus.Gauge
@@ -47,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}, []string{"cmd"})
 	aborted := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "elastickv_redis_commands_aborted_total",
-		Help: "Expensive reads (KEYS, SCAN, DBSIZE, MGET, EXISTS, INFO keyspace, DEBUG DIGEST) cut before finishing, by command and reason: deadline (the request timeout passed) or shutdown (the server is closing).",
+		Help: "Expensive reads (KEYS, SCAN, DBSIZE, MGET, EXISTS, INFO keyspace, DEBUG DIGEST, LCS) cut before finishing, by command and reason: deadline (the request timeout passed), shutdown (the server is closing), table_size (LCS's table would pass its cell bound) or busy (no LCS table slot freed before the deadline).",
 	}, []string{"cmd", "reason"})
 	inFlight := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "elastickv_redis_expensive_reads_in_flight",
