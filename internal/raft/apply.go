@@ -115,7 +115,7 @@ func (g *Group) runApplier() {
 		start := time.Now()
 		results, err := g.cfg.StateMachine.Apply(t.entries)
 		if errors.Is(err, ErrUndecodable) {
-			g.budget.undecodableEntries.Inc()
+			g.metrics.undecodableEntries.Inc()
 		}
 		if err != nil {
 			g.setFatal(err)
@@ -197,10 +197,10 @@ const maxCoalescedEntries = 8192
 // be run next, after t.
 func (g *Group) coalesceApply(t *applyTask) *applyTask {
 	size := entriesBytes(t.entries)
-	defer func() { g.budget.applyBatchBytes.Observe(float64(size)) }()
+	defer func() { g.metrics.applyBatchBytes.Observe(float64(size)) }()
 	for len(t.entries) < maxCoalescedEntries {
 		if size >= g.cfg.MaxApplyBatchBytes {
-			g.budget.applyCutByBytes.Inc()
+			g.metrics.applyCutByBytes.Inc()
 			return nil
 		}
 		select {

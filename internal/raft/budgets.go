@@ -1,11 +1,6 @@
 package raft
 
-import (
-	"fmt"
-	"strconv"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "fmt"
 
 // Memory budgets of a group, and why each exists.
 //
@@ -33,39 +28,6 @@ const (
 	DefaultMaxApplyBatchBytes  = 64 << 20
 )
 
-// budgetMetrics count how often a budget bites.
-type budgetMetrics struct {
-	refusedTooLarge    prometheus.Counter
-	droppedBudget      prometheus.Counter
-	applyBatchBytes    prometheus.Observer
-	applyCutByBytes    prometheus.Counter
-	undecodableEntries prometheus.Counter
-}
-
-func newBudgetMetrics(reg prometheus.Registerer, group uint64) *budgetMetrics {
-	labels := prometheus.Labels{"group": strconv.FormatUint(group, 10)}
-	c := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
-	}
-	bb := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "elastickv_raft_apply_batch_bytes", Help: "Committed entry bytes applied per state machine call.",
-		ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(256, 4, 12),
-	})
-	m := &budgetMetrics{
-		refusedTooLarge:    c("elastickv_raft_proposals_too_large_total", "Proposals refused because they exceed the log entry cap (--max-entry-bytes)."),
-		droppedBudget:      c("elastickv_raft_proposals_dropped_uncommitted_total", "Proposal batches the leader dropped because its uncommitted log held --max-uncommitted-mb; their callers retry."),
-		applyBatchBytes:    bb,
-		applyCutByBytes:    c("elastickv_raft_apply_batches_cut_by_bytes_total", "Apply batches closed early because they reached --apply-batch-mb of entries."),
-		undecodableEntries: c("elastickv_raft_undecodable_entries_total", "Committed entries this binary could not decode; the group stops at the first."),
-	}
-	if reg != nil {
-		for _, col := range []prometheus.Collector{m.refusedTooLarge, m.droppedBudget, bb, m.applyCutByBytes, m.undecodableEntries} {
-			_ = reg.Register(col)
-		}
-	}
-	return m
-}
-
 // MaxPayloadBytes is the largest payload Propose accepts.
 func (g *Group) MaxPayloadBytes() int { return g.cfg.MaxEntryBytes - headerLen }
 
@@ -77,7 +39,7 @@ func (g *Group) CheckPayloadSize(n int) error {
 	if n <= g.MaxPayloadBytes() {
 		return nil
 	}
-	g.budget.refusedTooLarge.Inc()
+	g.metrics.refusedTooLarge.Inc()
 	return fmt.Errorf("%w: %d bytes, above the %d-byte log entry limit", ErrTooLarge, n+headerLen, g.cfg.MaxEntryBytes)
 }
 

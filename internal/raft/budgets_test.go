@@ -85,7 +85,7 @@ func TestProposalAboveTheEntryCapIsRefused(t *testing.T) {
 // The applier coalesces queued tasks until MaxApplyBatchBytes of entry data,
 // then leaves the rest for the next state machine call.
 func TestApplyCoalescingStopsAtTheByteBudget(t *testing.T) {
-	g := &Group{applyc: make(chan applyTask, 16), budget: newBudgetMetrics(nil, 1)}
+	g := &Group{applyc: make(chan applyTask, 16), metrics: newMetrics(nil, 1)}
 	g.cfg.MaxApplyBatchBytes = 1000
 	task := func(first uint64, size int) applyTask {
 		return applyTask{entries: []ApplyEntry{{Index: first, Data: make([]byte, size)}}, owners: make([]owner, 1)}
@@ -100,7 +100,7 @@ func TestApplyCoalescingStopsAtTheByteBudget(t *testing.T) {
 
 	// A single task larger than the budget is applied whole, alone.
 	big := task(10, 5000)
-	g2 := &Group{applyc: make(chan applyTask, 1), budget: g.budget, cfg: g.cfg}
+	g2 := &Group{applyc: make(chan applyTask, 1), metrics: g.metrics, cfg: g.cfg}
 	g2.applyc <- task(11, 1)
 	require.Nil(t, g2.coalesceApply(&big))
 	require.Len(t, big.entries, 1)

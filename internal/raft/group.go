@@ -24,7 +24,6 @@ type Group struct {
 	id      uint64
 	log     *slog.Logger
 	metrics *metrics
-	budget  *budgetMetrics
 	inbound *inboundBudget // bytes in prioc and recvc (inbound.go)
 
 	// Owned by the event loop goroutine.
@@ -144,7 +143,6 @@ func Open(cfg Config) (*Group, error) {
 		applierDone: make(chan struct{}),
 	}
 	g.metrics = newMetrics(cfg.Registerer, cfg.GroupID)
-	g.budget = newBudgetMetrics(cfg.Registerer, cfg.GroupID)
 	g.inbound = newInboundBudget(cfg.MaxInboundBytes, cfg.Registerer, cfg.GroupID)
 	g.failure.init(cfg.Registerer, cfg.GroupID)
 	// Sequence numbers start at the wall clock so that entries proposed by an

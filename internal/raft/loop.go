@@ -231,7 +231,7 @@ func (g *Group) propose(batch []*proposal) {
 		// nothing was appended, so the caller may retry (once the new
 		// leader is known, or once followers have caught up).
 		if st.LeadTransferee == 0 {
-			g.budget.droppedBudget.Inc()
+			g.metrics.droppedBudget.Inc()
 		}
 		e = &NotLeaderError{}
 	case st.RaftState == raft.StateLeader:
@@ -383,7 +383,7 @@ func (g *Group) prepareApply(ents []*raftpb.Entry) (applyTask, error) {
 				ae.Data = payload
 				t.owners[i] = owner{proposer, seq}
 			} else {
-				g.budget.undecodableEntries.Inc()
+				g.metrics.undecodableEntries.Inc()
 				return t, fmt.Errorf("%w: entry %d (term %d) starts with tag %#x", ErrUndecodable, e.GetIndex(), e.GetTerm(), e.GetData()[0])
 			}
 		case raftpb.EntryConfChange:

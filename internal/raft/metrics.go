@@ -27,6 +27,13 @@ type metrics struct {
 	applyBatch                    prometheus.Observer
 	walSave                       prometheus.Observer
 	fsmSync                       prometheus.Observer
+
+	// How often the memory budgets (budgets.go) bite.
+	refusedTooLarge    prometheus.Counter
+	droppedBudget      prometheus.Counter
+	applyBatchBytes    prometheus.Observer
+	applyCutByBytes    prometheus.Counter
+	undecodableEntries prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
@@ -57,15 +64,21 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 		stateInfo:          prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "elastickv_raft_state", Help: "1 for this node's current Raft state (label state).", ConstLabels: labels}, []string{"state"}),
 		snapshots:          c("elastickv_raft_snapshots_total", "Snapshots taken by this node."),
 		snapshotsInstalled: c("elastickv_raft_snapshots_installed_total", "Snapshots received from a leader and restored."),
+		refusedTooLarge:    c("elastickv_raft_proposals_too_large_total", "Proposals refused because they exceed the log entry cap (--max-entry-bytes)."),
+		droppedBudget:      c("elastickv_raft_proposals_dropped_uncommitted_total", "Proposal batches the leader dropped because its uncommitted log held --max-uncommitted-mb; their callers retry."),
+		applyCutByBytes:    c("elastickv_raft_apply_batches_cut_by_bytes_total", "Apply batches closed early because they reached --apply-batch-mb of entries."),
+		undecodableEntries: c("elastickv_raft_undecodable_entries_total", "Committed entries this binary could not decode; the group stops at the first."),
 	}
 	ph := h("elastickv_raft_propose_duration_seconds", "Time from proposal to applied result on the proposing node.", lat)
 	ah := h("elastickv_raft_apply_duration_seconds", "Time to apply one batch of committed entries (the fsync of sync mode is elastickv_raft_fsm_sync_duration_seconds).", lat)
 	bh := h("elastickv_raft_apply_batch_entries", "Committed entries applied per batch.", prometheus.ExponentialBuckets(1, 2, 12))
 	wh := h("elastickv_raft_wal_save_duration_seconds", "Time to append one Ready to the WAL, fsync included.", lat)
 	sh := h("elastickv_raft_fsm_sync_duration_seconds", "Time to fsync the state machine after an applied batch (sync mode), off the write path.", lat)
-	m.proposeLatency, m.applyLatency, m.applyBatch, m.walSave, m.fsmSync = ph, ah, bh, wh, sh
+	abh := h("elastickv_raft_apply_batch_bytes", "Committed entry bytes applied per state machine call.", prometheus.ExponentialBuckets(256, 4, 12))
+	m.proposeLatency, m.applyLatency, m.applyBatch, m.walSave, m.fsmSync, m.applyBatchBytes = ph, ah, bh, wh, sh, abh
 	if reg != nil {
-		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.leaseReads, m.readIndexReads, m.inboundDropped, m.commitClamped, m.snapshots, m.snapshotsInstalled, m.snapshotIndex, m.leaderInfo, m.stateInfo, ph, ah, bh, wh, sh} {
+		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.leaseReads, m.readIndexReads, m.inboundDropped, m.commitClamped, m.snapshots, m.snapshotsInstalled, m.snapshotIndex, m.leaderInfo, m.stateInfo, ph, ah, bh, wh, sh,
+			m.refusedTooLarge, m.droppedBudget, abh, m.applyCutByBytes, m.undecodableEntries} {
 			_ = reg.Register(col)
 		}
 	}
