@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,18 +19,12 @@ import (
 	"github.com/elastickv/elastickv/internal/chaos"
 )
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binPath string
-	binErr  error
-)
+// server is the real binary the process tests start, built once.
+var server chaos.ServerOnce
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
+	server.Remove()
 	os.Exit(code)
 }
 
@@ -41,15 +34,9 @@ func TestMain(m *testing.M) {
 // on a race report in any node's log.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "elastickv-bin-"); binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "elastickv")
-		binErr = chaos.BuildServer(context.Background(), binPath)
-	})
-	require.NoError(t, binErr)
-	return binPath
+	path, err := server.Path()
+	require.NoError(t, err)
+	return path
 }
 
 // freeOffset finds a port offset whose Redis, Raft and metrics ports for

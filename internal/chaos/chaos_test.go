@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,38 +24,23 @@ import (
 // results go (default: a directory under the system temp dir, kept only
 // when the test fails).
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
-)
+// server is the real binary the chaos tests start, built once (with -race
+// when this test binary has it: the servers are then race-checked under
+// every fault, and Run fails on a race report in any node's log).
+var server ServerOnce
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
+	server.Remove()
 	os.Exit(code)
 }
 
-// chaosBinary builds ./cmd/elastickv once per test binary run, race-checked
-// when the test run is (RaceEnabled).
+// chaosBinary returns the server binary, building it on first use.
 func chaosBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "elastickv-chaos-bin-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "elastickv")
-		// With -race when this test binary has it: the servers are then
-		// race-checked under every fault, and Run fails on a race report
-		// in any node's log.
-		binErr = BuildServer(context.Background(), binPath)
-	})
-	require.NoError(t, binErr)
-	return binPath
+	path, err := server.Path()
+	require.NoError(t, err)
+	return path
 }
 
 // testWriter sends log lines to t.Log.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // raceMarker starts every report the Go race detector writes (to the
@@ -78,5 +79,34 @@ func raceReportsIn(b []byte) []string {
 		}
 		out = append(out, string(r))
 		b = b[end:]
+	}
+}
+
+// ServerOnce builds the server binary (BuildServer) once per test binary,
+// into a temporary directory that Remove deletes. Test packages that start
+// servers share one: a zero value is ready, and TestMain calls Remove.
+type ServerOnce struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// Path builds the binary on first use and returns where it is.
+func (s *ServerOnce) Path() (string, error) {
+	s.once.Do(func() {
+		if s.dir, s.err = os.MkdirTemp("", "elastickv-bin-"); s.err != nil {
+			return
+		}
+		s.path = filepath.Join(s.dir, "elastickv")
+		s.err = BuildServer(context.Background(), s.path)
+	})
+	return s.path, s.err
+}
+
+// Remove deletes the binary's directory, if it was built.
+func (s *ServerOnce) Remove() {
+	if s.dir != "" {
+		_ = os.RemoveAll(s.dir)
 	}
 }
