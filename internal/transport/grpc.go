@@ -568,6 +568,13 @@ func (t *GRPC) deliverBatch(frame []byte, at time.Time) error {
 func (t *GRPC) deliver(group uint64, sentAt int64, at time.Time, m *raftpb.Message) {
 	typ := m.GetType()
 	switch {
+	case raftpb.MessageType_name[int32(typ)] == "":
+		// A type raft does not define: raft.IsLocalMsg indexes a table
+		// by it and panicked on a negative one (found by
+		// FuzzEnvelopeDecode), so one message from any peer could crash
+		// the node.
+		t.dropInbound(inboundMalformed, group, m)
+		return
 	case raft.IsLocalMsg(typ):
 		t.dropInbound(inboundLocalType, group, m)
 		return
