@@ -106,10 +106,15 @@ func FuzzLimitConnHandsWholeCommands(f *testing.F) {
 		// On a protocol error redcon drops the commands it parsed in the
 		// same read as the bad one, so smaller reads may deliver more of
 		// them; on a clean stream both must agree exactly.
-		if len(split) < len(whole) || (errors.Is(werr, io.EOF) && errors.Is(serr, io.EOF) && len(split) != len(whole)) {
+		// The backstop (a client whose unrun input passes twice the limit)
+		// cuts the stream at a point that depends on where reads end, so
+		// when it ends either stream, only the commands both delivered
+		// are compared (CI's fuzz step found such an input).
+		backstop := isQueryBackstop(werr) || isQueryBackstop(serr)
+		if (!backstop && len(split) < len(whole)) || (errors.Is(werr, io.EOF) && errors.Is(serr, io.EOF) && len(split) != len(whole)) {
 			t.Fatalf("%d commands read whole (%v), %d split (%v)", len(whole), werr, len(split), serr)
 		}
-		for i := range whole {
+		for i := range min(len(whole), len(split)) {
 			if len(whole[i]) != len(split[i]) {
 				t.Fatalf("command %d: %q whole, %q split", i, whole[i], split[i])
 			}
@@ -120,4 +125,10 @@ func FuzzLimitConnHandsWholeCommands(f *testing.F) {
 			}
 		}
 	})
+}
+
+// isQueryBackstop reports whether err is limitConn's backstop violation.
+func isQueryBackstop(err error) bool {
+	var v *frameViolation
+	return errors.As(err, &v) && v.queryLimit
 }
