@@ -98,6 +98,8 @@ func applyCommand(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 			return Result{}, err
 		}
 		return Result{Kind: ResultOK}, nil
+	case OpRaiseFormat:
+		return applyRaise(w, b, c)
 	case OpInvalid, OpBatch, opMax:
 		// Validate refuses OpInvalid and opMax, and an OpBatch is applied
 		// as its sub-commands: none reaches here, but a bad entry must

@@ -21,7 +21,10 @@ const (
 	OpMSet     Op = 6 // Keys[i] = Values[i] for every i
 	OpFlushAll Op = 7 // delete every user key
 	OpBatch    Op = 8 // Values are encoded commands, applied in order as one entry
-	opMax      Op = 9
+	// OpRaiseFormat raises the cluster format version to Delta (format.go).
+	// It is never batched.
+	OpRaiseFormat Op = 9
+	opMax         Op = 10
 )
 
 // SetFlags modify OpSet.
@@ -55,8 +58,8 @@ func NewBatch(cmds []*Command) (*Command, error) {
 	}
 	bc := &Command{Op: OpBatch, Values: make([][]byte, len(cmds))}
 	for i, c := range cmds {
-		if c.Op == OpBatch {
-			return nil, fmt.Errorf("kv: batches do not nest")
+		if c.Op == OpBatch || c.Op == OpRaiseFormat {
+			return nil, fmt.Errorf("kv: batches do not nest or carry a format raise")
 		}
 		if err := c.Validate(); err != nil {
 			return nil, fmt.Errorf("kv: batch command %d: %w", i, err)
@@ -137,6 +140,13 @@ func (c *Command) Validate() error {
 		if len(c.Keys) != 0 || len(c.Values) != 0 {
 			return fmt.Errorf("kv: FLUSHALL takes no keys")
 		}
+	case OpRaiseFormat:
+		if len(c.Keys) != 0 || len(c.Values) != 0 || c.Flags != 0 {
+			return fmt.Errorf("kv: a format raise takes no keys, values or flags")
+		}
+		if c.Delta < int64(FormatV2) || c.Delta > int64(MaxFormat) {
+			return fmt.Errorf("kv: format raise to %d: this binary knows versions up to %d", c.Delta, MaxFormat)
+		}
 	case OpBatch:
 		if c.checked {
 			return nil
@@ -165,8 +175,8 @@ func (c *Command) batchCommands() ([]Command, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kv: batch command %d: %w", i, err)
 		}
-		if sub.Op == OpBatch {
-			return nil, fmt.Errorf("kv: batches do not nest")
+		if sub.Op == OpBatch || sub.Op == OpRaiseFormat {
+			return nil, fmt.Errorf("kv: batches do not nest or carry a format raise")
 		}
 		if err := sub.Validate(); err != nil {
 			return nil, fmt.Errorf("kv: batch command %d: %w", i, err)

@@ -15,7 +15,7 @@ type raftMachine struct{ s *Store }
 func (m raftMachine) Apply(ents []raft.ApplyEntry) ([]any, error) {
 	kes := make([]Entry, len(ents))
 	for i, e := range ents {
-		kes[i] = Entry{Index: e.Index, Data: e.Data}
+		kes[i] = Entry{Index: e.Index, Data: e.Data, Stamp: e.Stamp}
 		if len(e.Meta) > 0 {
 			kes[i].Meta = make([]MetaRecord, len(e.Meta))
 			for j, r := range e.Meta {

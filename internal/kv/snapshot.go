@@ -15,12 +15,30 @@ import (
 // included, ending with a zero key length. Keys are never empty (they all
 // carry a family prefix), so the terminator is unambiguous. Integrity is
 // checked by the Raft layer's file checksum around this stream.
+//
+// Image versions. Version 0 is the records alone, as older binaries write
+// and read them; a store at cluster format 1 still writes it, so a
+// snapshot can reach a member running an older binary during a rolling
+// upgrade. From cluster format 2 on, the records follow a header:
+//
+//	0x00 'E' 'K' 'V' 'S' imageVersion(1) clusterFormat(1)
+//
+// Its first byte is an empty key, which an older binary reads as the
+// terminator of an empty image: it then finds no applied index and
+// refuses the image rather than load it. Restore refuses an image version
+// it does not know, or a cluster format above MaxFormat, with
+// ErrUndecodable, before it wipes anything.
+var snapshotMagic = []byte{0, 'E', 'K', 'V', 'S'}
+
+// snapshotImageVersion is the version of the header this binary writes.
+const snapshotImageVersion = 1
 
 // Snapshot is a point-in-time image of the store at Index, readable while
 // Apply continues.
 type Snapshot struct {
-	snap  *pebble.Snapshot
-	index uint64
+	snap   *pebble.Snapshot
+	index  uint64
+	format uint8 // cluster format version at index: decides the image version
 }
 
 // Snapshot captures the store as of its current applied index. It must be
@@ -34,7 +52,7 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
-	return &Snapshot{snap: s.db.NewSnapshot(), index: s.applied.Load()}, nil
+	return &Snapshot{snap: s.db.NewSnapshot(), index: s.applied.Load(), format: s.FormatVersion()}, nil
 }
 
 // Index is the applied index the image reflects.
@@ -58,6 +76,13 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		_, err := bw.Write(b)
 		n += int64(k + len(b))
 		return err
+	}
+	if sn.format >= FormatV2 {
+		h := append(append([]byte(nil), snapshotMagic...), snapshotImageVersion, sn.format)
+		if _, err := bw.Write(h); err != nil {
+			return n, fmt.Errorf("snapshot write: %w", err)
+		}
+		n += int64(len(h))
 	}
 	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
@@ -102,6 +127,10 @@ func (s *Store) Restore(r io.Reader, index uint64) error {
 	if s.closed {
 		return ErrClosed
 	}
+	br := bufio.NewReaderSize(r, 1<<20)
+	if err := readSnapshotHeader(br); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 	wipe := s.db.NewBatch()
 	if err := wipe.DeleteRange([]byte{0}, []byte{0xff, 0xff, 0xff, 0xff}, nil); err != nil {
 		_ = wipe.Close()
@@ -115,7 +144,6 @@ func (s *Store) Restore(r io.Reader, index uint64) error {
 	_ = wipe.Close()
 	s.applied.Store(0)
 
-	br := bufio.NewReaderSize(r, 1<<20)
 	b := s.db.NewBatch()
 	defer func() { _ = b.Close() }()
 	var applied uint64
@@ -165,7 +193,36 @@ func (s *Store) Restore(r io.Reader, index uint64) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
+	if err := s.loadFormatState(); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 	s.applied.Store(applied)
+	return nil
+}
+
+// readSnapshotHeader consumes the image header, if any: an image without
+// one (version 0) starts with a non-empty key's length.
+func readSnapshotHeader(br *bufio.Reader) error {
+	first, err := br.Peek(1)
+	if err != nil {
+		return errTruncated
+	}
+	if first[0] != 0 {
+		return nil // version 0: records from the first byte
+	}
+	h := make([]byte, len(snapshotMagic)+2)
+	if _, err := io.ReadFull(br, h); err != nil {
+		return errTruncated
+	}
+	if string(h[:len(snapshotMagic)]) != string(snapshotMagic) {
+		return fmt.Errorf("%w: snapshot image starts with %x, not a known header", ErrUndecodable, h)
+	}
+	if v := h[len(snapshotMagic)]; v != snapshotImageVersion {
+		return fmt.Errorf("%w: snapshot image version %d (this binary reads up to %d)", ErrUndecodable, v, snapshotImageVersion)
+	}
+	if f := h[len(snapshotMagic)+1]; f > MaxFormat || f < FormatV2 {
+		return fmt.Errorf("%w: snapshot image at cluster format %d (this binary knows up to %d)", ErrUndecodable, f, MaxFormat)
+	}
 	return nil
 }
 

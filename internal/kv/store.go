@@ -57,6 +57,11 @@ type Config struct {
 	// this many bytes. 0 means DefaultMaxBatchBytes. It is local: where a
 	// batch ends changes neither results nor state.
 	MaxBatchBytes int
+	// OnFormatChange, if set, is called with the new cluster format
+	// version after the chunk that raised it is committed, from the
+	// applier's goroutine (under the store's apply lock): it must not
+	// block or call back into Apply.
+	OnFormatChange func(v uint8)
 	// OnStorageFailure, if set, is called from whichever goroutine met it
 	// with the first failed write, fsync or allocation in the store's
 	// directory (diskfail.go), and with the first on-disk corruption Pebble
@@ -82,6 +87,12 @@ type Entry struct {
 	// Meta are metadata records to write with this entry, e.g. the membership
 	// after a configuration change. Names must not collide with the store's.
 	Meta []MetaRecord
+	// Stamp is the proposing leader's wall-clock time in Unix
+	// milliseconds, or 0 when the entry carries none (format 1, or an
+	// entry without a proposal such as a leader no-op). The store's apply
+	// time becomes max(Stamp, previous apply time): it never goes back,
+	// and every replica computes the same one.
+	Stamp uint64
 }
 
 // MetaRecord is a metadata key and value owned by the caller.
@@ -101,6 +112,15 @@ type Store struct {
 	applied atomic.Uint64 // Invariant: equals the applied index durably committed (or committed without sync) to db.
 
 	lastBatchBytes, earlyCommits, undecodable atomic.Uint64 // ApplyStats
+
+	// Replicated state cached in memory, updated after each chunk commits
+	// and before applied is advanced, so a reader that sees an applied
+	// index also sees at least the format and apply time of that index.
+	applyTime atomic.Uint64 // ApplyTime
+	format    atomic.Uint32 // FormatVersion
+	legacy    atomic.Bool   // keyspace.LegacyPresentRow exists
+	// expiredKeys counts keys apply deleted on expiry (node-local).
+	expiredKeys atomic.Uint64
 
 	ws *writeSet // reused by every Apply (under applyMu)
 
@@ -202,6 +222,9 @@ func Open(cfg Config) (*Store, error) {
 		s.applied.Store(applied)
 		err = db.Delete(legacyMetaKeyCount, pebble.Sync)
 	}
+	if err == nil {
+		err = s.loadFormatState()
+	}
 	if err != nil {
 		_ = db.Close()
 		cache.Unref()
@@ -300,25 +323,54 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 	}
 	w := s.ws
 	defer w.reset()
+	w.now, w.format, w.legacy = s.applyTime.Load(), s.FormatVersion(), s.legacy.Load()
 	b := s.db.NewBatch()
 	defer func() { _ = b.Close() }()
 	last := applied
+	// commit ends the chunk at entry boundary last.
+	commit := func() error {
+		if err := s.commitChunk(w, b, last); err != nil {
+			return err
+		}
+		w.reset()
+		b.Reset()
+		return nil
+	}
 	for i := range entries {
 		e := &entries[i]
 		if e.Index <= last {
 			continue
+		}
+		var (
+			cmd  Command
+			subs []Command
+		)
+		if e.Data != nil {
+			var err error
+			cmd, subs, err = decodeEntry(e.Data)
+			if err != nil {
+				s.undecodable.Add(1)
+				return nil, fmt.Errorf("%w: index %d: %v", ErrUndecodable, e.Index, err)
+			}
+			if cmd.Op == OpRaiseFormat && last != s.applied.Load() {
+				// A raise is alone in its chunk: what precedes it is
+				// committed in the old layout, what follows reads it.
+				if err := commit(); err != nil {
+					return nil, err
+				}
+			}
 		}
 		for _, m := range e.Meta {
 			if err := b.Set(metaKey(m.Name), m.Value, nil); err != nil {
 				return nil, fmt.Errorf("apply index %d: %w", e.Index, err)
 			}
 		}
+		// Apply time never goes back: a new leader's clock may be behind
+		// the old one's. Every replica sees the same stamps in the same
+		// order, so every replica computes the same time.
+		w.now = max(w.now, e.Stamp)
+		w.entryIndex, w.entryPos = e.Index, 0
 		if e.Data != nil {
-			cmd, subs, err := decodeEntry(e.Data)
-			if err != nil {
-				s.undecodable.Add(1)
-				return nil, fmt.Errorf("%w: index %d: %v", ErrUndecodable, e.Index, err)
-			}
 			r, err := applyEntryCommand(w, b, &cmd, subs)
 			if err != nil {
 				return nil, fmt.Errorf("apply index %d: %w", e.Index, err)
@@ -326,13 +378,20 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 			results[i] = r
 		}
 		last = e.Index
-		if w.bytes+b.Len() >= s.maxBatchBytes() && i < len(entries)-1 {
-			if err := s.commitChunk(w, b, last); err != nil {
+		if i == len(entries)-1 {
+			break
+		}
+		if cmd.Op == OpRaiseFormat && e.Data != nil {
+			if err := commit(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if w.bytes+b.Len() >= s.maxBatchBytes() {
+			if err := commit(); err != nil {
 				return nil, err
 			}
 			s.earlyCommits.Add(1)
-			w.reset()
-			b.Reset()
 		}
 	}
 	if last == s.applied.Load() {
@@ -365,6 +424,10 @@ func (s *Store) commitChunk(w *writeSet, b *pebble.Batch, last uint64) (err erro
 	if err := w.writeTo(b); err != nil {
 		return fmt.Errorf("apply up to %d: %w", last, err)
 	}
+	prevFormat := s.FormatVersion()
+	if err := putFormatState(b, w, prevFormat); err != nil {
+		return fmt.Errorf("apply up to %d: %w", last, err)
+	}
 	var buf [8]byte
 	binary.BigEndian.PutUint64(buf[:], last)
 	if err := b.Set(metaApplied, buf[:], nil); err != nil {
@@ -382,7 +445,13 @@ func (s *Store) commitChunk(w *writeSet, b *pebble.Batch, last uint64) (err erro
 		// A read in this batch hit a damaged block: its results are suspect.
 		return err
 	}
+	s.applyTime.Store(w.now)
+	s.legacy.Store(w.legacy)
+	s.format.Store(uint32(w.format))
 	s.applied.Store(last)
+	if w.format != prevFormat && s.cfg.OnFormatChange != nil {
+		s.cfg.OnFormatChange(w.format)
+	}
 	return nil
 }
 

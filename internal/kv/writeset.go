@@ -43,6 +43,20 @@ type writeSet struct {
 	// and kept) included; the applier commits the chunk once it passes the
 	// apply-batch budget.
 	bytes int
+
+	// Replicated state of the chunk, carried from one chunk to the next
+	// by the Store (reset leaves it alone).
+	//
+	// now is the apply time: max(entry stamp, previous apply time).
+	// format is the cluster format version; a chunk that raises it holds
+	// only the raise. legacy is set while v1 rows may exist at format 2.
+	now    uint64
+	format uint8
+	legacy bool
+	// entryIndex and entryPos allocate stamps (keyspace.Stamp): the entry
+	// being applied and the next position within it.
+	entryIndex uint64
+	entryPos   uint32
 }
 
 // slot is one key's state inside a writeSet.
