@@ -113,6 +113,11 @@ type Config struct {
 	// decimal id.
 	PeerName func(uint64) string
 
+	// LocalMaxFormat is the highest log format version this binary
+	// supports, advertised on every stream (format.go). 0 advertises
+	// nothing, as the binary before adverts did; only tests use it.
+	LocalMaxFormat uint8
+
 	// Limits bound what peers can make this node hold in memory or on
 	// disk (limits.go).
 	Limits

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -85,6 +86,12 @@ type GRPC struct {
 	groupsMu sync.RWMutex
 	groups   map[uint64]Handler
 
+	// clusterFormat is the cluster's log format version (SetClusterFormat);
+	// it only rises. fmtMu guards formats, the peers' adverts (format.go).
+	clusterFormat atomic.Uint32
+	fmtMu         sync.Mutex
+	formats       map[uint64]peerFormat
+
 	hooks testHooks
 }
 
@@ -127,12 +134,13 @@ func New(cfg Config) (*GRPC, error) {
 		return nil, err
 	}
 	t := &GRPC{
-		cfg:    cfg,
-		log:    newLimitedLogger(cfg.Logger.With(slog.String("component", "raft-transport"))),
-		met:    met,
-		done:   make(chan struct{}),
-		peers:  make(map[uint64]*peer),
-		groups: make(map[uint64]Handler),
+		cfg:     cfg,
+		log:     newLimitedLogger(cfg.Logger.With(slog.String("component", "raft-transport"))),
+		met:     met,
+		done:    make(chan struct{}),
+		peers:   make(map[uint64]*peer),
+		groups:  make(map[uint64]Handler),
+		formats: make(map[uint64]peerFormat),
 	}
 	t.admit = newSnapshotAdmission(cfg.Limits, cfg.SpoolDir, met)
 	if cfg.SnapshotRateBytesPerSec > 0 {
@@ -189,6 +197,12 @@ func (t *GRPC) Register(group uint64, h Handler) {
 		return
 	}
 	t.groups[group] = h
+	if o, ok := h.(FormatObserver); ok {
+		// Outside groupsMu would be nicer, but replaying under it keeps a
+		// concurrent notePeerFormat from being missed; PeerFormat returns
+		// at once by contract.
+		t.replayFormats(o)
+	}
 }
 
 // Unregister stops routing group's messages; its queued outbound messages
@@ -281,6 +295,7 @@ func (t *GRPC) retire(p *peer) {
 	}
 	t.met.deletePeer(p.name)
 	t.log.forget(p.id)
+	t.forgetPeerFormat(p.id)
 }
 
 // Close stops every lane, waits for every worker, ends inbound streams and
@@ -518,6 +533,9 @@ func (t *GRPC) serveMessages(ss grpc.ServerStream) error {
 	default:
 	}
 	from, laneName := streamOrigin(ss)
+	t.sendAdvertHeader(ss)
+	adv := parseStreamFormat(ss)
+	t.notePeerFormat(from, adv)
 	ended := make(chan error, 1)
 	go func() {
 		for {
@@ -525,6 +543,12 @@ func (t *GRPC) serveMessages(ss grpc.ServerStream) error {
 			if err := ss.RecvMsg(f); err != nil {
 				ended <- err
 				return
+			}
+			if t.refuses(adv) {
+				// Checked per frame: the raise may come while the
+				// stream is open.
+				t.refuse(from, adv, countEnvelopes(f.Data), "inbound")
+				continue
 			}
 			if err := t.deliverBatch(f.Data, time.Now()); err != nil {
 				t.met.inbound.WithLabelValues(inboundMalformed).Inc()

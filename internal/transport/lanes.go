@@ -114,6 +114,10 @@ type peer struct {
 	queued     atomic.Int64
 	budget     int64
 	queueBytes prometheus.Gauge
+
+	// advert is the peer's advertised maximum log format, 0 until the
+	// transport heard one (format.go).
+	advert atomic.Uint32
 }
 
 // budgetFull reports whether the peer's queue is at its byte budget.
@@ -151,6 +155,7 @@ func (t *GRPC) newPeer(id uint64, addr string) *peer {
 	p := &peer{id: id, name: t.cfg.peerName(id), ctx: ctx, cancel: cancel, budget: t.cfg.PeerQueueBytes}
 	p.queueBytes = t.met.queueBytes.WithLabelValues(p.name)
 	p.queueBytes.Set(0)
+	t.met.formatRefused.WithLabelValues(p.name) // visible at zero
 	for _, l := range t.cfg.Lanes.Lanes() {
 		cls := connFor(l)
 		if p.conns[cls] == nil {
@@ -272,11 +277,14 @@ type lane struct {
 	ch   chan outMsg
 	met  laneMetrics
 
-	held    *outMsg    // dequeued but did not fit the previous batch
-	stream  *msgStream // open Messages stream, or nil
-	used    bool       // stream has carried a batch successfully
-	retryAt time.Time  // fail fast until then
-	backoff time.Duration
+	held   *outMsg    // dequeued but did not fit the previous batch
+	stream *msgStream // open Messages stream, or nil
+	// streamFormat is the cluster format when stream was opened: a stream
+	// opened before a raise was never checked against it (format.go).
+	streamFormat uint32
+	used         bool      // stream has carried a batch successfully
+	retryAt      time.Time // fail fast until then
+	backoff      time.Duration
 }
 
 // run is the lane's worker. It exits when the peer's ctx is cancelled,
@@ -370,13 +378,19 @@ func (l *lane) sendMessages(msgs []outMsg) {
 		l.fail(msgs, errBackoff)
 		return
 	}
+	if l.stream != nil && l.formatStale() {
+		l.closeStream() // reopened below, which checks the peer's advert
+	}
 	frame := encodeBatch(msgs)
 	err := l.write(frame)
-	if err != nil && l.used && !errors.Is(err, errSendStalled) && l.p.ctx.Err() == nil {
+	if err != nil && l.used && !errors.Is(err, errSendStalled) && !errors.Is(err, errFormatRefused) && l.p.ctx.Err() == nil {
 		l.closeStream()
 		err = l.write(frame)
 	}
 	if err != nil {
+		if errors.Is(err, errFormatRefused) {
+			l.t.refuse(l.p.id, uint8(l.p.advert.Load()), len(msgs), "outbound")
+		}
 		l.closeStream()
 		l.noteFailure()
 		l.fail(msgs, err)
@@ -389,6 +403,18 @@ func (l *lane) sendMessages(msgs []outMsg) {
 			l.t.met.hbSend.Observe(time.Since(msgs[i].queued).Seconds())
 		}
 	}
+}
+
+// formatStale reports whether the open stream must be re-checked against
+// the cluster format: a raise happened since it was opened, or the peer
+// has since advertised a maximum below the cluster format.
+func (l *lane) formatStale() bool {
+	c := l.t.clusterFormat.Load()
+	if c > 1 && c > l.streamFormat {
+		return true
+	}
+	a := l.p.advert.Load()
+	return a != 0 && l.t.refuses(uint8(a))
 }
 
 // write sends one frame, opening the stream first if needed.
@@ -490,9 +516,12 @@ func (l *lane) openStream() (*msgStream, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(l.p.ctx)
-	ctx = metadata.AppendToOutgoingContext(ctx,
-		mdFrom, strconv.FormatUint(l.t.cfg.LocalID, 10), mdLane, l.kind.String())
+	ctx = metadata.AppendToOutgoingContext(ctx, append([]string{
+		mdFrom, strconv.FormatUint(l.t.cfg.LocalID, 10), mdLane, l.kind.String()}, l.t.advertPairs()...)...)
 	wd := newWatchdog(cancel)
+	// Read before the stream opens: a raise in between makes the next
+	// batch re-check the stream, never skip the check.
+	format := l.t.clusterFormat.Load()
 	wd.arm(l.t.cfg.DialTimeout)
 	cs, err := cc.NewStream(ctx, &serviceDesc.Streams[streamMessages], methodMessages)
 	fired := !wd.disarm()
@@ -503,6 +532,11 @@ func (l *lane) openStream() (*msgStream, error) {
 		}
 		return nil, fmt.Errorf("open %s stream to peer %s at %s: %w", l.kind, l.p.name, l.conn.address(), err)
 	}
+	if err := l.t.checkStreamFormat(l.p, cs, wd); err != nil {
+		cancel()
+		return nil, fmt.Errorf("open %s stream to peer %s at %s: %w", l.kind, l.p.name, l.conn.address(), err)
+	}
+	l.streamFormat = format
 	return &msgStream{cs: cs, cancel: cancel, wd: wd}, nil
 }
 

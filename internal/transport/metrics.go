@@ -44,6 +44,9 @@ type metrics struct {
 	snapRefused *prometheus.CounterVec
 	snapStreams prometheus.Gauge
 	spoolBytes  prometheus.Gauge
+
+	// formatRefused: elastickv_transport_format_refused_total (format.go).
+	formatRefused *prometheus.CounterVec
 }
 
 // heartbeatBuckets span 50µs to ~6.5s: a healthy loopback heartbeat sits in
@@ -53,6 +56,7 @@ var heartbeatBuckets = prometheus.ExponentialBuckets(50e-6, 2, 18)
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		formatRefused: newFormatRefusedCounter(),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "elastickv_raft_dispatch_drop_total",
 			Help: "Raft messages dropped before reaching the wire because the peer's lane was full.",
@@ -112,7 +116,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		reg = prometheus.NewRegistry()
 	}
 	for _, c := range []prometheus.Collector{m.drops, m.errors, m.depth, m.unroutable, m.inbound, m.snapshots, m.hbSend, m.hbDelivery,
-		m.budgetDrops, m.queueBytes, m.snapRefused, m.snapStreams, m.spoolBytes} {
+		m.budgetDrops, m.queueBytes, m.snapRefused, m.snapStreams, m.spoolBytes, m.formatRefused} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
@@ -169,4 +173,5 @@ func (m *metrics) deleteLane(peer string, l Lane) {
 // deletePeer removes a peer's per-peer series (peer removal).
 func (m *metrics) deletePeer(peer string) {
 	m.queueBytes.DeleteLabelValues(peer)
+	m.formatRefused.DeleteLabelValues(peer)
 }

@@ -128,8 +128,8 @@ func (l *lane) streamSnapshot(om outMsg, h Handler) error {
 	if err != nil {
 		return err
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx,
-		mdFrom, strconv.FormatUint(cfg.LocalID, 10), mdLane, l.kind.String())
+	ctx = metadata.AppendToOutgoingContext(ctx, append([]string{
+		mdFrom, strconv.FormatUint(cfg.LocalID, 10), mdLane, l.kind.String()}, l.t.advertPairs()...)...)
 	wd := newWatchdog(cancel)
 	defer wd.disarm()
 	call := func(what string, d timeoutSpec, fn func() error) error {
@@ -151,6 +151,12 @@ func (l *lane) streamSnapshot(om outMsg, h Handler) error {
 		cs, err = cc.NewStream(ctx, &serviceDesc.Streams[streamSnapshot], methodSnapshot)
 		return err
 	}); err != nil {
+		return err
+	}
+	if err := l.t.checkStreamFormat(l.p, cs, wd); err != nil {
+		if errors.Is(err, errFormatRefused) {
+			l.t.refuse(l.p.id, uint8(l.p.advert.Load()), 1, "outbound")
+		}
 		return err
 	}
 	sendFrame := func(what string, b []byte) error {
@@ -241,6 +247,12 @@ func (t *GRPC) serveSnapshot(ss grpc.ServerStream) error {
 	default:
 	}
 	from, _ := streamOrigin(ss)
+	t.sendAdvertHeader(ss)
+	if adv := parseStreamFormat(ss); t.refuses(adv) {
+		t.notePeerFormat(from, adv)
+		t.refuse(from, adv, 1, "inbound")
+		return status.Errorf(codes.FailedPrecondition, "raft transport: this cluster is at log format %d and your binary supports at most %d", t.ClusterFormat(), adv)
+	}
 	release, err := t.admit.acquireStream()
 	if err != nil {
 		// Refused before reading a frame: the sender's next write or its
