@@ -16,6 +16,9 @@ import (
 // store therefore keeps no key count (DBSIZE counts keys when asked): the
 // lookup a maintained count needs was half the apply cost of pipelined SETs.
 func applyCommand(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
+	if w.format >= FormatV2 {
+		return applyCommand2(w, b, c)
+	}
 	switch c.Op {
 	case OpSet:
 		return applySet(w, c)
@@ -100,6 +103,10 @@ func applyCommand(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 		return Result{Kind: ResultOK}, nil
 	case OpRaiseFormat:
 		return applyRaise(w, b, c)
+	case OpSetX, OpExpire, OpPersist, OpGetEx, OpExpireIf:
+		// The node never proposes these below format 2; if one is in the
+		// log anyway, every replica at format 1 answers this alike.
+		return Result{Kind: ResultError, Err: "ERR the cluster format version does not allow this command yet"}, nil
 	case OpInvalid, OpBatch, opMax:
 		// Validate refuses OpInvalid and opMax, and an OpBatch is applied
 		// as its sub-commands: none reaches here, but a bad entry must

@@ -24,7 +24,28 @@ const (
 	// OpRaiseFormat raises the cluster format version to Delta (format.go).
 	// It is never batched.
 	OpRaiseFormat Op = 9
-	opMax         Op = 10
+
+	// Format 2 ops (Command.MinFormat is 2).
+
+	// OpSetX is SET with expiry options: Keys[0] = Values[0], with Flags
+	// SetNX, SetXX, SetGet and at most one of SetKeepTTL, SetPX (Delta =
+	// relative ms > 0) and SetPXAT (Delta = absolute Unix ms > 0).
+	OpSetX Op = 10
+	// OpExpire sets Keys[0]'s expiry to Delta ms from the apply time, or
+	// to Delta as Unix ms with ExpireAbs, under ExpireNX/XX/GT/LT; it
+	// replies 1 if the expiry was set (or the key deleted), else 0.
+	OpExpire Op = 11
+	// OpPersist removes Keys[0]'s expiry; it replies 1 if there was one.
+	OpPersist Op = 12
+	// OpGetEx replies Keys[0]'s value (or nil) and changes its expiry:
+	// SetPX or SetPXAT with Delta, or GetExPersist.
+	OpGetEx Op = 13
+	// OpExpireIf is the sweeper's conditional delete (NewExpireIf): key i
+	// is deleted only if it still has the version and expiry in Values[i]
+	// and that expiry is at or before the apply time. It replies the
+	// number deleted.
+	OpExpireIf Op = 14
+	opMax      Op = 15
 )
 
 // SetFlags modify OpSet.
@@ -32,9 +53,22 @@ type SetFlags uint8
 
 // OpSet flags.
 const (
-	SetNX  SetFlags = 1 << iota // only if the key does not exist
-	SetXX                       // only if the key exists
-	SetGet                      // reply with the old value instead of OK
+	SetNX        SetFlags = 1 << iota // only if the key does not exist
+	SetXX                             // only if the key exists
+	SetGet                            // reply with the old value instead of OK
+	SetKeepTTL                        // OpSetX: keep the key's expiry
+	SetPX                             // OpSetX, OpGetEx: expire Delta ms after the apply time
+	SetPXAT                           // OpSetX, OpGetEx: expire at Delta, Unix ms
+	GetExPersist                      // OpGetEx: remove the expiry
+)
+
+// OpExpire flags (Command.Flags).
+const (
+	ExpireAbs SetFlags = 1 << iota // Delta is absolute Unix ms, not relative
+	ExpireNX                       // only if the key has no expiry
+	ExpireXX                       // only if the key has an expiry
+	ExpireGT                       // only if the new expiry is later (no expiry counts as infinite)
+	ExpireLT                       // only if the new expiry is earlier (no expiry counts as infinite)
 )
 
 // Command is one state-machine write, as proposed through Raft.
@@ -140,6 +174,8 @@ func (c *Command) Validate() error {
 		if len(c.Keys) != 0 || len(c.Values) != 0 {
 			return fmt.Errorf("kv: FLUSHALL takes no keys")
 		}
+	case OpSetX, OpExpire, OpPersist, OpGetEx, OpExpireIf:
+		return c.validateV2()
 	case OpRaiseFormat:
 		if len(c.Keys) != 0 || len(c.Values) != 0 || c.Flags != 0 {
 			return fmt.Errorf("kv: a format raise takes no keys, values or flags")

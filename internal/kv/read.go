@@ -1,17 +1,13 @@
 package kv
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
-
-	"github.com/elastickv/elastickv/internal/raft"
 )
 
 // The read side of the Store: Read and its views, and Hash. None of it runs
@@ -36,7 +32,13 @@ const readCheckEvery = 256
 // again on a snapshot), so it must reset what it gathers on entry. Once
 // Close has begun, the view's scans stop and its lookups fail with
 // ErrClosed.
-func (s *Store) Read(fn func(v View) error) error {
+func (s *Store) Read(fn func(v View) error) error { return s.ReadAt(0, fn) }
+
+// ReadAt is Read at read time now (Unix ms, from the Raft layer's read
+// index or lease): the view's time is max(now, the store's apply time), so
+// a key whose expiry has passed reads as missing even before any write
+// deletes it, and a view never sees a time before what apply has seen.
+func (s *Store) ReadAt(now uint64, fn func(v View) error) error {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed {
@@ -50,12 +52,25 @@ func (s *Store) Read(fn func(v View) error) error {
 	// (which must see the same state as the first) start again on a
 	// snapshot. Callers already allow fn to run twice. Creating and
 	// closing a Pebble snapshot per read would cost more than the lookup.
-	lv := liveView{snapView: snapView{r: s.db, closing: &s.closing}}
-	err := fn(&lv)
-	if lv.refused { // whatever fn made of the refusal
-		snap := s.db.NewSnapshot()
-		err = fn(&snapView{r: snap, closing: &s.closing})
-		_ = snap.Close()
+	now = max(now, s.applyTime.Load())
+	var err error
+	if s.FormatVersion() >= FormatV2 {
+		legacy := s.legacy.Load()
+		lv := view2{r: s.db, gate: &liveGate{}, closing: &s.closing, now: now, legacy: legacy}
+		err = fn(&lv)
+		if lv.gate.refused {
+			snap := s.db.NewSnapshot()
+			err = fn(&view2{r: snap, closing: &s.closing, now: now, legacy: legacy})
+			_ = snap.Close()
+		}
+	} else {
+		lv := liveView{snapView: snapView{r: s.db, closing: &s.closing, now: now}}
+		err = fn(&lv)
+		if lv.refused { // whatever fn made of the refusal
+			snap := s.db.NewSnapshot()
+			err = fn(&snapView{r: snap, closing: &s.closing, now: now})
+			_ = snap.Close()
+		}
 	}
 	// Corruption found during fn may have surfaced as an odd error or as a
 	// missing key; either way the corruption is the answer.
@@ -71,6 +86,7 @@ type snapView struct {
 	// closing, when not nil, is the Store's: once set, lookups fail and
 	// scans stop with ErrClosed.
 	closing *atomic.Bool
+	now     uint64 // the view's time (Now); nothing expires at format 1
 }
 
 func (v *snapView) isClosing() bool { return v.closing != nil && v.closing.Load() }
@@ -179,12 +195,19 @@ func (s *Store) Hash() (uint64, uint64, error) {
 	return s.HashContext(context.Background())
 }
 
-// HashContext returns the applied index and a hash of every key and value,
-// user data and metadata alike, read from one consistent snapshot. Replicas
-// at the same applied index must return the same hash. The Raft group's
-// records of which members acknowledged entries are left out: a replica
-// that applied some of them as a binary predating them lacks those, while
-// its data is the same. It is O(data): it stops, releasing its snapshot,
+// HashContext returns the applied index and a hash of the store's logical
+// content, read from one consistent snapshot: for every key live at the
+// apply time, its key, type, value and expiry, whatever the layout (a v1
+// row, an inline or chunked v2 string), plus the cluster format version.
+// Replicas at the same applied index must return the same hash, and so do
+// two stores holding the same keys in different layouts. Rows that are
+// not user data are left out: Raft's records (membership, which members
+// acknowledged what), the counts (derived from the keys) and the apply
+// time (derived from the log, and it would tie the hash to clocks).
+//
+// Keys are combined by a sum of per-key digests, not in key order: at
+// format 2 keys are stored slot by slot, and a sorted walk would need
+// them all in memory. It is O(data): it stops, releasing its snapshot,
 // with ctx's error once ctx is done and with ErrClosed once Close begins.
 func (s *Store) HashContext(ctx context.Context) (uint64, uint64, error) {
 	s.closeMu.RLock()
@@ -197,43 +220,63 @@ func (s *Store) HashContext(ctx context.Context) (uint64, uint64, error) {
 	}
 	snap := s.db.NewSnapshot()
 	defer func() { _ = snap.Close() }() // releasing a snapshot cannot fail in a way that changes the hash
-	it, err := snap.NewIter(&pebble.IterOptions{})
+	applied, err := s.readSnapUint(snap, metaApplied)
 	if err != nil {
 		return 0, 0, fmt.Errorf("hash: %w", err)
 	}
-	defer func() { _ = it.Close() }() // its error is it.Error(), checked below
-	h := fnv.New64a()
-	var applied uint64
-	var lb [8]byte
-	acked := metaKey(raft.MetaAckedPrefix)
-	n := 0
-	for ok := it.First(); ok; ok = it.Next() {
-		if n++; n%readCheckEvery == 0 {
-			if s.closing.Load() {
-				return 0, 0, fmt.Errorf("hash stopped after %d entries: %w", n-1, ErrClosed)
-			}
-			if err := ctx.Err(); err != nil {
-				return 0, 0, fmt.Errorf("hash stopped after %d entries: %w", n-1, err)
-			}
-		}
-		if bytes.Equal(it.Key(), metaApplied) {
-			applied = binary.BigEndian.Uint64(it.Value())
-		}
-		if bytes.HasPrefix(it.Key(), acked) {
-			continue
-		}
-		binary.BigEndian.PutUint64(lb[:], uint64(len(it.Key())))
-		_, _ = h.Write(lb[:])
-		_, _ = h.Write(it.Key())
-		binary.BigEndian.PutUint64(lb[:], uint64(len(it.Value())))
-		_, _ = h.Write(lb[:])
-		_, _ = h.Write(it.Value())
-	}
-	if err := it.Error(); err != nil {
-		if cerr := s.checkCorrupt(); cerr != nil {
-			return 0, 0, cerr
-		}
+	now, err := s.readSnapUint(snap, metaApplyTime)
+	if err != nil {
 		return 0, 0, fmt.Errorf("hash: %w", err)
 	}
-	return applied, h.Sum64(), s.checkCorrupt()
+	format := FormatV1
+	if _, _, err := getRaw(snap, metaFormat, func(b []byte) {
+		if len(b) == 1 {
+			format = b[0]
+		}
+	}); err != nil {
+		return 0, 0, fmt.Errorf("hash: %w", err)
+	}
+	d := digest{}
+	n := 0
+	check := func() error {
+		if n++; n%readCheckEvery == 0 {
+			if s.closing.Load() {
+				return fmt.Errorf("hash stopped after %d keys: %w", n-1, ErrClosed)
+			}
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("hash stopped after %d keys: %w", n-1, err)
+			}
+		}
+		return nil
+	}
+	if err := hashLegacy(snap, &d, check); err != nil {
+		return 0, 0, s.hashErr(err)
+	}
+	if err := hashV2(snap, now, &d, check); err != nil {
+		return 0, 0, s.hashErr(err)
+	}
+	return applied, d.sum(format), s.checkCorrupt()
+}
+
+func (s *Store) hashErr(err error) error {
+	if cerr := s.checkCorrupt(); cerr != nil {
+		return cerr
+	}
+	return fmt.Errorf("hash: %w", err)
+}
+
+func (s *Store) readSnapUint(r pebbleReader, key []byte) (uint64, error) {
+	var v uint64
+	var bad bool
+	_, _, err := getRaw(r, key, func(b []byte) {
+		if len(b) != 8 {
+			bad = true
+			return
+		}
+		v = binary.BigEndian.Uint64(b)
+	})
+	if err == nil && bad {
+		err = fmt.Errorf("metadata %q is not 8 bytes", key)
+	}
+	return v, err
 }

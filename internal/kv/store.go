@@ -446,6 +446,7 @@ func (s *Store) commitChunk(w *writeSet, b *pebble.Batch, last uint64) (err erro
 		return err
 	}
 	s.applyTime.Store(w.now)
+	s.expiredKeys.Add(w.expired)
 	s.legacy.Store(w.legacy)
 	s.format.Store(uint32(w.format))
 	s.applied.Store(last)

@@ -1,6 +1,10 @@
 package kv
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+
+	"github.com/elastickv/elastickv/internal/kv/keyspace"
+)
 
 // View is a consistent, read-only view of the user keyspace. A View is only
 // valid inside the callback it was handed to; it must not be retained.
@@ -18,12 +22,36 @@ type View interface {
 	// it keeps. A key of another type gives an error that errors.Is
 	// ErrWrongType, and fn is not called.
 	ReadString(key []byte, fn func(val []byte)) (found bool, err error)
-	// ScanKeys calls fn with every key >= start in ascending byte order until
-	// fn returns false or the keys run out. The key slice passed to fn is only
-	// valid during the call; copy it to keep it.
+	// ScanKeys calls fn with every key >= start until fn returns false or
+	// the keys run out: in ascending byte order at format 1, in scan order
+	// (see Scan) at format 2. The key slice passed to fn is only valid
+	// during the call; copy it to keep it. SCAN and KEYS use Scan, whose
+	// cursor works at both formats.
 	ScanKeys(start []byte, fn func(key []byte) bool) error
-	// DBSize returns the number of user keys.
+	// Scan calls fn with every live key that has prefix, from cursor (nil:
+	// the start; otherwise what an earlier Scan returned, opaque), until
+	// fn returns false or the keys run out. It returns the cursor of the
+	// key fn refused, which a later Scan visits first, or nil when the
+	// keys ran out. Every key present for the whole of a scan is visited
+	// at least once, across a format raise too; keys come in byte order
+	// within each phase (v1 rows, then each hash slot), not overall. A
+	// cursor Scan did not hand out gives ErrBadCursor.
+	Scan(cursor, prefix []byte, fn func(key []byte) bool) (next []byte, err error)
+	// DBSize returns the number of user keys, expired ones not yet
+	// deleted included (as Redis counts them). O(1) at format 2 once no
+	// v1 rows remain.
 	DBSize() (int64, error)
+	// Counts returns DBSize's count and the number of keys with an expiry.
+	Counts() (keys, expires uint64, err error)
+	// Lookup returns what the keyspace records about key, if it is live.
+	Lookup(key []byte) (KeyInfo, bool, error)
+	// Now returns the view's time (Unix ms): the read time it was opened
+	// at, or the store's apply time if that is later. Keys whose expiry is
+	// at or before it read as missing.
+	Now() uint64
+	// DueKeys calls fn with up to limit keys whose expiry is at or before
+	// Now, with the version and expiry the sweeper's OpExpireIf needs.
+	DueKeys(limit int, fn func(key []byte, version keyspace.Stamp, expireAt uint64) bool) error
 	// RandomKey returns a copy of a key picked with rnd's draws, O(log
 	// keys), and false when there are no keys. The pick is not uniform:
 	// see snapView.RandomKey for its bias.

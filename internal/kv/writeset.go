@@ -57,6 +57,15 @@ type writeSet struct {
 	// being applied and the next position within it.
 	entryIndex uint64
 	entryPos   uint32
+
+	// The keyspace v2 slots (writeset2.go), used at format 2 instead of
+	// index/slots/keys, keyed by user key.
+	idx2 map[string]int
+	s2   []kslot
+	k2   []string
+	// expired counts keys this chunk deleted on expiry; added to the
+	// store's node-local counter when the chunk commits.
+	expired uint64
 }
 
 // slot is one key's state inside a writeSet.
@@ -72,7 +81,7 @@ type slot struct {
 }
 
 func newWriteSet(db pebbleReader) *writeSet {
-	return &writeSet{db: db, index: make(map[string]int)}
+	return &writeSet{db: db, index: make(map[string]int), idx2: make(map[string]int)}
 }
 
 // maxRetainedSlots bounds the slots a reused write set keeps allocated
@@ -83,6 +92,13 @@ const maxRetainedSlots = 4096
 // committed by this one. It releases every value (a reused set must not
 // pin a large value until the next chunk touches as many keys).
 func (w *writeSet) reset() {
+	w.clearSlots()
+	w.flushed = false
+	w.expired = 0
+}
+
+// clearSlots drops every slot of both layouts.
+func (w *writeSet) clearSlots() {
 	if len(w.slots) > maxRetainedSlots {
 		w.index, w.slots, w.keys = make(map[string]int), nil, nil
 	} else {
@@ -91,7 +107,14 @@ func (w *writeSet) reset() {
 		clear(w.keys)
 		w.slots, w.keys = w.slots[:0], w.keys[:0]
 	}
-	w.flushed = false
+	if len(w.s2) > maxRetainedSlots {
+		w.idx2, w.s2, w.k2 = make(map[string]int), nil, nil
+	} else {
+		clear(w.idx2)
+		clear(w.s2)
+		clear(w.k2)
+		w.s2, w.k2 = w.s2[:0], w.k2[:0]
+	}
 	w.bytes = 0
 }
 
@@ -208,16 +231,22 @@ func (w *writeSet) del(k []byte) {
 // flushAll deletes every user key: one range deletion in b, whatever the
 // keyspace's size, and every slot dropped.
 func (w *writeSet) flushAll(b *pebble.Batch) error {
+	if w.format >= FormatV2 {
+		return w.flushAll2(b)
+	}
 	if err := b.DeleteRange(userLower, userUpper, nil); err != nil {
 		return fmt.Errorf("flushall: %w", err)
 	}
-	w.reset()
+	w.clearSlots()
 	w.flushed = true
 	return nil
 }
 
 // writeTo puts every dirty slot into b, in first-touch order.
 func (w *writeSet) writeTo(b *pebble.Batch) error {
+	if w.format >= FormatV2 {
+		return w.writeTo2(b)
+	}
 	for i := range w.slots {
 		s, key := &w.slots[i], w.keys[i]
 		if !s.dirty {

@@ -1,0 +1,56 @@
+package redis
+
+import (
+	"github.com/elastickv/elastickv/internal/kv"
+	"github.com/elastickv/elastickv/internal/kv/keyspace"
+)
+
+// The kv.View methods keyspace v2 added, charged like the others: a scan
+// key by key, a lookup or count as one key.
+
+// Scan stops when fn does or the budget is spent, as ScanKeys does.
+func (w boundedView) Scan(cursor, prefix []byte, fn func(key []byte) bool) ([]byte, error) {
+	next, err := w.v.Scan(cursor, prefix, func(k []byte) bool {
+		if w.b.spendKey() != nil {
+			return false
+		}
+		return fn(k)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return next, w.b.err
+}
+
+// Counts is charged as one lookup.
+func (w boundedView) Counts() (uint64, uint64, error) {
+	if err := w.b.spendKey(); err != nil {
+		return 0, 0, err
+	}
+	return w.v.Counts()
+}
+
+// Lookup is charged as one lookup.
+func (w boundedView) Lookup(key []byte) (kv.KeyInfo, bool, error) {
+	if err := w.b.spendKey(); err != nil {
+		return kv.KeyInfo{}, false, err
+	}
+	return w.v.Lookup(key)
+}
+
+// Now costs nothing: it reads no data.
+func (w boundedView) Now() uint64 { return w.v.Now() }
+
+// DueKeys is charged key by key.
+func (w boundedView) DueKeys(limit int, fn func(key []byte, version keyspace.Stamp, expireAt uint64) bool) error {
+	err := w.v.DueKeys(limit, func(k []byte, ver keyspace.Stamp, at uint64) bool {
+		if w.b.spendKey() != nil {
+			return false
+		}
+		return fn(k, ver, at)
+	})
+	if err != nil {
+		return err
+	}
+	return w.b.err
+}
