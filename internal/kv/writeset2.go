@@ -69,6 +69,9 @@ func (w *writeSet) stamp() keyspace.Stamp {
 // the spot (its slot is dirty and missing): every write sees it as absent.
 func (w *writeSet) load(key []byte) (int, error) {
 	if i, ok := w.idx2[string(key)]; ok {
+		// The apply time may have moved since the chunk last touched the
+		// key: where a chunk ends must not change what a write sees.
+		w.expireIfDue(&w.s2[i])
 		return i, nil
 	}
 	var s kslot
