@@ -54,6 +54,8 @@ func (c *Command) validateV2() error {
 				return fmt.Errorf("kv: a conditional expiry's condition is %d bytes, want %d", len(v), expireIfCondLen)
 			}
 		}
+	case OpInvalid, OpSet, OpGetDel, OpDel, OpIncrBy, OpAppend, OpMSet, OpFlushAll, OpBatch, OpRaiseFormat, opMax:
+		return fmt.Errorf("kv: op %d is not a format 2 op", c.Op)
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package kv
 import (
 	"bytes"
 	"testing"
+
+	"github.com/elastickv/elastickv/internal/kv/keyspace"
 )
 
 // commandSeeds are valid encodings of every op (the seed corpus under
@@ -18,12 +20,19 @@ func commandSeeds() [][]byte {
 		{Op: OpAppend, Keys: [][]byte{k}, Values: [][]byte{v}},
 		{Op: OpMSet, Keys: [][]byte{k, {}}, Values: [][]byte{v, {}}},
 		{Op: OpFlushAll},
+		NewRaiseFormat(FormatV2),
+		{Op: OpSetX, Flags: SetXX | SetGet | SetPX, Delta: 1500, Keys: [][]byte{k}, Values: [][]byte{v}},
+		{Op: OpSetX, Flags: SetKeepTTL, Keys: [][]byte{k}, Values: [][]byte{v}},
+		{Op: OpExpire, Flags: ExpireAbs | ExpireGT, Delta: 1 << 40, Keys: [][]byte{k}},
+		{Op: OpPersist, Keys: [][]byte{k}},
+		{Op: OpGetEx, Flags: GetExPersist, Keys: [][]byte{k}},
+		NewExpireIf([][]byte{k}, []keyspace.Stamp{{Index: 7, Pos: 1}}, []uint64{1 << 41}),
 	}
 	var out [][]byte
 	for _, c := range cmds {
 		out = append(out, c.AppendEncode(nil))
 	}
-	b, err := NewBatch(cmds[:3])
+	b, err := NewBatch(append(cmds[:3:3], cmds[9:]...))
 	if err != nil {
 		panic(err) // the seeds above are valid
 	}

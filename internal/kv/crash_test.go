@@ -36,42 +36,53 @@ func TestCrashConsistency(t *testing.T) {
 				}
 				log = append(log, Entry{Index: i, Data: c.AppendEncode(nil)})
 			}
-			reference := openOn(t, vfs.NewMem(), sync)
-			applyInBatches(t, reference, log)
-			_, want, err := reference.Hash()
-			require.NoError(t, err)
-			require.NoError(t, reference.Close())
-
-			lossy := 0
-			for trial := range 8 {
-				fs := vfs.NewCrashableMem()
-				s := openOn(t, fs, sync)
-				crashAt := 50 + rng.IntN(350)
-				applyInBatches(t, s, log[:crashAt])
-				acked := s.AppliedIndex()
-				crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(100), RNG: rng})
-				require.NoError(t, s.Close())
-
-				s = openOn(t, crashed, sync)
-				if sync {
-					require.Equal(t, acked, s.AppliedIndex(), "trial %d: sync mode lost an applied batch", trial)
-				} else {
-					require.LessOrEqual(t, s.AppliedIndex(), acked)
-					if s.AppliedIndex() < acked {
-						lossy++
-					}
-				}
-				applyInBatches(t, s, log) // replay everything; applied entries are skipped
-				_, got, err := s.Hash()
-				require.NoError(t, err)
-				require.Equal(t, want, got, "trial %d (crash after %d entries): state differs after replay", trial, crashAt)
-				require.NoError(t, s.Close())
-			}
-			if !sync {
-				// Otherwise the test would not show that replay repairs loss.
-				require.Positive(t, lossy, "no nosync trial lost unsynced writes")
-			}
+			runCrashTrials(t, sync, rng, log)
 		})
+	}
+}
+
+// runCrashTrials applies log to a reference store and, eight times, to a
+// store that crashes partway and replays the whole log, which must end
+// with the reference's hash and apply time.
+func runCrashTrials(t *testing.T, sync bool, rng *rand.Rand, log []Entry) {
+	t.Helper()
+	reference := openOn(t, vfs.NewMem(), sync)
+	applyInBatches(t, reference, log)
+	_, want, err := reference.Hash()
+	require.NoError(t, err)
+	wantTime := reference.ApplyTime()
+	require.NoError(t, reference.Close())
+
+	lossy := 0
+	for trial := range 8 {
+		fs := vfs.NewCrashableMem()
+		s := openOn(t, fs, sync)
+		crashAt := 50 + rng.IntN(350)
+		applyInBatches(t, s, log[:crashAt])
+		acked := s.AppliedIndex()
+		crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(100), RNG: rng})
+		require.NoError(t, s.Close())
+
+		s = openOn(t, crashed, sync)
+		if sync {
+			require.Equal(t, acked, s.AppliedIndex(), "trial %d: sync mode lost an applied batch", trial)
+		} else {
+			require.LessOrEqual(t, s.AppliedIndex(), acked)
+			if s.AppliedIndex() < acked {
+				lossy++
+			}
+		}
+		applyInBatches(t, s, log) // replay everything; applied entries are skipped
+		_, got, err := s.Hash()
+		require.NoError(t, err)
+		require.Equal(t, want, got, "trial %d (crash after %d entries): state differs after replay", trial, crashAt)
+		require.Equal(t, wantTime, s.ApplyTime(), "trial %d: apply time differs after replay", trial)
+		requireCountsMatchRows(t, s)
+		require.NoError(t, s.Close())
+	}
+	if !sync {
+		// Otherwise the test would not show that replay repairs loss.
+		require.Positive(t, lossy, "no nosync trial lost unsynced writes")
 	}
 }
 
@@ -89,5 +100,24 @@ func applyInBatches(t *testing.T, s *Store, log []Entry) {
 	for i := 0; i < len(log); i += 7 {
 		_, err := s.Apply(log[i:min(i+7, len(log))])
 		require.NoError(t, err)
+	}
+}
+
+// TestCrashConsistencyV2 is TestCrashConsistency at format 2: the log
+// raises the format first, then mixes string and expiry commands (chunked
+// values included) with stamps.
+func TestCrashConsistencyV2(t *testing.T) {
+	for _, sync := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sync=%v", sync), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			log := []Entry{{Index: 1, Data: enc(*NewRaiseFormat(FormatV2)), Stamp: 1000}}
+			clock := uint64(1000)
+			for i := uint64(2); i <= 400; i++ {
+				clock += uint64(rng.IntN(30))
+				c := randomV2Command(rng, clock)
+				log = append(log, Entry{Index: i, Data: enc(c), Stamp: clock})
+			}
+			runCrashTrials(t, sync, rng, log)
+		})
 	}
 }

@@ -160,6 +160,7 @@ func (md *model) apply(c *Command) Result {
 		}
 		md.put(k, old)
 		return Result{Kind: ResultBytes, Bytes: []byte(old.v)}
+	case OpInvalid, OpBatch, OpRaiseFormat, OpExpireIf, opMax:
 	}
 	panic(fmt.Sprintf("model: op %d", c.Op))
 }
