@@ -247,6 +247,14 @@ func applyCommand2(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 }
 
 func applySet2(w *writeSet, c *Command) (Result, error) {
+	if c.Op == OpSet {
+		// The format 1 op means what it always meant: its Validate never
+		// checked other flag bits, so they are ignored, not read as TTLs.
+		cc := *c
+		cc.Flags &= SetNX | SetXX | SetGet
+		cc.Delta = 0
+		c = &cc
+	}
 	i, err := w.load(c.Keys[0])
 	if err != nil {
 		return Result{}, err

@@ -156,3 +156,31 @@ func TestLegacyMarkerRowName(t *testing.T) {
 	// test pins that Meta can read it, so the name cannot drift.
 	require.True(t, bytes.Equal(metaKey("keyspace.v1"), keyspace.LegacyPresentRow))
 }
+
+// A member that receives the raise inside a snapshot image hears of it
+// from Restore.
+func TestRestoreReportsAFormatChange(t *testing.T) {
+	src := openV2(t)
+	img := snapshotBytes(t, src)
+	var got []uint8
+	cfg := DefaultConfig(t.TempDir())
+	cfg.CacheBytes = 8 << 20
+	cfg.OnFormatChange = func(v uint8) { got = append(got, v) }
+	dst, err := Open(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, dst.Close()) })
+	require.NoError(t, dst.Restore(bytes.NewReader(img), 1))
+	require.Equal(t, []uint8{FormatV2}, got)
+	require.NoError(t, dst.Restore(bytes.NewReader(img), 1))
+	require.Equal(t, []uint8{FormatV2}, got, "no change, no call")
+}
+
+// OpSet at format 2 keeps its format 1 meaning: flag bits its Validate
+// never checked are not read as expiry options.
+func TestOpSetIgnoresExpiryFlagsAtFormat2(t *testing.T) {
+	d := newV2(t)
+	d.apply(Command{Op: OpSet, Flags: SetPX, Keys: kvs("k"), Values: kvs("v"), Delta: 5})
+	ki, ok := d.lookup("k")
+	require.True(t, ok)
+	require.Equal(t, uint64(0), ki.ExpireAt)
+}

@@ -193,10 +193,15 @@ func (s *Store) Restore(r io.Reader, index uint64) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
+	prevFormat := s.FormatVersion()
 	if err := s.loadFormatState(); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	s.applied.Store(applied)
+	if f := s.FormatVersion(); f != prevFormat && s.cfg.OnFormatChange != nil {
+		// A member that missed the raise entry learns it from the image.
+		s.cfg.OnFormatChange(f)
+	}
 	return nil
 }
 

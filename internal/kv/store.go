@@ -58,9 +58,11 @@ type Config struct {
 	// batch ends changes neither results nor state.
 	MaxBatchBytes int
 	// OnFormatChange, if set, is called with the new cluster format
-	// version after the chunk that raised it is committed, from the
-	// applier's goroutine (under the store's apply lock): it must not
-	// block or call back into Apply.
+	// version after the chunk that raised it is committed, or after a
+	// Restore whose image is at another version, from the applier's
+	// goroutine (under the store's apply lock): it must not block or call
+	// back into the store's Apply, Snapshot or Restore. At Open the node
+	// reads FormatVersion instead.
 	OnFormatChange func(v uint8)
 	// OnStorageFailure, if set, is called from whichever goroutine met it
 	// with the first failed write, fsync or allocation in the store's

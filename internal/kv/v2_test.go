@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -473,4 +474,80 @@ func TestV2StampsWithinAnEntry(t *testing.T) {
 	after, _ := d.lookup("a")
 	require.Equal(t, before.Version, after.Version)
 	require.Equal(t, d.index, after.LastWrite.Index)
+}
+
+// Every View method treats a key expired at the view's time as missing,
+// and RandomKey and Scan skip it.
+func TestV2ViewHonoursExpiry(t *testing.T) {
+	d := newV2(t)
+	d.apply(Command{Op: OpSetX, Flags: SetPX, Delta: 50, Keys: kvs("soon"), Values: kvs("s")})
+	d.apply(setC("stays", "x"))
+	at := d.clock + 50
+	var exists, strlen, read, looked bool
+	var n int64
+	require.NoError(t, d.s.ReadAt(at, func(v View) error {
+		// fn may run twice (Read): every result is overwritten.
+		var err error
+		if exists, err = v.Exists([]byte("soon")); err != nil {
+			return err
+		}
+		if _, strlen, err = v.StrLen([]byte("soon")); err != nil {
+			return err
+		}
+		if read, err = v.ReadString([]byte("soon"), func([]byte) { t.Error("called for an expired key") }); err != nil {
+			return err
+		}
+		if _, looked, err = v.Lookup([]byte("soon")); err != nil {
+			return err
+		}
+		n, err = v.DBSize()
+		return err
+	}))
+	require.False(t, exists || strlen || read || looked)
+	require.Equal(t, int64(2), n, "DBSize counts it still, as Redis does until it is deleted")
+	rnd := rand.New(rand.NewPCG(1, 1))
+	for range 20 {
+		require.NoError(t, d.s.ReadAt(at, func(v View) error {
+			k, ok, err := v.RandomKey(rnd)
+			require.True(t, ok)
+			require.Equal(t, "stays", string(k))
+			return err
+		}))
+	}
+	var keys []string
+	require.NoError(t, d.s.ReadAt(at, func(v View) error {
+		keys = keys[:0]
+		_, err := v.Scan(nil, nil, func(k []byte) bool { keys = append(keys, string(k)); return true })
+		return err
+	}))
+	require.Equal(t, []string{"stays"}, keys)
+	// Before its time it is there.
+	require.NoError(t, d.s.ReadAt(at-1, func(v View) error {
+		ok, err := v.Exists([]byte("soon"))
+		require.True(t, ok)
+		return err
+	}))
+}
+
+func TestV2DueKeysHonoursLimitAndTime(t *testing.T) {
+	d := newV2(t)
+	for i := range 20 {
+		d.apply(Command{Op: OpSetX, Flags: SetPX, Delta: int64(10 + i), Keys: kvs(fmt.Sprintf("k%02d", i)), Values: kvs("v")})
+	}
+	due := func(at uint64, limit int) []string {
+		var out []string
+		require.NoError(t, d.s.ReadAt(at, func(v View) error {
+			out = out[:0]
+			return v.DueKeys(limit, func(k []byte, _ keyspace.Stamp, exp uint64) bool {
+				require.LessOrEqual(t, exp, at)
+				out = append(out, string(k))
+				return true
+			})
+		}))
+		return out
+	}
+	require.Empty(t, due(d.clock+9, 100))
+	require.Len(t, due(d.clock+14, 100), 5)
+	require.Len(t, due(d.clock+100, 7), 7)
+	require.Len(t, due(d.clock+100, 100), 20)
 }
