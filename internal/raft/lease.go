@@ -271,7 +271,8 @@ func (g *Group) leaseReadIf(now instant, needApplied bool) (idx, r uint64, ok bo
 		return 0, 0, false
 	}
 	if !s.enabled.Load() {
-		return idx, s.wallMs(), true
+		s.served = max(s.served, s.wallMs())
+		return idx, s.served, true
 	}
 	if l := g.lease.grant.Load(); l == nil || l.term != s.floorTerm {
 		// The loop has not taken office in the lease's term: its floor,

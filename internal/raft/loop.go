@@ -205,12 +205,7 @@ func (g *Group) step(m *raftpb.Message) {
 		return
 	case raftpb.MsgHeartbeat:
 		g.clampHeartbeatCommit(m)
-	case raftpb.MsgReadIndex:
-		// A follower's read: as leader, carry the read time back in its
-		// context (stamps.go).
-		if m.GetFrom() != g.id {
-			g.stampFollowerRead(m)
-		}
+
 	default:
 		// Every other type goes to Raft as it came.
 	}
@@ -285,6 +280,7 @@ func (g *Group) handleReady() error {
 	}
 	isLeader := g.rn.BasicStatus().RaftState == raft.StateLeader
 	if isLeader {
+		g.stampReadResponses(rd.Messages) // after noteCommit above (S2)
 		// The leader may replicate while it writes its own log (see doc.go).
 		g.sendAsLeader(rd.Messages, !commitsConfChange(rd.CommittedEntries))
 	}

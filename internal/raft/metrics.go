@@ -75,7 +75,7 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 		undecodableEntries: c("elastickv_raft_undecodable_entries_total", "Committed entries this binary could not decode; the group stops at the first."),
 		idleStamps:         c("elastickv_raft_idle_stamps_total", "Empty stamped entries this leader proposed because nothing else was proposed for half the stamp skew bound, so that read times keep up with the clock."),
 		followerReadTimes:  c("elastickv_raft_follower_read_times_total", "Follower ReadIndex requests this leader answered with its read time."),
-		stampLag:           g("elastickv_raft_stamp_lag_seconds", "On the leader with stamping on: its wall clock minus the newest committed stamp (0 elsewhere). Large and growing: the leader's clock is behind the stamps (a clock stepped back, or a leader behind its predecessor), and expiry runs late until it catches up."),
+		stampLag:           g("elastickv_raft_stamp_lag_seconds", "On the leader with stamping on: its wall clock minus the newest committed stamp (0 elsewhere). Normally commit latency plus up to half the stamp skew bound; large: stamps are not being committed; negative: the leader's clock is behind the stamps (stepped back, or behind its predecessor's), and replicated time stands still until it catches up."),
 	}
 	ph := h("elastickv_raft_propose_duration_seconds", "Time from proposal to applied result on the proposing node.", lat)
 	ah := h("elastickv_raft_apply_duration_seconds", "Time to apply one batch of committed entries (the fsync of sync mode is elastickv_raft_fsm_sync_duration_seconds).", lat)

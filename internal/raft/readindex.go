@@ -37,11 +37,6 @@ type readBatch struct {
 type readRound struct {
 	batch   *readBatch
 	started instant // read from g.clock before the round was sent
-	// at is the read time this node computed as leader when it sent the
-	// round (local); a round sent as follower gets its time from the
-	// leader's answer.
-	at    uint64
-	local bool
 }
 
 // readState is the event loop's bookkeeping for reads; loop goroutine only.
@@ -127,13 +122,7 @@ func (g *Group) sendRound(b *readBatch, now instant) {
 	binary.BigEndian.PutUint64(ctx[:], rs.seq)
 	// now is taken before Raft sends the round's heartbeats, so a lease
 	// measured from it is never longer than the truth.
-	round := readRound{batch: b, started: now}
-	if g.leaderStamping() {
-		// Raft's read index for this round is its commit index now or
-		// later: R computed now obeys S2 (stamps.go).
-		round.at, round.local = g.leaderReadTime(), true
-	}
-	rs.rounds[rs.seq] = round
+	rs.rounds[rs.seq] = readRound{batch: b, started: now}
 	rs.current, rs.currentStart = b, now.at
 	g.lease.lastRound = now.at
 	g.rn.ReadIndex(ctx[:])
@@ -155,18 +144,15 @@ func (g *Group) readIndexReady(ctx []byte, index uint64) {
 	if r.batch.done {
 		return
 	}
-	switch {
-	case hasTime:
+	if hasTime {
 		// The leader's R (it stamps, even if this node has not yet
 		// applied the format raise): remember it, so that should this
 		// node lead next, it never serves or stamps below it.
-		g.stamps.mu.Lock()
-		g.stamps.served = max(g.stamps.served, at)
-		g.stamps.mu.Unlock()
-	case r.local:
-		at = r.at
-	default:
-		at = g.fallbackReadTime()
+		g.stamps.learnServed(at)
+	} else {
+		// This node's own round as leader (Raft answered it locally),
+		// or a leader that sent no time.
+		index, at = g.localReadTime(index)
 	}
 	for _, req := range r.batch.reqs {
 		req.done <- readResult{index: index, time: at}

@@ -29,9 +29,11 @@ import (
 // where T_now is what the next stamp would be, C the newest committed
 // stamp, P the stamp of the first stamped entry above the commit index
 // (none: no bound), served the newest R handed out, and Δ is
-// Config.StampSkew. A follower's read uses the R its leader computed when
-// it stepped the follower's MsgReadIndex, carried back in the read's
-// context (readindex.go).
+// Config.StampSkew. R is computed when the leader answers the read (its
+// own round, or a follower's MsgReadIndexResp, whose context then carries
+// R back: stampReadResponses), and the read's wait index is raised to the
+// commit index R was computed at. A lease read computes R when it is
+// served. A follower's read uses its leader's R.
 //
 // Invariant S1 (stamps never decrease in log order). Within a term the
 // leader assigns T in proposal order and every T >= the previous one. A
@@ -43,16 +45,15 @@ import (
 //
 // Invariant S2 (no write applies below a read that did not see it). For
 // every R served with wait index I (the read waits until applied >= I),
-// every entry with index > I has stamp >= R. Proof: I >= the commit index
-// c that R's P was taken at (lease: I = max(grant index, c); ReadIndex:
-// Raft's read index is its commit index when it stepped the request, >=
-// c, which trails Raft's own commit); by S1 every stamped entry above c
-// existing then has stamp >= P >= R unless R = served, and entries stamped
-// later have stamp >= served >= R because T includes served. For
-// R = served the same holds of the read that set served, whose c' <= c
-// (c only grows). So a PERSIST or SET that raced with a read reporting a
-// key expired either is in that read's state or applies at a time >= R,
-// where the key is expired too.
+// every entry with index > I has stamp >= R. Proof: I >= c, the commit
+// index R's bound P was taken at (a lease read: I = max(grant index, c),
+// c published under the same lock; a ReadIndex answer: I is raised to
+// c). By S1 every stamped entry above c that exists then has stamp >= P
+// >= R unless R = served; entries stamped later have stamp >= served >= R
+// because T includes served. For R = served the same holds of the read
+// that set served, whose c' <= c (c only grows). So a PERSIST or SET that
+// raced with a read reporting a key expired either is in that read's
+// state or applies at a time >= R, where the key is expired too.
 //
 // Invariant S3 (read times never go back across nodes). Let a read return
 // R1 and a later read (one that began after the first ended) return R2.
@@ -62,9 +63,10 @@ import (
 // entry (or a snapshot covering it) in its log, so its floor >= C1 + Δ >=
 // R1 and so is every T_now of L2. Its C2 (newest committed stamp) is >=
 // C1 once L2 has committed an entry of its own term, which Raft requires
-// before L2 serves any read (ReadIndex waits for it; a lease needs a
-// completed round). Its P is a stamp of its own term, >= its floor. So
-// every term of min(...) is >= R1. A follower returns its leader's R, and
+// before L2 answers any read (ReadIndex waits for it; a lease needs a
+// completed round), and R is computed only when answering. Its P is then
+// a stamp of its own term, >= its floor. So every term of min(...) is >=
+// R1. A follower returns its leader's R, and
 // the state machine evaluates at max(R, its apply time); its apply time is
 // a committed stamp C <= what that leader and every later one will use as
 // C + Δ's base, so apply times do not break S3 either: R2 >= C2 >= any
@@ -204,6 +206,7 @@ func (s *stampState) noteEntries(ents []*raftpb.Entry) {
 		if st == 0 {
 			continue
 		}
+		s.sawStampLocked()
 		s.logMax = max(s.logMax, st)
 		if e.GetIndex() > s.commit {
 			s.pending = append(s.pending, pendingStamp{index: e.GetIndex(), stamp: st})
@@ -237,6 +240,9 @@ func (s *stampState) noteCommit(commit uint64, publish *atomic.Uint64) {
 func (s *stampState) noteCovered(index, stamp uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if stamp != 0 {
+		s.sawStampLocked()
+	}
 	s.logMax = max(s.logMax, stamp)
 	s.committed = max(s.committed, stamp)
 	if index > s.commit {
@@ -246,6 +252,17 @@ func (s *stampState) noteCovered(index, stamp uint64) {
 			n++
 		}
 		s.pending = append(s.pending[:0], s.pending[n:]...)
+	}
+}
+
+// sawStampLocked turns stamping on when a stamp is found in the log: only
+// a leader that applied the format raise writes one, so the cluster is at
+// format 2. A node that takes office before its own state machine applied
+// the raise (and told it through EnableStamps) thus still stamps, and
+// still serves read times, whenever any stamp was committed before.
+func (s *stampState) sawStampLocked() {
+	if !s.enabled.Load() {
+		s.enabled.Store(true)
 	}
 }
 
@@ -307,22 +324,72 @@ func (g *Group) leaderReadTime() uint64 {
 	return s.readTimeLocked()
 }
 
-// stampFollowerRead appends this leader's read time to a follower's
-// MsgReadIndex context before Raft records it, so the MsgReadIndexResp
-// Raft sends back carries it (Raft echoes the context). R is computed at
-// this commit index: Raft's read index for the request is its commit
-// index now or later, so S2 holds for it. Loop only.
-func (g *Group) stampFollowerRead(m *raftpb.Message) {
-	if len(m.GetEntries()) != 1 || len(m.GetEntries()[0].GetData()) != readCtxLen || !g.leaderStamping() {
-		return
+// stampReadResponses appends this leader's read time to the context of
+// every MsgReadIndexResp it is about to send, and raises the response's
+// read index to the commit index R is computed at. Raft echoes the
+// follower's context in the response, so the follower finds its round and
+// the time (splitReadCtx). Raft answers a read only once this leader has
+// committed an entry of its term, so R obeys S3 here; and the follower
+// waits for an index >= the commit index R's bound P was taken at, so R
+// obeys S2 (a higher read index than Raft's is still linearizable: every
+// entry up to it committed before the answer was sent). Loop only, before
+// the messages are sent.
+func (g *Group) stampReadResponses(msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		if m.GetType() != raftpb.MsgReadIndexResp || m.GetTo() == g.id || len(m.GetEntries()) != 1 ||
+			len(m.GetEntries()[0].GetData()) != readCtxLen || !g.leaderStamping() {
+			continue
+		}
+		s := g.stamps
+		s.mu.Lock()
+		r := s.readTimeLocked()
+		commit := s.commit
+		s.mu.Unlock()
+		ctx := make([]byte, readCtxTimeLen)
+		copy(ctx, m.GetEntries()[0].GetData())
+		ctx[readCtxLen] = readTimeTag
+		binary.BigEndian.PutUint64(ctx[readCtxLen+1:], r)
+		m.Entries = []*raftpb.Entry{{Data: ctx}}
+		if m.GetIndex() < commit {
+			m.Index = &commit
+		}
+		g.metrics.followerReadTimes.Inc()
 	}
-	r := g.leaderReadTime()
-	ctx := make([]byte, readCtxTimeLen)
-	copy(ctx, m.GetEntries()[0].GetData())
-	ctx[readCtxLen] = readTimeTag
-	binary.BigEndian.PutUint64(ctx[readCtxLen+1:], r)
-	m.Entries = []*raftpb.Entry{{Data: ctx}}
-	g.metrics.followerReadTimes.Inc()
+}
+
+// localReadTime is the read index and time for a round Raft answered
+// without a time from a leader: this node's own round as leader (then
+// R is computed now, and the index raised to the commit index it is
+// computed at, as for a follower's), or, without stamping, the wall clock.
+// A follower whose leader sent no time gets 0 with stamping on: the state
+// machine then evaluates at its apply time. Loop only.
+func (g *Group) localReadTime(index uint64) (uint64, uint64) {
+	s := g.stamps
+	if g.leaderStamping() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return max(index, s.commit), s.readTimeLocked()
+	}
+	if s.enabled.Load() {
+		return index, 0
+	}
+	return index, s.wallTimeServed()
+}
+
+// wallTimeServed is R without stamping: the wall clock, recorded as served
+// so that once stamping starts, stamps and read times stay above it.
+func (s *stampState) wallTimeServed() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.served = max(s.served, s.wallMs())
+	return s.served
+}
+
+// learnServed records a read time a leader served.
+func (s *stampState) learnServed(r uint64) {
+	s.mu.Lock()
+	s.served = max(s.served, r)
+	s.mu.Unlock()
 }
 
 // splitReadCtx parses a read context: the round's sequence number and,
@@ -335,17 +402,6 @@ func splitReadCtx(ctx []byte) (seq, r uint64, hasTime, ok bool) {
 		return binary.BigEndian.Uint64(ctx), binary.BigEndian.Uint64(ctx[readCtxLen+1:]), true, true
 	}
 	return 0, 0, false, false
-}
-
-// fallbackReadTime is R when no leader supplied one: the wall clock while
-// stamping is off (format 1 has no expiry), else 0, which makes the state
-// machine evaluate at its own apply time: a committed stamp, never above
-// a time any leader serves or stamps later.
-func (g *Group) fallbackReadTime() uint64 {
-	if g.stamps.enabled.Load() {
-		return 0
-	}
-	return g.stamps.wallMs()
 }
 
 // maybeIdleStamp proposes an empty stamped entry when this leader has
@@ -429,6 +485,9 @@ func (g *Group) loadStamps() error {
 	}
 	s.mu.Lock()
 	s.logMax, s.committed, s.commit = sm, sm, hs.GetCommit()
+	if sm != 0 {
+		s.sawStampLocked()
+	}
 	s.mu.Unlock()
 	g.lease.commit.Store(hs.GetCommit())
 	if last < first {
