@@ -316,14 +316,6 @@ func (g *Group) unassignStamp(t uint64) {
 	}
 }
 
-// leaderReadTime is R for a read this leader serves now. Loop only.
-func (g *Group) leaderReadTime() uint64 {
-	s := g.stamps
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.readTimeLocked()
-}
-
 // stampReadResponses appends this leader's read time to the context of
 // every MsgReadIndexResp it is about to send, and raises the response's
 // read index to the commit index R is computed at. Raft echoes the
