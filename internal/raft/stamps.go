@@ -222,7 +222,9 @@ func (s *stampState) noteEntries(ents []*raftpb.Entry) {
 func (s *stampState) noteCommit(commit uint64, publish *atomic.Uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	publish.Store(commit)
+	// Never below s.commit, which a snapshot (noteCovered) may have
+	// raised first: every index up to it is committed too.
+	publish.Store(max(commit, s.commit))
 	if commit <= s.commit {
 		return
 	}
