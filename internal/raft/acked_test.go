@@ -13,7 +13,7 @@ func TestAckedRecordRoundTripAndIsNotAProposal(t *testing.T) {
 	id, ok := decodeAckedRecord(b)
 	require.True(t, ok)
 	require.Equal(t, uint64(0x0102030405060708), id)
-	_, _, _, ok = decodeProposal(b)
+	_, _, _, _, ok = decodeProposal(b)
 	require.False(t, ok, "a binary without records applies one as an entry without payload")
 	_, ok = decodeAckedRecord(encodeProposal(1, 2, []byte("x")))
 	require.False(t, ok)

@@ -126,6 +126,7 @@ func (g *Group) runApplier() {
 			continue
 		}
 		g.metrics.observeApply(time.Since(start), len(t.entries))
+		g.noteAppliedStamps(t.entries)
 		last := t.entries[len(t.entries)-1].Index
 		for i, o := range t.owners {
 			if o.proposer == g.id && o.seq != 0 {

@@ -29,7 +29,7 @@ const (
 )
 
 // MaxPayloadBytes is the largest payload Propose accepts.
-func (g *Group) MaxPayloadBytes() int { return g.cfg.MaxEntryBytes - headerLen }
+func (g *Group) MaxPayloadBytes() int { return g.cfg.MaxEntryBytes - maxHeaderLen }
 
 // CheckPayloadSize returns ErrTooLarge (and counts it) for a payload of n
 // bytes above MaxPayloadBytes. Propose checks it; a node that forwards
@@ -40,7 +40,7 @@ func (g *Group) CheckPayloadSize(n int) error {
 		return nil
 	}
 	g.metrics.refusedTooLarge.Inc()
-	return fmt.Errorf("%w: %d bytes, above the %d-byte log entry limit", ErrTooLarge, n+headerLen, g.cfg.MaxEntryBytes)
+	return fmt.Errorf("%w: %d bytes, above the %d-byte log entry limit", ErrTooLarge, n+maxHeaderLen, g.cfg.MaxEntryBytes)
 }
 
 // fillBudgetDefaults replaces zero budgets with their defaults.
@@ -50,6 +50,9 @@ func (c *Config) fillBudgetDefaults() {
 	}
 	if c.MaxUncommittedBytes == 0 {
 		c.MaxUncommittedBytes = max(DefaultMaxUncommittedBytes, 2*uint64(c.MaxEntryBytes))
+	}
+	if c.StampSkew == 0 {
+		c.StampSkew = DefaultStampSkew
 	}
 	if c.MaxApplyBatchBytes == 0 {
 		c.MaxApplyBatchBytes = DefaultMaxApplyBatchBytes

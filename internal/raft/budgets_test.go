@@ -13,7 +13,10 @@ import (
 // header, as a newer binary with another entry format would.
 func proposeRaw(t *testing.T, g *Group, data []byte) {
 	t.Helper()
-	p := &proposal{seq: g.seq.Add(1), data: data, done: make(chan proposalResult, 1)}
+	// With stamping off the loop proposes buf from where a v1 header
+	// would start: pad so that is data itself.
+	buf := append(make([]byte, headerLenV2-headerLen), data...)
+	p := &proposal{seq: g.seq.Add(1), buf: buf, done: make(chan proposalResult, 1)}
 	g.pending.add(p)
 	select {
 	case g.propc <- p:

@@ -7,9 +7,14 @@ import (
 
 // Clock is where the lease and ReadIndex code read the time, so tests can
 // pause it and make it jump. Production uses MonotonicClock.
+//
+// Config.WallClock is a Clock too: stamps (stamps.go) read its absolute
+// value, as Unix milliseconds, because they are compared across nodes and
+// restarts; tests inject one to put a node's clock behind or step it back.
 type Clock interface {
-	// Now returns the current time. Only differences between readings
-	// are used, never their wall-clock value.
+	// Now returns the current time. As Config.Clock, only differences
+	// between readings are used, never their wall-clock value; as
+	// Config.WallClock, only the wall-clock value.
 	Now() time.Time
 }
 

@@ -74,6 +74,16 @@ type Config struct {
 	// measure time with (clock.go); nil means MonotonicClock. Tests inject
 	// one to pause it or make it jump.
 	Clock Clock
+	// WallClock is where stamps read the wall clock (stamps.go); nil means
+	// time.Now. Tests inject one to put a node's clock behind the others.
+	WallClock Clock
+	// Stamps starts the group with stamping on, as EnableStamps does: the
+	// node sets it when the state machine is already at cluster format 2.
+	Stamps bool
+	// StampSkew is Δ, the assumed bound on wall-clock offset between
+	// nodes (stamps.go); 0 means DefaultStampSkew. Every node should use
+	// the same value.
+	StampSkew time.Duration
 	// MaxInflightMsgs bounds unacknowledged MsgApps per follower; the
 	// transport's replication lane is sized to match.
 	MaxInflightMsgs int
@@ -140,6 +150,7 @@ func DefaultConfig() Config {
 		MaxUncommittedBytes:      DefaultMaxUncommittedBytes,
 		MaxApplyBatchBytes:       DefaultMaxApplyBatchBytes,
 		MaxInboundBytes:          DefaultMaxInboundBytes,
+		StampSkew:                DefaultStampSkew,
 		StateMachineSync:         true,
 		StateMachineSyncInterval: 10 * time.Millisecond,
 		SnapshotCount:            100000,
@@ -169,12 +180,14 @@ func (c *Config) Validate() error {
 		return errors.New("raft config: keep at least one snapshot and one WAL file")
 	case c.MaxInflightMsgs <= 0:
 		return errors.New("raft config: MaxInflightMsgs must be positive")
-	case c.MaxEntryBytes < 0 || (c.MaxEntryBytes > 0 && c.MaxEntryBytes <= headerLen):
+	case c.MaxEntryBytes < 0 || (c.MaxEntryBytes > 0 && c.MaxEntryBytes <= maxHeaderLen):
 		return fmt.Errorf("raft config: MaxEntryBytes %d is too small", c.MaxEntryBytes)
 	case c.MaxUncommittedBytes > 0 && c.MaxEntryBytes > 0 && c.MaxUncommittedBytes < uint64(c.MaxEntryBytes):
 		return fmt.Errorf("raft config: MaxUncommittedBytes (%d) must hold at least one maximal entry (%d)", c.MaxUncommittedBytes, c.MaxEntryBytes)
 	case c.MaxApplyBatchBytes < 0:
 		return errors.New("raft config: MaxApplyBatchBytes is negative")
+	case c.StampSkew < 0:
+		return errors.New("raft config: StampSkew is negative")
 	case c.MaxInboundBytes < 0:
 		return errors.New("raft config: MaxInboundBytes is negative")
 	case c.Join && len(c.Bootstrap) > 0:

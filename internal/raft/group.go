@@ -35,6 +35,10 @@ type Group struct {
 	lease   leaseState
 	// clock times the lease, read rounds and the vote gate (clock.go).
 	clock *leaseClock
+	// stamps is the replicated clock (stamps.go); lastPropose is when
+	// this node last proposed (idle stamps), on clock. Loop only.
+	stamps      *stampState
+	lastPropose time.Time
 	// heldCommits are the commit-only appends held back per follower, and
 	// sendBuf the slice sendAsLeader fills (commitrelay.go).
 	heldCommits map[uint64]*raftpb.Message
@@ -80,6 +84,9 @@ type Group struct {
 	pending *pendingProposals
 	applied *appliedWaiter
 	seq     atomic.Uint64
+	// appliedStamp is the newest stamp applied (or restored) here: the
+	// applier writes it, snapshots record it (stamps.go).
+	appliedStamp atomic.Uint64
 
 	statusMu sync.RWMutex
 	status   Status
@@ -125,6 +132,7 @@ func Open(cfg Config) (*Group, error) {
 		members:     make(map[uint64]Member),
 		reads:       newReadState(),
 		clock:       newLeaseClock(cfg.Clock),
+		stamps:      newStampState(&cfg),
 		propc:       make(chan *proposal, 4096),
 		readc:       make(chan *readRequest, 4096),
 		prioc:       make(chan *raftpb.Message, 1024),
@@ -163,6 +171,10 @@ func Open(cfg Config) (*Group, error) {
 	}
 	_, g.confState, _ = g.storage.InitialState()
 	g.applied.advance(cfg.StateMachine.AppliedIndex())
+	if err := g.loadStamps(); err != nil {
+		_ = g.wal.Close()
+		return nil, err
+	}
 
 	// Peers known from the state machine's last applied membership; entries
 	// replayed below may update them.
@@ -299,7 +311,7 @@ func (g *Group) Propose(ctx context.Context, payload []byte) (any, error) {
 		return nil, &NotLeaderError{LeaderID: st.LeaderID}
 	}
 	p := &proposal{seq: g.seq.Add(1), done: make(chan proposalResult, 1)}
-	p.data = encodeProposal(g.id, p.seq, payload)
+	p.buf = newProposalBuf(g.id, p.seq, payload)
 	g.pending.add(p)
 	start := time.Now()
 	select {
@@ -331,38 +343,52 @@ func (g *Group) Propose(ctx context.Context, payload []byte) (any, error) {
 // ReadIndex returns once this node's state machine reflects every write
 // acknowledged before the call: it obtains a read index from the leader
 // (batched with concurrent callers) and waits until it is applied here.
+// It is ReadAt without the read time.
 //
 // In ReadModeLease a leader holding its lease skips the round (lease.go).
 func (g *Group) ReadIndex(ctx context.Context) error {
+	_, err := g.ReadAt(ctx)
+	return err
+}
+
+// ReadAt is ReadIndex that also returns the read time R, Unix
+// milliseconds, at which the caller must evaluate expiry (stamps.go): the
+// time the leader computed for this read, or with stamping off the wall
+// clock. R never decreases across reads that do not overlap, on any
+// nodes, and no entry applied after the state the read sees applies at a
+// time below R. R may be 0 (stamping on, no leader time available): the
+// state machine then uses its own apply time, as it does whenever that
+// is later than R.
+func (g *Group) ReadAt(ctx context.Context) (uint64, error) {
 	if err := g.fatal(); err != nil {
-		return err // not even under a lease: this node's state may be behind its own log
+		return 0, err // not even under a lease: this node's state may be behind its own log
 	}
 	if g.cfg.ReadMode == ReadModeLease {
-		if idx, ok := g.leaseIndex(g.clock.now()); ok {
+		if idx, r, ok := g.leaseRead(g.clock.now()); ok {
 			g.metrics.leaseReads.Inc()
-			return g.applied.wait(ctx, idx, g.stopc)
+			return r, g.applied.wait(ctx, idx, g.stopc)
 		}
 	}
 	g.metrics.readIndexReads.Inc()
 	for {
 		if err := g.fatal(); err != nil {
-			return err
+			return 0, err
 		}
 		r := &readRequest{done: make(chan readResult, 1)}
 		select {
 		case g.readc <- r:
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		case <-g.stopc:
-			return ErrStopped
+			return 0, ErrStopped
 		}
 		var res readResult
 		select {
 		case res = <-r.done:
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		case <-g.stopc:
-			return ErrStopped
+			return 0, ErrStopped
 		}
 		if errors.Is(res.err, ErrNoLeader) {
 			// Wait a beat for an election to settle rather than spinning.
@@ -370,18 +396,15 @@ func (g *Group) ReadIndex(ctx context.Context) error {
 			case <-time.After(g.cfg.HeartbeatInterval):
 				continue
 			case <-ctx.Done():
-				if errors.Is(res.err, ErrNoLeader) {
-					return fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
-				}
-				return ctx.Err()
+				return 0, fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
 			case <-g.stopc:
-				return ErrStopped
+				return 0, ErrStopped
 			}
 		}
 		if res.err != nil {
-			return res.err
+			return 0, res.err
 		}
-		return g.applied.wait(ctx, res.index, g.stopc)
+		return res.time, g.applied.wait(ctx, res.index, g.stopc)
 	}
 }
 

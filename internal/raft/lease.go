@@ -231,17 +231,55 @@ func (g *Group) LeaseRemaining() time.Duration {
 // LeaseReadNow reports whether a linearizable read may run on the local
 // state right now without waiting: this node holds its leader lease and has
 // applied the index a lease read waits for (leaseIndex). Callers that get
-// false use ReadIndex.
+// false use ReadIndex. It is LeaseReadAt without the read time.
 func (g *Group) LeaseReadNow() bool {
+	_, ok := g.LeaseReadAt()
+	return ok
+}
+
+// LeaseReadAt is LeaseReadNow that also returns the read time R at which
+// the read must evaluate expiry (see ReadAt and stamps.go).
+func (g *Group) LeaseReadAt() (uint64, bool) {
 	if g.cfg.ReadMode != ReadModeLease || g.fatal() != nil {
-		return false
+		return 0, false
 	}
-	idx, ok := g.leaseIndex(g.clock.now())
+	idx, r, ok := g.leaseReadIf(g.clock.now(), true)
 	if !ok || g.applied.get() < idx {
-		return false
+		return 0, false
 	}
 	g.metrics.leaseReads.Inc()
-	return true
+	return r, true
+}
+
+// leaseRead returns the index a lease read waits for and its read time, if
+// the lease holds now.
+func (g *Group) leaseRead(now instant) (idx, r uint64, ok bool) {
+	return g.leaseReadIf(now, false)
+}
+
+// leaseReadIf is leaseRead; with needApplied, it also requires the index to
+// be applied already, and serves no read time otherwise. The index and R
+// are taken under the stamp lock, with which the loop publishes the
+// commit index, so idx >= the commit index R was computed at (S2 in
+// stamps.go).
+func (g *Group) leaseReadIf(now instant, needApplied bool) (idx, r uint64, ok bool) {
+	s := g.stamps
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	idx, ok = g.leaseIndex(now)
+	if !ok || (needApplied && g.applied.get() < idx) {
+		return 0, 0, false
+	}
+	if !s.enabled.Load() {
+		s.served = max(s.served, s.wallMs())
+		return idx, s.served, true
+	}
+	if l := g.lease.grant.Load(); l == nil || l.term != s.floorTerm {
+		// The loop has not taken office in the lease's term: its floor,
+		// which read times must respect, is not set yet. A round sets it.
+		return 0, 0, false
+	}
+	return idx, s.readTimeLocked(), true
 }
 
 // voteGate reports whether a vote request must be dropped: one for a normal

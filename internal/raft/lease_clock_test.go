@@ -50,7 +50,7 @@ func leaseTestGroup(t *testing.T, c Clock) *Group {
 		t.Fatal(err)
 	}
 	g := &Group{
-		rn: rn, storage: st, reads: newReadState(), clock: newLeaseClock(c),
+		rn: rn, storage: st, reads: newReadState(), clock: newLeaseClock(c), stamps: newStampState(&Config{}),
 		cfg:         Config{HeartbeatInterval: 10 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, ReadMode: ReadModeLease},
 		log:         slog.New(slog.DiscardHandler),
 		metrics:     newMetrics(nil, 1),

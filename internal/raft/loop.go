@@ -137,7 +137,10 @@ func (g *Group) tick() {
 	g.releaseCommits()
 	g.proposeAcks()
 	g.rn.Tick()
-	g.pruneReadRounds(g.clock.now().at)
+	now := g.clock.now().at
+	g.pruneReadRounds(now)
+	g.maybeIdleStamp(now)
+	g.observeStampLag()
 	g.noteActivity()
 	g.maybePromoteLearners()
 	g.checkConfSkipped()
@@ -202,6 +205,7 @@ func (g *Group) step(m *raftpb.Message) {
 		return
 	case raftpb.MsgHeartbeat:
 		g.clampHeartbeatCommit(m)
+
 	default:
 		// Every other type goes to Raft as it came.
 	}
@@ -213,14 +217,28 @@ func (g *Group) step(m *raftpb.Message) {
 // propose appends a batch of proposals as one MsgProp: Raft then appends
 // and broadcasts them once (one MsgApp per follower, one reply each), where
 // a Propose call per entry would send a MsgApp per entry per follower.
+//
+// With stamping on, the whole batch carries one stamp (stamps.go), taken
+// here, as Raft appends it: stamps then follow log order (S1).
 func (g *Group) propose(batch []*proposal) {
+	stamped := g.leaderStamping()
+	var stamp uint64
+	if stamped {
+		stamp = g.assignStamp()
+	}
 	ents := make([]*raftpb.Entry, len(batch))
 	for i, p := range batch {
-		ents[i] = &raftpb.Entry{Data: p.data}
+		ents[i] = &raftpb.Entry{Data: p.entryData(stamped, stamp)}
 	}
 	err := g.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(g.id), Entries: ents})
 	if err == nil {
+		if stamped {
+			g.lastPropose = g.clock.now().at
+		}
 		return
+	}
+	if stamped {
+		g.unassignStamp(stamp)
 	}
 	st := g.rn.BasicStatus()
 	var e error = &NotLeaderError{LeaderID: st.Lead}
@@ -245,6 +263,8 @@ func (g *Group) propose(batch []*proposal) {
 // handleReady processes one Ready in the order Raft requires.
 func (g *Group) handleReady() error {
 	rd := g.rn.Ready()
+	// Stamps first: a node taking office below sets its floor from them.
+	g.stamps.noteEntries(rd.Entries)
 	if rd.SoftState != nil {
 		g.onSoftState(rd.SoftState)
 	}
@@ -252,13 +272,15 @@ func (g *Group) handleReady() error {
 		// Before any message of this Ready goes out: a follower may learn
 		// of (and apply, and serve through ReadIndex) any index up to this
 		// once they do, so a lease read started later must wait for it.
-		g.lease.commit.Store(rd.HardState.GetCommit())
+		// Published with the stamps' commit index (stamps.go, S2).
+		g.stamps.noteCommit(rd.HardState.GetCommit(), &g.lease.commit)
 	}
 	if g.cfg.ReadMode == ReadModeLease {
 		g.fenceLeaseForTransfer(rd.Messages)
 	}
 	isLeader := g.rn.BasicStatus().RaftState == raft.StateLeader
 	if isLeader {
+		g.stampReadResponses(rd.Messages) // after noteCommit above (S2)
 		// The leader may replicate while it writes its own log (see doc.go).
 		g.sendAsLeader(rd.Messages, !commitsConfChange(rd.CommittedEntries))
 	}
@@ -332,6 +354,9 @@ func (g *Group) onSoftState(ss *raft.SoftState) {
 		g.revokeLease()
 	}
 	g.leadershipChanged()
+	if ss.RaftState == raft.StateLeader {
+		g.leaderStamping() // takes office: the floor is set before any read or stamp
+	}
 	if ss.Lead != prev.LeaderID && ss.Lead != raft.None {
 		g.metrics.leaderChanges.Inc()
 		g.log.Info("leader changed", "leader", g.memberName(ss.Lead), "term", g.rn.BasicStatus().GetTerm())
@@ -353,7 +378,7 @@ func (g *Group) notePlacements(ents []*raftpb.Entry) {
 		if e.GetType() != raftpb.EntryNormal {
 			continue
 		}
-		if proposer, seq, _, ok := decodeProposal(e.GetData()); ok && proposer == g.id {
+		if proposer, seq, _, _, ok := decodeProposal(e.GetData()); ok && proposer == g.id {
 			g.pending.placed(seq, e.GetIndex(), e.GetTerm())
 		}
 	}
@@ -379,8 +404,13 @@ func (g *Group) prepareApply(ents []*raftpb.Entry) (applyTask, error) {
 			}
 			if id, ok := decodeAckedRecord(e.GetData()); ok {
 				ae.Meta = []MetaRecord{{Name: ackedName(id), Value: []byte{1}}}
-			} else if proposer, seq, payload, ok := decodeProposal(e.GetData()); ok {
-				ae.Data = payload
+			} else if proposer, seq, stamp, payload, ok := decodeProposal(e.GetData()); ok {
+				ae.Stamp = stamp
+				if len(payload) > 0 {
+					// An empty payload is an idle stamp (Propose
+					// refuses empty payloads): time only, no command.
+					ae.Data = payload
+				}
 				t.owners[i] = owner{proposer, seq}
 			} else {
 				g.metrics.undecodableEntries.Inc()

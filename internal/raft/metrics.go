@@ -34,6 +34,11 @@ type metrics struct {
 	applyBatchBytes    prometheus.Observer
 	applyCutByBytes    prometheus.Counter
 	undecodableEntries prometheus.Counter
+
+	// Replicated time (stamps.go).
+	idleStamps        prometheus.Counter
+	followerReadTimes prometheus.Counter
+	stampLag          prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
@@ -68,6 +73,9 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 		droppedBudget:      c("elastickv_raft_proposals_dropped_uncommitted_total", "Proposal batches the leader dropped because its uncommitted log held --max-uncommitted-mb; their callers retry."),
 		applyCutByBytes:    c("elastickv_raft_apply_batches_cut_by_bytes_total", "Apply batches closed early because they reached --apply-batch-mb of entries."),
 		undecodableEntries: c("elastickv_raft_undecodable_entries_total", "Committed entries this binary could not decode; the group stops at the first."),
+		idleStamps:         c("elastickv_raft_idle_stamps_total", "Empty stamped entries this leader proposed because nothing else was proposed for half the stamp skew bound, so that read times keep up with the clock."),
+		followerReadTimes:  c("elastickv_raft_follower_read_times_total", "Follower ReadIndex requests this leader answered with its read time."),
+		stampLag:           g("elastickv_raft_stamp_lag_seconds", "On the leader with stamping on: its wall clock minus the newest committed stamp (0 elsewhere). Normally commit latency plus up to half the stamp skew bound; large: stamps are not being committed; negative: the leader's clock is behind the stamps (stepped back, or behind its predecessor's), and replicated time stands still until it catches up."),
 	}
 	ph := h("elastickv_raft_propose_duration_seconds", "Time from proposal to applied result on the proposing node.", lat)
 	ah := h("elastickv_raft_apply_duration_seconds", "Time to apply one batch of committed entries (the fsync of sync mode is elastickv_raft_fsm_sync_duration_seconds).", lat)
@@ -78,7 +86,7 @@ func newMetrics(reg prometheus.Registerer, group uint64) *metrics {
 	m.proposeLatency, m.applyLatency, m.applyBatch, m.walSave, m.fsmSync, m.applyBatchBytes = ph, ah, bh, wh, sh, abh
 	if reg != nil {
 		for _, col := range []prometheus.Collector{m.term, m.commit, m.applied, m.isLeader, m.leaderChanges, m.proposalsFailed, m.leaseReads, m.readIndexReads, m.inboundDropped, m.commitClamped, m.snapshots, m.snapshotsInstalled, m.snapshotIndex, m.leaderInfo, m.stateInfo, ph, ah, bh, wh, sh,
-			m.refusedTooLarge, m.droppedBudget, abh, m.applyCutByBytes, m.undecodableEntries} {
+			m.refusedTooLarge, m.droppedBudget, abh, m.applyCutByBytes, m.undecodableEntries, m.idleStamps, m.followerReadTimes, m.stampLag} {
 			_ = reg.Register(col)
 		}
 	}

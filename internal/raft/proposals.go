@@ -7,36 +7,112 @@ import (
 
 // Every normal entry this package proposes starts with a header naming the
 // proposer and a proposer-local sequence number, so the applier can find the
-// caller waiting for it. Layout: version byte, proposer id (8 bytes BE),
-// sequence (8 bytes BE), payload.
+// caller waiting for it. Two versions exist:
+//
+//	v1: version byte 1, proposer id (8 bytes BE), sequence (8 bytes BE), payload
+//	v2: version byte 2, proposer id (8 bytes BE), sequence (8 bytes BE),
+//	    stamp (8 bytes BE, Unix milliseconds), payload
+//
+// v1 is what every binary writes while stamping is off (cluster format 1),
+// byte for byte what binaries before stamps wrote; v2 is written only once
+// the cluster format allows it (Group.EnableStamps), because a binary that
+// predates it stops its group at the first v2 entry (ErrUndecodable). The
+// stamp is the leader's replicated clock (stamps.go). A v2 entry with
+// proposer 0, sequence 0 and no payload is an idle stamp: it carries only
+// time.
 const (
-	headerVersion = 1
-	headerLen     = 1 + 8 + 8
+	headerVersion   = 1
+	headerVersionV2 = 2
+	headerLen       = 1 + 8 + 8
+	headerLenV2     = headerLen + 8
+	// maxHeaderLen is the larger header: the entry size budget counts it
+	// whatever the current version, so a payload accepted before stamps
+	// are enabled still fits once its entry is stamped.
+	maxHeaderLen = headerLenV2
 )
 
+// encodeProposal returns the v1 encoding of a proposal (tests and fuzz
+// seeds; Propose builds a proposalBuf so the loop can choose the version
+// without copying the payload).
 func encodeProposal(proposer, seq uint64, payload []byte) []byte {
 	b := make([]byte, headerLen+len(payload))
-	b[0] = headerVersion
-	binary.BigEndian.PutUint64(b[1:], proposer)
-	binary.BigEndian.PutUint64(b[9:], seq)
+	putHeaderV1(b, proposer, seq)
 	copy(b[headerLen:], payload)
 	return b
 }
 
+// encodeProposalV2 returns the v2 encoding of a proposal stamped at stamp.
+func encodeProposalV2(proposer, seq, stamp uint64, payload []byte) []byte {
+	b := make([]byte, headerLenV2+len(payload))
+	putHeaderV2(b, proposer, seq, stamp)
+	copy(b[headerLenV2:], payload)
+	return b
+}
+
+func putHeaderV1(b []byte, proposer, seq uint64) {
+	b[0] = headerVersion
+	binary.BigEndian.PutUint64(b[1:], proposer)
+	binary.BigEndian.PutUint64(b[9:], seq)
+}
+
+func putHeaderV2(b []byte, proposer, seq, stamp uint64) {
+	b[0] = headerVersionV2
+	binary.BigEndian.PutUint64(b[1:], proposer)
+	binary.BigEndian.PutUint64(b[9:], seq)
+	binary.BigEndian.PutUint64(b[17:], stamp)
+}
+
 // decodeProposal splits an entry's data. ok is false for data this package
-// did not write (which is then applied as having no payload).
-func decodeProposal(b []byte) (proposer, seq uint64, payload []byte, ok bool) {
-	if len(b) < headerLen || b[0] != headerVersion {
-		return 0, 0, nil, false
+// did not write. stamp is 0 for a v1 header (no stamp).
+func decodeProposal(b []byte) (proposer, seq, stamp uint64, payload []byte, ok bool) {
+	switch {
+	case len(b) >= headerLen && b[0] == headerVersion:
+		return binary.BigEndian.Uint64(b[1:]), binary.BigEndian.Uint64(b[9:]), 0, b[headerLen:], true
+	case len(b) >= headerLenV2 && b[0] == headerVersionV2:
+		return binary.BigEndian.Uint64(b[1:]), binary.BigEndian.Uint64(b[9:]), binary.BigEndian.Uint64(b[17:]), b[headerLenV2:], true
 	}
-	return binary.BigEndian.Uint64(b[1:]), binary.BigEndian.Uint64(b[9:]), b[headerLen:], true
+	return 0, 0, 0, nil, false
+}
+
+// entryStamp is the stamp of a normal entry's data, or 0 for one without.
+func entryStamp(b []byte) uint64 {
+	if len(b) >= headerLenV2 && b[0] == headerVersionV2 {
+		return binary.BigEndian.Uint64(b[17:])
+	}
+	return 0
+}
+
+// newProposalBuf lays out a proposal so that either header version can be
+// written in front of the payload without copying it: the payload starts
+// at headerLenV2, a v1 header occupies the 17 bytes before it and a v2
+// header the 25. The v1 entry is then buf[8:], byte for byte what
+// encodeProposal returns.
+func newProposalBuf(proposer, seq uint64, payload []byte) []byte {
+	b := make([]byte, headerLenV2+len(payload))
+	copy(b[headerLenV2:], payload)
+	putHeaderV1(b[headerLenV2-headerLen:], proposer, seq)
+	return b
 }
 
 // proposal is one caller waiting for its entry to be applied.
 type proposal struct {
-	seq  uint64
-	data []byte // header + payload, as proposed
+	seq uint64
+	// buf is the entry with room for either header (newProposalBuf); the
+	// event loop writes the header it proposes (entryData) and never
+	// touches buf again.
+	buf  []byte
 	done chan proposalResult
+}
+
+// entryData returns the entry to propose: v1 bytes, or v2 stamped at stamp
+// when stamped is true. Loop only, once per proposal.
+func (p *proposal) entryData(stamped bool, stamp uint64) []byte {
+	if !stamped {
+		return p.buf[headerLenV2-headerLen:]
+	}
+	proposer := binary.BigEndian.Uint64(p.buf[headerLenV2-headerLen+1:])
+	putHeaderV2(p.buf, proposer, p.seq, stamp)
+	return p.buf
 }
 
 type proposalResult struct {

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"testing"
 	"time"
@@ -12,15 +13,43 @@ import (
 
 func TestProposalHeaderRoundTrip(t *testing.T) {
 	b := encodeProposal(7, 42, []byte("payload"))
-	p, s, payload, ok := decodeProposal(b)
+	p, s, st, payload, ok := decodeProposal(b)
 	require.True(t, ok)
 	require.Equal(t, uint64(7), p)
 	require.Equal(t, uint64(42), s)
+	require.Zero(t, st, "a v1 header carries no stamp")
 	require.Equal(t, []byte("payload"), payload)
-	for _, bad := range [][]byte{nil, {headerVersion}, append([]byte{9}, b[1:]...)} {
-		_, _, _, ok := decodeProposal(bad)
-		require.False(t, ok)
+	b2 := encodeProposalV2(7, 42, 1_700_000_000_123, []byte("payload"))
+	p, s, st, payload, ok = decodeProposal(b2)
+	require.True(t, ok)
+	require.Equal(t, []uint64{7, 42, 1_700_000_000_123}, []uint64{p, s, st})
+	require.Equal(t, []byte("payload"), payload)
+	for _, bad := range [][]byte{nil, {headerVersion}, append([]byte{9}, b[1:]...),
+		b2[:headerLenV2-1], {headerVersionV2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}} {
+		_, _, _, _, ok := decodeProposal(bad)
+		require.False(t, ok, "%x", bad)
 	}
+}
+
+// TestProposalHeaderGoldenBytes pins both header versions byte for byte:
+// v1 is what every binary before stamps wrote and still reads, and what
+// this one writes while stamping is off; a change to either breaks mixed
+// clusters and replay of old logs.
+func TestProposalHeaderGoldenBytes(t *testing.T) {
+	const (
+		v1 = "01" + "0000000000000007" + "000000000000002a" + "7061796c6f6164"
+		v2 = "02" + "0000000000000007" + "000000000000002a" + "0000018bcfe56b7b" + "7061796c6f6164"
+	)
+	require.Equal(t, v1, hex.EncodeToString(encodeProposal(7, 42, []byte("payload"))))
+	require.Equal(t, v2, hex.EncodeToString(encodeProposalV2(7, 42, 1_700_000_000_891, []byte("payload"))))
+	// What the loop proposes from a proposal buffer, stamping off and on.
+	off := &proposal{seq: 42, buf: newProposalBuf(7, 42, []byte("payload"))}
+	require.Equal(t, v1, hex.EncodeToString(off.entryData(false, 0)))
+	on := &proposal{seq: 42, buf: newProposalBuf(7, 42, []byte("payload"))}
+	require.Equal(t, v2, hex.EncodeToString(on.entryData(true, 1_700_000_000_891)))
+	// An idle stamp: proposer 0, sequence 0, no payload.
+	require.Equal(t, "02"+"0000000000000000"+"0000000000000000"+"0000018bcfe56b7b",
+		hex.EncodeToString(encodeProposalV2(0, 0, 1_700_000_000_891, nil)))
 }
 
 func newProposal(seq uint64) *proposal {

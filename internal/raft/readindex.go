@@ -12,6 +12,7 @@ type readRequest struct {
 
 type readResult struct {
 	index uint64
+	time  uint64 // the read time R (stamps.go)
 	err   error
 }
 
@@ -129,10 +130,10 @@ func (g *Group) sendRound(b *readBatch, now instant) {
 
 // readIndexReady answers the batch of the round Raft answered.
 func (g *Group) readIndexReady(ctx []byte, index uint64) {
-	if len(ctx) != 8 {
+	seq, at, hasTime, ok := splitReadCtx(ctx)
+	if !ok {
 		return
 	}
-	seq := binary.BigEndian.Uint64(ctx)
 	r, ok := g.reads.rounds[seq]
 	if !ok {
 		return
@@ -143,8 +144,18 @@ func (g *Group) readIndexReady(ctx []byte, index uint64) {
 	if r.batch.done {
 		return
 	}
+	if hasTime {
+		// The leader's R (it stamps, even if this node has not yet
+		// applied the format raise): remember it, so that should this
+		// node lead next, it never serves or stamps below it.
+		g.stamps.learnServed(at)
+	} else {
+		// This node's own round as leader (Raft answered it locally),
+		// or a leader that sent no time.
+		index, at = g.localReadTime(index)
+	}
 	for _, req := range r.batch.reqs {
-		req.done <- readResult{index: index}
+		req.done <- readResult{index: index, time: at}
 	}
 	g.finishBatch(r.batch)
 }

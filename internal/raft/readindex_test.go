@@ -24,7 +24,7 @@ func readTestGroup(t *testing.T) *Group {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Group{rn: rn, reads: newReadState(), clock: newLeaseClock(nil), cfg: Config{HeartbeatInterval: 10 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond}}
+	return &Group{rn: rn, reads: newReadState(), clock: newLeaseClock(nil), stamps: newStampState(&Config{}), metrics: newMetrics(nil, 1), cfg: Config{HeartbeatInterval: 10 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond}}
 }
 
 func roundCtx(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }

@@ -44,10 +44,16 @@ var ErrCorruptSnapshot = errors.New("corrupt snapshot file")
 // snapDescriptor is what a Raft snapshot's Data carries: where the image is
 // and the membership (names and addresses) at the snapshot, so a follower
 // installing it can reach its peers before the image is even restored.
+//
+// Stamp is the newest entry stamp the image covers (stamps.go), 0 when
+// unknown or before stamps: a follower installing the snapshot counts it
+// as in its log, so that should it lead, its first stamps are above every
+// stamp committed. Binaries before stamps ignore the field.
 type snapDescriptor struct {
 	File    string   `json:"file"`
 	Size    int64    `json:"size"`
 	Members []Member `json:"members"`
+	Stamp   uint64   `json:"stamp,omitempty"`
 }
 
 func snapName(index, term uint64) string {

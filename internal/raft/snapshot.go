@@ -43,6 +43,7 @@ type localSnap struct {
 type restoreTask struct {
 	path  string
 	index uint64
+	stamp uint64 // the descriptor's: newest stamp the image covers
 }
 
 // maybeSnapshot starts a snapshot after t was applied if enough entries
@@ -80,6 +81,7 @@ func (g *Group) maybeSnapshot(t *applyTask) {
 	g.logBytes = 0
 	meta := &raftpb.SnapshotMetadata{ConfState: t.confState, Index: proto.Uint64(img.Index()), Term: proto.Uint64(t.lastTerm)}
 	members := sortedMembers(t.members)
+	stamp := g.appliedStamp.Load() // the applier's, as of the image's index
 	g.bg.Add(1)
 	go func() {
 		defer g.bg.Done()
@@ -93,7 +95,7 @@ func (g *Group) maybeSnapshot(t *applyTask) {
 			err = g.cfg.StateMachine.Sync()
 		}
 		if err == nil {
-			res.desc, err = encodeDescriptor(snapDescriptor{File: name, Size: size, Members: members})
+			res.desc, err = encodeDescriptor(snapDescriptor{File: name, Size: size, Members: members, Stamp: stamp})
 		}
 		res.err = err
 		select {
@@ -250,8 +252,11 @@ func (g *Group) installReceivedSnapshot(snap *raftpb.Snapshot) (*restoreTask, er
 	for _, l := range snap.GetMetadata().GetConfState().GetLearners() {
 		g.isLearner = g.isLearner || l == g.id
 	}
+	// Every entry the image covers is now in this node's log as far as
+	// its floor and committed stamp are concerned.
+	g.stamps.noteCovered(idx, d.Stamp)
 	g.log.Info("installing snapshot from leader", "index", idx, "file", d.File)
-	return &restoreTask{path: path, index: idx}, nil
+	return &restoreTask{path: path, index: idx, stamp: d.Stamp}, nil
 }
 
 // restore runs a restore task; applier only.
@@ -271,6 +276,7 @@ func (g *Group) restore(rt *restoreTask) error {
 	// A proposal placed at or below the snapshot may be inside it or may
 	// have been overwritten: this node cannot tell which.
 	g.pending.failPlacedUpTo(rt.index, ErrProposalUnknown)
+	g.appliedStamp.Store(max(rt.stamp, smAppliedStamp(g.cfg.StateMachine)))
 	g.applied.advance(rt.index)
 	g.metrics.snapshotsInstalled.Inc()
 	return nil

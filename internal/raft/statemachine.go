@@ -9,6 +9,14 @@ type ApplyEntry struct {
 	// Data is the proposed payload, or nil for entries without one (leader
 	// no-ops, configuration changes).
 	Data []byte
+	// Stamp is the entry's replicated time, Unix milliseconds, assigned by
+	// the leader that proposed it (stamps.go), or 0 for an entry without
+	// one (entries of cluster format 1, leader no-ops, configuration
+	// changes, acknowledgement records). Stamps never decrease in log
+	// order; an entry with Data nil and a Stamp is an idle stamp, which
+	// only moves time forward. The state machine's apply time is
+	// max(Stamp, previous apply time).
+	Stamp uint64
 	// Meta are records to store atomically with this entry (the membership
 	// after a configuration change), so that the state machine's copy of the
 	// membership always matches its applied index.
@@ -52,6 +60,18 @@ type StateMachine interface {
 	Restore(r io.Reader, index uint64) error
 	// Sync makes everything applied so far durable.
 	Sync() error
+}
+
+// AppliedStamper is an optional StateMachine capability: the newest stamp
+// (ApplyEntry.Stamp) among the entries the state machine holds, including
+// those it received in a snapshot image, persisted with its applied index.
+// The group reads it at Open and after restoring a snapshot, because the
+// entries it covers may no longer be in the log, and a leader's first
+// stamps must be above every stamp ever committed (stamps.go). Without it
+// the group knows only the stamps it saw in its log and in received
+// snapshot descriptors.
+type AppliedStamper interface {
+	AppliedStamp() uint64
 }
 
 // StateSnapshot is a point-in-time image of a StateMachine.

@@ -106,7 +106,7 @@ func openDisk(cfg *Config, log *slog.Logger) (*diskState, error) {
 			_ = w.Close()
 			return nil, err
 		}
-		desc, err := encodeDescriptor(snapDescriptor{File: filepath.Base(sf.path), Size: sf.size, Members: members})
+		desc, err := encodeDescriptor(snapDescriptor{File: filepath.Base(sf.path), Size: sf.size, Members: members, Stamp: smAppliedStamp(cfg.StateMachine)})
 		if err != nil {
 			_ = w.Close()
 			return nil, err

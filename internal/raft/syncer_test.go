@@ -144,7 +144,7 @@ func TestControlRequestsAreServedUnderAWriteFlood(t *testing.T) {
 			defer wg.Done()
 			for i := 0; ; i++ {
 				p := &proposal{seq: g.seq.Add(1), done: make(chan proposalResult, 1)}
-				p.data = encodeProposal(g.id, p.seq, []byte(fmt.Sprintf("w%d-%d", w, i)))
+				p.buf = newProposalBuf(g.id, p.seq, []byte(fmt.Sprintf("w%d-%d", w, i)))
 				g.pending.add(p)
 				select {
 				case g.propc <- p:
