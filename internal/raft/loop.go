@@ -140,6 +140,7 @@ func (g *Group) tick() {
 	g.pruneReadRounds(g.clock.now().at)
 	g.noteActivity()
 	g.maybePromoteLearners()
+	g.maybeUpdateFormats()
 	g.checkConfSkipped()
 }
 
