@@ -21,6 +21,10 @@ type Member struct {
 	// AutoPromote marks a learner that the leader promotes to voter once it
 	// has caught up (a node that joined a running cluster).
 	AutoPromote bool `json:"auto_promote,omitempty"`
+	// MaxFormat is the highest log format version the member's binary
+	// supports, as last recorded by a leader (format.go); 0 (absent, as
+	// in records written before format versions) means 1.
+	MaxFormat uint8 `json:"max_format,omitempty"`
 }
 
 // ID returns the Raft id derived from the member's name. Deriving it lets
@@ -130,6 +134,10 @@ type Config struct {
 	// segments (64 MiB each) are kept.
 	MaxSnapshots int
 	MaxWALFiles  int
+	// LocalMaxFormat is the highest log format version this binary
+	// supports. Bootstrap records that state none get it, and the leader
+	// keeps its own record equal to it (format.go); 0 leaves both alone.
+	LocalMaxFormat uint8
 	// Transport carries messages to peers.
 	Transport transport.Transport
 	// Logger is the structured logger; nil means slog.Default().

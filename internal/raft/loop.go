@@ -143,6 +143,7 @@ func (g *Group) tick() {
 	g.observeStampLag()
 	g.noteActivity()
 	g.maybePromoteLearners()
+	g.maybeUpdateFormats()
 	g.checkConfSkipped()
 }
 

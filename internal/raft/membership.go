@@ -183,7 +183,7 @@ func (g *Group) PromoteMember(ctx context.Context, name string) error {
 			return nil, cur, "", fmt.Errorf("promote %s: %w", name, ErrNotLearner)
 		}
 		// The promoted record drops AutoPromote: the member is a voter now.
-		m := Member{Name: cur.Name, Addr: cur.Addr}
+		m := Member{Name: cur.Name, Addr: cur.Addr, MaxFormat: cur.MaxFormat}
 		return &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id)}, m, "promote " + name, nil
 	})
 }
@@ -425,7 +425,7 @@ func (g *Group) maybePromoteLearners() {
 			return
 		}
 		if g.active(id, pr) && pr.State == tracker.StateReplicate && pr.Match+lag >= last {
-			pick = &Member{Name: m.Name, Addr: m.Addr}
+			pick = &Member{Name: m.Name, Addr: m.Addr, MaxFormat: m.MaxFormat}
 		}
 	})
 	if pick == nil {
