@@ -21,10 +21,6 @@ type ApplyEntry struct {
 	// after a configuration change), so that the state machine's copy of the
 	// membership always matches its applied index.
 	Meta []MetaRecord
-	// Stamp is the leader's wall-clock time (Unix milliseconds) carried by
-	// the entry's proposal header (version 2), or 0 when the entry has
-	// none. The state machine derives its replicated apply time from it.
-	Stamp uint64
 }
 
 // MetaRecord is a named blob the group asks the state machine to keep.
