@@ -551,3 +551,28 @@ func TestV2DueKeysHonoursLimitAndTime(t *testing.T) {
 	require.Len(t, due(d.clock+100, 7), 7)
 	require.Len(t, due(d.clock+100, 100), 20)
 }
+
+// Deleting a key whose elements live in another slot (after a cross-slot
+// RENAME, which later issues add) drops the elements and the loan row.
+func TestV2DeleteDropsForeignElementsAndLoan(t *testing.T) {
+	d := newV2(t)
+	key := []byte("h")
+	other := (keyspace.HashSlot(key) + 1) % keyspace.SlotCount
+	sid := keyspace.Stamp{Index: 1, Pos: 7}
+	m := keyspace.Meta{Type: keyspace.TypeHash, Version: sid, LastWrite: sid, StorageID: sid, Foreign: true, ElemSlot: other, Len: 1}
+	rec, err := keyspace.EncodeMeta(&m)
+	require.NoError(t, err)
+	b := d.s.db.NewBatch()
+	require.NoError(t, b.Set(keyspace.MetaKey(key), rec, nil))
+	require.NoError(t, b.Set(keyspace.AppendHashFieldKey(nil, other, sid, []byte("f")), []byte("v"), nil))
+	require.NoError(t, b.Set(keyspace.AppendLoanKey(nil, other, sid), key, nil))
+	require.NoError(t, b.Set(keyspace.KeyCountRow, keyspace.EncodeCount(1), nil))
+	require.NoError(t, b.Commit(nil))
+
+	r := d.apply(Command{Op: OpGetDel, Keys: [][]byte{key}})
+	require.Equal(t, ResultError, r.Kind, "GETDEL of a hash is WRONGTYPE")
+	require.Equal(t, int64(1), d.apply(Command{Op: OpDel, Keys: [][]byte{key}}).Int)
+	require.Equal(t, 0, countElementRows(t, d.s))
+	require.Equal(t, 0, countRows(t, d.s, 0x04), "loan row dropped")
+	requireCountsMatchRows(t, d.s)
+}

@@ -355,6 +355,13 @@ func (w *writeSet) writeTo2(b *pebble.Batch) error {
 			if err := b.DeleteRange(lo, hi, nil); err != nil {
 				return fmt.Errorf("drop elements: %w", err)
 			}
+			if s.orig.Foreign {
+				// The elements were on loan from another slot (a
+				// cross-slot RENAME): the loan row goes with them.
+				if err := b.Delete(keyspace.AppendLoanKey(nil, s.orig.ElemSlot, s.orig.StorageID), nil); err != nil {
+					return fmt.Errorf("drop loan: %w", err)
+				}
+			}
 		}
 		origExp := uint64(0)
 		if origV2 {
