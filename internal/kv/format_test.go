@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/elastickv/elastickv/internal/kv/keyspace"
+	"github.com/elastickv/elastickv/internal/raft"
 )
 
 // openV2 opens a store and raises it to format 2 at index 1, as a fresh
@@ -183,4 +184,15 @@ func TestOpSetIgnoresExpiryFlagsAtFormat2(t *testing.T) {
 	ki, ok := d.lookup("k")
 	require.True(t, ok)
 	require.Equal(t, uint64(0), ki.ExpireAt)
+}
+
+// The Raft group reads the newest applied stamp from the state machine at
+// Open and after a restore, so a new leader stamps above it.
+func TestStateMachineReportsItsAppliedStamp(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	sm, ok := s.StateMachine().(raft.AppliedStamper)
+	require.True(t, ok)
+	_, err := sm.(raft.StateMachine).Apply([]raft.ApplyEntry{{Index: 1, Stamp: 4242}}) // an idle stamp: no data
+	require.NoError(t, err)
+	require.Equal(t, uint64(4242), sm.AppliedStamp())
 }

@@ -43,3 +43,9 @@ func (m raftMachine) Snapshot() (raft.StateSnapshot, error) { return m.s.Snapsho
 func (m raftMachine) Restore(r io.Reader, index uint64) error { return m.s.Restore(r, index) }
 
 func (m raftMachine) Sync() error { return m.s.Sync() }
+
+// AppliedStamp implements raft.AppliedStamper: the apply time is the
+// largest stamp applied (stamps never decrease in log order, and an
+// installed image carries the sender's apply time), persisted with the
+// applied index.
+func (m raftMachine) AppliedStamp() uint64 { return m.s.ApplyTime() }
