@@ -595,3 +595,44 @@ func TestStampStateTracksTheLog(t *testing.T) {
 }
 
 type atomicU64 struct{ v atomic.Uint64 }
+
+// TestSnapshotDescriptorCarriesNewestStamp: a snapshot's descriptor, which
+// a follower installing it counts as part of its log, records the newest
+// stamp the image covers.
+func TestSnapshotDescriptorCarriesNewestStamp(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sm := newStampMachine()
+	g := openSoloLeader(t, sm, func(cfg *Config) {
+		cfg.Stamps = true
+		cfg.SnapshotCount = 10
+		cfg.SnapshotCatchUpEntries = 2
+	})
+	defer func() { require.NoError(t, g.Close()) }()
+	for i := range 25 {
+		proposeStamped(t, g, fmt.Sprintf("s%d", i))
+	}
+	var (
+		data []byte
+		idx  uint64
+	)
+	require.Eventually(t, func() bool {
+		err := g.inLoop(context.Background(), func() {
+			if snap, err := g.storage.Snapshot(); err == nil {
+				data, idx = snap.GetData(), snap.GetMetadata().GetIndex()
+			}
+		})
+		return err == nil && idx > 0
+	}, 10*time.Second, 5*time.Millisecond)
+	d, err := decodeDescriptor(data)
+	require.NoError(t, err)
+	sm.mu.Lock()
+	var want uint64
+	for i, s := range sm.stamps {
+		if i <= idx {
+			want = max(want, s)
+		}
+	}
+	sm.mu.Unlock()
+	require.NotZero(t, want)
+	require.Equal(t, want, d.Stamp, "the descriptor of the snapshot at %d", idx)
+}
