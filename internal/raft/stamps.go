@@ -322,8 +322,10 @@ func (g *Group) unassignStamp(t uint64) {
 // every MsgReadIndexResp it is about to send, and raises the response's
 // read index to the commit index R is computed at. Raft echoes the
 // follower's context in the response, so the follower finds its round and
-// the time (splitReadCtx). Raft answers a read only once this leader has
-// committed an entry of its term, so R obeys S3 here; and the follower
+// the time (splitReadCtx). Only a leader makes these responses, and Raft
+// answers a read only once the leader has committed an entry of its term,
+// so R obeys S3 here, even if this node stepped down in the same pass
+// (its floor and committed stamp are what they were); and the follower
 // waits for an index >= the commit index R's bound P was taken at, so R
 // obeys S2 (a higher read index than Raft's is still linearizable: every
 // entry up to it committed before the answer was sent). Loop only, before
@@ -331,7 +333,7 @@ func (g *Group) unassignStamp(t uint64) {
 func (g *Group) stampReadResponses(msgs []*raftpb.Message) {
 	for _, m := range msgs {
 		if m.GetType() != raftpb.MsgReadIndexResp || m.GetTo() == g.id || len(m.GetEntries()) != 1 ||
-			len(m.GetEntries()[0].GetData()) != readCtxLen || !g.leaderStamping() {
+			len(m.GetEntries()[0].GetData()) != readCtxLen || !g.stamps.enabled.Load() {
 			continue
 		}
 		s := g.stamps
@@ -351,23 +353,15 @@ func (g *Group) stampReadResponses(msgs []*raftpb.Message) {
 	}
 }
 
-// localReadTime is the read index and time for a round Raft answered
-// without a time from a leader: this node's own round as leader (then
-// R is computed now, and the index raised to the commit index it is
-// computed at, as for a follower's), or, without stamping, the wall clock.
-// A follower whose leader sent no time gets 0 with stamping on: the state
-// machine then evaluates at its apply time. Loop only.
-func (g *Group) localReadTime(index uint64) (uint64, uint64) {
+// localTimedRead is the read index and time for this node's own round,
+// which Raft answered while it led: R is computed now, and the index
+// raised to the commit index R is bounded at, as for a follower's read
+// (stampReadResponses). Loop only.
+func (g *Group) localTimedRead(index uint64) (uint64, uint64) {
 	s := g.stamps
-	if g.leaderStamping() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return max(index, s.commit), s.readTimeLocked()
-	}
-	if s.enabled.Load() {
-		return index, 0
-	}
-	return index, s.wallTimeServed()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(index, s.commit), s.readTimeLocked()
 }
 
 // wallTimeServed is R without stamping: the wall clock, recorded as served
