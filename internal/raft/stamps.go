@@ -33,7 +33,11 @@ import (
 // own round, or a follower's MsgReadIndexResp, whose context then carries
 // R back: stampReadResponses), and the read's wait index is raised to the
 // commit index R was computed at. A lease read computes R when it is
-// served. A follower's read uses its leader's R.
+// served. A follower's read uses its leader's R; a round answered without
+// one (a leader that has not turned stamping on yet) is sent again rather
+// than served at a time the follower would have to guess. P counts the
+// stamps this loop pass assigned and Raft has not yet handed back in a
+// Ready: a lease read may run between the two.
 //
 // Invariant S1 (stamps never decrease in log order). Within a term the
 // leader assigns T in proposal order and every T >= the previous one. A
@@ -66,12 +70,12 @@ import (
 // before L2 answers any read (ReadIndex waits for it; a lease needs a
 // completed round), and R is computed only when answering. Its P is then
 // a stamp of its own term, >= its floor. So every term of min(...) is >=
-// R1. A follower returns its leader's R, and
-// the state machine evaluates at max(R, its apply time); its apply time is
-// a committed stamp C <= what that leader and every later one will use as
-// C + Δ's base, so apply times do not break S3 either: R2 >= C2 >= any
-// apply time reached before. And by S2, nothing stamped afterwards
-// applies below R1.
+// R1. A follower returns its leader's R, and the state machine evaluates
+// at max(R, its apply time). An apply time is a committed stamp, and
+// every R a leader computes is >= its C (T_now, C + Δ and P all are, by
+// S1), which is >= any stamp committed before, so apply times do not
+// break S3 either. And by S2, nothing stamped afterwards applies below
+// R1.
 //
 // Δ and the clocks. Δ (DefaultStampSkew, 500 ms) is the assumed bound on
 // the difference between any two nodes' wall clocks. It is not needed for
