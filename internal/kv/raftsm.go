@@ -43,12 +43,3 @@ func (m raftMachine) Snapshot() (raft.StateSnapshot, error) { return m.s.Snapsho
 func (m raftMachine) Restore(r io.Reader, index uint64) error { return m.s.Restore(r, index) }
 
 func (m raftMachine) Sync() error { return m.s.Sync() }
-
-// AppliedStamp implements raft.AppliedStamper. The apply time is the newest
-// stamp the store applied or restored from a snapshot image, persisted with
-// the applied index: the group counts it as part of its log at Open and in
-// the snapshots it sends, so a leader's first stamps exceed every stamp
-// committed, even those compacted out of the log.
-func (m raftMachine) AppliedStamp() uint64 { return m.s.ApplyTime() }
-
-var _ raft.AppliedStamper = raftMachine{}
