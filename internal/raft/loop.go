@@ -206,7 +206,6 @@ func (g *Group) step(m *raftpb.Message) {
 		return
 	case raftpb.MsgHeartbeat:
 		g.clampHeartbeatCommit(m)
-
 	default:
 		// Every other type goes to Raft as it came.
 	}
