@@ -361,11 +361,10 @@ func (g *Group) ReadIndex(ctx context.Context) error {
 // ReadAt is ReadIndex that also returns the read time R, Unix
 // milliseconds, at which the caller must evaluate expiry (stamps.go): the
 // time the leader computed for this read, or with stamping off the wall
-// clock. R never decreases across reads that do not overlap, on any
-// nodes, and no entry applied after the state the read sees applies at a
-// time below R. R may be 0 (stamping on, no leader time available): the
-// state machine then uses its own apply time, as it does whenever that
-// is later than R.
+// clock. With stamping on, R never decreases across reads that do not
+// overlap, on any nodes, and no entry applied after the state the read
+// sees applies at a time below R. The state machine evaluates at
+// max(R, its apply time): until the first stamp commits, R is small.
 func (g *Group) ReadAt(ctx context.Context) (uint64, error) {
 	if err := g.fatal(); err != nil {
 		return 0, err // not even under a lease: this node's state may be behind its own log

@@ -44,6 +44,20 @@ func ParseReadMode(s string) (ReadMode, error) {
 
 // LeaseMaxClockDrift bounds how much faster any node's monotonic clock may
 // run than the leader's (0.1 = 10%). The lease is shortened by this factor.
+//
+// It is one of the two clock assumptions; the other is StampSkew
+// (DefaultStampSkew, 500 ms, stamps.go), the bound on the offset between
+// nodes' wall clocks that replicated time uses. They are independent: the
+// lease compares one node's monotonic readings over at most an election
+// timeout, so only rates matter to it and an offset of hours is harmless;
+// stamps compare wall clocks across nodes, so only offsets matter, and a
+// rate error shows up as offset only over time, which NTP corrects. The
+// lease's bound is needed for safety (a stale read); the stamps' is not
+// (replicated time never goes back whatever the clocks do): it bounds
+// only how far replicated time, and so expiry, strays from the clocks. A
+// read runs at most StampSkew ahead of the newest committed stamp; each
+// leader change moves time at least StampSkew ahead of the newest stamp,
+// after which it stands still until the new leader's clock passes it.
 const LeaseMaxClockDrift = 0.1
 
 // The leader lease.

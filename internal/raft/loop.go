@@ -206,7 +206,6 @@ func (g *Group) step(m *raftpb.Message) {
 		return
 	case raftpb.MsgHeartbeat:
 		g.clampHeartbeatCommit(m)
-
 	default:
 		// Every other type goes to Raft as it came.
 	}
@@ -279,9 +278,12 @@ func (g *Group) handleReady() error {
 	if g.cfg.ReadMode == ReadModeLease {
 		g.fenceLeaseForTransfer(rd.Messages)
 	}
+	// After noteCommit above (S2); whatever this node's role now: the
+	// responses were made while it led, and may go out after it stepped
+	// down in this same pass.
+	g.stampReadResponses(rd.Messages)
 	isLeader := g.rn.BasicStatus().RaftState == raft.StateLeader
 	if isLeader {
-		g.stampReadResponses(rd.Messages) // after noteCommit above (S2)
 		// The leader may replicate while it writes its own log (see doc.go).
 		g.sendAsLeader(rd.Messages, !commitsConfChange(rd.CommittedEntries))
 	}

@@ -3,6 +3,8 @@ package raft
 import (
 	"encoding/binary"
 	"time"
+
+	"go.etcd.io/raft/v3"
 )
 
 // readRequest is one caller waiting for a read index.
@@ -37,6 +39,10 @@ type readBatch struct {
 type readRound struct {
 	batch   *readBatch
 	started instant // read from g.clock before the round was sent
+	// asLeader: sent while this node led, so Raft answers it locally
+	// (leader reads are never forwarded) and the read time is this
+	// node's to compute.
+	asLeader bool
 }
 
 // readState is the event loop's bookkeeping for reads; loop goroutine only.
@@ -122,7 +128,7 @@ func (g *Group) sendRound(b *readBatch, now instant) {
 	binary.BigEndian.PutUint64(ctx[:], rs.seq)
 	// now is taken before Raft sends the round's heartbeats, so a lease
 	// measured from it is never longer than the truth.
-	rs.rounds[rs.seq] = readRound{batch: b, started: now}
+	rs.rounds[rs.seq] = readRound{batch: b, started: now, asLeader: g.rn.BasicStatus().RaftState == raft.StateLeader}
 	rs.current, rs.currentStart = b, now.at
 	g.lease.lastRound = now.at
 	g.rn.ReadIndex(ctx[:])
@@ -144,15 +150,28 @@ func (g *Group) readIndexReady(ctx []byte, index uint64) {
 	if r.batch.done {
 		return
 	}
-	if hasTime {
+	switch {
+	case hasTime:
 		// The leader's R (it stamps, even if this node has not yet
 		// applied the format raise): remember it, so that should this
 		// node lead next, it never serves or stamps below it.
 		g.stamps.learnServed(at)
-	} else {
-		// This node's own round as leader (Raft answered it locally),
-		// or a leader that sent no time.
-		index, at = g.localReadTime(index)
+	case !g.stamps.enabled.Load():
+		at = g.stamps.wallTimeServed() // format 1: no expiry
+	case r.asLeader:
+		// Raft answered this node's own round while it led (it may have
+		// stepped down since in this pass; the answer still came after
+		// a commit of its term, which is what S3 needs).
+		index, at = g.localTimedRead(index)
+	default:
+		// A leader that sent no time: it has not turned stamping on yet
+		// (the format raise is applied here and not there). No time this
+		// node could pick is known to be safe, so the batch goes out
+		// again at once, until the leader stamps.
+		if g.reads.current == r.batch {
+			g.reads.resend = true
+		}
+		return
 	}
 	for _, req := range r.batch.reqs {
 		req.done <- readResult{index: index, time: at}

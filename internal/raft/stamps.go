@@ -33,7 +33,11 @@ import (
 // own round, or a follower's MsgReadIndexResp, whose context then carries
 // R back: stampReadResponses), and the read's wait index is raised to the
 // commit index R was computed at. A lease read computes R when it is
-// served. A follower's read uses its leader's R.
+// served. A follower's read uses its leader's R; a round answered without
+// one (a leader that has not turned stamping on yet) is sent again rather
+// than served at a time the follower would have to guess. P counts the
+// stamps this loop pass assigned and Raft has not yet handed back in a
+// Ready: a lease read may run between the two.
 //
 // Invariant S1 (stamps never decrease in log order). Within a term the
 // leader assigns T in proposal order and every T >= the previous one. A
@@ -66,12 +70,12 @@ import (
 // before L2 answers any read (ReadIndex waits for it; a lease needs a
 // completed round), and R is computed only when answering. Its P is then
 // a stamp of its own term, >= its floor. So every term of min(...) is >=
-// R1. A follower returns its leader's R, and
-// the state machine evaluates at max(R, its apply time); its apply time is
-// a committed stamp C <= what that leader and every later one will use as
-// C + Δ's base, so apply times do not break S3 either: R2 >= C2 >= any
-// apply time reached before. And by S2, nothing stamped afterwards
-// applies below R1.
+// R1. A follower returns its leader's R, and the state machine evaluates
+// at max(R, its apply time). An apply time is a committed stamp, and
+// every R a leader computes is >= its C (T_now, C + Δ and P all are, by
+// S1), which is >= any stamp committed before, so apply times do not
+// break S3 either. And by S2, nothing stamped afterwards applies below
+// R1.
 //
 // Δ and the clocks. Δ (DefaultStampSkew, 500 ms) is the assumed bound on
 // the difference between any two nodes' wall clocks. It is not needed for
@@ -322,8 +326,10 @@ func (g *Group) unassignStamp(t uint64) {
 // every MsgReadIndexResp it is about to send, and raises the response's
 // read index to the commit index R is computed at. Raft echoes the
 // follower's context in the response, so the follower finds its round and
-// the time (splitReadCtx). Raft answers a read only once this leader has
-// committed an entry of its term, so R obeys S3 here; and the follower
+// the time (splitReadCtx). Only a leader makes these responses, and Raft
+// answers a read only once the leader has committed an entry of its term,
+// so R obeys S3 here, even if this node stepped down in the same pass
+// (its floor and committed stamp are what they were); and the follower
 // waits for an index >= the commit index R's bound P was taken at, so R
 // obeys S2 (a higher read index than Raft's is still linearizable: every
 // entry up to it committed before the answer was sent). Loop only, before
@@ -331,7 +337,7 @@ func (g *Group) unassignStamp(t uint64) {
 func (g *Group) stampReadResponses(msgs []*raftpb.Message) {
 	for _, m := range msgs {
 		if m.GetType() != raftpb.MsgReadIndexResp || m.GetTo() == g.id || len(m.GetEntries()) != 1 ||
-			len(m.GetEntries()[0].GetData()) != readCtxLen || !g.leaderStamping() {
+			len(m.GetEntries()[0].GetData()) != readCtxLen || !g.stamps.enabled.Load() {
 			continue
 		}
 		s := g.stamps
@@ -351,23 +357,15 @@ func (g *Group) stampReadResponses(msgs []*raftpb.Message) {
 	}
 }
 
-// localReadTime is the read index and time for a round Raft answered
-// without a time from a leader: this node's own round as leader (then
-// R is computed now, and the index raised to the commit index it is
-// computed at, as for a follower's), or, without stamping, the wall clock.
-// A follower whose leader sent no time gets 0 with stamping on: the state
-// machine then evaluates at its apply time. Loop only.
-func (g *Group) localReadTime(index uint64) (uint64, uint64) {
+// localTimedRead is the read index and time for this node's own round,
+// which Raft answered while it led: R is computed now, and the index
+// raised to the commit index R is bounded at, as for a follower's read
+// (stampReadResponses). Loop only.
+func (g *Group) localTimedRead(index uint64) (uint64, uint64) {
 	s := g.stamps
-	if g.leaderStamping() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return max(index, s.commit), s.readTimeLocked()
-	}
-	if s.enabled.Load() {
-		return index, 0
-	}
-	return index, s.wallTimeServed()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(index, s.commit), s.readTimeLocked()
 }
 
 // wallTimeServed is R without stamping: the wall clock, recorded as served

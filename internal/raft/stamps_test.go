@@ -595,3 +595,68 @@ func TestStampStateTracksTheLog(t *testing.T) {
 }
 
 type atomicU64 struct{ v atomic.Uint64 }
+
+// TestSnapshotDescriptorCarriesNewestStamp: a snapshot's descriptor, which
+// a follower installing it counts as part of its log, records the newest
+// stamp the image covers.
+func TestSnapshotDescriptorCarriesNewestStamp(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sm := newStampMachine()
+	g := openSoloLeader(t, sm, func(cfg *Config) {
+		cfg.Stamps = true
+		cfg.SnapshotCount = 10
+		cfg.SnapshotCatchUpEntries = 2
+	})
+	defer func() { require.NoError(t, g.Close()) }()
+	for i := range 25 {
+		proposeStamped(t, g, fmt.Sprintf("s%d", i))
+	}
+	var (
+		data []byte
+		idx  uint64
+	)
+	require.Eventually(t, func() bool {
+		err := g.inLoop(context.Background(), func() {
+			if snap, err := g.storage.Snapshot(); err == nil {
+				data, idx = snap.GetData(), snap.GetMetadata().GetIndex()
+			}
+		})
+		return err == nil && idx > 0
+	}, 10*time.Second, 5*time.Millisecond)
+	d, err := decodeDescriptor(data)
+	require.NoError(t, err)
+	sm.mu.Lock()
+	var want uint64
+	for i, s := range sm.stamps {
+		if i <= idx {
+			want = max(want, s)
+		}
+	}
+	sm.mu.Unlock()
+	require.NotZero(t, want)
+	require.Equal(t, want, d.Stamp, "the descriptor of the snapshot at %d", idx)
+}
+
+// TestFollowerReadWithoutLeaderTimeIsRetried: with stamping on, a
+// follower's round answered without the leader's read time (a leader that
+// has not turned stamping on yet) answers nobody and goes out again; the
+// answer that carries a time answers the read with it.
+func TestFollowerReadWithoutLeaderTimeIsRetried(t *testing.T) {
+	g := readTestGroup(t)
+	g.stamps.enabled.Store(true)
+	if err := g.rn.Step(&raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(1))}); err != nil {
+		t.Fatal(err)
+	}
+	req := &readRequest{done: make(chan readResult, 1)}
+	g.reads.waiting = []*readRequest{req}
+	g.flushReads()
+	first := g.reads.seq
+	g.readIndexReady(roundCtx(first), 7)
+	require.Empty(t, req.done, "answered without a read time")
+	g.flushReads()
+	second := g.reads.seq
+	require.NotEqual(t, first, second, "the batch was not sent again")
+	g.readIndexReady(append(roundCtx(second), readTimeTag, 0, 0, 1, 0x8b, 0xcf, 0xe5, 0x6b, 0x7b), 9)
+	require.Equal(t, readResult{index: 9, time: 1_700_000_000_891}, <-req.done)
+	require.Equal(t, uint64(1_700_000_000_891), g.stamps.served, "a leader's read time is remembered")
+}
