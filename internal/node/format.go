@@ -1,0 +1,183 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/elastickv/elastickv/internal/kv"
+	"github.com/elastickv/elastickv/internal/raft"
+)
+
+// The cluster format version and its raise (issue #14, section 6).
+//
+// The cluster format version is replicated state in kv (Store.FormatVersion)
+// and only rises, through an OpRaiseFormat entry. This file owns the node's
+// side of it:
+//
+//   - Refusal at start: a binary whose maximum (Config.MaxFormat, default
+//     kv.MaxFormat) is below the format its data directory records refuses
+//     to start before its Raft group opens: it would otherwise apply
+//     entries it cannot decode. There is no downgrade after a raise.
+//   - Advertisement: the node hands its maximum to the transport (every
+//     stream advertises it) and to the Raft group (the leader's own
+//     record); the leader keeps the members' records equal to their
+//     adverts (internal/raft/format.go).
+//   - The raise: a goroutine owned by the node proposes
+//     kv.NewRaiseFormat(target) on the leader once the applied member
+//     records (voters and learners) all reach target and the leader has
+//     heard every member advertise what its record says; target is the
+//     highest version every member and this binary support. It retries with
+//     backoff (a raise is idempotent on apply: it never lowers the version)
+//     and exits once the cluster is at this binary's maximum, or on Close.
+//   - After a raise: the store reports the new version (OnFormatChange, and
+//     at open); the node tells the transport, which from then on refuses
+//     peers that advertise less, and turns on entry stamps.
+
+// errRaiseNotSeen: a raise applied without the store reporting it.
+var errRaiseNotSeen = errors.New("raise not reflected in the store")
+
+// Backoff of the raise loop between failed proposals.
+const (
+	raiseMinBackoff = 50 * time.Millisecond
+	raiseMaxBackoff = 2 * time.Second
+)
+
+// maxFormat is the highest format version this binary (or this test node)
+// supports.
+func (n *Node) maxFormat() uint8 {
+	if n.cfg.MaxFormat != 0 {
+		return n.cfg.MaxFormat
+	}
+	return kv.MaxFormat
+}
+
+// checkFormat refuses to start a binary older than the cluster format its
+// data directory records.
+func (n *Node) checkFormat() error {
+	if v := n.store.FormatVersion(); v > n.maxFormat() {
+		return fmt.Errorf("the data directory %s is at cluster log format %d, but this binary supports at most %d: "+
+			"a format is never lowered once raised, so run a binary that supports format %d", n.cfg.DataDir, v, n.maxFormat(), v)
+	}
+	return nil
+}
+
+// onFormatChange is kv's Config.OnFormatChange, and is called once at
+// open with the stored version: tell the transport (refuse peers below
+// it) and turn on stamps once the cluster is at 2 or above. It runs on the
+// applier's goroutine under the store's apply lock, so it must not block:
+// both calls only set state.
+func (n *Node) onFormatChange(v uint8) {
+	n.clusterFormat.Store(uint32(v))
+	if tr := n.tr; tr != nil {
+		tr.SetClusterFormat(v)
+	}
+	if v >= kv.FormatV2 {
+		n.enableStamps()
+	}
+}
+
+// stampEnabler is the raft group's capability to stamp entries (the
+// replicated clock), named here so that this file does not depend on when
+// it lands in internal/raft.
+type stampEnabler interface{ EnableStamps() }
+
+// enableStamps turns on entry stamps in the group, once it is open.
+func (n *Node) enableStamps() {
+	g := n.served.Load()
+	if g == nil {
+		n.stampsDue.Store(true) // the group is not open yet: done after Open
+		return
+	}
+	if s, ok := any(g).(stampEnabler); ok {
+		s.EnableStamps()
+	}
+}
+
+// FormatStatus reports the cluster format version as applied here, the
+// highest version this binary supports, and the lowest maximum among the
+// members' records (voters and learners), for INFO.
+func (n *Node) FormatStatus() (cluster, binaryMax, minMember uint8) {
+	cluster, binaryMax, minMember = n.store.FormatVersion(), n.maxFormat(), 1
+	if g := n.served.Load(); g != nil {
+		minMember = g.MinMemberFormat()
+	}
+	return cluster, binaryMax, minMember
+}
+
+// raiseTarget returns the version the leader may raise the cluster to, or
+// 0 when no raise is due.
+func (n *Node) raiseTarget() uint8 {
+	cur := n.store.FormatVersion()
+	target := min(n.maxFormat(), n.group.MinMemberFormat())
+	if target <= cur || n.group.Status().State != raft.RoleLeader || !n.group.FormatSettled() {
+		return 0
+	}
+	return target
+}
+
+// runRaise is the raise loop; it runs on its own goroutine from Start
+// until stop closes, or until the cluster is at this binary's maximum.
+func (n *Node) runRaise(stop <-chan struct{}) {
+	poll := max(n.cfg.HeartbeatInterval, 10*time.Millisecond)
+	wait := poll
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(wait):
+		}
+		if n.store.FormatVersion() >= n.maxFormat() {
+			return
+		}
+		target := n.raiseTarget()
+		if target == 0 {
+			wait = poll
+			continue
+		}
+		if err := n.proposeRaise(stop, target); err != nil {
+			wait = min(max(2*wait, raiseMinBackoff), raiseMaxBackoff)
+			n.log.Warn("cluster format raise not applied; retrying", "target", target, "retry_in", wait, "err", err)
+			continue
+		}
+		n.log.Info("cluster log format raised", "format", target)
+		wait = poll
+	}
+}
+
+// proposeRaise proposes the raise and waits for it to apply here.
+func (n *Node) proposeRaise(stop <-chan struct{}, target uint8) error {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	cmd := kv.NewRaiseFormat(target)
+	res, err := n.group.Propose(ctx, cmd.AppendEncode(make([]byte, 0, cmd.Size())))
+	if err != nil {
+		return fmt.Errorf("propose format raise to %d: %w", target, err)
+	}
+	if r, ok := res.(kv.Result); ok && r.Err != "" {
+		return fmt.Errorf("apply format raise to %d: %s", target, r.Err)
+	}
+	if got := n.store.FormatVersion(); got < target {
+		return fmt.Errorf("format raise to %d applied but the store is at %d: %w", target, got, errRaiseNotSeen)
+	}
+	return nil
+}
+
+// formatState is the node's part of the format machinery.
+type formatState struct {
+	// clusterFormat mirrors the store's version as last reported.
+	clusterFormat atomic.Uint32
+	// stampsDue: the store reported format 2 before the group was open.
+	stampsDue atomic.Bool
+	// raiseStop ends the raise loop (Close).
+	raiseStop chan struct{}
+}
