@@ -203,3 +203,20 @@ func TestPeerBelowClusterFormatIsRefused(t *testing.T) {
 	// for an advert that never comes): nothing reached the old binary.
 	require.Zero(t, rec.count())
 }
+
+// TestJoinBelowClusterFormatIsRefused: after the raise, a node whose
+// binary supports less cannot join (the admin call is refused with both
+// numbers, and nothing was added), while a node of this binary can.
+func TestJoinBelowClusterFormatIsRefused(t *testing.T) {
+	c := New(t, 3)
+	require.Eventually(t, func() bool { return allAtFormat(c, kv.MaxFormat) }, 5*time.Second, 10*time.Millisecond)
+	follower := (c.WaitLeader(10*time.Second) + 1) % 3 // forwarded to the leader
+	_, err := c.JoinAs("old", follower, func(_ int, cfg *node.Config) { cfg.MaxFormat = 1 })
+	require.ErrorContains(t, err, fmt.Sprintf("this cluster is at log format %d and old's binary supports at most 1", kv.MaxFormat))
+	for _, m := range c.Node(0).Group().Members() {
+		require.NotEqual(t, "old", m.Name)
+	}
+	i, err := c.Join(follower)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return c.Node(i).Store().FormatVersion() == kv.MaxFormat }, 10*time.Second, 10*time.Millisecond)
+}

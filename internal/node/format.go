@@ -96,6 +96,19 @@ func (n *Node) enableStamps() {
 	}
 }
 
+// checkJoinFormat refuses to add a member whose binary supports less than
+// the cluster format: it could not apply the log (the transport would
+// refuse it anyway, but then it would sit in the membership, a learner
+// that never catches up).
+func (n *Node) checkJoinFormat(r adminRequest) error {
+	cluster, theirs := n.store.FormatVersion(), max(r.MaxFormat, 1)
+	if theirs < cluster {
+		return fmt.Errorf("add %s: this cluster is at log format %d and %s's binary supports at most %d; "+
+			"start it with a binary that supports format %d (a format is never lowered)", r.Name, cluster, r.Name, theirs, cluster)
+	}
+	return nil
+}
+
 // FormatStatus reports the cluster format version as applied here, the
 // highest version this binary supports, and the lowest maximum among the
 // members' records (voters and learners), for INFO.
