@@ -31,10 +31,12 @@ import (
 //     heard every member advertise what its record says; target is the
 //     highest version every member and this binary support. It retries with
 //     backoff (a raise is idempotent on apply: it never lowers the version)
-//     and exits once the cluster is at this binary's maximum, or on Close.
-//   - After a raise: the store reports the new version (OnFormatChange, and
-//     at open); the node tells the transport, which from then on refuses
-//     peers that advertise less, and turns on entry stamps.
+//     and stops on Close.
+//   - After a raise: the store reports the new version (OnFormatChange, at
+//     open, and the same goroutine's poll, which covers a snapshot
+//     installed past a raise); the node tells the transport, which from
+//     then on refuses peers that advertise less, and turns on entry
+//     stamps.
 
 // errRaiseNotSeen: a raise applied without the store reporting it.
 var errRaiseNotSeen = errors.New("raise not reflected in the store")
@@ -70,7 +72,7 @@ func (n *Node) checkFormat() error {
 // applier's goroutine under the store's apply lock, so it must not block:
 // both calls only set state.
 func (n *Node) onFormatChange(v uint8) {
-	n.clusterFormat.Store(uint32(v))
+	n.notifiedFormat.Store(uint32(v))
 	if tr := n.tr; tr != nil {
 		tr.SetClusterFormat(v)
 	}
@@ -132,18 +134,27 @@ func (n *Node) raiseTarget() uint8 {
 }
 
 // runRaise is the raise loop; it runs on its own goroutine from Start
-// until stop closes, or until the cluster is at this binary's maximum.
+// until stop closes. Once the cluster is at this binary's maximum it only
+// watches the store's version: a snapshot installed past a raise changes
+// the version without an OnFormatChange, and the transport and the stamps
+// must still hear of it.
 func (n *Node) runRaise(stop <-chan struct{}) {
 	poll := max(n.cfg.HeartbeatInterval, 10*time.Millisecond)
 	wait := poll
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case <-time.After(wait):
+		case <-timer.C:
+		}
+		timer.Reset(poll)
+		if v := n.store.FormatVersion(); uint32(v) > n.notifiedFormat.Load() {
+			n.onFormatChange(v)
 		}
 		if n.store.FormatVersion() >= n.maxFormat() {
-			return
+			continue
 		}
 		target := n.raiseTarget()
 		if target == 0 {
@@ -153,6 +164,7 @@ func (n *Node) runRaise(stop <-chan struct{}) {
 		if err := n.proposeRaise(stop, target); err != nil {
 			wait = min(max(2*wait, raiseMinBackoff), raiseMaxBackoff)
 			n.log.Warn("cluster format raise not applied; retrying", "target", target, "retry_in", wait, "err", err)
+			timer.Reset(wait)
 			continue
 		}
 		n.log.Info("cluster log format raised", "format", target)
@@ -187,8 +199,8 @@ func (n *Node) proposeRaise(stop <-chan struct{}, target uint8) error {
 
 // formatState is the node's part of the format machinery.
 type formatState struct {
-	// clusterFormat mirrors the store's version as last reported.
-	clusterFormat atomic.Uint32
+	// notifiedFormat is the version onFormatChange last acted on.
+	notifiedFormat atomic.Uint32
 	// stampsDue: the store reported format 2 before the group was open.
 	stampsDue atomic.Bool
 	// raiseStop ends the raise loop (Close).
