@@ -51,21 +51,44 @@ func allAtFormat(c *Cluster, v uint8) bool {
 }
 
 // TestFreshClusterRaisesFormatSoonAfterElection: a new cluster of this
-// binary starts at format 1 and its first leader raises it to 2 at once,
-// since every bootstrap record says every member supports it; INFO's
-// figures (FormatStatus) agree on every node, and the raise and every
-// later entry are applied alike everywhere.
+// binary starts at format 1 and its first leader raises it to 2 as soon as
+// it has written every member's record (one round trip each); INFO's
+// figures (FormatStatus) agree on every node, stamps are on everywhere,
+// and a write after the raise applies at a stamped time, the same on
+// every replica.
 func TestFreshClusterRaisesFormatSoonAfterElection(t *testing.T) {
 	c := New(t, 3)
-	require.Eventuallyf(t, func() bool { return allAtFormat(c, kv.MaxFormat) }, 5*time.Second, 10*time.Millisecond,
+	elected := time.Now()
+	require.Eventuallyf(t, func() bool { return allAtFormat(c, kv.MaxFormat) }, 5*time.Second, 5*time.Millisecond,
 		"formats: %s", formats(c))
+	t.Logf("raised %v after the first leader was seen", time.Since(elected))
 	ctx := c.Ctx(10 * time.Second)
+	before := uint64(time.Now().Add(-time.Minute).UnixMilli())
 	require.NoError(t, c.Client(c.Leader()).Set(ctx, "k", "v", 0).Err())
 	c.WaitConverged(10 * time.Second)
 	for i := range c.Size() {
-		cl, bin, low := c.Node(i).FormatStatus()
+		n := c.Node(i)
+		cl, bin, low := n.FormatStatus()
 		require.Equal(t, [3]uint8{kv.MaxFormat, kv.MaxFormat, kv.MaxFormat}, [3]uint8{cl, bin, low}, c.Name(i))
+		require.True(t, n.Group().StampsEnabled(), c.Name(i))
 	}
+	// The leader also proposes idle stamps, so compare the replicas at one
+	// applied index: the same index, the same stamped apply time.
+	require.Eventually(t, func() bool {
+		type at struct{ index, time uint64 }
+		var first at
+		for i := range c.Size() {
+			n := c.Node(i)
+			idx, _, err := n.Store().Hash()
+			require.NoError(t, err)
+			got := at{idx, n.Store().ApplyTime()}
+			if got.time <= before || (i > 0 && got != first) {
+				return false
+			}
+			first = got
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond, "every replica applied the write at the same stamped time")
 }
 
 // TestMemberWithLowerMaxBlocksTheRaiseUntilUpgraded: a member whose binary

@@ -81,11 +81,6 @@ func (n *Node) onFormatChange(v uint8) {
 	}
 }
 
-// stampEnabler is the raft group's capability to stamp entries (the
-// replicated clock), named here so that this file does not depend on when
-// it lands in internal/raft.
-type stampEnabler interface{ EnableStamps() }
-
 // enableStamps turns on entry stamps in the group, once it is open.
 func (n *Node) enableStamps() {
 	g := n.served.Load()
@@ -93,9 +88,7 @@ func (n *Node) enableStamps() {
 		n.stampsDue.Store(true) // the group is not open yet: done after Open
 		return
 	}
-	if s, ok := any(g).(stampEnabler); ok {
-		s.EnableStamps()
-	}
+	g.EnableStamps()
 }
 
 // checkJoinFormat refuses to add a member whose binary supports less than

@@ -190,6 +190,7 @@ func Start(cfg Config) (n *Node, err error) {
 		rcfg.SnapshotCatchUpEntries = min(rcfg.SnapshotCatchUpEntries, cfg.SnapshotCount/2)
 	}
 	rcfg.LocalMaxFormat = n.maxFormat()
+	rcfg.Stamps = n.store.FormatVersion() >= kv.FormatV2
 	rcfg.Transport = overrideTransport{GRPC: n.tr, n: n}
 	rcfg.Logger = log
 	rcfg.Registerer = n.reg
@@ -197,7 +198,8 @@ func Start(cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n.served.Store(n.group)
-	if v := n.store.FormatVersion(); v >= kv.FormatV2 || n.stampsDue.Load() {
+	if n.stampsDue.Load() || n.store.FormatVersion() >= kv.FormatV2 {
+		// Raised while the group was opening (replayed entries).
 		n.enableStamps()
 	}
 	n.raiseStop = make(chan struct{})
