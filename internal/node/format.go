@@ -155,6 +155,11 @@ func (n *Node) runRaise(stop <-chan struct{}) {
 			continue
 		}
 		if err := n.proposeRaise(stop, target); err != nil {
+			select {
+			case <-stop:
+				return // closing: the failure is the close's doing
+			default:
+			}
 			wait = min(max(2*wait, raiseMinBackoff), raiseMaxBackoff)
 			n.log.Warn("cluster format raise not applied; retrying", "target", target, "retry_in", wait, "err", err)
 			timer.Reset(wait)
