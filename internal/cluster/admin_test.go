@@ -155,6 +155,9 @@ func TestAdminRefusesSecondChangeWhilePending(t *testing.T) {
 	c := New(t, 3, WithTimings(50*time.Millisecond, 5*time.Second))
 	leader := c.WaitLeader(20 * time.Second)
 	g := c.Node(leader).Group()
+	// The leader's own changes (members' format records) are done, so
+	// the first change below is the only one pending.
+	require.Eventually(t, g.FormatSettled, 10*time.Second, 10*time.Millisecond)
 	for i := range c.Size() {
 		if i != leader {
 			c.Stop(i)

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +19,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/elastickv/elastickv/internal/grpcraw"
+	"github.com/elastickv/elastickv/internal/kv"
 	"github.com/elastickv/elastickv/internal/node"
 	"github.com/elastickv/elastickv/internal/raft"
 	"github.com/elastickv/elastickv/internal/transport"
@@ -39,7 +42,16 @@ func newHostilePeer(t *testing.T, addr string) *hostilePeer {
 	t.Helper()
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpcraw.CallOption()))
+		grpc.WithDefaultCallOptions(grpcraw.CallOption()),
+		// It claims to support the cluster's log format: a peer that
+		// advertises less is refused before anything below the transport
+		// sees it (TestPeerBelowClusterFormatIsRefused); these tests
+		// attack what lies behind that gate.
+		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+			streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			ctx = metadata.AppendToOutgoingContext(ctx, "x-elastickv-max-format", strconv.Itoa(int(kv.MaxFormat)))
+			return streamer(ctx, desc, cc, method, opts...)
+		}))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = cc.Close() })
 	return &hostilePeer{t: t, cc: cc}

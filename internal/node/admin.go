@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/elastickv/elastickv/internal/grpcraw"
+	"github.com/elastickv/elastickv/internal/kv"
 	"github.com/elastickv/elastickv/internal/raft"
 )
 
@@ -82,6 +83,11 @@ type adminRequest struct {
 	AutoPromote bool   `json:"auto_promote,omitempty"`
 	// Forwarded marks a request a follower passed on to the leader.
 	Forwarded bool `json:"forwarded,omitempty"`
+	// MaxFormat is, in an AddMember, the highest log format the new
+	// member's binary supports: the joining node's own, or the admin
+	// client's (which assumes the node it adds runs its binary). Absent
+	// (an older binary) means 1 (format.go, checkJoinFormat).
+	MaxFormat uint8 `json:"max_format,omitempty"`
 }
 
 type adminResponse struct {
@@ -175,6 +181,9 @@ func (a *adminServer) local(ctx context.Context, g *raft.Group, op string, r adm
 	case opStatus:
 		return a.n.leaderStatus(ctx, g)
 	case opAddMember:
+		if err := a.n.checkJoinFormat(r); err != nil {
+			return nil, err
+		}
 		err = g.AddMember(ctx, raft.Member{Name: r.Name, Addr: r.Addr, AutoPromote: r.AutoPromote}, r.Learner)
 	case opPromoteMember:
 		err = g.PromoteMember(ctx, r.Name)
@@ -440,7 +449,8 @@ func (c *AdminClient) Status(ctx context.Context) (*ClusterStatus, error) {
 // learner. autoPromote asks the leader to promote the learner once it has
 // caught up.
 func (c *AdminClient) AddMember(ctx context.Context, name, addr string, learner, autoPromote bool) (*ClusterStatus, error) {
-	return c.call(ctx, opAddMember, adminRequest{Name: name, Addr: addr, Learner: learner, AutoPromote: autoPromote && learner})
+	return c.call(ctx, opAddMember, adminRequest{Name: name, Addr: addr, Learner: learner, AutoPromote: autoPromote && learner,
+		MaxFormat: kv.MaxFormat})
 }
 
 // PromoteMember makes learner name a voter.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/elastickv/elastickv/internal/config"
+	"github.com/elastickv/elastickv/internal/kv"
 	"github.com/elastickv/elastickv/internal/raft"
 	"github.com/elastickv/elastickv/internal/redis"
 	"github.com/elastickv/elastickv/internal/transport"
@@ -106,6 +107,10 @@ type Config struct {
 	// Params is the configuration registry the flags filled; CONFIG GET
 	// and SET serve it. Nil means a new one at its defaults.
 	Params *config.Registry
+	// MaxFormat is the highest log format version this node claims to
+	// support; 0 means kv.MaxFormat, this binary's. Tests set it lower to
+	// stand in for an older binary (format.go); it is not a flag.
+	MaxFormat uint8
 	// Logger is the process logger.
 	Logger *slog.Logger
 }
@@ -182,6 +187,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Peers) > 0 && !seen[c.Name] {
 		return fmt.Errorf("--peers does not list this node's id %q", c.Name)
+	}
+	if c.MaxFormat > kv.MaxFormat {
+		return fmt.Errorf("node config: MaxFormat %d is above this binary's maximum log format %d", c.MaxFormat, kv.MaxFormat)
 	}
 	return nil
 }

@@ -67,7 +67,7 @@ func (n *Node) joinCluster() ([]raft.Member, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 	defer cancel()
-	req := adminRequest{Name: n.cfg.Name, Addr: n.cfg.RaftAddr, Learner: true, AutoPromote: true}
+	req := adminRequest{Name: n.cfg.Name, Addr: n.cfg.RaftAddr, Learner: true, AutoPromote: true, MaxFormat: n.maxFormat()}
 	var errs []error
 	for _, ep := range joinEndpoints(n.cfg.Join) {
 		n.log.Info("asking the cluster to add this node", "endpoint", ep, "addr", req.Addr)

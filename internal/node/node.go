@@ -55,6 +55,8 @@ type Node struct {
 
 	// ready moves /readyz's target (health.go).
 	ready readySampler
+
+	formatState // format.go
 }
 
 // Start opens the node's storage, joins (or bootstraps) its Raft group and
@@ -105,7 +107,11 @@ func Start(cfg Config) (n *Node, err error) {
 	kcfg.Logger = log
 	kcfg.MaxBatchBytes = cfg.ApplyBatchBytes
 	kcfg.OnStorageFailure = n.reportStorageFailure // health.go
+	kcfg.OnFormatChange = n.onFormatChange         // format.go
 	if n.store, err = kv.Open(kcfg); err != nil {
+		return nil, err
+	}
+	if err := n.checkFormat(); err != nil {
 		return nil, err
 	}
 	n.reg.MustRegister(n.store.Collector())
@@ -123,6 +129,7 @@ func Start(cfg Config) (n *Node, err error) {
 	tcfg.Registerer = n.reg
 	tcfg.Logger = log
 	tcfg.PeerName = n.peerName
+	tcfg.LocalMaxFormat = n.maxFormat()
 	if err := os.MkdirAll(tcfg.SpoolDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create snapshot spool dir: %w", err)
 	}
@@ -130,6 +137,7 @@ func Start(cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("start transport: %w", err)
 	}
 	n.fwd = newForwardClient(tcfg.MaxMessageBytes, n.reg)
+	n.tr.SetClusterFormat(n.store.FormatVersion())
 
 	if n.grpcLn = cfg.RaftListener; n.grpcLn == nil {
 		if n.grpcLn, err = net.Listen("tcp", cfg.RaftAddr); err != nil {
@@ -181,6 +189,8 @@ func Start(cfg Config) (n *Node, err error) {
 	if cfg.SnapshotCount > 0 {
 		rcfg.SnapshotCatchUpEntries = min(rcfg.SnapshotCatchUpEntries, cfg.SnapshotCount/2)
 	}
+	rcfg.LocalMaxFormat = n.maxFormat()
+	rcfg.Stamps = n.store.FormatVersion() >= kv.FormatV2
 	rcfg.Transport = overrideTransport{GRPC: n.tr, n: n}
 	rcfg.Logger = log
 	rcfg.Registerer = n.reg
@@ -188,6 +198,16 @@ func Start(cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n.served.Store(n.group)
+	if n.stampsDue.Load() || n.store.FormatVersion() >= kv.FormatV2 {
+		// Raised while the group was opening (replayed entries).
+		n.enableStamps()
+	}
+	n.raiseStop = make(chan struct{})
+	n.wg.Add(1)
+	go func() {
+		defer self.wg.Done()
+		self.runRaise(self.raiseStop)
+	}()
 	if err := n.store.Err(); err != nil {
 		n.group.Fail(err) // failed before the group could hear of it
 	}
@@ -307,6 +327,9 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.stopReadySampler()
+	if n.raiseStop != nil {
+		close(n.raiseStop) // before the group closes under the loop
+	}
 	var errs []error
 	if n.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -135,8 +135,8 @@ type Config struct {
 	MaxSnapshots int
 	MaxWALFiles  int
 	// LocalMaxFormat is the highest log format version this binary
-	// supports. Bootstrap records that state none get it, and the leader
-	// keeps its own record equal to it (format.go); 0 leaves both alone.
+	// supports: the leader keeps its own record equal to it (format.go);
+	// 0 leaves it alone.
 	LocalMaxFormat uint8
 	// Transport carries messages to peers.
 	Transport transport.Transport

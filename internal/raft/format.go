@@ -15,25 +15,27 @@ import (
 //
 // Each member's record (Member.MaxFormat) states the highest log format
 // its binary supports, as etcd's members advertise their versions. The
-// records are replicated state: bootstrap records carry the bootstrapping
-// binary's maximum (Config.LocalMaxFormat), and from then on the leader
-// keeps them equal to what the members' binaries advertise on the
-// transport (transport.FormatObserver): when a member's advert differs from
-// its record, or its own maximum from its own record, the leader proposes
-// a ConfChangeUpdateNode carrying the corrected record, one change at a
+// records are replicated state, and only the leader writes MaxFormat: it
+// keeps each record equal to what the member's binary advertises on the
+// transport (transport.FormatObserver), and its own to Config.
+// LocalMaxFormat. When one differs, the leader proposes a
+// ConfChangeUpdateNode carrying the corrected record, one change at a
 // time through the membership machinery (a pending or dropped change is
 // simply retried on a later tick). UpdateNode changes no voter or learner
 // set; every binary, including the one before format versions, applies it
 // by decoding the record (unknown JSON fields are ignored) and storing it.
 //
-// Bootstrap records are written by each member for itself, before any
-// leader exists, so they state the bootstrapping binary's maximum for
-// every member: identical on every replica when all run one binary (the
-// normal case, and why a new cluster can raise within a round trip of its
-// first election). Bootstrapped by binaries of different maxima, replicas
-// start with different records; each leader corrects the records it holds
-// that differ from the adverts, so a replica may keep a wrong bootstrap
-// claim until it leads. Hence the guard below.
+// Bootstrap records carry no MaxFormat (they read as 1), although THE
+// PLAN of issue #14 had them carry the bootstrapping binary's maximum: each
+// member writes its bootstrap entries itself, before any leader exists,
+// so members whose binaries differ (a test node standing in for an older
+// binary, or a cluster bootstrapped mid-upgrade) would write different
+// records at the same log index, and the replicas' membership rows, part
+// of the replicated state, would differ for good wherever no leader had
+// cause to rewrite them. Left at 1, they are identical everywhere, and the
+// first leader writes the true values: one UpdateNode per member, each a
+// round trip, so a new cluster of N members is raised N+1 round trips
+// after its first election instead of one.
 //
 // The node raises the cluster format only when MinMemberFormat, over the
 // applied records, reaches the new version and FormatSettled says the

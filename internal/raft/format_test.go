@@ -115,34 +115,33 @@ func (c *formatCluster) leader() *Group {
 	return out
 }
 
-// records returns each member's recorded MaxFormat as group g sees it.
+// records returns each member's recorded MaxFormat as group g sees it
+// (none reads as 1).
 func records(g *Group) map[string]uint8 {
 	out := map[string]uint8{}
 	for _, m := range g.Status().Members {
-		out[m.Name] = m.MaxFormat
+		out[m.Name] = effectiveFormat(m.MaxFormat)
 	}
 	return out
 }
 
 // TestMemberRecordsConvergeToAdvertisedFormats: bootstrapped by binaries
-// of different maxima, each node's bootstrap records claim its own maximum
-// for everybody. The leader corrects the records that differ from what
-// the members' binaries advertise, so its records become true, its
-// MinMemberFormat is the lowest, and only then is it settled. (Other
-// replicas may keep a bootstrap claim the leader never had to correct;
-// whoever leads corrects its own before it is settled, which is what the
-// raise waits for.)
+// of different maxima, every replica starts with the same records (no
+// MaxFormat: 1), and the leader writes each member's advertised maximum,
+// so every replica ends with the same, true records and MinMemberFormat
+// is the lowest everywhere.
 func TestMemberRecordsConvergeToAdvertisedFormats(t *testing.T) {
 	c := newFormatCluster(t, "n1", "n2", "n3")
 	c.start(c.members[0], 2, false)
 	c.start(c.members[1], 2, false)
 	c.start(c.members[2], 1, false)
-	l := c.leader()
-	want := map[string]uint8{"n1": 2, "n2": 2, "n3": 1}
-	require.Eventuallyf(t, func() bool { return fmt.Sprint(records(l)) == fmt.Sprint(want) },
-		10*time.Second, 5*time.Millisecond, "records on the leader: %v", records(l))
-	require.Equal(t, uint8(1), l.MinMemberFormat())
-	require.Eventually(t, l.FormatSettled, 10*time.Second, 5*time.Millisecond)
+	want := fmt.Sprint(map[string]uint8{"n1": 2, "n2": 2, "n3": 1})
+	for name, g := range c.groups {
+		require.Eventuallyf(t, func() bool { return fmt.Sprint(records(g)) == want },
+			10*time.Second, 5*time.Millisecond, "records on %s", name)
+		require.Equal(t, uint8(1), g.MinMemberFormat(), name)
+	}
+	require.Eventually(t, c.leader().FormatSettled, 10*time.Second, 5*time.Millisecond)
 }
 
 // TestMinMemberFormatCountsLearners: a learner's binary counts as much as
@@ -170,7 +169,7 @@ func TestMinMemberFormatCountsLearners(t *testing.T) {
 	c.start(n4, 1, true)
 	for name, g := range c.groups {
 		require.Eventuallyf(t, func() bool { return records(g)["n4"] == 1 }, 10*time.Second, 5*time.Millisecond,
-			"n4's record on %s: %v", name, records(g))
+			"n4's record on %s", name)
 		require.Equal(t, uint8(1), g.MinMemberFormat(), name)
 	}
 	require.Eventually(t, l.FormatSettled, 10*time.Second, 5*time.Millisecond)

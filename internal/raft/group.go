@@ -241,10 +241,6 @@ func (g *Group) bootstrap() error {
 	peers := make([]raft.Peer, 0, len(g.cfg.Bootstrap))
 	self := false
 	for _, m := range g.cfg.Bootstrap {
-		if m.MaxFormat == 0 {
-			// Every member of a new cluster runs this binary (format.go).
-			m.MaxFormat = g.cfg.LocalMaxFormat
-		}
 		ctx, err := json.Marshal(m)
 		if err != nil {
 			return fmt.Errorf("encode member %s: %w", m.Name, err)

@@ -91,6 +91,11 @@ type confResult struct {
 // changed, so the proposal may be retried.
 var errConfDropped = errors.New("configuration change dropped by raft")
 
+// errAutoConfPending: the unresolved change is one the leader made on its
+// own (auto-promotion, a member's format record); nobody else will retry
+// for the caller, so changeMembership waits for it instead of failing.
+var errAutoConfPending = errors.New("an automatic membership change is pending")
+
 // MemberProgress is one member as the leader sees it.
 type MemberProgress struct {
 	ID   uint64 `json:"id"`
@@ -261,6 +266,17 @@ func (g *Group) changeMembership(ctx context.Context, build changeBuilder) error
 		if err == nil {
 			err = perr
 		}
+		if errors.Is(err, errAutoConfPending) {
+			select {
+			case <-time.After(g.cfg.HeartbeatInterval):
+				continue
+			case <-ctx.Done():
+				// Nothing of the caller's was proposed.
+				return fmt.Errorf("%w (%v): %w", ErrConfChangePending, err, ctx.Err())
+			case <-g.stopc:
+				return ErrStopped
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -296,6 +312,9 @@ func (g *Group) proposeConfChange(build changeBuilder, done chan confResult) err
 		return &NotLeaderError{LeaderID: st.Lead}
 	}
 	if g.conf != nil {
+		if g.conf.done == nil {
+			return fmt.Errorf("%w: %s", errAutoConfPending, g.conf.desc)
+		}
 		return fmt.Errorf("%w: %s", ErrConfChangePending, g.conf.desc)
 	}
 	cc, m, desc, err := build()

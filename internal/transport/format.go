@@ -48,6 +48,9 @@ const mdMaxFormat = "x-elastickv-max-format"
 // id that is not a configured peer is not recorded.
 const maxFormatPeers = 1024
 
+// errNoAdvert: an outbound stream ended before the peer's header.
+var errNoAdvert = errors.New("stream ended before the peer's header")
+
 // errFormatRefused: the peer does not support the cluster format.
 var errFormatRefused = errors.New("peer does not support the cluster format")
 
@@ -261,6 +264,12 @@ func (t *GRPC) checkStreamFormat(p *peer, cs grpc.ClientStream, wd *watchdog) er
 	fired := !wd.disarm()
 	if err != nil && !fired {
 		return fmt.Errorf("read peer %s's format advert: %w", p.name, err)
+	}
+	if !fired && len(md.Get(mdMaxFormat)) == 0 {
+		// The stream ended before any header (e.g. the peer's transport
+		// is closing): that says nothing about its binary, which, if it
+		// predates adverts, keeps the stream open without a header.
+		return fmt.Errorf("read peer %s's format advert: %w", p.name, errNoAdvert)
 	}
 	max := parseFormat(md)
 	t.notePeerFormat(p.id, max)

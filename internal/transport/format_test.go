@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -214,4 +216,60 @@ func TestRaiseReChecksOpenStreams(t *testing.T) {
 		return v >= 1
 	})
 	require.Equal(t, 1, rl.count(raftpb.MsgApp), "nothing after the raise")
+}
+
+// lockedBuffer is a log sink safe for the transport's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b = append(l.b, p...)
+	return len(p), nil
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.b)
+}
+
+// TestRefusalIsLoggedOncePerPeer: however many messages of a peer are
+// refused, one Error line names the peer and both versions; it is logged
+// again only after the peer advertised enough and then regressed.
+func TestRefusalIsLoggedOncePerPeer(t *testing.T) {
+	var logs lockedBuffer
+	bcfg := testConfig(t, 2, FourLanes)
+	bcfg.LocalMaxFormat = 2
+	bcfg.PeerName = func(id uint64) string { return map[uint64]string{1: "n1", 2: "n2"}[id] }
+	bcfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
+	b := startNode(t, bcfg, nil)
+	b.tr.Register(7, newRecorder())
+	b.tr.SetClusterFormat(2)
+	low := formatNode(t, 1, 1)
+	b.tr.AddPeer(1, low.addr)
+	low.tr.AddPeer(2, b.addr)
+	refused := func() float64 {
+		v, _ := metricValue(t, b.reg, "elastickv_transport_format_refused_total", map[string]string{"peer": "n1"})
+		return v
+	}
+	for i := range 5 {
+		low.tr.Send(7, []*raftpb.Message{appMsg(1, 2, uint64(i))})
+		waitFor(t, "the refusal", func() bool { return refused() == float64(i+1) })
+	}
+	require.Equal(t, 1, strings.Count(logs.String(), "level=ERROR"), logs.String())
+	line := logs.String()
+	for _, want := range []string{"peer=n1", "peer_max_format=1", "cluster_format=2"} {
+		require.Contains(t, line, want)
+	}
+
+	// The peer comes back able, then regresses: logged again, once.
+	b.tr.notePeerFormat(1, 2)
+	b.tr.notePeerFormat(1, 1)
+	low.tr.Send(7, []*raftpb.Message{appMsg(1, 2, 9)})
+	waitFor(t, "the refusal", func() bool { return refused() == 6 })
+	require.Equal(t, 2, strings.Count(logs.String(), "level=ERROR"), logs.String())
 }
