@@ -74,18 +74,19 @@ func countExisting(s *Server, c *client, cmd string, args [][]byte) {
 }
 
 func cmdType(s *Server, c *client, args [][]byte) {
-	var found bool
+	var (
+		info  kv.KeyInfo
+		found bool
+	)
 	ok := s.read(c, func(v kv.View) error {
 		var err error
-		found, err = v.Exists(args[1])
+		info, found, err = v.Lookup(args[1])
 		return err
 	})
 	switch {
 	case !ok:
 	case found:
-		// Invariant: the keyspace holds only strings today. When kv gains
-		// other types, View must say which type a key holds.
-		c.simple("string")
+		c.simple(info.Type.String())
 	default:
 		c.simple("none")
 	}
