@@ -55,6 +55,8 @@ type Node struct {
 
 	// ready moves /readyz's target (health.go).
 	ready readySampler
+	// sweep is the active-expiry loop (sweeper.go).
+	sweep sweeper
 }
 
 // Start opens the node's storage, joins (or bootstraps) its Raft group and
@@ -192,6 +194,7 @@ func Start(cfg Config) (n *Node, err error) {
 		n.group.Fail(err) // failed before the group could hear of it
 	}
 	n.startReadySampler(readySampleInterval)
+	n.startSweeper()
 
 	rdcfg := redis.DefaultConfig()
 	rdcfg.Addr = cfg.RedisAddr
@@ -307,6 +310,7 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.stopReadySampler()
+	n.stopSweeper()
 	var errs []error
 	if n.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
