@@ -203,7 +203,7 @@ func BenchmarkDispatch(b *testing.B) {
 // batched path they take in production.
 type localStoreBackend struct{ *storeBackend }
 
-func (b localStoreBackend) Barrier(ctx context.Context) (uint64, error) { return 0, ctx.Err() }
+func (b localStoreBackend) Barrier(ctx context.Context) (uint64, error) { return b.now(), ctx.Err() }
 
 func (b localStoreBackend) ReadLocal(now uint64, fn func(v kv.View) error) error {
 	return b.store.ReadAt(now, fn)
