@@ -14,7 +14,7 @@ import (
 
 func TestExpireFamily(t *testing.T) {
 	f := newFixture(t)
-	b := f.backend.(*storeBackend)
+	b := f.backend
 	ctx := f.ctx
 
 	require.Equal(t, int64(0), f.rdb.Expire(ctx, "missing", time.Minute).Val())
@@ -124,7 +124,7 @@ func TestPersistAndOverwriteClearTTL(t *testing.T) {
 
 func TestSetExpiryOptions(t *testing.T) {
 	f := newFixture(t)
-	b := f.backend.(*storeBackend)
+	b := f.backend
 	ctx := f.ctx
 
 	require.NoError(t, f.do("SET", "a", "1", "EX", 10).Err())
@@ -216,7 +216,7 @@ func TestObjectAndType(t *testing.T) {
 func TestInfoKeyspaceCountsExpires(t *testing.T) {
 	f := newFixture(t)
 	ctx := f.ctx
-	b := f.backend.(*storeBackend)
+	b := f.backend
 	require.NotContains(t, f.rdb.Info(ctx, "keyspace").Val(), "db0:", "an empty database is left out, as in Redis")
 	require.NoError(t, f.rdb.Set(ctx, "a", "1", 0).Err())
 	require.NoError(t, f.rdb.Set(ctx, "b", "1", time.Minute).Err())
