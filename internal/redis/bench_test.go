@@ -130,7 +130,7 @@ func (v *fixedView) ReadString(_ []byte, fn func([]byte)) (bool, error) {
 	fn(v.val)
 	return true, nil
 }
-func (b *fixedBackend) Status() Status                           { return Status{NodeID: "n1", RaftState: RaftStateLeader} }
+func (b *fixedBackend) Status() Status                              { return Status{NodeID: "n1", RaftState: RaftStateLeader} }
 func (b *fixedBackend) Barrier(ctx context.Context) (uint64, error) { return 0, ctx.Err() }
 func (b *fixedBackend) ReadLocal(_ uint64, fn func(v kv.View) error) error {
 	return fn(b.view)

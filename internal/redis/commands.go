@@ -91,7 +91,7 @@ var implemented = []struct {
 var (
 	batchWriteCommands = []string{"set", "setnx", "getset", "getdel", "del", "incr", "decr", "incrby", "decrby", "mset", "unlink",
 		"expire", "pexpire", "expireat", "pexpireat", "persist", "setex", "psetex"}
-	batchReadCommands  = []string{"get", "mget", "exists", "strlen", "type", "touch", "randomkey", "getrange", "substr", "lcs",
+	batchReadCommands = []string{"get", "mget", "exists", "strlen", "type", "touch", "randomkey", "getrange", "substr", "lcs",
 		"ttl", "pttl", "expiretime", "pexpiretime"}
 )
 

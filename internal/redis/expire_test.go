@@ -17,7 +17,7 @@ func TestExpireFamily(t *testing.T) {
 	b := f.backend
 	ctx := f.ctx
 
-	require.Equal(t, int64(0), f.rdb.Expire(ctx, "missing", time.Minute).Val())
+	require.False(t, f.rdb.Expire(ctx, "missing", time.Minute).Val())
 	require.NoError(t, f.rdb.Set(ctx, "k", "v", 0).Err())
 	require.Equal(t, int64(-1), f.do("TTL", "k").Val())
 	require.Equal(t, int64(-2), f.do("TTL", "missing").Val())
@@ -46,7 +46,7 @@ func TestExpireFamily(t *testing.T) {
 	require.Equal(t, int64(0), f.rdb.Exists(ctx, "k").Val())
 	require.Equal(t, "none", f.rdb.Type(ctx, "k").Val())
 	require.Equal(t, int64(-2), f.do("PTTL", "k").Val())
-	require.Equal(t, int64(0), f.rdb.Persist(ctx, "k").Val())
+	require.False(t, f.rdb.Persist(ctx, "k").Val())
 	require.Equal(t, int64(0), f.do("EXPIRE", "k", 10).Val(), "an expired key is missing for EXPIRE too")
 }
 
@@ -99,9 +99,9 @@ func TestPersistAndOverwriteClearTTL(t *testing.T) {
 	f := newFixture(t)
 	ctx := f.ctx
 	require.NoError(t, f.rdb.Set(ctx, "k", "v", time.Hour).Err())
-	require.Equal(t, int64(1), f.rdb.Persist(ctx, "k").Val())
+	require.True(t, f.rdb.Persist(ctx, "k").Val())
 	require.Equal(t, int64(-1), f.do("TTL", "k").Val())
-	require.Equal(t, int64(0), f.rdb.Persist(ctx, "k").Val())
+	require.False(t, f.rdb.Persist(ctx, "k").Val())
 
 	// A write that replaces the value clears the TTL; KEEPTTL keeps it.
 	require.NoError(t, f.rdb.Set(ctx, "k", "v", time.Hour).Err())

@@ -117,13 +117,10 @@ func cmdKeys(s *Server, c *client, args [][]byte) {
 	ok := s.readBounded(c, "keys", func(v kv.View, b *budget) error {
 		keys = keys[:0]
 		held := 0
-		err := v.ScanKeys(prefix, func(k []byte) bool {
-			if !bytes.HasPrefix(k, prefix) {
-				return false // sorted: no later key can match
-			}
+		_, err := v.Scan(nil, prefix, func(k []byte) bool {
 			matched, err := pattern.matchWithin(k, b)
 			if err != nil {
-				return false // the budget is spent; ScanKeys reports it
+				return false // the budget is spent; Scan reports it
 			}
 			if matched {
 				if held += len(k) + respOverhead; held > s.maxReply() {

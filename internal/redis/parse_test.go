@@ -1,9 +1,9 @@
 package redis
 
 import (
-	"math"
 	"bytes"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
