@@ -35,6 +35,9 @@ func (v *snapView) Counts() (uint64, uint64, error) {
 
 func (v *snapView) Now() uint64 { return v.now }
 
+// Format is 1: this view reads the v1 layout.
+func (v *snapView) Format() uint8 { return FormatV1 }
+
 // Scan at format 1 walks the v1 rows in byte order; its cursors are the
 // format 2 view's v1-phase cursors, so a scan begun before the format
 // raise goes on after it.

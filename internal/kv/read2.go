@@ -219,6 +219,10 @@ func stringEncoding(n uint64, inline []byte) string {
 
 func (v *view2) Now() uint64 { return v.now }
 
+// Format is 2: this view reads the v2 layout (and v1 rows not yet
+// converted).
+func (v *view2) Format() uint8 { return FormatV2 }
+
 // Counts returns the number of keys and of keys with an expiry: two row
 // reads, plus a count of the remaining v1 rows while any may remain
 // (O(v1 keys), until they are converted). Expired keys not yet deleted

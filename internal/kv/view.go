@@ -41,6 +41,9 @@ type View interface {
 	// deleted included (as Redis counts them). O(1) at format 2 once no
 	// v1 rows remain.
 	DBSize() (int64, error)
+	// Format is the keyspace format the view reads (1 or 2); DBSize and
+	// Counts are O(1) at 2 (plus the v1 rows not yet converted).
+	Format() uint8
 	// Counts returns DBSize's count and the number of keys with an expiry.
 	Counts() (keys, expires uint64, err error)
 	// Lookup returns what the keyspace records about key, if it is live.

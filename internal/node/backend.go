@@ -27,6 +27,10 @@ func (b backend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) 
 		return kv.Result{}, err
 	}
 	n := b.n
+	cmd = lowerForFormat(cmd, n.store.FormatVersion())
+	if err := n.awaitFormat(ctx, cmd); err != nil {
+		return kv.Result{}, err
+	}
 	payload := cmd.AppendEncode(make([]byte, 0, cmd.Size()))
 	// Refused where it arrives, before it is forwarded or proposed: an
 	// entry above the cap could not be replicated.
@@ -102,12 +106,14 @@ func outcomeError(err error) error {
 	return err
 }
 
-// Read waits for a linearizable read index, then reads the local store.
+// Read waits for a linearizable read index, then reads the local store at
+// the read time the leader handed out with it.
 func (b backend) Read(ctx context.Context, fn func(v kv.View) error) error {
-	if err := b.Barrier(ctx); err != nil {
+	now, err := b.Barrier(ctx)
+	if err != nil {
 		return err
 	}
-	return b.ReadLocal(fn)
+	return b.ReadLocal(now, fn)
 }
 
 // Status reports the group's state for INFO.
@@ -118,13 +124,17 @@ func (b backend) Status() redis.Status {
 		leader = m.Name
 	}
 	return redis.Status{
-		NodeID:       st.Name,
-		RaftState:    st.State,
-		LeaderID:     leader,
-		Term:         st.Term,
-		CommitIndex:  st.Commit,
-		AppliedIndex: st.Applied,
-		Failure:      errText(b.n.Err()),
+		NodeID:          st.Name,
+		RaftState:       st.State,
+		LeaderID:        leader,
+		Term:            st.Term,
+		CommitIndex:     st.Commit,
+		AppliedIndex:    st.Applied,
+		Failure:         errText(b.n.Err()),
+		ClusterFormat:   b.n.store.FormatVersion(),
+		BinaryMaxFormat: kv.MaxFormat,
+		MinMemberFormat: b.n.group.MinMemberFormat(),
+		ExpiredKeys:     b.n.store.ExpiredKeys(),
 	}
 }
 
@@ -134,28 +144,32 @@ func (b backend) Digest(ctx context.Context) (uint64, uint64, error) {
 }
 
 // Barrier implements redis.LocalReader: one ReadIndex round for a run of
-// pipelined reads.
-func (b backend) Barrier(ctx context.Context) error {
-	if err := b.n.group.ReadIndex(ctx); err != nil {
+// pipelined reads, and the time at which they evaluate expiry.
+func (b backend) Barrier(ctx context.Context) (uint64, error) {
+	now, err := b.n.group.ReadAt(ctx)
+	if err != nil {
 		if errors.Is(err, raft.ErrNoLeader) || errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%w: %v", redis.ErrTryAgain, err)
+			return 0, fmt.Errorf("%w: %v", redis.ErrTryAgain, err)
 		}
-		return err
+		return 0, err
 	}
-	return nil
+	return now, nil
 }
 
 // ReadNow implements redis.ImmediateReader: under the leader lease a read
 // needs no wait, so it skips the request context altogether.
 func (b backend) ReadNow(fn func(v kv.View) error) (bool, error) {
-	if !b.n.group.LeaseReadNow() {
+	now, ok := b.n.group.LeaseReadAt()
+	if !ok {
 		return false, nil
 	}
-	return true, b.n.store.Read(fn)
+	return true, b.n.store.ReadAt(now, fn)
 }
 
 // ReadLocal implements redis.LocalReader.
-func (b backend) ReadLocal(fn func(v kv.View) error) error { return b.n.store.Read(fn) }
+func (b backend) ReadLocal(now uint64, fn func(v kv.View) error) error {
+	return b.n.store.ReadAt(now, fn)
+}
 
 // errText is err's message, or "" for nil.
 func errText(err error) string {

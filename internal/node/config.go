@@ -104,6 +104,10 @@ type Config struct {
 	// and input buffer of one client; zero means
 	// redis.DefaultMaxCommandBytes(MaxValueBytes).
 	QueryBufferLimit int
+	// ExpireSweepRate bounds the keys a second the leader's expiry sweeper
+	// proposes to delete (--expire-sweep-rate); zero means
+	// DefaultExpireSweepRate.
+	ExpireSweepRate int
 	// Params is the configuration registry the flags filled; CONFIG GET
 	// and SET serve it. Nil means a new one at its defaults.
 	Params *config.Registry

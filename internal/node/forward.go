@@ -90,6 +90,9 @@ func (f *forwardServer) forward(ctx context.Context, req *grpcraw.Frame) *grpcra
 	if err != nil {
 		return failedFrame(fmt.Errorf("malformed forwarded command: %w", err))
 	}
+	if err := f.n.checkForwardFormat(cmd.MinFormat()); err != nil {
+		return failedFrame(err)
+	}
 	r, fail := f.propose(ctx, payload)
 	if fail != nil {
 		return fail

@@ -198,6 +198,8 @@ type forwardedEntry struct {
 	// spans holds, per forwarded command, -1 for a plain command or the
 	// number of sub-commands of a forwarded OpBatch (spliced in order).
 	spans []int
+	// minFormat is the newest log format any of the commands needs.
+	minFormat uint8
 }
 
 // combineForwarded validates every forwarded command and builds the entry:
@@ -217,6 +219,7 @@ func combineForwarded(payloads [][]byte) (forwardedEntry, error) {
 		if err != nil {
 			return e, fmt.Errorf("command %d: %w", i, err)
 		}
+		e.minFormat = max(e.minFormat, cmd.MinFormat())
 		e.spans[i] = -1
 		total++
 		if cmd.Op == kv.OpBatch {
@@ -286,6 +289,9 @@ func (f *forwardServer) forwardBatch(ctx context.Context, req *grpcraw.Frame) *g
 	entry, err := combineForwarded(payloads)
 	if err != nil {
 		return failedFrame(fmt.Errorf("malformed forwarded command: %w", err))
+	}
+	if err := f.n.checkForwardFormat(entry.minFormat); err != nil {
+		return failedFrame(err)
 	}
 	r, fail := f.propose(ctx, entry.payload)
 	if fail != nil {

@@ -57,6 +57,8 @@ type Node struct {
 	ready readySampler
 
 	formatState // format.go
+	// sweep is the active-expiry loop (sweeper.go).
+	sweep sweeper
 }
 
 // Start opens the node's storage, joins (or bootstraps) its Raft group and
@@ -212,6 +214,7 @@ func Start(cfg Config) (n *Node, err error) {
 		n.group.Fail(err) // failed before the group could hear of it
 	}
 	n.startReadySampler(readySampleInterval)
+	n.startSweeper()
 
 	rdcfg := redis.DefaultConfig()
 	rdcfg.Addr = cfg.RedisAddr
@@ -330,6 +333,7 @@ func (n *Node) Close() error {
 	if n.raiseStop != nil {
 		close(n.raiseStop) // before the group closes under the loop
 	}
+	n.stopSweeper()
 	var errs []error
 	if n.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

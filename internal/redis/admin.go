@@ -13,7 +13,7 @@ import (
 // Server and introspection commands: INFO, COMMAND, CONFIG.
 
 // infoSections lists INFO's sections in output order.
-var infoSections = []string{"server", "clients", "replication", "raft", "keyspace"}
+var infoSections = []string{"server", "clients", "stats", "replication", "raft", "keyspace"}
 
 // keyspaceInfoTimeout bounds INFO's key count read: INFO must stay quick
 // when the cluster has no quorum, and then simply omits the count.
@@ -72,6 +72,11 @@ func cmdInfo(s *Server, c *client, args [][]byte) {
 			line("maxclients", strconv.FormatInt(s.live.maxClients.Load(), 10))
 			line("client_buffer_input_bytes", strconv.FormatInt(s.mem.in.Load(), 10))
 			line("client_buffer_output_bytes", strconv.FormatInt(s.mem.out.Load(), 10))
+		case "stats":
+			b.WriteString("# Stats\r\n")
+			// Keys this node deleted because they expired (on apply, so
+			// every replica counts the same deletions).
+			line("expired_keys", u(st.ExpiredKeys))
 		case "replication":
 			// Redis's vocabulary: the Raft leader is the master, every
 			// other node a replica ("slave" in INFO).
@@ -95,14 +100,23 @@ func cmdInfo(s *Server, c *client, args [][]byte) {
 			line("raft_term", u(st.Term))
 			line("raft_commit_index", u(st.CommitIndex))
 			line("raft_applied_index", u(st.AppliedIndex))
+			// The replicated log's format version, what this binary
+			// supports, and the lowest any member advertises: the cluster
+			// version rises once the last reaches a newer version.
+			line("cluster_format", u(uint64(st.ClusterFormat)))
+			line("binary_max_format", u(uint64(st.BinaryMaxFormat)))
+			line("min_member_format", u(uint64(st.MinMemberFormat)))
 			if st.Failure != "" {
 				// raft_state is "failed": say why, on one line.
 				line("raft_failure", strings.Join(strings.Fields(st.Failure), " "))
 			}
 		case "keyspace":
 			b.WriteString("# Keyspace\r\n")
-			if n, ok := s.keyCount(); ok {
-				line("db0", "keys="+strconv.FormatInt(n, 10)+",expires=0,avg_ttl=0")
+			if n, expires, ok := s.keyCount(); ok && n > 0 {
+				// Redis leaves an empty database out of INFO keyspace.
+				// avg_ttl is an estimate in Redis (sampled by its active
+				// expiry cycle); elastickv reports 0, "not estimated".
+				line("db0", "keys="+strconv.FormatInt(n, 10)+",expires="+u(expires)+",avg_ttl=0")
 			}
 		}
 	}
@@ -120,8 +134,9 @@ func infoRaftState(state string) string {
 	return state
 }
 
-// keyCount reads the number of keys for INFO, giving up quickly.
-func (s *Server) keyCount() (int64, bool) {
+// keyCount reads the number of keys, and of keys with an expiry, for INFO,
+// giving up quickly.
+func (s *Server) keyCount() (int64, uint64, bool) {
 	ctx, cancel := context.WithTimeout(s.baseCtx, min(s.cfg.RequestTimeout, keyspaceInfoTimeout))
 	defer cancel()
 	// Keys are counted by a scan (kv keeps no running count), so the
@@ -129,10 +144,18 @@ func (s *Server) keyCount() (int64, bool) {
 	// within keyspaceScanBudget: monitoring polls INFO, DBSIZE is the
 	// command that counts under the full request timeout.
 	b := s.newBudget("info keyspace", min(s.cfg.RequestTimeout, keyspaceScanBudget))
-	var n int64
+	var (
+		n       int64
+		expires uint64
+	)
 	err := s.cfg.Backend.Read(ctx, func(v kv.View) error {
 		var err error
-		n, err = boundedView{v: v, b: b}.DBSize()
+		if n, err = (boundedView{v: v, b: b}).DBSize(); err != nil {
+			return err
+		}
+		// O(1) once the keyspace is in the v2 layout; before, a count
+		// that fit the budget above is small enough to count again.
+		_, expires, err = v.Counts()
 		return err
 	})
 	if b.reason != "" {
@@ -140,7 +163,7 @@ func (s *Server) keyCount() (int64, bool) {
 	}
 	if err != nil {
 		s.log.Debug("INFO: key count unavailable", "err", err, "examined", b.examined)
-		return 0, false
+		return 0, 0, false
 	}
-	return n, true
+	return n, expires, true
 }

@@ -24,8 +24,9 @@ func TestInfoSections(t *testing.T) {
 	require.Equal(t, "leader", info["Raft"]["raft_state"])
 	require.Equal(t, "n1", info["Raft"]["raft_leader_id"])
 	require.Equal(t, "3", info["Raft"]["raft_term"])
-	require.Equal(t, "1", info["Raft"]["raft_commit_index"])
-	require.Equal(t, "1", info["Raft"]["raft_applied_index"])
+	// Index 1 is the fixture's format raise, 2 the MSET.
+	require.Equal(t, "2", info["Raft"]["raft_commit_index"])
+	require.Equal(t, "2", info["Raft"]["raft_applied_index"])
 	require.Equal(t, "keys=2,expires=0,avg_ttl=0", info["Keyspace"]["db0"])
 	require.Equal(t, "1", info["Clients"]["connected_clients"])
 

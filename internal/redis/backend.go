@@ -41,6 +41,13 @@ type Status struct {
 	AppliedIndex uint64
 	// Failure is why the node stopped serving (a storage failure), or "".
 	Failure string
+	// ClusterFormat is the replicated log's format version as applied
+	// here; BinaryMaxFormat the newest this binary supports;
+	// MinMemberFormat the lowest any member advertises.
+	ClusterFormat, BinaryMaxFormat, MinMemberFormat uint8
+	// ExpiredKeys counts keys this node deleted on apply because they
+	// expired (INFO stats expired_keys).
+	ExpiredKeys uint64
 }
 
 // RaftStateLeader is the Status.RaftState of the node that leads its group;

@@ -130,9 +130,11 @@ func (v *fixedView) ReadString(_ []byte, fn func([]byte)) (bool, error) {
 	fn(v.val)
 	return true, nil
 }
-func (b *fixedBackend) Status() Status                           { return Status{NodeID: "n1", RaftState: RaftStateLeader} }
-func (b *fixedBackend) Barrier(ctx context.Context) error        { return ctx.Err() }
-func (b *fixedBackend) ReadLocal(fn func(v kv.View) error) error { return fn(b.view) }
+func (b *fixedBackend) Status() Status                              { return Status{NodeID: "n1", RaftState: RaftStateLeader} }
+func (b *fixedBackend) Barrier(ctx context.Context) (uint64, error) { return 0, ctx.Err() }
+func (b *fixedBackend) ReadLocal(_ uint64, fn func(v kv.View) error) error {
+	return fn(b.view)
+}
 
 func (b *fixedBackend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) {
 	if err := ctx.Err(); err != nil {
@@ -201,9 +203,11 @@ func BenchmarkDispatch(b *testing.B) {
 // batched path they take in production.
 type localStoreBackend struct{ *storeBackend }
 
-func (b localStoreBackend) Barrier(ctx context.Context) error { return ctx.Err() }
+func (b localStoreBackend) Barrier(ctx context.Context) (uint64, error) { return b.now(), ctx.Err() }
 
-func (b localStoreBackend) ReadLocal(fn func(v kv.View) error) error { return b.store.Read(fn) }
+func (b localStoreBackend) ReadLocal(now uint64, fn func(v kv.View) error) error {
+	return b.store.ReadAt(now, fn)
+}
 
 // BenchmarkServerSetGet drives a real Server over loopback TCP with
 // pre-encoded commands from a raw connection, so the client side allocates

@@ -38,6 +38,9 @@ func (w boundedView) Lookup(key []byte) (kv.KeyInfo, bool, error) {
 	return w.v.Lookup(key)
 }
 
+// Format costs nothing: it reads no data.
+func (w boundedView) Format() uint8 { return w.v.Format() }
+
 // Now costs nothing: it reads no data.
 func (w boundedView) Now() uint64 { return w.v.Now() }
 

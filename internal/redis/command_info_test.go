@@ -177,7 +177,7 @@ func TestCommandListFilters(t *testing.T) {
 	require.Equal(t, []string{"config", "config|get", "config|help", "config|resetstat", "config|rewrite", "config|set"}, list("filterby", "pattern", "CONFIG*"))
 	require.Equal(t, []string{"config|resetstat", "config|rewrite"}, list("filterby", "pattern", "config|*re*"))
 	require.Empty(t, list("filterby", "pattern", "nosuch*"))
-	require.Equal(t, []string{"dbsize", "exists", "get", "getrange", "keys", "lcs", "mget", "randomkey", "scan", "strlen", "substr", "touch", "type"}, list("filterby", "aclcat", "READ"))
+	require.Equal(t, []string{"dbsize", "exists", "expiretime", "get", "getrange", "keys", "lcs", "mget", "object|encoding", "object|freq", "object|idletime", "object|refcount", "pexpiretime", "pttl", "randomkey", "scan", "strlen", "substr", "touch", "ttl", "type"}, list("filterby", "aclcat", "READ"))
 	require.Empty(t, list("filterby", "aclcat", "@read")) // Redis wants the bare name
 	require.Empty(t, list("filterby", "aclcat", "nosuch"))
 	require.Empty(t, list("filterby", "module", "nosuch"))

@@ -40,6 +40,21 @@ var implemented = []struct {
 	{name: "substr", run: cmdGetRange},
 	{name: "lcs", run: cmdLCS},
 
+	// expire.go
+	{name: "expire", run: expireCommand("expire", 1000, false)},
+	{name: "pexpire", run: expireCommand("pexpire", 1, false)},
+	{name: "expireat", run: expireCommand("expireat", 1000, true)},
+	{name: "pexpireat", run: expireCommand("pexpireat", 1, true)},
+	{name: "ttl", run: cmdTTL},
+	{name: "pttl", run: cmdPTTL},
+	{name: "expiretime", run: cmdExpireTime},
+	{name: "pexpiretime", run: cmdPExpireTime},
+	{name: "persist", run: cmdPersist},
+	{name: "setex", run: setexCommand("setex", 1000)},
+	{name: "psetex", run: setexCommand("psetex", 1)},
+	{name: "getex", run: cmdGetEx},
+	{name: "object", run: cmdObject, subs: []string{"encoding", "freq", "help", "idletime", "refcount"}},
+
 	// keys.go, scan.go
 	{name: "del", run: cmdDel},
 	{name: "unlink", run: cmdUnlink},
@@ -74,8 +89,10 @@ var implemented = []struct {
 // and nothing else that touches the Backend, so pipelined runs can share
 // one batch (pipeline.go). batchRead: it only makes s.read calls.
 var (
-	batchWriteCommands = []string{"set", "setnx", "getset", "getdel", "del", "incr", "decr", "incrby", "decrby", "mset", "unlink"}
-	batchReadCommands  = []string{"get", "mget", "exists", "strlen", "type", "touch", "randomkey", "getrange", "substr", "lcs"}
+	batchWriteCommands = []string{"set", "setnx", "getset", "getdel", "del", "incr", "decr", "incrby", "decrby", "mset", "unlink",
+		"expire", "pexpire", "expireat", "pexpireat", "persist", "setex", "psetex"}
+	batchReadCommands = []string{"get", "mget", "exists", "strlen", "type", "touch", "randomkey", "getrange", "substr", "lcs",
+		"ttl", "pttl", "expiretime", "pexpiretime"}
 )
 
 func init() {

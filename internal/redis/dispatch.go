@@ -294,7 +294,7 @@ func (s *Server) read(c *client, fn func(v kv.View) error) bool {
 	case modeCollect:
 		return false // never for batchable writes; stay silent if it happens
 	case modeLocal:
-		if err := s.cfg.Backend.(LocalReader).ReadLocal(fn); err != nil {
+		if err := s.cfg.Backend.(LocalReader).ReadLocal(c.batch.readTime, fn); err != nil {
 			s.backendError(c, "read", err)
 			return false
 		}

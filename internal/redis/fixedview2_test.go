@@ -9,6 +9,7 @@ import (
 
 func (v *fixedView) Scan([]byte, []byte, func([]byte) bool) ([]byte, error) { return nil, nil }
 func (v *fixedView) Counts() (uint64, uint64, error)                        { return 1, 0, nil }
+func (v *fixedView) Format() uint8                                          { return 1 }
 func (v *fixedView) Now() uint64                                            { return 0 }
 func (v *fixedView) Lookup([]byte) (kv.KeyInfo, bool, error) {
 	return kv.KeyInfo{Type: keyspace.TypeString, Len: uint64(len(v.val)), Encoding: "raw"}, true, nil

@@ -57,9 +57,13 @@ func (l *capturedLog) take() []string {
 type storeBackend struct {
 	store *kv.Store
 
-	mu     sync.Mutex // serialises Apply and guards index and status
+	mu     sync.Mutex // serialises Apply and guards index, status and clock
 	index  uint64
 	status Status
+	// clock is the replicated time in Unix ms: every entry is stamped with
+	// it and every read evaluates expiry at it, as a leader would. Tests
+	// move it with advance; it starts at the wall clock.
+	clock uint64
 }
 
 func newStoreBackend(t testing.TB) *storeBackend {
@@ -67,10 +71,28 @@ func newStoreBackend(t testing.TB) *storeBackend {
 	st, err := kv.Open(kv.Config{Dir: t.TempDir(), CacheBytes: 1 << 20})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, st.Close()) })
-	return &storeBackend{
+	b := &storeBackend{
 		store:  st,
 		status: Status{NodeID: "n1", RaftState: "leader", LeaderID: "n1", Term: 3},
+		clock:  uint64(time.Now().UnixMilli()),
 	}
+	// A new cluster runs at the newest log format.
+	_, err = b.Write(context.Background(), kv.NewRaiseFormat(kv.MaxFormat))
+	require.NoError(t, err)
+	return b
+}
+
+// advance moves the backend's clock forward by d.
+func (b *storeBackend) advance(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.clock += uint64(d.Milliseconds())
+}
+
+func (b *storeBackend) now() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.clock
 }
 
 func (b *storeBackend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) {
@@ -84,7 +106,7 @@ func (b *storeBackend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, e
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.index++
-	res, err := b.store.Apply([]kv.Entry{{Index: b.index, Data: data}})
+	res, err := b.store.Apply([]kv.Entry{{Index: b.index, Data: data, Stamp: b.clock}})
 	if err != nil {
 		return kv.Result{}, fmt.Errorf("apply: %w", err)
 	}
@@ -95,7 +117,7 @@ func (b *storeBackend) Read(ctx context.Context, fn func(v kv.View) error) error
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return b.store.Read(fn)
+	return b.store.ReadAt(b.now(), fn)
 }
 
 func (b *storeBackend) Status() Status {
@@ -103,6 +125,7 @@ func (b *storeBackend) Status() Status {
 	defer b.mu.Unlock()
 	st := b.status
 	st.CommitIndex, st.AppliedIndex = b.index, b.index
+	st.ExpiredKeys = b.store.ExpiredKeys()
 	return st
 }
 

@@ -74,18 +74,19 @@ func countExisting(s *Server, c *client, cmd string, args [][]byte) {
 }
 
 func cmdType(s *Server, c *client, args [][]byte) {
-	var found bool
+	var (
+		info  kv.KeyInfo
+		found bool
+	)
 	ok := s.read(c, func(v kv.View) error {
 		var err error
-		found, err = v.Exists(args[1])
+		info, found, err = v.Lookup(args[1])
 		return err
 	})
 	switch {
 	case !ok:
 	case found:
-		// Invariant: the keyspace holds only strings today. When kv gains
-		// other types, View must say which type a key holds.
-		c.simple("string")
+		c.simple(info.Type.String())
 	default:
 		c.simple("none")
 	}
@@ -116,13 +117,10 @@ func cmdKeys(s *Server, c *client, args [][]byte) {
 	ok := s.readBounded(c, "keys", func(v kv.View, b *budget) error {
 		keys = keys[:0]
 		held := 0
-		err := v.ScanKeys(prefix, func(k []byte) bool {
-			if !bytes.HasPrefix(k, prefix) {
-				return false // sorted: no later key can match
-			}
+		_, err := v.Scan(nil, prefix, func(k []byte) bool {
 			matched, err := pattern.matchWithin(k, b)
 			if err != nil {
-				return false // the budget is spent; ScanKeys reports it
+				return false // the budget is spent; Scan reports it
 			}
 			if matched {
 				if held += len(k) + respOverhead; held > s.maxReply() {

@@ -21,11 +21,6 @@ const (
 	errNotInteger    replyError = kv.ErrTextNotInteger
 	errInvalidCursor replyError = "ERR invalid cursor"
 	errReplyTooLarge replyError = "ERR reply too large; ask for fewer keys at a time (SCAN instead of KEYS)"
-	// errExpiryUnsupported is SET's answer to EX, PX, EXAT and PXAT: storing
-	// the key without its expiry would silently break the caller's
-	// assumptions (a lock that never times out, a cache that never
-	// refreshes), so refuse instead.
-	errExpiryUnsupported replyError = "ERR key expiry (EX, PX, EXAT, PXAT) is not supported by elastickv yet"
 )
 
 // parseInt parses an integer argument exactly as Redis does: optional '-',
@@ -36,34 +31,6 @@ func parseInt(arg []byte) (int64, error) {
 		return 0, errNotInteger
 	}
 	return n, nil
-}
-
-// parseSetOptions parses the options after SET key value into OpSet flags.
-func parseSetOptions(opts [][]byte) (kv.SetFlags, error) {
-	var flags kv.SetFlags
-	for _, o := range opts {
-		switch {
-		case equalFold(o, "nx"):
-			if flags&kv.SetXX != 0 {
-				return 0, errSyntax
-			}
-			flags |= kv.SetNX
-		case equalFold(o, "xx"):
-			if flags&kv.SetNX != 0 {
-				return 0, errSyntax
-			}
-			flags |= kv.SetXX
-		case equalFold(o, "get"):
-			flags |= kv.SetGet
-		case equalFold(o, "keepttl"):
-			// No key has a TTL, so keeping it is what SET does anyway.
-		case equalFold(o, "ex"), equalFold(o, "px"), equalFold(o, "exat"), equalFold(o, "pxat"):
-			return 0, errExpiryUnsupported
-		default:
-			return 0, errSyntax
-		}
-	}
-	return flags, nil
 }
 
 // defaultScanCount is how many keys SCAN examines when COUNT is absent.

@@ -3,6 +3,7 @@ package redis
 import (
 	"bytes"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,31 +26,112 @@ func args(s string) [][]byte {
 
 func TestParseSetOptions(t *testing.T) {
 	for _, tc := range []struct {
-		opts  string
-		flags kv.SetFlags
-		err   error
+		opts   string
+		flags  kv.SetFlags
+		expiry kv.SetFlags
+		arg    string
+		err    error
 	}{
-		{"", 0, nil},
-		{"NX", kv.SetNX, nil},
-		{"xx", kv.SetXX, nil},
-		{"get", kv.SetGet, nil},
-		{"NX GET", kv.SetNX | kv.SetGet, nil},
-		{"nx nx", kv.SetNX, nil},
-		{"KEEPTTL XX", kv.SetXX, nil},
-		{"NX XX", 0, errSyntax},
-		{"XX nx", 0, errSyntax},
-		{"EX 10", 0, errExpiryUnsupported},
-		{"px 10", 0, errExpiryUnsupported},
-		{"EXAT 1", 0, errExpiryUnsupported},
-		{"pxat 1", 0, errExpiryUnsupported},
-		{"EX", 0, errExpiryUnsupported},
-		{"NXX", 0, errSyntax},
-		{"\u017fet", 0, errSyntax}, // no Unicode case folding
+		{"", 0, 0, "", nil},
+		{"NX", kv.SetNX, 0, "", nil},
+		{"xx", kv.SetXX, 0, "", nil},
+		{"get", kv.SetGet, 0, "", nil},
+		{"NX GET", kv.SetNX | kv.SetGet, 0, "", nil},
+		{"nx nx", kv.SetNX, 0, "", nil},
+		{"KEEPTTL XX", kv.SetXX, kv.SetKeepTTL, "", nil},
+		{"EX 10", 0, kv.SetPX, "10", nil},
+		{"px 10 NX", kv.SetNX, kv.SetPX, "10", nil},
+		{"EXAT 1", 0, kv.SetPXAT, "1", nil},
+		{"pxat 1 get", kv.SetGet, kv.SetPXAT, "1", nil},
+		{"EX 1 EX 2", 0, kv.SetPX, "2", nil}, // the same option may repeat; the last wins
+		{"EX abc", 0, kv.SetPX, "abc", nil},  // the number is checked after the syntax
+		{"NX XX", 0, 0, "", errSyntax},
+		{"XX nx", 0, 0, "", errSyntax},
+		{"EX", 0, 0, "", errSyntax},
+		{"EX 1 PX 2", 0, 0, "", errSyntax},
+		{"EX 1 KEEPTTL", 0, 0, "", errSyntax},
+		{"KEEPTTL PXAT 5", 0, 0, "", errSyntax},
+		{"PERSIST", 0, 0, "", errSyntax}, // GETEX's, not SET's
+		{"NXX", 0, 0, "", errSyntax},
+		{"\u017fet", 0, 0, "", errSyntax}, // no Unicode case folding
 	} {
-		flags, err := parseSetOptions(args(tc.opts))
+		o, err := parseSetOptions(args(tc.opts))
 		require.Equal(t, tc.err, err, tc.opts)
-		require.Equal(t, tc.flags, flags, tc.opts)
+		if err != nil {
+			continue
+		}
+		require.Equal(t, tc.flags, o.flags, tc.opts)
+		require.Equal(t, tc.expiry, o.expiry.flags, tc.opts)
+		require.Equal(t, tc.arg, string(o.expiry.arg), tc.opts)
 	}
+}
+
+func TestSetExpiryResolve(t *testing.T) {
+	for _, tc := range []struct {
+		e     setExpiry
+		flags kv.SetFlags
+		delta int64
+		err   string
+	}{
+		{setExpiry{flags: kv.SetPX, unit: 1000, arg: []byte("10")}, kv.SetPX, 10000, ""},
+		{setExpiry{flags: kv.SetPXAT, unit: 1, arg: []byte("123")}, kv.SetPXAT, 123, ""},
+		{setExpiry{flags: kv.SetKeepTTL}, kv.SetKeepTTL, 0, ""},
+		{setExpiry{flags: kv.SetPX, unit: 1000, arg: []byte("0")}, 0, 0, "ERR invalid expire time in 'set' command"},
+		{setExpiry{flags: kv.SetPX, unit: 1, arg: []byte("-5")}, 0, 0, "ERR invalid expire time in 'set' command"},
+		{setExpiry{flags: kv.SetPX, unit: 1000, arg: []byte("9223372036854775")}, 0, 0, "ERR invalid expire time in 'set' command"},
+		{setExpiry{flags: kv.SetPXAT, unit: 1000, arg: []byte("9223372036854776")}, 0, 0, "ERR invalid expire time in 'set' command"},
+		{setExpiry{flags: kv.SetPXAT, unit: 1, arg: []byte("9223372036854775807")}, kv.SetPXAT, 9223372036854775807, ""},
+		{setExpiry{flags: kv.SetPX, unit: 1, arg: []byte("x")}, 0, 0, kv.ErrTextNotInteger},
+	} {
+		f, d, err := tc.e.resolve("set")
+		if tc.err != "" {
+			require.EqualError(t, err, tc.err, "%+v", tc.e)
+			continue
+		}
+		require.NoError(t, err)
+		require.Equal(t, tc.flags, f)
+		require.Equal(t, tc.delta, d)
+	}
+}
+
+func TestParseExpireFlags(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want kv.SetFlags
+		err  string
+	}{
+		{"", 0, ""},
+		{"nx", kv.ExpireNX, ""},
+		{"XX GT", kv.ExpireXX | kv.ExpireGT, ""},
+		{"lt", kv.ExpireLT, ""},
+		{"NX XX", 0, "ERR NX and XX, GT or LT options at the same time are not compatible"},
+		{"gt nx", 0, "ERR NX and XX, GT or LT options at the same time are not compatible"},
+		{"GT LT", 0, "ERR GT and LT options at the same time are not compatible"},
+		{"foo", 0, "ERR Unsupported option foo"},
+	} {
+		f, err := parseExpireFlags(args(tc.in))
+		if tc.err != "" {
+			require.EqualError(t, err, tc.err, tc.in)
+			continue
+		}
+		require.NoError(t, err, tc.in)
+		require.Equal(t, tc.want, f, tc.in)
+	}
+}
+
+func TestExpireMillisOverflow(t *testing.T) {
+	_, ok := expireMillis(math.MaxInt64/1000+1, 1000, true)
+	require.False(t, ok)
+	_, ok = expireMillis(math.MinInt64/1000-1, 1000, false)
+	require.False(t, ok)
+	_, ok = expireMillis(math.MaxInt64-1000, 1, false) // plus now overflows
+	require.False(t, ok)
+	ms, ok := expireMillis(math.MaxInt64-1000, 1, true) // absolute: no addition
+	require.True(t, ok)
+	require.Equal(t, int64(math.MaxInt64-1000), ms)
+	ms, ok = expireMillis(-10, 1000, false) // negative deletes the key
+	require.True(t, ok)
+	require.Equal(t, int64(-10000), ms)
 }
 
 func TestParseScanArgs(t *testing.T) {
@@ -155,14 +237,17 @@ func FuzzCommandParsing(f *testing.F) {
 			}
 		}
 
-		if flags, err := parseSetOptions(a); err == nil {
-			if flags&kv.SetNX != 0 && flags&kv.SetXX != 0 {
+		if o, err := parseSetOptions(a); err == nil {
+			if o.flags&kv.SetNX != 0 && o.flags&kv.SetXX != 0 {
 				t.Fatalf("parseSetOptions(%q) accepted NX with XX", a)
 			}
-			if flags&^(kv.SetNX|kv.SetXX|kv.SetGet) != 0 {
-				t.Fatalf("parseSetOptions(%q) = unknown flags %b", a, flags)
+			if o.flags&^(kv.SetNX|kv.SetXX|kv.SetGet) != 0 {
+				t.Fatalf("parseSetOptions(%q) = unknown flags %b", a, o.flags)
 			}
-		} else if !errors.Is(err, errSyntax) && !errors.Is(err, errExpiryUnsupported) {
+			if (o.expiry.arg != nil) != (o.expiry.flags == kv.SetPX || o.expiry.flags == kv.SetPXAT) {
+				t.Fatalf("parseSetOptions(%q): time option %b with argument %q", a, o.expiry.flags, o.expiry.arg)
+			}
+		} else if !errors.Is(err, errSyntax) {
 			t.Fatalf("parseSetOptions(%q): unexpected error %v", a, err)
 		}
 

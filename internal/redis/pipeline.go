@@ -35,10 +35,14 @@ import (
 // LocalReader is an optional Backend capability for pipelined reads.
 type LocalReader interface {
 	// Barrier returns once the local state reflects every write
-	// acknowledged before the call (a ReadIndex round).
-	Barrier(ctx context.Context) error
-	// ReadLocal runs fn against the local state without a barrier.
-	ReadLocal(fn func(v kv.View) error) error
+	// acknowledged before the call (a ReadIndex round), with the time at
+	// which reads covered by it evaluate key expiry (Unix ms; the leader
+	// hands it out with the read index, so no node reads a key as live
+	// after another reported it expired).
+	Barrier(ctx context.Context) (uint64, error)
+	// ReadLocal runs fn against the local state without a barrier, with
+	// expiry evaluated at now (a Barrier's time).
+	ReadLocal(now uint64, fn func(v kv.View) error) error
 }
 
 // ImmediateReader is an optional Backend capability: a read that is
@@ -72,6 +76,7 @@ type batchState struct {
 	results   []kv.Result
 	err       error // the batch's Backend error, replied by every write
 	next      int
+	readTime  uint64 // modeLocal: the Barrier's read time
 }
 
 // runPipeline executes the current command and everything pipelined behind
@@ -192,7 +197,7 @@ func (s *Server) execReads(c *client, cmds [][][]byte) {
 	start := time.Now()
 	lr := s.cfg.Backend.(LocalReader)
 	ctx, cancel := s.requestContext()
-	err := lr.Barrier(ctx)
+	now, err := lr.Barrier(ctx)
 	cancel()
 	for _, args := range cmds {
 		if c.cut {
@@ -203,7 +208,7 @@ func (s *Server) execReads(c *client, cmds [][][]byte) {
 			s.observeSince(c, cmd, start, func() { s.backendError(c, "read", err) })
 			continue
 		}
-		c.batch = batchState{mode: modeLocal}
+		c.batch = batchState{mode: modeLocal, readTime: now}
 		s.observeSince(c, cmd, start, func() { cmd.run(s, c, args) })
 	}
 	c.batch = batchState{}

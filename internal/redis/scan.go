@@ -3,6 +3,7 @@ package redis
 import (
 	"bytes"
 	"container/list"
+	"errors"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -10,16 +11,19 @@ import (
 	"github.com/elastickv/elastickv/internal/kv"
 )
 
-// SCAN walks the keyspace in key order. Its cursor must be a number (go-redis
-// parses it as uint64), but the position it stands for is a key. The server
-// keeps a bounded table from random cursor ids to the next key to examine;
-// an id that has aged out of the table is answered "-ERR invalid cursor" and
-// the client starts over. Cursors live in one node's memory: a scan resumed
-// on another node, or after a restart, gets "invalid cursor".
+// SCAN walks the keyspace with kv's View.Scan: in key order within each hash
+// slot, slot after slot (and the rows of the previous layout first, while
+// any remain). Its cursor must be a number (go-redis parses it as uint64),
+// but the position it stands for is kv's opaque scan position. The server
+// keeps a bounded table from random cursor ids to that position; an id that
+// has aged out of the table is answered "-ERR invalid cursor" and the
+// client starts over. Cursors live in one node's memory: a scan resumed on
+// another node, or after a restart, gets "invalid cursor".
 //
 // Guarantees, as Redis gives: a key present for the whole scan is returned
-// exactly once (keys are visited in strictly increasing order); a key added
-// or removed during the scan may or may not be returned.
+// at least once (exactly once unless it was converted to the new layout
+// during the scan); a key added or removed during the scan may or may not
+// be returned.
 
 // Bounds of SCAN's work and of the cursor table.
 const (
@@ -59,9 +63,6 @@ func cmdScan(s *Server, c *client, args [][]byte) {
 	)
 	if a.pattern != nil {
 		prefix, pattern = literalPrefix(a.pattern), compileGlob(a.pattern)
-		if bytes.Compare(start, prefix) < 0 {
-			start = prefix // no key before the prefix can match
-		}
 	}
 	var (
 		keys [][]byte
@@ -70,20 +71,17 @@ func cmdScan(s *Server, c *client, args [][]byte) {
 	ok := s.readBounded(c, "scan", func(v kv.View, b *budget) error {
 		keys, next = keys[:0], nil
 		examined, held := 0, 0
-		return v.ScanKeys(start, func(k []byte) bool {
-			if !bytes.HasPrefix(k, prefix) {
-				return false // sorted: no later key can match
-			}
+		var err error
+		next, err = v.Scan(start, prefix, func(k []byte) bool {
 			if examined == a.count || held >= maxScanReplyBytes {
-				next = bytes.Clone(k)
-				return false
+				return false // Scan hands back this key's position
 			}
 			examined++
 			matched := true
 			if a.pattern != nil {
 				var err error
 				if matched, err = pattern.matchWithin(k, b); err != nil {
-					return false // the budget is spent; ScanKeys reports it
+					return false // the budget is spent; Scan reports it
 				}
 			}
 			if matched {
@@ -92,13 +90,17 @@ func cmdScan(s *Server, c *client, args [][]byte) {
 			}
 			return true
 		})
+		if errors.Is(err, kv.ErrBadCursor) {
+			return errInvalidCursor
+		}
+		return err
 	})
 	if !ok {
 		return
 	}
 	var id uint64
 	if next != nil {
-		id = s.cursors.put(next)
+		id = s.cursors.put(bytes.Clone(next))
 	}
 	writeScanReply(c, id, keys)
 }

@@ -9,15 +9,6 @@ import (
 // String commands. Writes become one kv.Command each; reads run in one
 // Backend.Read so that a multi-key read (MGET) sees a single snapshot.
 
-func cmdSet(s *Server, c *client, args [][]byte) {
-	flags, err := parseSetOptions(args[3:])
-	if err != nil {
-		c.err(err.Error())
-		return
-	}
-	s.writeResult(c, &kv.Command{Op: kv.OpSet, Flags: flags, Keys: args[1:2], Values: args[2:3]})
-}
-
 func cmdSetNX(s *Server, c *client, args [][]byte) {
 	r, ok := s.write(c, &kv.Command{Op: kv.OpSet, Flags: kv.SetNX, Keys: args[1:2], Values: args[2:3]})
 	if !ok {
