@@ -1,0 +1,148 @@
+package upgrade
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// fixtureDir is the data directory and golden file written by OldRelease
+// (scripts/gen-upgrade-fixture.sh).
+const fixtureDir = "testdata/e75b20e"
+
+func loadGolden(t *testing.T) *Golden {
+	t.Helper()
+	f, err := os.Open(filepath.Join(fixtureDir, "golden.txt"))
+	require.NoError(t, err)
+	defer func() { _ = f.Close() }()
+	g, err := ParseGolden(f)
+	require.NoError(t, err)
+	require.Less(t, g.PebbleApplied, g.WALLast, "the fixture must hold entries only in the WAL")
+	return g
+}
+
+// TestFixtureFromPreviousReleaseServesEveryKey starts this tree's binary on
+// a data directory written by the previous release, whose last writes are
+// in the Raft WAL and not in Pebble. Every key must read back exactly as
+// the old binary served it (GET, STRLEN, EXISTS), deleted keys must stay
+// deleted, DBSIZE and SCAN must agree with the golden list, and all of it
+// must still hold after the new binary has written to the directory and
+// restarted on it.
+func TestFixtureFromPreviousReleaseServesEveryKey(t *testing.T) {
+	g := loadGolden(t)
+	bin := newBinary(t)
+	dir := t.TempDir()
+	nodes := newNodes(t, dir, 1)
+	n := nodes[0]
+	require.NoError(t, CopyTree(filepath.Join(fixtureDir, "data"), n.dir))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	n.start(t, bin, members(nodes))
+	require.NoError(t, WaitServing(ctx, n.proc, n.cl))
+	checkGolden(ctx, t, n.cl, g, nil)
+	applied, digest, err := digestOf(ctx, n.cl)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, applied, g.WALLast, "the new binary applied the entries that were only in the WAL")
+	t.Logf("new binary on the fixture: DEBUG DIGEST %d:%s (the old binary answered %s)", applied, digest, g.OldDigest)
+	// TODO(lead, issue #14): compare digest with the logical digest the new
+	// kv code computes for the golden key list (kv.DigestOf or its final
+	// name, fed g.Keys), once DEBUG DIGEST hashes logical content. Until
+	// then the old binary's answer (g.OldDigest) cannot be compared: it
+	// hashes raw v1 rows and metadata, including the applied index.
+
+	// The new binary writes to the old directory: an old key rewritten, one
+	// appended to past 1 KiB, one deleted, a new one. Then it restarts on
+	// the directory it has written.
+	changed := map[string]string{"k:00": "rewritten by the new binary", "new:key": "written by the new binary"}
+	require.NoError(t, n.cl.Set(ctx, "k:00", changed["k:00"], 0).Err())
+	require.NoError(t, n.cl.Set(ctx, "new:key", changed["new:key"], 0).Err())
+	var logVal []byte
+	for _, kv := range g.Keys {
+		if string(kv.Key) == "log" {
+			logVal = kv.Value
+		}
+	}
+	require.NotNil(t, logVal, "the fixture has the APPENDed key \"log\"")
+	appended := string(logVal) + string(bytes.Repeat([]byte("+"), 2000))
+	l, err := n.cl.Append(ctx, "log", appended[len(logVal):]).Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(len(appended)), l)
+	changed["log"] = appended
+	require.Equal(t, int64(1), n.cl.Del(ctx, "k:01").Val())
+	n.stop(t)
+	n.start(t, bin, members(nodes))
+	require.NoError(t, WaitServing(ctx, n.proc, n.cl))
+	checkGolden(ctx, t, n.cl, g, func(key string) (string, bool, bool) {
+		if key == "k:01" {
+			return "", false, true
+		}
+		v, ok := changed[key]
+		return v, true, ok
+	})
+	n.stop(t)
+}
+
+// checkGolden checks every key of g on the node behind cl, and that the
+// node holds no other key. override(key) may replace a key's expected
+// state: (value, exists, overridden); keys it overrides that g does not
+// list are expected too.
+func checkGolden(ctx context.Context, t *testing.T, cl *goredis.Client, g *Golden, override func(string) (string, bool, bool)) {
+	t.Helper()
+	want := map[string]string{}
+	for _, kv := range g.Keys {
+		want[string(kv.Key)] = string(kv.Value)
+	}
+	for _, k := range []string{"k:00", "k:01", "new:key", "log"} {
+		if override == nil {
+			break
+		}
+		if v, exists, ok := override(k); ok {
+			if exists {
+				want[k] = v
+			} else {
+				delete(want, k)
+			}
+		}
+	}
+	for k, v := range want {
+		got, err := cl.Get(ctx, k).Result()
+		require.NoError(t, err, "GET %q", k)
+		require.Equal(t, v, got, "GET %q", k)
+		n, err := cl.StrLen(ctx, k).Result()
+		require.NoError(t, err, "STRLEN %q", k)
+		require.Equal(t, int64(len(v)), n, "STRLEN %q", k)
+		require.Equal(t, int64(1), cl.Exists(ctx, k).Val(), "EXISTS %q", k)
+	}
+	for _, k := range g.Absent {
+		require.Equal(t, int64(0), cl.Exists(ctx, string(k)).Val(), "EXISTS %q (deleted by the old release)", k)
+		require.ErrorIs(t, cl.Get(ctx, string(k)).Err(), goredis.Nil, "GET %q (deleted by the old release)", k)
+	}
+	size, err := cl.DBSize(ctx).Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(len(want)), size, "DBSIZE")
+	var scanned []string
+	var cursor uint64
+	for {
+		keys, next, err := cl.Scan(ctx, cursor, "*", 20).Result()
+		require.NoError(t, err)
+		scanned = append(scanned, keys...)
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	var wantKeys []string
+	for k := range want {
+		wantKeys = append(wantKeys, k)
+	}
+	sort.Strings(wantKeys)
+	sort.Strings(scanned)
+	require.Equal(t, wantKeys, scanned, "SCAN lists exactly the fixture's keys")
+}
