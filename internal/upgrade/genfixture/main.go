@@ -340,7 +340,7 @@ func phaseA(ctx context.Context, c *goredis.Client, m *model) error {
 	if err := c.Set(ctx, "gs", "old", 0).Err(); err != nil {
 		return fmt.Errorf("SET gs: %w", err)
 	}
-	old, err := c.GetSet(ctx, "gs", "new").Result()
+	old, err := c.Do(ctx, "getset", "gs", "new").Text() // the command itself, which go-redis deprecates
 	if err := want("GETSET gs", old, err, "old"); err != nil {
 		return err
 	}
