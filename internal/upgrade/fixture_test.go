@@ -54,7 +54,7 @@ func TestFixtureFromPreviousReleaseServesEveryKey(t *testing.T) {
 	// rows are then read in place, and the writes below are made at 2.
 	// The check is live once this binary reports cluster_format in INFO
 	// raft; before that field exists there is no format to wait for.
-	if f, err := clusterFormat(ctx, n.cl); assert.NoError(t, err) && f != "" {
+	if f, _, err := clusterFormat(ctx, n.cl); assert.NoError(t, err) && f != "" {
 		require.True(t, waitFormat(ctx, t, nodes, "2", 30*time.Second))
 		checkGolden(ctx, t, n.cl, g, nil)
 	}
@@ -62,11 +62,23 @@ func TestFixtureFromPreviousReleaseServesEveryKey(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, applied, g.WALLast, "the new binary applied the entries that were only in the WAL")
 	t.Logf("new binary on the fixture: DEBUG DIGEST %d:%s (the old binary answered %s)", applied, digest, g.OldDigest)
-	// TODO(lead, issue #14): compare digest with the logical digest the new
-	// kv code computes for the golden key list (kv.DigestOf or its final
-	// name, fed g.Keys), once DEBUG DIGEST hashes logical content. Until
-	// then the old binary's answer (g.OldDigest) cannot be compared: it
-	// hashes raw v1 rows and metadata, including the applied index.
+	// TODO(lead, issue #14): once kv.DigestOf (branch ks-kv2) is on main,
+	// compare the node's digest with the logical digest of the golden key
+	// list, after the waitFormat above (the digest depends on the format,
+	// which only rises, so after the raise it is 2 for good). Checked
+	// against ks-kv2 merged with this branch (at format 1, as nothing
+	// raised it there yet):
+	//
+	//	var keys, vals [][]byte
+	//	for _, kv := range g.Keys {
+	//		keys, vals = append(keys, kv.Key), append(vals, kv.Value)
+	//	}
+	//	_, d, err := digestOf(ctx, n.cl)
+	//	require.NoError(t, err)
+	//	require.Equal(t, fmt.Sprintf("%016x", kv.DigestOf(2, keys, vals)), d)
+	//
+	// The old binary's answer (g.OldDigest) cannot be compared: it hashes
+	// raw v1 rows and metadata, the applied index included.
 
 	// The new binary writes to the old directory: an old key rewritten, one
 	// appended to past 1 KiB, one deleted, a new one. Then it restarts on

@@ -74,7 +74,7 @@ func TestRollingUpgradeFromPreviousRelease(t *testing.T) {
 			// command that needs format 2 is refused rather than written in
 			// a form the old member would apply differently.
 			for _, m := range order[:i+1] {
-				f, err := clusterFormat(ctx, m.cl)
+				f, _, err := clusterFormat(ctx, m.cl)
 				require.NoError(t, err)
 				require.NotEqual(t, "2", f, "%s reports cluster_format 2 while an old member remains", m.ID)
 			}
@@ -173,25 +173,35 @@ func transferLeader(ctx context.Context, t *testing.T, bin string, n *node) {
 }
 
 // clusterFormat returns the cluster_format field of a node's INFO raft, or
-// "" when the binary has no such field (the previous release).
-func clusterFormat(ctx context.Context, cl *goredis.Client) (string, error) {
+// "" when the binary has no such field (the previous release), and the
+// node's format fields (cluster_format, binary_max_format,
+// min_member_format) as one line for a failure message.
+func clusterFormat(ctx context.Context, cl *goredis.Client) (format, fields string, err error) {
 	op, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	info, err := cl.Info(op, "raft").Result()
 	if err != nil {
-		return "", fmt.Errorf("INFO raft: %w", err)
+		return "", "", fmt.Errorf("INFO raft: %w", err)
 	}
+	var fs []string
 	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "cluster_format:"); ok {
-			return v, nil
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if strings.Contains(k, "format") {
+			fs = append(fs, k+":"+v)
+		}
+		if k == "cluster_format" {
+			format = v
 		}
 	}
-	return "", nil
+	if len(fs) == 0 {
+		return "", "(no format fields in INFO raft)", nil
+	}
+	return format, strings.Join(fs, ","), nil
 }
 
 // waitFormat polls every node's INFO raft until each reports
 // cluster_format:want, for at most limit. On a timeout it fails the test
-// with each node's last answer and reports false.
+// with each node's format fields and reports false.
 func waitFormat(ctx context.Context, t *testing.T, nodes []*node, want string, limit time.Duration) bool {
 	t.Helper()
 	deadline := time.Now().Add(limit)
@@ -199,20 +209,18 @@ func waitFormat(ctx context.Context, t *testing.T, nodes []*node, want string, l
 		got := make([]string, len(nodes))
 		all := true
 		for i, n := range nodes {
-			f, err := clusterFormat(ctx, n.cl)
+			f, fields, err := clusterFormat(ctx, n.cl)
 			if err != nil {
-				f = "error: " + err.Error()
-			} else if f == "" {
-				f = "(no cluster_format field in INFO raft)"
+				fields = "error: " + err.Error()
 			}
-			got[i] = n.ID + "=" + f
-			all = all && f == want
+			got[i] = n.ID + "=" + fields
+			all = all && err == nil && f == want
 		}
 		if all {
 			return true
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("the cluster format did not rise to %s within %v of the last node's upgrade: %s", want, limit, strings.Join(got, " "))
+			t.Errorf("the cluster format did not rise to %s within %v of every member running the new binary: %s", want, limit, strings.Join(got, " "))
 			return false
 		}
 		time.Sleep(100 * time.Millisecond) // polling a condition with a deadline
