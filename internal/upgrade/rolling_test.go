@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -105,9 +106,65 @@ func TestRollingUpgradeFromPreviousRelease(t *testing.T) {
 		require.Greater(t, ttl, 90*time.Second, "PTTL on %s", n.ID)
 		require.LessOrEqual(t, ttl, 100*time.Second, "PTTL on %s", n.ID)
 	}
+	checkOldBinaryRefused(ctx, t, old, bin, nodes)
 	for _, n := range nodes {
 		n.stop(t)
 	}
+}
+
+// checkOldBinaryRefused restarts one member of a cluster at format 2 on the
+// previous release (an attempted downgrade; issue #14, section 6: "a binary
+// older than the cluster version is refused when it joins or restarts").
+// The old binary may exit, or keep running cut off: the new members drop
+// what it sends and send it nothing, so it never learns a leader and never
+// acknowledges a write, while the others keep taking writes. Its data
+// directory is then put back as the new binary left it (the old binary,
+// replaying format-2 entries it cannot read, may have applied them
+// wrongly: that is why it must be refused) and the member rejoins on the
+// new binary.
+func checkOldBinaryRefused(ctx context.Context, t *testing.T, old, bin string, nodes []*node) {
+	t.Helper()
+	leader := leaderOf(ctx, t, nodes)
+	var victim, other *node
+	for _, n := range nodes {
+		switch {
+		case n.ID == leader:
+			other = n
+		case victim == nil:
+			victim = n
+		}
+	}
+	victim.stop(t)
+	backup := victim.dir + ".new-binary"
+	require.NoError(t, CopyTree(victim.dir, backup))
+	victim.start(t, old, members(nodes))
+
+	op, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err := victim.cl.Set(op, "upgrade:downgrade", "must not be acknowledged", 0).Err()
+	cancel()
+	require.Error(t, err, "a write through the previous release, restarted on a format-2 member, was acknowledged")
+	for i := range 20 {
+		if !victim.proc.Running() {
+			t.Logf("the previous release exited on a format-2 member: %v", victim.proc.exitError())
+			break
+		}
+		op, cancel := context.WithTimeout(ctx, 2*time.Second)
+		info, err := victim.cl.Info(op, "raft").Result()
+		cancel()
+		if err == nil {
+			require.NotRegexp(t, `raft_leader_id:\S`, info, "the previous release learned a leader of a format-2 cluster")
+		}
+		require.NoError(t, other.cl.Set(ctx, fmt.Sprintf("upgrade:during-downgrade:%d", i), "v", 0).Err(), "the new members keep taking writes")
+		time.Sleep(100 * time.Millisecond) // an invariant checked over 2 s, not a wait
+	}
+	if victim.proc.Running() {
+		victim.stop(t)
+	}
+	require.NoError(t, os.RemoveAll(victim.dir))
+	require.NoError(t, CopyTree(backup, victim.dir))
+	victim.start(t, bin, members(nodes))
+	require.NoError(t, WaitServing(ctx, victim.proc, victim.cl), "%s back on the new binary", victim.ID)
+	waitConverged(ctx, t, nodes, 30*time.Second)
 }
 
 // leaderOf returns the id of the node that says it leads the highest term,
