@@ -11,6 +11,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/elastickv/elastickv/internal/chaos"
 )
@@ -19,9 +20,18 @@ import (
 // the tests have it, so the servers these tests start are race-checked).
 var server chaos.ServerOnce
 
+// TestMain removes the built binary and checks that the tests left no
+// goroutine behind (each server process is reaped by a goroutine that ends
+// with it; clients are closed by the tests' cleanups).
 func TestMain(m *testing.M) {
 	code := m.Run()
 	server.Remove()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
