@@ -3,6 +3,7 @@ package upgrade
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -10,8 +11,9 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/elastickv/elastickv/internal/kv"
 )
 
 // fixtureDir is the data directory and golden file written by OldRelease
@@ -52,33 +54,12 @@ func TestFixtureFromPreviousReleaseServesEveryKey(t *testing.T) {
 	// Every member of this one-node cluster runs the new binary, so the
 	// cluster format rises to 2 (issue #14, section 6): the fixture's v1
 	// rows are then read in place, and the writes below are made at 2.
-	// The check is live once this binary reports cluster_format in INFO
-	// raft; before that field exists there is no format to wait for.
-	if f, _, err := clusterFormat(ctx, n.cl); assert.NoError(t, err) && f != "" {
-		require.True(t, waitFormat(ctx, t, nodes, "2", 30*time.Second))
-		checkGolden(ctx, t, n.cl, g, nil)
-	}
-	applied, digest, err := digestOf(ctx, n.cl)
-	require.NoError(t, err)
+	format := fixtureFormat(ctx, t, nodes)
+	want := checkGolden(ctx, t, n.cl, g, nil)
+	applied := checkDigest(ctx, t, n.cl, want, format)
 	require.GreaterOrEqual(t, applied, g.WALLast, "the new binary applied the entries that were only in the WAL")
-	t.Logf("new binary on the fixture: DEBUG DIGEST %d:%s (the old binary answered %s)", applied, digest, g.OldDigest)
-	// TODO(lead, issue #14): once kv.DigestOf (branch ks-kv2) is on main,
-	// compare the node's digest with the logical digest of the golden key
-	// list, after the waitFormat above (the digest depends on the format,
-	// which only rises, so after the raise it is 2 for good). Checked
-	// against ks-kv2 merged with this branch (at format 1, as nothing
-	// raised it there yet):
-	//
-	//	var keys, vals [][]byte
-	//	for _, kv := range g.Keys {
-	//		keys, vals = append(keys, kv.Key), append(vals, kv.Value)
-	//	}
-	//	_, d, err := digestOf(ctx, n.cl)
-	//	require.NoError(t, err)
-	//	require.Equal(t, fmt.Sprintf("%016x", kv.DigestOf(2, keys, vals)), d)
-	//
-	// The old binary's answer (g.OldDigest) cannot be compared: it hashes
-	// raw v1 rows and metadata, the applied index included.
+	// The old binary's DEBUG DIGEST (g.OldDigest) is not comparable: it
+	// hashed raw v1 rows and metadata, the applied index included.
 
 	// The new binary writes to the old directory: an old key rewritten, one
 	// appended to past 1 KiB, one deleted, a new one. Then it restarts on
@@ -102,21 +83,22 @@ func TestFixtureFromPreviousReleaseServesEveryKey(t *testing.T) {
 	n.stop(t)
 	n.start(t, bin, members(nodes))
 	require.NoError(t, WaitServing(ctx, n.proc, n.cl))
-	checkGolden(ctx, t, n.cl, g, func(key string) (string, bool, bool) {
+	want = checkGolden(ctx, t, n.cl, g, func(key string) (string, bool, bool) {
 		if key == "k:01" {
 			return "", false, true
 		}
 		v, ok := changed[key]
 		return v, true, ok
 	})
+	checkDigest(ctx, t, n.cl, want, format)
 	n.stop(t)
 }
 
 // checkGolden checks every key of g on the node behind cl, and that the
 // node holds no other key. override(key) may replace a key's expected
 // state: (value, exists, overridden); keys it overrides that g does not
-// list are expected too.
-func checkGolden(ctx context.Context, t *testing.T, cl *goredis.Client, g *Golden, override func(string) (string, bool, bool)) {
+// list are expected too. It returns the keys and values checked.
+func checkGolden(ctx context.Context, t *testing.T, cl *goredis.Client, g *Golden, override func(string) (string, bool, bool)) map[string]string {
 	t.Helper()
 	want := map[string]string{}
 	for _, kv := range g.Keys {
@@ -167,4 +149,43 @@ func checkGolden(ctx context.Context, t *testing.T, cl *goredis.Client, g *Golde
 	sort.Strings(wantKeys)
 	sort.Strings(scanned)
 	require.Equal(t, wantKeys, scanned, "SCAN lists exactly the fixture's keys")
+	return want
+}
+
+// fixtureFormat waits for the fixture's one-node cluster to reach format 2
+// and returns 2. A binary whose INFO raft does not report cluster_format
+// yet gives 0: "not known".
+func fixtureFormat(ctx context.Context, t *testing.T, nodes []*node) uint8 {
+	t.Helper()
+	f, _, err := clusterFormat(ctx, nodes[0].cl)
+	require.NoError(t, err)
+	if f == "" {
+		t.Log("INFO raft has no cluster_format: the format raise is not checked, and DEBUG DIGEST may be of format 1 or 2")
+		return 0
+	}
+	require.True(t, waitFormat(ctx, t, nodes, "2", 30*time.Second))
+	return 2
+}
+
+// checkDigest checks the node's DEBUG DIGEST against the logical digest of
+// exactly the keys and values in want (kv.DigestOf) at the cluster format
+// (0: not known, either 1 or 2 passes), and returns its applied index.
+func checkDigest(ctx context.Context, t *testing.T, cl *goredis.Client, want map[string]string, format uint8) uint64 {
+	t.Helper()
+	var keys, vals [][]byte
+	for k, v := range want {
+		keys, vals = append(keys, []byte(k)), append(vals, []byte(v))
+	}
+	applied, got, err := digestOf(ctx, cl)
+	require.NoError(t, err)
+	formats := []uint8{format}
+	if format == 0 {
+		formats = []uint8{1, 2}
+	}
+	var expect []string
+	for _, f := range formats {
+		expect = append(expect, fmt.Sprintf("%016x", kv.DigestOf(f, keys, vals)))
+	}
+	require.Contains(t, expect, got, "DEBUG DIGEST is the logical digest of the fixture's keys (at format %v)", formats)
+	return applied
 }
