@@ -83,37 +83,30 @@ func TestFixtureFromPreviousReleaseServesEveryKey(t *testing.T) {
 	n.stop(t)
 	n.start(t, bin, members(nodes))
 	require.NoError(t, WaitServing(ctx, n.proc, n.cl))
-	want = checkGolden(ctx, t, n.cl, g, func(key string) (string, bool, bool) {
-		if key == "k:01" {
-			return "", false, true
-		}
-		v, ok := changed[key]
-		return v, true, ok
-	})
+	changes := map[string]*string{"k:01": nil}
+	for k, v := range changed {
+		changes[k] = &v
+	}
+	want = checkGolden(ctx, t, n.cl, g, changes)
 	checkDigest(ctx, t, n.cl, want, format)
 	n.stop(t)
 }
 
 // checkGolden checks every key of g on the node behind cl, and that the
-// node holds no other key. override(key) may replace a key's expected
-// state: (value, exists, overridden); keys it overrides that g does not
-// list are expected too. It returns the keys and values checked.
-func checkGolden(ctx context.Context, t *testing.T, cl *goredis.Client, g *Golden, override func(string) (string, bool, bool)) map[string]string {
+// node holds no other key. changes overrides g: a key mapped to nil must be
+// missing, one mapped to a value must hold it. It returns the keys and
+// values checked.
+func checkGolden(ctx context.Context, t *testing.T, cl *goredis.Client, g *Golden, changes map[string]*string) map[string]string {
 	t.Helper()
 	want := map[string]string{}
 	for _, kv := range g.Keys {
 		want[string(kv.Key)] = string(kv.Value)
 	}
-	for _, k := range []string{"k:00", "k:01", "new:key", "log"} {
-		if override == nil {
-			break
-		}
-		if v, exists, ok := override(k); ok {
-			if exists {
-				want[k] = v
-			} else {
-				delete(want, k)
-			}
+	for k, v := range changes {
+		if v == nil {
+			delete(want, k)
+		} else {
+			want[k] = *v
 		}
 	}
 	for k, v := range want {
