@@ -13,8 +13,9 @@
 //     power loss in ELASTICKV_FSM_SYNC_MODE=nosync (Pebble is synced only
 //     before the log is compacted), or within the ~10 ms sync window of the
 //     default mode. A process exit alone cannot make it, since Pebble's own
-//     WAL is written (unsynced) on every commit. The binary that opens the
-//     fixture must replay phase B from the Raft WAL.
+//     WAL is written (unsynced) on every commit, and nosync only skips the
+//     fsync. The old binary runs in nosync mode throughout. The binary that
+//     opens the fixture must replay phase B from the Raft WAL.
 //  4. The WAL's preallocated zero tail is trimmed (upgrade.TrimWALSegments)
 //     and the result copied the way git will check it out (no empty
 //     directories).
@@ -179,7 +180,9 @@ func run(out, bin string) error {
 // session starts the old binary, runs fn against it once it serves, reads
 // its applied index, and stops it with SIGTERM, which must exit cleanly.
 func session(ctx context.Context, bin string, args []string, logPath, addr string, fn func(*goredis.Client) error) (uint64, error) {
-	p, err := upgrade.StartProcess(bin, args, nil, logPath)
+	// nosync: the mode in which Pebble may lag the Raft WAL by more than
+	// ~10 ms after a power loss, the state step 3 makes.
+	p, err := upgrade.StartProcess(bin, args, []string{"ELASTICKV_FSM_SYNC_MODE=nosync"}, logPath)
 	if err != nil {
 		return 0, err
 	}
