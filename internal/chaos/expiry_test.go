@@ -1,0 +1,260 @@
+package chaos
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/stretchr/testify/require"
+)
+
+// Synthetic histories for the expiry checker. Times are in milliseconds of
+// the history clock; the skew is DefaultExpirySkew (1 s) throughout. Each
+// failing history is the proof that one rule can fail a run.
+
+const xk = "chaos:x0"
+
+func ms(n int64) int64 { return n * int64(time.Millisecond) }
+
+// xop is an operation on the expiry key xk, invoked at call ms and
+// returning at ret ms (ignored for an unknown outcome).
+func xop(in Input, out Output, outcome Outcome, call, ret int64) Op {
+	in.Key = xk
+	if outcome == OutcomeUnknown {
+		out, ret = Output{}, call+1
+	}
+	return Op{Process: int(call), Node: "n1", Input: in, Output: out, Outcome: outcome, Call: ms(call), Return: ms(ret)}
+}
+
+func setPX(v string, ttl int64) Input { return Input{Op: OpSet, Arg: v, TTL: ttl} }
+func setNoTTL(v string) Input        { return Input{Op: OpSet, Arg: v} }
+func getX() Input                    { return Input{Op: OpGet} }
+func pttlX() Input                   { return Input{Op: OpPTTL} }
+func pexpire(ttl int64) Input        { return Input{Op: OpPExpire, TTL: ttl} }
+func persistX() Input                { return Input{Op: OpPersist} }
+func delX() Input                    { return Input{Op: OpDel} }
+
+func kinds(res ExpiryResult) []ExpiryViolationKind {
+	var out []ExpiryViolationKind
+	for _, v := range res.Violations {
+		if !slices.Contains(out, v.Kind) {
+			out = append(out, v.Kind)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func checkX(ops []Op) ExpiryResult { return CheckExpiry(ops, DefaultExpirySkew) }
+
+// TestExpiryCheckerAcceptsCorrectHistories: histories a correct cluster can
+// produce, including the ones that sit right at the skew bound and the
+// ones an unknown outcome explains, must pass.
+func TestExpiryCheckerAcceptsCorrectHistories(t *testing.T) {
+	ok := OutcomeOK
+	for name, ops := range map[string][]Op{
+		"expires and stays expired": {
+			xop(setPX("a", 1000), okOut, ok, 0, 10),
+			xop(getX(), str("a"), ok, 20, 30),
+			xop(pttlX(), intOut(950), ok, 40, 50),
+			xop(getX(), nilOut, ok, 3000, 3010),
+			xop(pttlX(), intOut(-2), ok, 3020, 3030),
+			xop(getX(), nilOut, ok, 9000, 9010),
+		},
+		"early by less than the skew": {
+			xop(setPX("a", 3000), okOut, ok, 0, 10),
+			xop(getX(), nilOut, ok, 2001, 2010),
+		},
+		"late by less than twice the skew": {
+			xop(setPX("a", 300), okOut, ok, 0, 10),
+			xop(getX(), str("a"), ok, 2300, 2305), // bound: 10 + 300 + 2 s
+		},
+		"written again after expiry": {
+			xop(setPX("a", 300), okOut, ok, 0, 10),
+			xop(getX(), nilOut, ok, 3000, 3010),
+			xop(setNoTTL("b"), okOut, ok, 3020, 3030),
+			xop(getX(), str("b"), ok, 3040, 3050),
+			xop(pttlX(), intOut(-1), ok, 3060, 3070),
+		},
+		"a write concurrent with the gone read explains the value": {
+			xop(setPX("a", 300), okOut, ok, 0, 10),
+			xop(getX(), nilOut, ok, 2000, 2010),
+			xop(setPX("b", 300), okOut, ok, 1990, 2050), // may apply after the nil
+			xop(getX(), str("b"), ok, 2100, 2110),
+		},
+		"an unknown SET may apply at any later time": {
+			xop(setPX("a", 300), Output{}, OutcomeUnknown, 0, 0),
+			xop(getX(), nilOut, ok, 100, 110),
+			xop(getX(), str("a"), ok, 5000, 5010),
+		},
+		"an unknown DEL may have removed the key": {
+			xop(setPX("a", 5000), okOut, ok, 0, 10),
+			xop(delX(), Output{}, OutcomeUnknown, 20, 20),
+			xop(getX(), nilOut, ok, 30, 40),
+		},
+		"PERSIST keeps the key": {
+			xop(setPX("a", 300), okOut, ok, 0, 10),
+			xop(persistX(), intOut(1), ok, 20, 30),
+			xop(getX(), str("a"), ok, 5000, 5010),
+			xop(pttlX(), intOut(-1), ok, 5020, 5030),
+		},
+		"PEXPIRE extends the key": {
+			xop(setPX("a", 200), okOut, ok, 0, 10),
+			xop(pexpire(5000), intOut(1), ok, 20, 30),
+			xop(getX(), str("a"), ok, 3000, 3010),
+			xop(pttlX(), intOut(1900), ok, 3020, 3030),
+		},
+		"an unknown PEXPIRE may extend the key": {
+			xop(setPX("a", 200), okOut, ok, 0, 10),
+			xop(pexpire(5000), Output{}, OutcomeUnknown, 20, 20),
+			xop(getX(), str("a"), ok, 3000, 3010),
+		},
+		"a PEXPIRE that replied 0 changed nothing, and a PERSIST that may come between allows -1": {
+			xop(setPX("a", 300), okOut, ok, 0, 10),
+			xop(getX(), nilOut, ok, 2400, 2410),
+			xop(pexpire(9000), intOut(0), ok, 2500, 2510),
+			xop(setPX("b", 3000), okOut, ok, 2600, 2610),
+			xop(persistX(), intOut(1), ok, 2605, 2620),
+			xop(pttlX(), intOut(-1), ok, 2615, 2630),
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			res := checkX(ops)
+			require.Empty(t, res.Violations, "%v", res.Violations)
+			require.Equal(t, 1, res.Keys)
+		})
+	}
+}
+
+// TestExpiryCheckerRejectsViolations: each history breaks one rule, and the
+// checker must name it.
+func TestExpiryCheckerRejectsViolations(t *testing.T) {
+	ok := OutcomeOK
+	for _, tc := range []struct {
+		name string
+		ops  []Op
+		want []ExpiryViolationKind
+	}{
+		{"a read after a read that saw the key expired returns it", []Op{
+			xop(setPX("a", 300), okOut, ok, 0, 10),
+			xop(getX(), nilOut, ok, 2000, 2010),
+			xop(getX(), str("a"), ok, 2100, 2110),
+		}, []ExpiryViolationKind{ViolationRevival}},
+		{"PTTL finds the key again after PTTL -2", []Op{
+			xop(setPX("a", 300), okOut, ok, 0, 10),
+			xop(pttlX(), intOut(-2), ok, 2000, 2010),
+			xop(pttlX(), intOut(100), ok, 2100, 2110),
+		}, []ExpiryViolationKind{ViolationRevival}},
+		{"a deleted value comes back", []Op{
+			xop(setNoTTL("a"), okOut, ok, 0, 10),
+			xop(delX(), intOut(1), ok, 20, 30),
+			xop(getX(), str("a"), ok, 40, 50),
+		}, []ExpiryViolationKind{ViolationRevival}},
+		{"an expired value comes back after its key was replaced", []Op{
+			xop(setNoTTL("a"), okOut, ok, 0, 10),
+			xop(setPX("b", 100), okOut, ok, 20, 30),
+			xop(getX(), nilOut, ok, 2000, 2010),
+			xop(getX(), str("a"), ok, 2040, 2050), // and b's SET left no room for "a"
+		}, []ExpiryViolationKind{ViolationLost, ViolationRevival}},
+		{"a replaced value comes back", []Op{
+			xop(setNoTTL("a"), okOut, ok, 0, 10),
+			xop(setPX("b", 100), okOut, ok, 20, 30),
+			xop(getX(), str("a"), ok, 40, 50), // b's SET also obliged it to see b
+		}, []ExpiryViolationKind{ViolationLost, ViolationStale}},
+		{"a value nobody wrote", []Op{
+			xop(setNoTTL("a"), Output{}, OutcomeFail, 0, 10), // refused: never applied
+			xop(getX(), str("a"), ok, 20, 30),
+		}, []ExpiryViolationKind{ViolationPhantom}},
+		{"expired long before its TTL", []Op{
+			xop(setPX("a", 3000), okOut, ok, 0, 10),
+			xop(getX(), nilOut, ok, 500, 510),
+		}, []ExpiryViolationKind{ViolationEarlyExpiry}},
+		{"PEXPIRE's TTL cut short", []Op{
+			xop(setNoTTL("a"), okOut, ok, 0, 10),
+			xop(pexpire(3000), intOut(1), ok, 20, 30),
+			xop(pttlX(), intOut(-2), ok, 500, 510),
+		}, []ExpiryViolationKind{ViolationEarlyExpiry}},
+		{"an acknowledged SET without TTL lost", []Op{
+			xop(setNoTTL("a"), okOut, ok, 0, 10),
+			xop(getX(), nilOut, ok, 60000, 60010), // the final read
+		}, []ExpiryViolationKind{ViolationLost}},
+		{"PERSIST undone", []Op{
+			xop(setPX("a", 300), okOut, ok, 0, 10),
+			xop(persistX(), intOut(1), ok, 20, 30),
+			xop(getX(), nilOut, ok, 5000, 5010),
+		}, []ExpiryViolationKind{ViolationPersist}},
+		{"a TTL back after PERSIST", []Op{
+			xop(setPX("a", 3000), okOut, ok, 0, 10),
+			xop(persistX(), intOut(1), ok, 20, 30),
+			xop(pttlX(), intOut(2900), ok, 100, 110),
+		}, []ExpiryViolationKind{ViolationPersist}},
+		{"more time left than was set", []Op{
+			xop(setPX("a", 1000), okOut, ok, 0, 10),
+			xop(pttlX(), intOut(5000), ok, 20, 30),
+		}, []ExpiryViolationKind{ViolationPTTL}},
+		{"a TTL on a key SET without one", []Op{
+			xop(setPX("a", 1000), okOut, ok, 0, 10),
+			xop(setNoTTL("b"), okOut, ok, 20, 30),
+			xop(pttlX(), intOut(900), ok, 40, 50),
+		}, []ExpiryViolationKind{ViolationPTTL}},
+		{"a key returned long after its TTL", []Op{
+			xop(setPX("a", 300), okOut, ok, 0, 10),
+			xop(getX(), str("a"), ok, 2400, 2410),
+		}, []ExpiryViolationKind{ViolationLateExpiry}},
+		{"a PEXPIRE certainly replaced by a shorter one does not excuse a late read", []Op{
+			xop(setNoTTL("a"), okOut, ok, 0, 10),
+			xop(pexpire(60000), intOut(1), ok, 20, 30),
+			xop(pexpire(100), intOut(1), ok, 40, 50),
+			xop(getX(), str("a"), ok, 2200, 2210),
+		}, []ExpiryViolationKind{ViolationLateExpiry}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := checkX(tc.ops)
+			require.Equal(t, tc.want, kinds(res), "%v", res.Violations)
+			for _, v := range res.Violations {
+				require.Contains(t, v.String(), string(v.Kind))
+				require.Contains(t, v.String(), xk)
+			}
+		})
+	}
+}
+
+// TestExpiryCheckerCountsItsWork: the counts the run reports show that the
+// rules were applied, not merely that nothing was flagged.
+func TestExpiryCheckerCountsItsWork(t *testing.T) {
+	ok := OutcomeOK
+	res := checkX([]Op{
+		xop(setPX("a", 3000), okOut, ok, 0, 10),
+		xop(getX(), str("a"), ok, 20, 30),         // anchored, bounded, revivable
+		xop(getX(), Output{}, OutcomeFail, 40, 50), // dropped
+		xop(pttlX(), intOut(2900), ok, 60, 70),     // anchored, revivable
+	})
+	require.Empty(t, res.Violations)
+	require.Equal(t, ExpiryResult{Keys: 1, Ops: 3, Anchored: 2, Bounded: 1, Revivable: 2}, res)
+}
+
+// TestExpiryAndRegisterKeysAreCheckedApart: porcupine never sees an expiry
+// key (its state depends on time), and the expiry checker never sees a
+// register key.
+func TestExpiryAndRegisterKeysAreCheckedApart(t *testing.T) {
+	require.True(t, IsExpiryKey(expiryKeyName(3)))
+	require.False(t, IsExpiryKey(keyName(3)))
+	expired := []Op{
+		xop(setPX("a", 100), okOut, OutcomeOK, 0, 10),
+		xop(getX(), nilOut, OutcomeOK, 5000, 5010),
+	}
+	// As a register, a SET then a nil GET is not linearizable; as an
+	// expiry key it is correct.
+	res, _ := CheckLinearizable(expired, time.Second)
+	require.Equal(t, porcupine.Ok, res)
+	require.Empty(t, checkX(expired).Violations)
+
+	lost := []Op{
+		op(0, set("chaos:k0", "1"), okOut, OutcomeOK, 0, 10),
+		op(1, get("chaos:k0"), nilOut, OutcomeOK, 20, 30),
+	}
+	require.Equal(t, ExpiryResult{}, checkX(lost))
+	res, _ = CheckLinearizable(lost, time.Second)
+	require.Equal(t, porcupine.Illegal, res)
+}
