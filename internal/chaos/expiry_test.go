@@ -28,12 +28,12 @@ func xop(in Input, out Output, outcome Outcome, call, ret int64) Op {
 }
 
 func setPX(v string, ttl int64) Input { return Input{Op: OpSet, Arg: v, TTL: ttl} }
-func setNoTTL(v string) Input        { return Input{Op: OpSet, Arg: v} }
-func getX() Input                    { return Input{Op: OpGet} }
-func pttlX() Input                   { return Input{Op: OpPTTL} }
-func pexpire(ttl int64) Input        { return Input{Op: OpPExpire, TTL: ttl} }
-func persistX() Input                { return Input{Op: OpPersist} }
-func delX() Input                    { return Input{Op: OpDel} }
+func setNoTTL(v string) Input         { return Input{Op: OpSet, Arg: v} }
+func getX() Input                     { return Input{Op: OpGet} }
+func pttlX() Input                    { return Input{Op: OpPTTL} }
+func pexpire(ttl int64) Input         { return Input{Op: OpPExpire, TTL: ttl} }
+func persistX() Input                 { return Input{Op: OpPersist} }
+func delX() Input                     { return Input{Op: OpDel} }
 
 func kinds(res ExpiryResult) []ExpiryViolationKind {
 	var out []ExpiryViolationKind
@@ -226,7 +226,7 @@ func TestExpiryCheckerCountsItsWork(t *testing.T) {
 	ok := OutcomeOK
 	res := checkX([]Op{
 		xop(setPX("a", 3000), okOut, ok, 0, 10),
-		xop(getX(), str("a"), ok, 20, 30),         // anchored, bounded, revivable
+		xop(getX(), str("a"), ok, 20, 30),          // anchored, bounded, revivable
 		xop(getX(), Output{}, OutcomeFail, 40, 50), // dropped
 		xop(pttlX(), intOut(2900), ok, 60, 70),     // anchored, revivable
 	})
