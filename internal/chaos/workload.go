@@ -353,5 +353,3 @@ func (w *workload) finalReads(ctx context.Context, proc int) ([]Op, error) {
 	}
 	return out, nil
 }
-
-
