@@ -286,6 +286,12 @@ func firstAfter(ops []Op, t int64) int {
 // since a applied no earlier than a.Call and r's read time is no later
 // than r.Return + skew. A PERSIST between them only removes the TTL, so it
 // does not stop the rule; it only lets PTTL reply -1.
+//
+// The window is measured from the anchor's invocation to the read's
+// return, not from the anchor's acknowledgement to the read's invocation:
+// a write may apply right after it was sent and be acknowledged much
+// later (a slow commit, a forwarded write), and a read may evaluate at
+// its very end, so only these two ends bound the times that matter.
 func (k *expiryKey) checkAnchors(res *ExpiryResult) {
 	for ai, a := range k.writes {
 		if !definite(a) || a.Input.Op == OpDel {

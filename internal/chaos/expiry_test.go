@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -258,3 +259,60 @@ func TestExpiryAndRegisterKeysAreCheckedApart(t *testing.T) {
 	res, _ = CheckLinearizable(lost, time.Second)
 	require.Equal(t, porcupine.Illegal, res)
 }
+
+// TestExpiryWorkloadEndsWithReads: the expiry keys' writes stop early
+// enough that every TTL has certainly passed at the end of the run, and
+// after that point the workload only reads them.
+func TestExpiryWorkloadEndsWithReads(t *testing.T) {
+	skew := DefaultExpirySkew
+	require.Equal(t, 13*time.Second, expiryWritesFor(18*time.Second, skew))
+	require.Equal(t, 4500*time.Millisecond, expiryWritesFor(9*time.Second, skew)) // at least half
+	require.GreaterOrEqual(t, 60*time.Second-expiryWritesFor(60*time.Second, skew), expiryMaxTTL*time.Millisecond+2*skew)
+
+	w := &workload{ttl: true, keys: []string{keyName(0)}, expiryKeys: []string{expiryKeyName(0)}, expiryWritesUntil: 1000, longTTL: 600_000}
+	rng := rand.New(rand.NewPCG(1, 2))
+	seen := map[OpKind]bool{}
+	for seq := range 2000 {
+		in := w.randomExpiryInput(rng, 0, seq, 1000)
+		require.False(t, in.Op.isWrite(), "a write after the cutoff: %v", in)
+		in = w.randomExpiryInput(rng, 0, seq, 999)
+		seen[in.Op] = true
+		if in.Op == OpSet && in.TTL > 0 || in.Op == OpPExpire {
+			require.GreaterOrEqual(t, in.TTL, int64(expiryMinTTL))
+			require.LessOrEqual(t, in.TTL, int64(expiryMaxTTL))
+		}
+	}
+	for _, k := range []OpKind{OpGet, OpPTTL, OpSet, OpPExpire, OpPersist, OpDel} {
+		require.True(t, seen[k], "the expiry workload never sends %s", k)
+	}
+	// The register keys get the long TTL, and only it.
+	for seq := range 2000 {
+		in := w.randomInput(rng, 0, seq, 0)
+		if IsExpiryKey(in.Key) {
+			continue
+		}
+		if in.TTL != 0 {
+			require.Equal(t, int64(600_000), in.TTL, "%v", in)
+		}
+	}
+}
+
+// TestClassifyTTLReplies: a format refusal never reached the log, so it is
+// dropped like -TRYAGAIN; the replies of binaries without expiry are
+// recognised so the run falls back to the register workload.
+func TestClassifyTTLReplies(t *testing.T) {
+	refused := goredisError("ERR this command needs log format 2 and the cluster is at 1: it rises once every member runs a binary that supports it")
+	_, outcome := classify(OpPExpire, Output{}, refused)
+	require.Equal(t, OutcomeFail, outcome)
+	_, outcome = classify(OpSet, Output{}, goredisError("ERR may or may not have been applied"))
+	require.Equal(t, OutcomeUnknown, outcome)
+	require.True(t, noTTLReply("ERR key expiry (EX, PX, EXAT, PXAT) is not supported by elastickv yet"))
+	require.True(t, noTTLReply("ERR syntax error"))
+	require.False(t, noTTLReply(refused.Error()))
+}
+
+// goredisError is a server error reply, as go-redis returns it.
+type goredisError string
+
+func (e goredisError) Error() string { return string(e) }
+func (goredisError) RedisError()     {}
