@@ -204,8 +204,10 @@ type expiryKey struct {
 	writes   []Op
 	reads    []Op
 	creators map[string][]Op // SET value -> the SETs that wrote it
-	// setRetMax[i] is the latest return time of the SETs among writes[:i+1]
-	// (-1 when none): by then every one of them had certainly applied.
+	// seen maps a value to the earliest return of a GET that returned it.
+	seen map[string]int64
+	// setRetMax[i] is the latest ret of the SETs among writes[:i+1] (-1
+	// when none): by then every one of them had certainly applied.
 	setRetMax []int64
 }
 
@@ -221,14 +223,34 @@ func (k *expiryKey) prepare() {
 	}
 	slices.SortStableFunc(k.writes, byCall)
 	slices.SortStableFunc(k.reads, byCall)
+	k.seen = map[string]int64{}
+	for _, r := range k.reads {
+		if r.Input.Op == OpGet && r.Output.Kind == OutStr {
+			if t, ok := k.seen[r.Output.Str]; !ok || r.Return < t {
+				k.seen[r.Output.Str] = r.Return
+			}
+		}
+	}
 	k.setRetMax = make([]int64, len(k.writes))
 	m := int64(-1)
 	for i, w := range k.writes {
 		if w.Input.Op == OpSet {
-			m = max(m, retOf(w))
+			m = max(m, k.ret(w))
 		}
 		k.setRetMax[i] = m
 	}
+}
+
+// ret is when write w had certainly taken effect: retOf, except for a
+// SET of unknown outcome whose value a GET returned, which had certainly
+// applied (once: values are unique) when the first such GET returned.
+func (k *expiryKey) ret(w Op) int64 {
+	if w.Outcome == OutcomeUnknown && w.Input.Op == OpSet && len(k.creators[w.Input.Arg]) == 1 {
+		if t, ok := k.seen[w.Input.Arg]; ok {
+			return t
+		}
+	}
+	return retOf(w)
 }
 
 // retOf is when an operation had certainly taken effect: its return, or
@@ -278,102 +300,129 @@ func firstAfter(ops []Op, t int64) int {
 // checkAnchors applies the rules that oblige a read to see the key. An
 // anchor is a write that certainly took effect and leaves the key present:
 // a SET (its value, its TTL or none), a PEXPIRE that replied 1 (its TTL)
-// or a PERSIST that replied 1 (no TTL). A read r that began after the
-// anchor a returned, such that no other effectful write could have applied
-// between them (every such write x has retOf(x) < a.Call or
-// x.Call > r.Return), must see the key, as a left it, provided r's read
-// time is certainly before a's expiry: r.Return + skew < a.Call + TTL,
-// since a applied no earlier than a.Call and r's read time is no later
-// than r.Return + skew. A PERSIST between them only removes the TTL, so it
-// does not stop the rule; it only lets PTTL reply -1.
+// or a PERSIST that replied 1 (no TTL). For a read r that began after the
+// anchor a returned, let P be the effectful writes other than a that may
+// have applied between them (ret(x) >= a.Call and x.Call <= r.Return). If
+// P holds no DEL, the key is present at r unless a TTL fired, and the TTL
+// in force was set by a or by a SET or PEXPIRE in P (a PERSIST only
+// removes it). Each of those applied no earlier than its invocation, so
+// the key expires no earlier than E = the least of their invocation + TTL,
+// and r's read time is no later than r.Return + skew. Hence:
+//   - if r.Return + skew < E, r sees the key (early-expiry, or lost when
+//     no TTL could be in force, or persist for a PERSIST anchor);
+//   - a GET sees a's value or a value of a SET in P (lost);
+//   - a PTTL is -1 only if a left no TTL or P holds a PERSIST or a SET
+//     without TTL, and otherwise at most the largest TTL of a and P (read
+//     times are never below the apply time of what they see).
 //
 // The window is measured from the anchor's invocation to the read's
 // return, not from the anchor's acknowledgement to the read's invocation:
 // a write may apply right after it was sent and be acknowledged much
 // later (a slow commit, a forwarded write), and a read may evaluate at
 // its very end, so only these two ends bound the times that matter.
+//
+// Writes of unknown outcome stay in P for every later read (they may apply
+// at any time), except a SET whose value a read has returned: it applied
+// once, before that read returned (ret). The scan of reads for an anchor
+// ends at a DEL in P, and at the first SET that certainly followed the
+// anchor, whose own anchor judges the reads after it.
 func (k *expiryKey) checkAnchors(res *ExpiryResult) {
 	for ai, a := range k.writes {
 		if !definite(a) || a.Input.Op == OpDel {
 			continue
 		}
-		block, persistFrom := never, never
+		var cands []Op // P's candidates, by invocation
+		stop := never
 		for xi, x := range k.writes {
-			if xi == ai || !effectful(x) || retOf(x) < a.Call {
+			if xi == ai || !effectful(x) || k.ret(x) < a.Call {
 				continue
 			}
-			if x.Input.Op == OpPersist {
-				persistFrom = min(persistFrom, x.Call)
-			} else {
-				block = min(block, x.Call)
+			cands = append(cands, x)
+			if x.Input.Op == OpDel || (x.Input.Op == OpSet && definite(x) && x.Call > a.Return) {
+				stop = min(stop, x.Call)
 			}
-		}
-		var ttl int64 // ms; 0: none
-		switch a.Input.Op {
-		case OpSet, OpPExpire:
-			ttl = a.Input.TTL
-		}
-		deadline := never // the latest r.Return by which the key must be present
-		if ttl > 0 {
-			deadline = a.Call + ttlNanos(ttl) - k.skew - 1
 		}
 		for _, r := range k.reads[firstAfter(k.reads, a.Return):] {
-			if r.Call >= block {
+			if r.Call >= stop {
 				break
 			}
-			if r.Return >= block {
+			if r.Return >= stop {
 				continue
 			}
 			res.Anchored++
-			if v, bad := anchorVerdict(a, ttl, r, persistFrom <= r.Return, r.Return <= deadline); bad {
-				res.Violations = append(res.Violations, ExpiryViolation{Kind: v.Kind, Key: k.key, Read: r, Cause: a, Detail: v.Detail})
+			pset := cands[:firstAfter(cands, r.Return)]
+			if v, bad := k.anchorVerdict(a, pset, r); bad {
+				res.Violations = append(res.Violations, v)
 			}
 		}
 	}
 }
 
-// anchorVerdict judges read r against anchor a (see checkAnchors);
-// persistMay says a PERSIST may have applied between them, live that r's
-// read time was certainly before a's expiry. Past that point the key may
-// be gone, but a read that finds it present still sees a's TTL: PTTL is
-// then at most that TTL (read times are never below a's apply time), and
-// -1 only if a PERSIST came between.
-func anchorVerdict(a Op, ttl int64, r Op, persistMay, live bool) (ExpiryViolation, bool) {
-	gone := ViolationEarlyExpiry
-	switch {
-	case a.Input.Op == OpPersist:
-		gone = ViolationPersist
-	case ttl == 0:
-		gone = ViolationLost
+// ttlOf is the TTL (ms) a write leaves in force when it is the last to
+// set one: SET's PX or none, PEXPIRE's argument, none for PERSIST.
+func ttlOf(w Op) int64 {
+	switch w.Input.Op {
+	case OpSet, OpPExpire:
+		return w.Input.TTL
+	}
+	return 0
+}
+
+// anchorVerdict judges read r against anchor a and the writes pset that
+// may have applied between them (see checkAnchors).
+func (k *expiryKey) anchorVerdict(a Op, pset []Op, r Op) (ExpiryViolation, bool) {
+	earliest := never // E: the earliest the key can expire
+	var ttlMax int64  // the largest TTL that may be in force; 0: none
+	noTTLMay := ttlOf(a) == 0
+	values := map[string]bool{}
+	if a.Input.Op == OpSet {
+		values[a.Input.Arg] = true
+	}
+	for _, w := range append([]Op{a}, pset...) {
+		if t := ttlOf(w); t > 0 {
+			earliest = min(earliest, w.Call+ttlNanos(t))
+			ttlMax = max(ttlMax, t)
+		}
+		switch w.Input.Op {
+		case OpPersist:
+			noTTLMay = true
+		case OpSet:
+			values[w.Input.Arg] = true
+			noTTLMay = noTTLMay || w.Input.TTL == 0
+		}
+	}
+	bad := func(kind ExpiryViolationKind, detail string) (ExpiryViolation, bool) {
+		if a.Input.Op == OpPersist && kind != ViolationEarlyExpiry {
+			kind = ViolationPersist
+		}
+		if len(pset) > 0 {
+			detail += fmt.Sprintf(" (%d writes may have come between)", len(pset))
+		}
+		return ExpiryViolation{Kind: kind, Key: k.key, Read: r, Cause: a, Detail: detail}, true
 	}
 	if missing(r) {
-		if !live {
-			return ExpiryViolation{}, false
+		switch {
+		case earliest == never:
+			return bad(ViolationLost, "the key must be present: no write that may come between could remove it")
+		case r.Return+k.skew < earliest:
+			return bad(ViolationEarlyExpiry, fmt.Sprintf("the key must live until %v - skew", time.Duration(earliest)))
 		}
-		if ttl > 0 {
-			return ExpiryViolation{Kind: gone, Detail: fmt.Sprintf("the key must live until %v - skew", time.Duration(a.Call+ttlNanos(ttl)))}, true
-		}
-		return ExpiryViolation{Kind: gone, Detail: "the key must be present: nothing after it could remove it"}, true
+		return ExpiryViolation{}, false
 	}
 	switch r.Input.Op {
 	case OpGet:
-		// A present key holds a's value whether or not its TTL passed.
-		if a.Input.Op == OpSet && r.Output.Kind == OutStr && r.Output.Str != a.Input.Arg {
-			return ExpiryViolation{Kind: ViolationLost, Detail: fmt.Sprintf("the value must be %q", a.Input.Arg)}, true
+		if a.Input.Op == OpSet && r.Output.Kind == OutStr && !values[r.Output.Str] {
+			return bad(ViolationLost, fmt.Sprintf("the value must be %q or one written since", a.Input.Arg))
 		}
 	case OpPTTL:
 		n := r.Output.Int
 		switch {
-		case ttl == 0 && n != -1:
-			kind := ViolationPTTL
-			if a.Input.Op == OpPersist {
-				kind = ViolationPersist
-			}
-			return ExpiryViolation{Kind: kind, Detail: "the key has no TTL: PTTL must be -1"}, true
-		case ttl > 0 && n == -1 && !persistMay:
-			return ExpiryViolation{Kind: ViolationPTTL, Detail: fmt.Sprintf("the key has a TTL of %d ms: PTTL must not be -1", ttl)}, true
-		case ttl > 0 && (n < -1 || n > ttl):
-			return ExpiryViolation{Kind: ViolationPTTL, Detail: fmt.Sprintf("PTTL must be within [0, %d]", ttl)}, true
+		case n == -1 && !noTTLMay:
+			return bad(ViolationPTTL, "a TTL is in force: PTTL must not be -1")
+		case n >= 0 && ttlMax == 0:
+			return bad(ViolationPTTL, "no TTL can be in force: PTTL must be -1")
+		case n > ttlMax:
+			return bad(ViolationPTTL, fmt.Sprintf("PTTL must be at most %d", ttlMax))
 		}
 	}
 	return ExpiryViolation{}, false
@@ -436,7 +485,7 @@ func (k *expiryKey) checkRevivals(res *ExpiryResult) {
 // goneAfter looks for evidence that the value written by c was gone
 // before read r began (see checkRevivals).
 func (k *expiryKey) goneAfter(c Op, r Op) (ExpiryViolation, bool) {
-	from := retOf(c)
+	from := k.ret(c)
 	if from == never {
 		return ExpiryViolation{}, false
 	}
@@ -504,7 +553,7 @@ func (k *expiryKey) checkLate(res *ExpiryResult) {
 			if w.Call > r.Return {
 				break
 			}
-			if (w.Input.Op == OpPExpire || w.Input.Op == OpPersist) && effectful(w) && retOf(w) >= c.Call {
+			if (w.Input.Op == OpPExpire || w.Input.Op == OpPersist) && effectful(w) && k.ret(w) >= c.Call {
 				mods = append(mods, w)
 			}
 		}

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -119,6 +120,17 @@ func TestExpiryCheckerAcceptsCorrectHistories(t *testing.T) {
 			xop(persistX(), intOut(1), ok, 2605, 2620),
 			xop(pttlX(), intOut(-1), ok, 2615, 2630),
 		},
+		"an unknown PEXPIRE may shorten the TTL": {
+			xop(setPX("a", 5000), okOut, ok, 0, 10),
+			xop(pexpire(100), Output{}, OutcomeUnknown, 20, 20),
+			xop(getX(), nilOut, ok, 500, 510),
+		},
+		"a SET concurrent with the anchor may win": {
+			xop(setNoTTL("a"), okOut, ok, 0, 10),
+			xop(setPX("b", 5000), Output{}, OutcomeUnknown, 5, 5),
+			xop(getX(), str("b"), ok, 20, 30),
+			xop(pttlX(), intOut(4900), ok, 40, 50),
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			res := checkX(ops)
@@ -198,6 +210,22 @@ func TestExpiryCheckerRejectsViolations(t *testing.T) {
 			xop(setPX("a", 1000), okOut, ok, 0, 10),
 			xop(setNoTTL("b"), okOut, ok, 20, 30),
 			xop(pttlX(), intOut(900), ok, 40, 50),
+		}, []ExpiryViolationKind{ViolationPTTL}},
+		{"an unknown SET whose value was seen cannot explain a later loss", []Op{
+			xop(setNoTTL("b"), Output{}, OutcomeUnknown, 0, 0),
+			xop(getX(), str("b"), ok, 20, 30), // so b applied before 30
+			xop(setNoTTL("a"), okOut, ok, 40, 50),
+			xop(getX(), nilOut, ok, 60, 70),
+		}, []ExpiryViolationKind{ViolationLost}},
+		{"an unknown PEXPIRE cannot explain an expiry before its own TTL", []Op{
+			xop(setPX("a", 60000), okOut, ok, 0, 10),
+			xop(pexpire(3000), Output{}, OutcomeUnknown, 20, 20),
+			xop(getX(), nilOut, ok, 500, 510),
+		}, []ExpiryViolationKind{ViolationEarlyExpiry}},
+		{"more time left than any write that may have come between set", []Op{
+			xop(setPX("a", 1000), okOut, ok, 0, 10),
+			xop(pexpire(2000), Output{}, OutcomeUnknown, 20, 20),
+			xop(pttlX(), intOut(5000), ok, 40, 50),
 		}, []ExpiryViolationKind{ViolationPTTL}},
 		{"a key returned long after its TTL", []Op{
 			xop(setPX("a", 300), okOut, ok, 0, 10),
@@ -316,3 +344,186 @@ type goredisError string
 
 func (e goredisError) Error() string { return string(e) }
 func (goredisError) RedisError()     {}
+
+// TestExpiryCheckerSoundOnSimulatedHistories runs the checker over
+// histories of a simulated correct store whose times stray as far as the
+// time model allows: each operation takes effect at a point L within its
+// interval, in a single order; its apply or read time is max(previous, L +
+// jitter), with writes never below L and reads up to 300 ms behind it,
+// and all up to 500 ms ahead; some writes end unknown (applied or not) and
+// some fail (not applied). Not one violation may be reported: a checker
+// that flags a correct history would fail chaos runs at random.
+func TestExpiryCheckerSoundOnSimulatedHistories(t *testing.T) {
+	var total ExpiryResult
+	for seed := range uint64(100) {
+		ops := simulateExpiryHistory(rand.New(rand.NewPCG(seed, 7)), 400, false)
+		res := checkX(ops)
+		require.Empty(t, res.Violations, "seed %d: %v", seed, res.Violations)
+		total.Ops += res.Ops
+		total.Anchored += res.Anchored
+		total.Bounded += res.Bounded
+		total.Revivable += res.Revivable
+	}
+	t.Logf("%d ops: %d anchored, %d bounded, %d revivable", total.Ops, total.Anchored, total.Bounded, total.Revivable)
+	require.Positive(t, total.Anchored)
+	require.Positive(t, total.Bounded)
+	require.Positive(t, total.Revivable)
+}
+
+// TestExpiryCheckerCatchesTimeGoingBack: the same simulated store, but one
+// read in ten evaluates expiry 3 s in the past, as a leader whose clock is
+// behind would if its stamps ignored the floor: keys come back to life,
+// and the checker must say so.
+func TestExpiryCheckerCatchesTimeGoingBack(t *testing.T) {
+	caught := 0
+	for seed := range uint64(20) {
+		res := checkX(simulateExpiryHistory(rand.New(rand.NewPCG(seed, 7)), 400, true))
+		if len(res.Violations) > 0 {
+			caught++
+		}
+	}
+	t.Logf("%d of 20 histories caught", caught)
+	// Not every history gives the rules a hold: an unknown write may apply
+	// at any later time, and so may explain a revival (15 of 20 at the time
+	// of writing).
+	require.GreaterOrEqual(t, caught, 12, "of 20 histories with time going back")
+}
+
+// simulateExpiryHistory produces n operations on xk of a simulated store
+// (see TestExpiryCheckerSoundOnSimulatedHistories); with backstep, one
+// read in ten is evaluated 3 s before the store's time.
+func simulateExpiryHistory(rng *rand.Rand, n int, backstep bool) []Op {
+	const milli = int64(time.Millisecond)
+	var (
+		ops        []Op
+		lin, stamp int64 = 0, 0
+		exists     bool
+		val        string
+		expireAt   int64  // 0: no TTL
+		lastVal    string // the value that expired last, and when
+		lastExpire int64
+		ttl        = func() int64 { return 100 + rng.Int64N(2901) }
+		jitter     = func(lo, hi int64) int64 { return (lo + rng.Int64N(hi-lo+1)) * milli }
+	)
+	for i := range n {
+		lin += rng.Int64N(400) * milli
+		var in Input
+		switch r := rng.IntN(100); {
+		case r < 35:
+			in = getX()
+		case r < 50:
+			in = pttlX()
+		case r < 70:
+			in = setPX(fmt.Sprintf("v%d", i), ttl())
+		case r < 78:
+			in = setNoTTL(fmt.Sprintf("v%d", i))
+		case r < 88:
+			in = pexpire(ttl())
+		case r < 96:
+			in = persistX()
+		default:
+			in = delX()
+		}
+		write := in.Op.isWrite()
+		if write {
+			stamp = max(stamp, lin+jitter(0, 500))
+		} else {
+			stamp = max(stamp, lin+jitter(-300, 500))
+		}
+		outcome := OutcomeOK
+		if write {
+			switch r := rng.IntN(100); {
+			case r < 3:
+				outcome = OutcomeFail
+			case r < 8:
+				outcome = OutcomeUnknown
+			}
+		}
+		applied := outcome == OutcomeOK || (outcome == OutcomeUnknown && rng.IntN(2) == 0)
+		if backstep && !write && rng.IntN(10) == 0 {
+			// A read at a time 3 s back sees the state as of then: what
+			// has expired since is still there. Nothing is changed.
+			var out Output
+			at := stamp - 3000*milli
+			live := exists || (lastVal != "" && lastExpire > at)
+			v := val
+			if !exists {
+				v = lastVal
+			}
+			switch {
+			case in.Op == OpGet && live:
+				out = str(v)
+			case in.Op == OpGet:
+				out = nilOut
+			case live:
+				out = intOut(1000)
+			default:
+				out = intOut(-2)
+			}
+			in.Key = xk
+			ops = append(ops, Op{Process: i, Node: "n2", Input: in, Output: out, Outcome: OutcomeOK,
+				Call: lin - rng.Int64N(200)*milli, Return: lin + rng.Int64N(200)*milli})
+			continue
+		}
+		if exists && expireAt != 0 && expireAt <= stamp {
+			exists, lastVal, lastExpire, expireAt = false, val, expireAt, 0
+		}
+		var out Output
+		switch in.Op {
+		case OpGet:
+			out = nilOut
+			if exists {
+				out = str(val)
+			}
+		case OpPTTL:
+			switch {
+			case !exists:
+				out = intOut(-2)
+			case expireAt == 0:
+				out = intOut(-1)
+			default:
+				out = intOut((expireAt - stamp) / milli)
+			}
+		case OpSet:
+			out = okOut
+			if applied {
+				exists, val, expireAt = true, in.Arg, 0
+				if in.TTL > 0 {
+					expireAt = stamp + in.TTL*milli
+				}
+			}
+		case OpPExpire:
+			out = intOut(0)
+			if exists {
+				out = intOut(1)
+				if applied {
+					expireAt = stamp + in.TTL*milli
+				}
+			}
+		case OpPersist:
+			out = intOut(0)
+			if exists && expireAt != 0 {
+				out = intOut(1)
+				if applied {
+					expireAt = 0
+				}
+			}
+		case OpDel:
+			out = intOut(0)
+			if exists {
+				out = intOut(1)
+				if applied {
+					exists, expireAt = false, 0
+				}
+			}
+		}
+		call := lin - rng.Int64N(200)*milli
+		ret := lin + rng.Int64N(200)*milli
+		if outcome != OutcomeOK {
+			out = Output{}
+		}
+		in.Key = xk
+		ops = append(ops, Op{Process: i, Node: "n1", Input: in, Output: out, Outcome: outcome, Call: call, Return: ret})
+	}
+	return ops
+}
