@@ -364,8 +364,9 @@ func ttlOf(w Op) int64 {
 	switch w.Input.Op {
 	case OpSet, OpPExpire:
 		return w.Input.TTL
+	default:
+		return 0
 	}
-	return 0
 }
 
 // anchorVerdict judges read r against anchor a and the writes pset that
@@ -389,6 +390,8 @@ func (k *expiryKey) anchorVerdict(a Op, pset []Op, r Op) (ExpiryViolation, bool)
 		case OpSet:
 			values[w.Input.Arg] = true
 			noTTLMay = noTTLMay || w.Input.TTL == 0
+		default:
+			// PEXPIRE sets a TTL (above); no other write reaches here.
 		}
 	}
 	bad := func(kind ExpiryViolationKind, detail string) (ExpiryViolation, bool) {
@@ -424,6 +427,8 @@ func (k *expiryKey) anchorVerdict(a Op, pset []Op, r Op) (ExpiryViolation, bool)
 		case n > ttlMax:
 			return bad(ViolationPTTL, fmt.Sprintf("PTTL must be at most %d", ttlMax))
 		}
+	default:
+		// Only GET and PTTL are reads.
 	}
 	return ExpiryViolation{}, false
 }

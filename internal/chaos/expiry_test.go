@@ -356,7 +356,7 @@ func (goredisError) RedisError()     {}
 func TestExpiryCheckerSoundOnSimulatedHistories(t *testing.T) {
 	var total ExpiryResult
 	for seed := range uint64(100) {
-		ops := simulateExpiryHistory(rand.New(rand.NewPCG(seed, 7)), 400, false)
+		ops := simulateExpiryHistory(t, rand.New(rand.NewPCG(seed, 7)), 400, false)
 		res := checkX(ops)
 		require.Empty(t, res.Violations, "seed %d: %v", seed, res.Violations)
 		total.Ops += res.Ops
@@ -377,7 +377,7 @@ func TestExpiryCheckerSoundOnSimulatedHistories(t *testing.T) {
 func TestExpiryCheckerCatchesTimeGoingBack(t *testing.T) {
 	caught := 0
 	for seed := range uint64(20) {
-		res := checkX(simulateExpiryHistory(rand.New(rand.NewPCG(seed, 7)), 400, true))
+		res := checkX(simulateExpiryHistory(t, rand.New(rand.NewPCG(seed, 7)), 400, true))
 		if len(res.Violations) > 0 {
 			caught++
 		}
@@ -392,7 +392,8 @@ func TestExpiryCheckerCatchesTimeGoingBack(t *testing.T) {
 // simulateExpiryHistory produces n operations on xk of a simulated store
 // (see TestExpiryCheckerSoundOnSimulatedHistories); with backstep, one
 // read in ten is evaluated 3 s before the store's time.
-func simulateExpiryHistory(rng *rand.Rand, n int, backstep bool) []Op {
+func simulateExpiryHistory(t *testing.T, rng *rand.Rand, n int, backstep bool) []Op {
+	t.Helper()
 	const milli = int64(time.Millisecond)
 	var (
 		ops        []Op
@@ -516,6 +517,8 @@ func simulateExpiryHistory(rng *rand.Rand, n int, backstep bool) []Op {
 					exists, expireAt = false, 0
 				}
 			}
+		default:
+			t.Fatalf("the simulation does not send %s", in.Op)
 		}
 		call := lin - rng.Int64N(200)*milli
 		ret := lin + rng.Int64N(200)*milli
