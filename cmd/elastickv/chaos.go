@@ -30,6 +30,7 @@ func runChaos(args []string, stdout, stderr io.Writer) error {
 	nemeses := fs.String("nemesis", "all", "comma-separated faults to inject, or all: "+strings.Join(chaos.Nemeses(), ", "))
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent clients, one request in flight each")
 	fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "number of keys the clients share")
+	fs.IntVar(&cfg.ExpiryKeys, "expiry-keys", cfg.ExpiryKeys, "number of keys with short TTLs that expire during the run (0: none)")
 	out := fs.String("out", "", "results directory (default chaos-results/<time>-seed<N>)")
 	fs.DurationVar(&cfg.RecoveryBound, "recovery-bound", cfg.RecoveryBound, "every node must serve writes again this soon after a fault heals")
 	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", cfg.CheckTimeout, "time limit of the linearizability check (running out is a failure)")
@@ -49,6 +50,8 @@ func runChaos(args []string, stdout, stderr io.Writer) error {
 		return usageErr(fmt.Errorf("--clients must be between 1 and 64"))
 	case cfg.Keys < 1 || cfg.Keys > 1000:
 		return usageErr(fmt.Errorf("--keys must be between 1 and 1000"))
+	case cfg.ExpiryKeys < 0 || cfg.ExpiryKeys > 1000:
+		return usageErr(fmt.Errorf("--expiry-keys must be between 0 and 1000"))
 	case cfg.SnapshotCount < 1:
 		return usageErr(fmt.Errorf("--snapshot-count must be positive"))
 	case cfg.RecoveryBound <= 0 || cfg.CheckTimeout <= 0:

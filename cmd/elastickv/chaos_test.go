@@ -19,6 +19,7 @@ func TestChaosCommandFlags(t *testing.T) {
 		{[]string{"chaos", "--nodes", "4"}, 2, "--nodes must be 3 or 5"},
 		{[]string{"chaos", "--nemesis", "kill,bogus"}, 2, `unknown nemesis "bogus"`},
 		{[]string{"chaos", "--duration", "0s"}, 2, "--duration must be positive"},
+		{[]string{"chaos", "--expiry-keys", "-1"}, 2, "--expiry-keys must be between 0 and 1000"},
 		{[]string{"chaos", "extra"}, 2, "unexpected argument"},
 	} {
 		var stdout, stderr strings.Builder

@@ -16,9 +16,10 @@ import (
 
 // The TestChaos tests run the real binary under one group of faults each,
 // briefly (about 15-25s apiece, 3 nodes), and fail on any failed check:
-// a non-linearizable history, a checker timeout, a lost write, replicas
-// that do not converge, a node that does not serve writes within the
-// recovery bound, or a node process that died on its own.
+// a non-linearizable history, a checker timeout, a lost write, an expiry
+// key read that breaks the time invariant (CheckExpiry), replicas that do
+// not converge, a node that does not serve writes within the recovery
+// bound, or a node process that died on its own.
 //
 // ELASTICKV_CHAOS_SEED overrides the seeds; ELASTICKV_CHAOS_OUT sets where
 // results go (default: a directory under the system temp dir, kept only
@@ -117,6 +118,13 @@ func runChaosMode(t *testing.T, seed uint64, duration time.Duration, readMode st
 		require.True(t, ran[n], "nemesis %s never ran; lengthen the test", n)
 	}
 	require.Positive(t, rep.Counts.OK, "no operation succeeded")
+	if rep.ExpiryUnsupported == "" {
+		// The expiry rules had reads to judge: a checker that saw nothing
+		// proves nothing.
+		require.Positive(t, rep.Expiry.Anchored, "no expiry-key read was bound to see a write")
+		require.Positive(t, rep.Expiry.Bounded, "no expiry-key read had a bounded lifetime")
+		require.Positive(t, rep.Expiry.Revivable, "no expiry-key read found a key present")
+	}
 	return rep
 }
 

@@ -182,3 +182,88 @@ func TestVisualizationAndHistoryRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ops, back)
 }
+
+// TestModelTTLFlag: on the register keys a TTL never fires during the run,
+// so the model only tracks whether the key has one; PERSIST's and
+// PEXPIRE's 1/0 and PTTL's -2/-1/positive follow from that.
+func TestModelTTLFlag(t *testing.T) {
+	const long = 600_000
+	setpx := Input{Op: OpSet, Key: "k", Arg: "1", TTL: long}
+	pexp := Input{Op: OpPExpire, Key: "k", TTL: long}
+	pers := Input{Op: OpPersist, Key: "k"}
+	pttl := Input{Op: OpPTTL, Key: "k", TTL: long}
+	ttlLeft := Output{Kind: OutInt, Int: pttlPositive}
+	s := register{}
+	steps := []struct {
+		in   Input
+		want Output
+	}{
+		{pttl, intOut(-2)},
+		{pexp, intOut(0)},
+		{pers, intOut(0)},
+		{setpx, okOut},
+		{pttl, ttlLeft},
+		{incr("k"), intOut(2)}, // INCR keeps the TTL
+		{appendIn("k", "5"), intOut(2)},
+		{pttl, ttlLeft},
+		{pers, intOut(1)},
+		{pers, intOut(0)},
+		{pttl, intOut(-1)},
+		{pexp, intOut(1)},
+		{pttl, ttlLeft},
+		{set("k", "3"), okOut}, // a plain SET clears it
+		{pttl, intOut(-1)},
+		{pexp, intOut(1)},
+		{Input{Op: OpDel, Key: "k"}, intOut(1)},
+		{Input{Op: OpSetNX, Key: "k", Arg: "4"}, okOut},
+		{pttl, intOut(-1)},
+	}
+	for i, st := range steps {
+		var got Output
+		s, got = apply(s, st.in)
+		require.Equal(t, st.want, got, "step %d: %s", i, describeOp(st.in, st.want))
+	}
+	// A recorded PTTL reply counts as "time left" only within (0, TTL].
+	require.Equal(t, ttlLeft, normalize(pttl, intOut(long)))
+	require.Equal(t, intOut(long+1), normalize(pttl, intOut(long+1)))
+	require.Equal(t, intOut(0), normalize(pttl, intOut(0)))
+}
+
+// TestCheckerRejectsTTLAnomalies: the TTL replies on register keys are
+// checked linearizably, and these histories are not linearizable.
+func TestCheckerRejectsTTLAnomalies(t *testing.T) {
+	const long = 600_000
+	setpx := Input{Op: OpSet, Key: "k", Arg: "1", TTL: long}
+	pers := Input{Op: OpPersist, Key: "k"}
+	pttl := Input{Op: OpPTTL, Key: "k", TTL: long}
+
+	// PERSIST cannot remove one TTL twice.
+	twice := []Op{
+		op(0, setpx, okOut, OutcomeOK, 0, 10),
+		op(1, pers, intOut(1), OutcomeOK, 20, 30),
+		op(2, pers, intOut(1), OutcomeOK, 40, 50),
+	}
+	require.Equal(t, porcupine.Illegal, check(t, twice))
+	twice[2].Output = intOut(0)
+	require.Equal(t, porcupine.Ok, check(t, twice))
+
+	// A SET PX acknowledged before a PTTL began leaves a TTL to report.
+	noTTL := []Op{
+		op(0, setpx, okOut, OutcomeOK, 0, 10),
+		op(1, pttl, intOut(-1), OutcomeOK, 20, 30),
+	}
+	require.Equal(t, porcupine.Illegal, check(t, noTTL))
+	noTTL[1].Output = intOut(long - 5)
+	require.Equal(t, porcupine.Ok, check(t, noTTL))
+	// More time left than any TTL the workload sets.
+	noTTL[1].Output = intOut(long + 5)
+	require.Equal(t, porcupine.Illegal, check(t, noTTL))
+
+	// An unknown PERSIST may explain a -1.
+	unknown := []Op{
+		op(0, setpx, okOut, OutcomeOK, 0, 10),
+		op(1, pers, Output{}, OutcomeUnknown, 20, 30),
+		op(2, pttl, intOut(-1), OutcomeOK, 40, 50),
+	}
+	require.Equal(t, porcupine.Ok, check(t, unknown))
+}

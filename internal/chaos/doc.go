@@ -5,10 +5,40 @@
 // partitions and slows nodes, and then checks what the clients saw.
 //
 // What is checked:
-//   - Linearizability of every key's history against a sequential model of
-//     a Redis string (GET, SET, SET NX, INCR, APPEND, DEL), with porcupine.
-//     A write whose outcome the client could not learn is allowed to take
-//     effect at any later time or never; a checker timeout is a failure.
+//   - Linearizability of every register key's history ("chaos:k<i>")
+//     against a sequential model of a Redis string (GET, SET, SET NX,
+//     INCR, APPEND, DEL, and SET PX, PEXPIRE, PERSIST, PTTL), with
+//     porcupine. A write whose outcome the client could not learn is
+//     allowed to take effect at any later time or never; a checker timeout
+//     is a failure. The TTLs set on these keys (10 minutes plus twice the
+//     run) never fire during the run, so the model tracks only whether a
+//     key has one: PERSIST's and PEXPIRE's 1/0 and PTTL's -2/-1/"time
+//     left" are checked linearizably, PTTL's exact value only against the
+//     TTL set.
+//   - Expiry, on the expiry keys ("chaos:x<i>", Config.ExpiryKeys): SET PX
+//     and PEXPIRE with TTLs of 100-3000 ms, PERSIST, plain SET, DEL, GET
+//     and PTTL, every SET with a value of its own. CheckExpiry enforces
+//     issue #14's invariant, "once any node has reported a key as expired,
+//     no node returns it later; expiry may come late by the skew bound,
+//     never undone", and that nothing acknowledged is lost, per key:
+//     no revival (a value or key seen gone never comes back without a
+//     write that could bring it); no early expiry (a read that surely
+//     follows a SET PX or PEXPIRE with nothing possibly between, and ends
+//     a skew before the TTL counted from the write's invocation, sees the
+//     key, and a SET's value); no late expiry (a GET invoked twice the
+//     skew after every TTL that could govern the value, counted from
+//     those writes' returns, does not see it); PERSIST that replied 1
+//     keeps the key, without TTL, until a later write; PTTL is -1 exactly
+//     when the governing write left no TTL, and never exceeds the TTL
+//     set. Writes to these keys stop the longest TTL plus twice the skew
+//     before the end, so the last seconds of reads and the final reads
+//     after the heal find every TTL certainly passed or certainly not.
+//     The skew bound (Config.ExpirySkew, 1 s) covers raft's stamp Δ (500
+//     ms, by which stamps and read times may run ahead of the clock after
+//     a leader change), a second leader change soon after, and the clocks
+//     of one machine; expiry.go states the time model in full. Every rule
+//     is sound against unknown outcomes: such a write may apply at any
+//     time after its invocation, or never.
 //   - No acknowledged write is lost: after the final heal, every key is read
 //     through every node and those reads are part of the checked history.
 //   - Replicas converge: with writes stopped, every node reports the same
@@ -26,5 +56,6 @@
 // stops what i sends on its own connections to j, and leaves j->i alone.
 //
 // Entry points: Run (used by `elastickv chaos` and the TestChaos tests),
-// CheckLinearizable and WriteVisualization for saved histories.
+// CheckLinearizable, CheckExpiry and WriteVisualization for saved
+// histories.
 package chaos

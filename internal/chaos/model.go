@@ -21,10 +21,19 @@ const (
 	OpIncr   OpKind = "incr"
 	OpAppend OpKind = "append"
 	OpDel    OpKind = "del"
+	// OpPExpire is PEXPIRE key Input.TTL; it replies 1 when the key
+	// exists (and now has that TTL), 0 when it does not.
+	OpPExpire OpKind = "pexpire"
+	// OpPersist is PERSIST key; it replies 1 when it removed a TTL, 0 when
+	// the key is missing or has none.
+	OpPersist OpKind = "persist"
+	// OpPTTL is PTTL key: -2 for a missing key, -1 for a key without a
+	// TTL, otherwise the milliseconds left.
+	OpPTTL OpKind = "pttl"
 )
 
 // isWrite reports whether an operation changes state when it succeeds.
-func (k OpKind) isWrite() bool { return k != OpGet }
+func (k OpKind) isWrite() bool { return k != OpGet && k != OpPTTL }
 
 // Input is one operation's request, as the linearizability model sees it.
 type Input struct {
@@ -32,6 +41,10 @@ type Input struct {
 	Key string `json:"key"`
 	// Arg is SET's, SET NX's and APPEND's value; empty otherwise.
 	Arg string `json:"arg,omitempty"`
+	// TTL is in milliseconds: for SET, the PX argument (0: a plain SET);
+	// for PEXPIRE, its argument; for PTTL on a register key, the largest
+	// TTL the workload ever sets there, which no reply may exceed.
+	TTL int64 `json:"ttl,omitempty"`
 }
 
 // OutKind classifies a reply.
@@ -67,18 +80,36 @@ const (
 )
 
 // register is the model's state for one key: a Redis string that may be
-// absent. Comparable, so porcupine's default equality works.
+// absent, and whether it has a TTL. Comparable, so porcupine's default
+// equality works.
+//
+// The TTL is only a flag: on the register keys the workload sets TTLs far
+// longer than the run (Config.longTTL), so no TTL fires while the history
+// is recorded and the key stays a plain register. What the flag buys is
+// that PERSIST's 1/0 and PTTL's -1 versus "some time left" are checked
+// linearizably like every other reply; PTTL's exact value is not, beyond
+// being positive and at most the TTL set. Real expiry is checked on the
+// separate expiry keys (expiry.go).
 type register struct {
 	Exists bool
 	Val    string
+	HasTTL bool
 }
 
 func (r register) String() string {
 	if !r.Exists {
 		return "(nil)"
 	}
+	if r.HasTTL {
+		return strconv.Quote(r.Val) + " (ttl)"
+	}
 	return strconv.Quote(r.Val)
 }
+
+// pttlPositive is the model's reply to PTTL on a key with a TTL: the
+// recorded reply, a number of milliseconds, is folded into it by
+// normalize when it lies in (0, Input.TTL].
+const pttlPositive = -100
 
 // apply is the sequential specification: the state after in and the reply
 // a correct single-copy Redis would give. It never mutates its arguments.
@@ -90,7 +121,8 @@ func apply(s register, in Input) (register, Output) {
 		}
 		return s, Output{Kind: OutStr, Str: s.Val}
 	case OpSet:
-		return register{Exists: true, Val: in.Arg}, Output{Kind: OutOK}
+		// A SET replaces the TTL too: PX sets one, a plain SET clears it.
+		return register{Exists: true, Val: in.Arg, HasTTL: in.TTL > 0}, Output{Kind: OutOK}
 	case OpSetNX:
 		if s.Exists {
 			return s, Output{Kind: OutNil}
@@ -109,15 +141,37 @@ func apply(s register, in Input) (register, Output) {
 			return s, Output{Kind: OutErr, Str: errOverflow}
 		}
 		cur++
-		return register{Exists: true, Val: strconv.FormatInt(cur, 10)}, Output{Kind: OutInt, Int: cur}
+		// INCR and APPEND change the value in place and keep the TTL, as
+		// in Redis.
+		return register{Exists: true, Val: strconv.FormatInt(cur, 10), HasTTL: s.HasTTL}, Output{Kind: OutInt, Int: cur}
 	case OpAppend:
 		nv := s.Val + in.Arg
-		return register{Exists: true, Val: nv}, Output{Kind: OutInt, Int: int64(len(nv))}
+		return register{Exists: true, Val: nv, HasTTL: s.HasTTL}, Output{Kind: OutInt, Int: int64(len(nv))}
 	case OpDel:
 		if !s.Exists {
 			return s, Output{Kind: OutInt, Int: 0}
 		}
 		return register{}, Output{Kind: OutInt, Int: 1}
+	case OpPExpire:
+		if !s.Exists {
+			return s, Output{Kind: OutInt, Int: 0}
+		}
+		s.HasTTL = true
+		return s, Output{Kind: OutInt, Int: 1}
+	case OpPersist:
+		if !s.Exists || !s.HasTTL {
+			return s, Output{Kind: OutInt, Int: 0}
+		}
+		s.HasTTL = false
+		return s, Output{Kind: OutInt, Int: 1}
+	case OpPTTL:
+		switch {
+		case !s.Exists:
+			return s, Output{Kind: OutInt, Int: -2}
+		case !s.HasTTL:
+			return s, Output{Kind: OutInt, Int: -1}
+		}
+		return s, Output{Kind: OutInt, Int: pttlPositive}
 	}
 	panic(fmt.Sprintf("chaos: unknown op %q", in.Op))
 }
@@ -156,7 +210,18 @@ func step(state, input, output any) (bool, any) {
 	if out.Kind == OutUnknown {
 		return true, next
 	}
-	return want == out, next
+	return want == normalize(in, out), next
+}
+
+// normalize folds a PTTL reply that shows time left into pttlPositive, the
+// one reply the model gives for every key with a TTL. A positive reply
+// above the largest TTL the workload sets is left alone, so it matches no
+// state and fails the check.
+func normalize(in Input, out Output) Output {
+	if in.Op == OpPTTL && out.Kind == OutInt && out.Int > 0 && out.Int <= in.TTL {
+		return Output{Kind: OutInt, Int: pttlPositive}
+	}
+	return out
 }
 
 // Model returns the porcupine model of the workload: one Redis string
@@ -170,9 +235,7 @@ func Model() porcupine.Model {
 		Hash: func(state any) uint64 {
 			r := state.(register)
 			h := fnv.New64a()
-			if r.Exists {
-				_, _ = h.Write([]byte{1})
-			}
+			_, _ = h.Write([]byte{b2u(r.Exists), b2u(r.HasTTL)})
 			_, _ = h.Write([]byte(r.Val))
 			return h.Sum64()
 		},
@@ -187,6 +250,13 @@ func Model() porcupine.Model {
 			return fmt.Sprint(info)
 		},
 	}
+}
+
+func b2u(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func partitionByKey(history []porcupine.Operation) [][]porcupine.Operation {
@@ -207,8 +277,13 @@ func partitionByKey(history []porcupine.Operation) [][]porcupine.Operation {
 
 func describeOp(in Input, out Output) string {
 	call := fmt.Sprintf("%s(%s)", in.Op, in.Key)
-	if in.Arg != "" {
+	switch {
+	case in.Arg != "" && in.TTL > 0:
+		call = fmt.Sprintf("%s(%s, %q, px %d)", in.Op, in.Key, in.Arg, in.TTL)
+	case in.Arg != "":
 		call = fmt.Sprintf("%s(%s, %q)", in.Op, in.Key, in.Arg)
+	case in.Op == OpPExpire:
+		call = fmt.Sprintf("%s(%s, %d)", in.Op, in.Key, in.TTL)
 	}
 	return call + " -> " + out.String()
 }

@@ -41,6 +41,13 @@ type Config struct {
 	Clients int
 	// Keys is the number of keys the clients share.
 	Keys int
+	// ExpiryKeys is the number of expiry keys (short TTLs that fire during
+	// the run, checked by CheckExpiry); 0 leaves them out. The register
+	// keys get TTL commands too, whenever the binary has them.
+	ExpiryKeys int
+	// ExpirySkew is the bound CheckExpiry allows between an operation's
+	// apply or read time and its real-time interval (see expiry.go).
+	ExpirySkew time.Duration
 	// OutDir receives the node logs, the data directories, the history,
 	// the summary and, on failure, the porcupine visualisation.
 	OutDir string
@@ -87,6 +94,8 @@ func DefaultConfig() Config {
 		Nemeses:           Nemeses(),
 		Clients:           5,
 		Keys:              10,
+		ExpiryKeys:        4,
+		ExpirySkew:        DefaultExpirySkew,
 		HeartbeatInterval: 50 * time.Millisecond,
 		ElectionTimeout:   500 * time.Millisecond,
 		SnapshotCount:     200,
@@ -116,6 +125,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--clients must be between 1 and 64, not %d", c.Clients)
 	case c.Keys < 1 || c.Keys > 1000:
 		return fmt.Errorf("--keys must be between 1 and 1000, not %d", c.Keys)
+	case c.ExpiryKeys < 0 || c.ExpiryKeys > 1000:
+		return fmt.Errorf("--expiry-keys must be between 0 and 1000, not %d", c.ExpiryKeys)
+	case c.ExpirySkew <= 0:
+		return errors.New("expiry skew must be positive")
 	case c.SnapshotCount < 1:
 		return errors.New("snapshot count must be positive")
 	case c.FaultMin <= 0 || c.FaultMax < c.FaultMin:
@@ -163,6 +176,11 @@ type Report struct {
 	Duration time.Duration  `json:"duration_ns"`
 	Counts   Counts         `json:"ops"`
 	Events   []NemesisEvent `json:"events"`
+	// ExpiryUnsupported says why the TTL commands were left out of the
+	// workload (a binary without them); empty when they ran.
+	ExpiryUnsupported string `json:"expiry_unsupported,omitempty"`
+	// Expiry is CheckExpiry's verdict on the expiry keys.
+	Expiry ExpiryResult `json:"expiry"`
 	// Linearizable is porcupine's verdict (Ok, Illegal or Unknown).
 	Linearizable porcupine.CheckResult `json:"linearizable"`
 	CheckTime    time.Duration         `json:"check_time_ns"`
@@ -229,6 +247,13 @@ func (r *Report) Summary() string {
 	for _, s := range r.Scenarios() {
 		fmt.Fprintf(&b, "%-18s %5d %7d %5d %28s\n", s.Name, s.Runs, s.Ops, s.Failures,
 			fmt.Sprintf("%v/%v/%v", s.RecoveryMin.Round(time.Millisecond), s.RecoveryMedian.Round(time.Millisecond), s.RecoveryMax.Round(time.Millisecond)))
+	}
+	if r.ExpiryUnsupported != "" {
+		fmt.Fprintf(&b, "TTL commands not run: %s\n", r.ExpiryUnsupported)
+	} else {
+		e := r.Expiry
+		fmt.Fprintf(&b, "expiry keys: %d, %d ops; reads bound to be present %d, of a bounded lifetime %d, checked for revival %d; %d violations\n",
+			e.Keys, e.Ops, e.Anchored, e.Bounded, e.Revivable, len(e.Violations))
 	}
 	if len(r.Skipped) > 0 {
 		fmt.Fprintf(&b, "skipped (binary has no admin command): %s\n", strings.Join(r.Skipped, ", "))
@@ -311,13 +336,28 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	log.Info("cluster up", "nodes", cfg.Nodes, "out", cfg.OutDir)
 
-	w := &workload{h: h, clients: cfg.Clients, opTimeout: cfg.OpTimeout, seed: cfg.Seed}
+	w := &workload{h: h, clients: cfg.Clients, opTimeout: cfg.OpTimeout, seed: cfg.Seed,
+		longTTL: longTTL(cfg.Duration).Milliseconds()}
 	for _, n := range c.nodes {
 		w.addrs = append(w.addrs, n.redisAddr)
 		w.names = append(w.names, n.name)
 	}
 	for i := range cfg.Keys {
 		w.keys = append(w.keys, keyName(i))
+	}
+	if err := ttlReady(ctx, c, 30*time.Second); err != nil {
+		var no errNoTTL
+		if !errors.As(err, &no) {
+			return nil, fmt.Errorf("cluster did not accept TTL commands: %w (logs in %s)", err, logDir)
+		}
+		rep.ExpiryUnsupported = err.Error()
+		log.Warn("binary has no TTL commands; running the workload without them", "err", err)
+	} else {
+		w.ttl = true
+		for i := range cfg.ExpiryKeys {
+			w.expiryKeys = append(w.expiryKeys, expiryKeyName(i))
+		}
+		w.expiryWritesUntil = h.Now() + int64(expiryWritesFor(cfg.Duration, cfg.ExpirySkew))
 	}
 	w.start()
 	started := time.Now()
@@ -363,6 +403,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		log.Warn("saving history failed", "err", err)
 	}
 	rep.Failures = append(rep.Failures, lostWrites(ops, finals)...)
+	if w.ttl {
+		if end := time.Duration(h.Now()); end >= time.Duration(w.longTTL)*time.Millisecond-cfg.ExpirySkew {
+			rep.Failures = append(rep.Failures, fmt.Sprintf("the run lasted %v, longer than the register keys' TTL of %d ms minus the skew: the register model no longer holds", end, w.longTTL))
+		}
+		rep.Expiry = CheckExpiry(ops, cfg.ExpirySkew)
+		const shown = 20
+		for i, v := range rep.Expiry.Violations {
+			if i == shown {
+				rep.Failures = append(rep.Failures, fmt.Sprintf("expiry: %d more violations in summary.json", len(rep.Expiry.Violations)-shown))
+				break
+			}
+			rep.Failures = append(rep.Failures, "expiry: "+v.String())
+		}
+	}
 	log.Info("checking linearizability", "ops", len(ops))
 	t0 := time.Now()
 	res, info := CheckLinearizable(ops, cfg.CheckTimeout)
@@ -390,6 +444,64 @@ func writeReport(path string, rep *Report) error {
 	}
 	if err := os.WriteFile(path, b, 0o640); err != nil {
 		return fmt.Errorf("write summary: %w", err)
+	}
+	return nil
+}
+
+// longTTL is the TTL of the register keys: ten minutes beyond twice the
+// run, so no register key's TTL fires while the history is recorded.
+func longTTL(d time.Duration) time.Duration { return 10*time.Minute + 2*d }
+
+// expiryWritesFor is how long into the run the expiry keys are written:
+// up to the longest TTL plus twice the skew before the end, so that every
+// TTL set has certainly passed before the end of the run, but at least
+// half the run.
+func expiryWritesFor(d, skew time.Duration) time.Duration {
+	return max(d/2, d-expiryMaxTTL*time.Millisecond-2*skew)
+}
+
+// noTTLReply recognises the replies of binaries that have no key expiry:
+// releases before it answered SET ... PX with "not supported", and a
+// server without the option at all says "syntax error".
+func noTTLReply(reply string) bool {
+	for _, s := range []string{"syntax error", "unknown command", "not supported"} {
+		if strings.Contains(reply, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// errNoTTL is ttlReady's verdict on a binary without TTL commands.
+type errNoTTL struct{ reply string }
+
+func (e errNoTTL) Error() string { return "the server does not know SET ... PX: " + e.reply }
+
+// ttlReady waits until every node accepts SET ... PX, which a fresh
+// cluster does once its first leader has raised the log format; a server
+// that does not know the command (an older binary) is reported as
+// errNoTTL at once.
+func ttlReady(ctx context.Context, c *cluster, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for _, n := range c.nodes {
+		for {
+			cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+			err := n.admin.Do(cctx, "set", "chaos:probe:ttl:"+n.name, "1", "px", 60_000).Err()
+			ccancel()
+			if err == nil {
+				break
+			}
+			var rerr goredis.Error
+			if errors.As(err, &rerr) && noTTLReply(err.Error()) {
+				return errNoTTL{reply: err.Error()}
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: %w", n.name, err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,22 @@ type workload struct {
 	opTimeout time.Duration
 	seed      uint64
 
+	// ttl enables the TTL commands: SET PX, PEXPIRE, PERSIST and PTTL on
+	// the register keys, and the expiry keys. Off for a binary without
+	// them (Report.ExpiryUnsupported).
+	ttl bool
+	// longTTL (ms) is the TTL the register keys get: far longer than the
+	// run, so it never fires while the history is recorded (Run checks).
+	longTTL int64
+	// expiryKeys are the keys with short TTLs (chaos:x<i>).
+	expiryKeys []string
+	// expiryWritesUntil (history time) ends the writes to the expiry keys:
+	// after it their clients only read, so the last writes' TTLs have
+	// certainly passed by the end of the run and the reads of the last
+	// seconds and the final reads test late expiry and revival without
+	// lengthening the run.
+	expiryWritesUntil int64
+
 	nextProc atomic.Int64 // fresh process ids for clients after an unknown op
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -33,6 +50,16 @@ type workload struct {
 // keyName is the name of workload key i; a prefix keeps the harness's own
 // probe keys out of the checked keyspace.
 func keyName(i int) string { return "chaos:k" + strconv.Itoa(i) }
+
+// The expiry keys' TTLs, in ms: short enough to fire many times in a run,
+// long enough that some outlive the skew and must be seen (the early
+// expiry rule needs TTL > skew).
+const (
+	expiryMinTTL = 100
+	expiryMaxTTL = 3000
+	// expiryShare is the percentage of operations on expiry keys.
+	expiryShare = 30
+)
 
 // start launches the clients; stopAndWait ends them.
 func (w *workload) start() {
@@ -71,7 +98,7 @@ func (w *workload) client(id int) {
 		default:
 		}
 		node := rng.IntN(len(conns))
-		in := w.randomInput(rng, id, seq)
+		in := w.randomInput(rng, id, seq, w.h.Now())
 		op := w.do(conns[node], in)
 		op.Process, op.Node = proc, w.names[node]
 		w.h.Add(op)
@@ -98,7 +125,73 @@ func (w *workload) client(id int) {
 // the client and sequence number, so INCR applies to them and porcupine
 // can tell writes apart; APPEND adds one digit, keeping values integers
 // until they grow past int64 and INCR starts refusing them.
-func (w *workload) randomInput(rng *rand.Rand, id, seq int) Input {
+//
+// With TTL commands on, a share of the operations goes to the expiry keys
+// (randomExpiryInput), and the register keys also get SET PX, PEXPIRE,
+// PERSIST and PTTL with the long TTL.
+func (w *workload) randomInput(rng *rand.Rand, id, seq int, now int64) Input {
+	if !w.ttl {
+		return w.randomRegisterInput(rng, id, seq)
+	}
+	if len(w.expiryKeys) > 0 && rng.IntN(100) < expiryShare {
+		return w.randomExpiryInput(rng, id, seq, now)
+	}
+	key := w.keys[rng.IntN(len(w.keys))]
+	unique := strconv.Itoa(id+1) + fmt.Sprintf("%06d", seq%1_000_000)
+	switch r := rng.IntN(100); {
+	case r < 30:
+		return Input{Op: OpGet, Key: key}
+	case r < 45:
+		return Input{Op: OpSet, Key: key, Arg: unique}
+	case r < 51:
+		return Input{Op: OpSet, Key: key, Arg: unique, TTL: w.longTTL}
+	case r < 64:
+		return Input{Op: OpIncr, Key: key}
+	case r < 72:
+		return Input{Op: OpAppend, Key: key, Arg: strconv.Itoa(1 + rng.IntN(9))}
+	case r < 82:
+		return Input{Op: OpSetNX, Key: key, Arg: unique}
+	case r < 88:
+		return Input{Op: OpDel, Key: key}
+	case r < 92:
+		return Input{Op: OpPExpire, Key: key, TTL: w.longTTL}
+	case r < 96:
+		return Input{Op: OpPersist, Key: key}
+	default:
+		return Input{Op: OpPTTL, Key: key, TTL: w.longTTL}
+	}
+}
+
+// randomExpiryInput picks an operation on an expiry key. Every SET writes
+// a value no other write uses (client id and sequence number), which is
+// what lets CheckExpiry tie a read to the one write it can come from.
+func (w *workload) randomExpiryInput(rng *rand.Rand, id, seq int, now int64) Input {
+	key := w.expiryKeys[rng.IntN(len(w.expiryKeys))]
+	ttl := func() int64 { return expiryMinTTL + rng.Int64N(expiryMaxTTL-expiryMinTTL+1) }
+	r := rng.IntN(100)
+	if now >= w.expiryWritesUntil {
+		r = r * 50 / 100 // reads only: GET and PTTL, in their usual ratio
+	}
+	switch {
+	case r < 35:
+		return Input{Op: OpGet, Key: key}
+	case r < 50:
+		return Input{Op: OpPTTL, Key: key}
+	case r < 75:
+		return Input{Op: OpSet, Key: key, Arg: fmt.Sprintf("v%d-%d", id+1, seq), TTL: ttl()}
+	case r < 80:
+		return Input{Op: OpSet, Key: key, Arg: fmt.Sprintf("v%d-%d", id+1, seq)}
+	case r < 90:
+		return Input{Op: OpPExpire, Key: key, TTL: ttl()}
+	case r < 97:
+		return Input{Op: OpPersist, Key: key}
+	default:
+		return Input{Op: OpDel, Key: key}
+	}
+}
+
+// randomRegisterInput is the workload of a binary without TTL commands.
+func (w *workload) randomRegisterInput(rng *rand.Rand, id, seq int) Input {
 	key := w.keys[rng.IntN(len(w.keys))]
 	unique := strconv.Itoa(id+1) + fmt.Sprintf("%06d", seq%1_000_000)
 	switch r := rng.IntN(100); {
@@ -121,7 +214,12 @@ func (w *workload) randomInput(rng *rand.Rand, id, seq int) Input {
 // run's: stopping the workload lets an operation in flight finish (within
 // opTimeout) instead of turning it into an unknown outcome.
 func (w *workload) do(cl *goredis.Client, in Input) Op {
-	ctx, cancel := context.WithTimeout(context.Background(), w.opTimeout)
+	return w.send(context.Background(), cl, in, w.opTimeout)
+}
+
+// send is do within ctx and timeout.
+func (w *workload) send(ctx context.Context, cl *goredis.Client, in Input, timeout time.Duration) Op {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	op := Op{Input: in, Call: w.h.Now()}
 	var (
@@ -134,7 +232,12 @@ func (w *workload) do(cl *goredis.Client, in Input) Op {
 		v, err = cl.Get(ctx, in.Key).Result()
 		out = Output{Kind: OutStr, Str: v}
 	case OpSet:
-		err = cl.Set(ctx, in.Key, in.Arg, 0).Err()
+		if in.TTL > 0 {
+			// Spelled out: go-redis would send EX for whole seconds.
+			err = cl.Do(ctx, "set", in.Key, in.Arg, "px", in.TTL).Err()
+		} else {
+			err = cl.Set(ctx, in.Key, in.Arg, 0).Err()
+		}
 		out = Output{Kind: OutOK}
 	case OpSetNX:
 		err = cl.SetArgs(ctx, in.Key, in.Arg, goredis.SetArgs{Mode: "NX"}).Err()
@@ -150,6 +253,16 @@ func (w *workload) do(cl *goredis.Client, in Input) Op {
 	case OpDel:
 		var n int64
 		n, err = cl.Del(ctx, in.Key).Result()
+		out = Output{Kind: OutInt, Int: n}
+	case OpPExpire, OpPersist, OpPTTL:
+		// Raw integer replies: go-redis's PTTL turns -1 and -2 into
+		// durations, and PEXPIRE's into a bool.
+		args := []any{string(in.Op), in.Key}
+		if in.Op == OpPExpire {
+			args = append(args, in.TTL)
+		}
+		var n int64
+		n, err = cl.Do(ctx, args...).Int64()
 		out = Output{Kind: OutInt, Int: n}
 	}
 	op.Return = w.h.Now()
@@ -169,6 +282,8 @@ func (w *workload) do(cl *goredis.Client, in Input) Op {
 //     failed means it never left the client: both are dropped.
 //   - Any other write error (timeout, "may or may not have been applied",
 //     a connection dropped mid-request) leaves the outcome unknown.
+//   - A command refused because the cluster's log format cannot carry it
+//     yet was refused before anything was proposed: dropped.
 //   - A read that failed had no effect, so it is dropped as well.
 func classify(kind OpKind, out Output, err error) (Output, Outcome) {
 	switch {
@@ -181,10 +296,18 @@ func classify(kind OpKind, out Output, err error) (Output, Outcome) {
 	if errors.As(err, &rerr) && kind == OpIncr && (err.Error() == errNotInteger || err.Error() == errOverflow) {
 		return Output{Kind: OutErr, Str: err.Error()}, OutcomeOK
 	}
-	if !kind.isWrite() || goredis.IsTryAgainError(err) || neverSent(err) {
+	if !kind.isWrite() || goredis.IsTryAgainError(err) || neverSent(err) || formatRefused(err) {
 		return Output{}, OutcomeFail
 	}
 	return Output{}, OutcomeUnknown
+}
+
+// formatRefused reports whether err is the server's refusal of a command
+// that needs a newer log format than the cluster's (node.awaitFormat),
+// which it gives before proposing or forwarding anything.
+func formatRefused(err error) bool {
+	var rerr goredis.Error
+	return errors.As(err, &rerr) && strings.Contains(err.Error(), "needs log format")
 }
 
 // neverSent reports whether err proves the request never reached a
@@ -198,23 +321,30 @@ func neverSent(err error) bool {
 }
 
 // finalReads reads every key through every node once the cluster is
-// healed and quiet, recorded into the history so porcupine checks them
+// healed and quiet, recorded into the history so porcupine (register
+// keys) and CheckExpiry (expiry keys, read with GET and PTTL) check them
 // against everything before. They are the "no acknowledged write lost"
-// evidence.
+// evidence, and for the expiry keys also "an expiry that certainly came
+// is seen everywhere".
 func (w *workload) finalReads(ctx context.Context, proc int) ([]Op, error) {
+	var reads []Input
+	for _, k := range w.keys {
+		reads = append(reads, Input{Op: OpGet, Key: k})
+	}
+	if w.ttl {
+		for _, k := range w.expiryKeys {
+			reads = append(reads, Input{Op: OpGet, Key: k}, Input{Op: OpPTTL, Key: k})
+		}
+	}
 	var out []Op
 	for i, a := range w.addrs {
 		cl := newClient(a, 5*time.Second, 1)
-		for _, k := range w.keys {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			op := Op{Process: proc + i, Node: w.names[i], Input: Input{Op: OpGet, Key: k}, Call: w.h.Now()}
-			v, err := cl.Get(cctx, k).Result()
-			cancel()
-			op.Return = w.h.Now()
-			op.Output, op.Outcome = classify(OpGet, Output{Kind: OutStr, Str: v}, err)
-			if err != nil && !errors.Is(err, goredis.Nil) {
+		for _, in := range reads {
+			op := w.send(ctx, cl, in, 5*time.Second)
+			op.Process, op.Node = proc+i, w.names[i]
+			if op.Outcome != OutcomeOK {
 				_ = cl.Close()
-				return out, fmt.Errorf("final read of %s via %s: %w", k, w.names[i], err)
+				return out, fmt.Errorf("final %s of %s via %s: %s", in.Op, in.Key, w.names[i], op.Err)
 			}
 			w.h.Add(op)
 			out = append(out, op)
