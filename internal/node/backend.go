@@ -132,7 +132,7 @@ func (b backend) Status() redis.Status {
 		AppliedIndex:    st.Applied,
 		Failure:         errText(b.n.Err()),
 		ClusterFormat:   b.n.store.FormatVersion(),
-		BinaryMaxFormat: kv.MaxFormat,
+		BinaryMaxFormat: b.n.maxFormat(),
 		MinMemberFormat: b.n.group.MinMemberFormat(),
 		ExpiredKeys:     b.n.store.ExpiredKeys(),
 	}

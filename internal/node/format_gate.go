@@ -29,8 +29,8 @@ func (n *Node) awaitFormat(ctx context.Context, cmd *kv.Command) error {
 	if need <= n.store.FormatVersion() {
 		return nil
 	}
-	if need > kv.MaxFormat {
-		return fmt.Errorf("command needs log format %d; this binary supports up to %d", need, kv.MaxFormat)
+	if need > n.maxFormat() {
+		return fmt.Errorf("command needs log format %d; this binary supports up to %d", need, n.maxFormat())
 	}
 	if n.group.MinMemberFormat() >= need {
 		deadline := time.NewTimer(formatRaiseWait)
