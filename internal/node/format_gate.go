@@ -9,21 +9,23 @@ import (
 )
 
 // formatRaiseWait bounds how long a write that needs a newer log format
-// waits for a raise that is due (every member already supports it): in a
-// fresh cluster the first leader raises the version within a round trip of
-// its election, and a client should not see an error in that window.
+// waits for the cluster to rise to it. A fresh cluster rises within a few
+// round trips of its first election (its leader first rewrites each
+// member's record with what the member's binary advertises, then raises:
+// raft/format.go), and a client should not see an error in that window. In
+// a cluster that keeps an older member, such a write waits this long and
+// is then refused.
 const formatRaiseWait = 2 * time.Second
 
 // awaitFormat refuses, before anything is proposed or forwarded, a command
 // the cluster's log format cannot carry yet: an older member would not
-// decode it. It waits briefly when every member already supports the
-// command's format, since the leader is then about to raise it.
+// decode it. It first waits up to formatRaiseWait for a raise.
 //
 // The check uses this node's applied view of the cluster version, which may
 // be ahead of the leader's (a follower can apply the raise first), so the
-// leader checks again before it proposes a forwarded command (checkForwardFormat).
-// Between that check and the entry's commit the version cannot fall: it
-// only rises.
+// leader checks again before it proposes a forwarded command
+// (checkForwardFormat). Between that check and the entry's commit the
+// version cannot fall: it only rises.
 func (n *Node) awaitFormat(ctx context.Context, cmd *kv.Command) error {
 	need := cmd.MinFormat()
 	if need <= n.store.FormatVersion() {
@@ -32,23 +34,20 @@ func (n *Node) awaitFormat(ctx context.Context, cmd *kv.Command) error {
 	if need > n.maxFormat() {
 		return fmt.Errorf("command needs log format %d; this binary supports up to %d", need, n.maxFormat())
 	}
-	if n.group.MinMemberFormat() >= need {
-		deadline := time.NewTimer(formatRaiseWait)
-		defer deadline.Stop()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for n.store.FormatVersion() < need {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("waiting for the log format to rise to %d: %w", need, ctx.Err())
-			case <-deadline.C:
-				return formatError(need, n.store.FormatVersion())
-			case <-tick.C:
-			}
+	deadline := time.NewTimer(formatRaiseWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for n.store.FormatVersion() < need {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the log format to rise to %d: %w", need, ctx.Err())
+		case <-deadline.C:
+			return formatError(need, n.store.FormatVersion())
+		case <-tick.C:
 		}
-		return nil
 	}
-	return formatError(need, n.store.FormatVersion())
+	return nil
 }
 
 func formatError(need, have uint8) error {
