@@ -48,6 +48,28 @@ func WithReadMode(m raft.ReadMode) Option {
 	return func(_ int, c *node.Config) { c.ReadMode = m }
 }
 
+// WithoutSweeper turns the expiry sweeper off on every node, so expired
+// keys stay in the store until a write meets them.
+func WithoutSweeper() Option {
+	return func(_ int, c *node.Config) { c.ExpireSweepRate = -1 }
+}
+
+// WithWallClockOffset puts node i's wall clock, which its Raft stamps read,
+// off by d (negative: behind).
+func WithWallClockOffset(i int, d time.Duration) Option {
+	return func(j int, c *node.Config) {
+		if j == i {
+			c.WallClock = offsetClock(d)
+		}
+	}
+}
+
+// offsetClock is the system clock moved by a fixed offset.
+type offsetClock time.Duration
+
+// Now returns the system time moved by the offset.
+func (o offsetClock) Now() time.Time { return time.Now().Add(time.Duration(o)) }
+
 // New starts n nodes and waits for a leader. The cluster is closed by
 // t.Cleanup.
 func New(t testing.TB, n int, opts ...Option) *Cluster {

@@ -171,3 +171,45 @@ func TestFormatVersionReported(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaderWithClockBehindDoesNotReviveKeys: a node whose wall clock is 5 s
+// behind takes over after a key was reported expired. Its stamps start
+// above every stamp in its log, so the key stays expired on every node,
+// and keys written under it get deadlines in the same time line.
+func TestLeaderWithClockBehindDoesNotReviveKeys(t *testing.T) {
+	const slow = 2
+	// Without the sweeper the expired key stays in the store, so a read at
+	// an earlier time would return it.
+	c := cluster.New(t, 3, cluster.WithWallClockOffset(slow, -5*time.Second), cluster.WithoutSweeper())
+	ctx := c.Ctx(30 * time.Second)
+	if c.Leader() == slow {
+		require.NoError(t, c.Node(slow).Group().TransferLeadership(ctx, c.Name(0)))
+		require.Eventually(t, func() bool { return c.Leader() == 0 }, 10*time.Second, 10*time.Millisecond)
+	}
+	lead := c.Leader()
+	rdb := c.Client(lead)
+	require.NoError(t, rdb.Set(ctx, "short", "v", 500*time.Millisecond).Err())
+	require.NoError(t, rdb.Set(ctx, "long", "v", time.Hour).Err())
+	at, err := rdb.Do(ctx, "PEXPIRETIME", "long").Int64()
+	require.NoError(t, err)
+	waitGone(t, c, lead, "short", 5*time.Second)
+
+	require.NoError(t, c.Node(lead).Group().TransferLeadership(ctx, c.Name(slow)))
+	require.Eventually(t, func() bool { return c.Leader() == slow }, 10*time.Second, 10*time.Millisecond)
+	for i := range 3 {
+		require.ErrorIs(t, c.Client(i).Get(ctx, "short").Err(), goredis.Nil, "%s revived the key", c.Name(i))
+		got, err := c.Client(i).Do(ctx, "PEXPIRETIME", "long").Int64()
+		require.NoError(t, err)
+		require.Equal(t, at, got, c.Name(i))
+	}
+	// A key written under the slow leader expires after its TTL, not 5 s
+	// early: its deadline is at least the old leader's time plus the TTL.
+	before := time.Now().UnixMilli()
+	require.NoError(t, c.Client(slow).Set(ctx, "new", "v", 3*time.Second).Err())
+	got, err := c.Client(0).Do(ctx, "PEXPIRETIME", "new").Int64()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, got, before+3000-1000, "deadline from a clock behind the last stamps")
+	for i := range 3 {
+		require.Equal(t, "v", c.Client(i).Get(ctx, "new").Val(), c.Name(i))
+	}
+}

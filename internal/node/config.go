@@ -104,9 +104,13 @@ type Config struct {
 	// and input buffer of one client; zero means
 	// redis.DefaultMaxCommandBytes(MaxValueBytes).
 	QueryBufferLimit int
+	// WallClock is where the Raft group reads the wall clock for its
+	// stamps; nil means the system clock. Tests put a node's clock behind.
+	WallClock raft.Clock
 	// ExpireSweepRate bounds the keys a second the leader's expiry sweeper
 	// proposes to delete (--expire-sweep-rate); zero means
-	// DefaultExpireSweepRate.
+	// DefaultExpireSweepRate, and a negative rate turns the sweeper off
+	// (tests that need expired keys to stay in the store).
 	ExpireSweepRate int
 	// Params is the configuration registry the flags filled; CONFIG GET
 	// and SET serve it. Nil means a new one at its defaults.

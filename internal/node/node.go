@@ -192,6 +192,7 @@ func Start(cfg Config) (n *Node, err error) {
 		rcfg.SnapshotCatchUpEntries = min(rcfg.SnapshotCatchUpEntries, cfg.SnapshotCount/2)
 	}
 	rcfg.LocalMaxFormat = n.maxFormat()
+	rcfg.WallClock = cfg.WallClock
 	rcfg.Stamps = n.store.FormatVersion() >= kv.FormatV2
 	rcfg.Transport = overrideTransport{GRPC: n.tr, n: n}
 	rcfg.Logger = log

@@ -55,6 +55,9 @@ type sweeper struct {
 }
 
 func (n *Node) startSweeper() {
+	if n.cfg.ExpireSweepRate < 0 {
+		return
+	}
 	s := &n.sweep
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
 	s.proposed = prometheus.NewCounter(prometheus.CounterOpts{
