@@ -66,7 +66,17 @@ func (f *failureState) init(reg prometheus.Registerer, group uint64) {
 // A group that returns non-nil never serves again: the process must be
 // restarted (and recovers from its WAL) or replaced. errors.Is(err,
 // ErrFailed) holds for it.
-func (g *Group) Err() error { return g.fatal() }
+func (g *Group) Err() error {
+	err := g.fatal()
+	if err != nil {
+		// setFatal publishes the error before it closes Failed (whoever
+		// sees Failed closed must find the reason): wait out that
+		// instant, so that whoever sees the reason finds Failed closed
+		// too. setFatal never calls Err.
+		<-g.failure.done
+	}
+	return err
+}
 
 // Failed is closed when the group stops serving; Err then says why. A
 // process watches it to exit, so that its supervisor restarts it.
