@@ -107,9 +107,12 @@ func (n *Node) sweepOnce(s *sweeper, budget int) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sweepTimeout)
 	defer cancel()
+	// A copy: stopSweeper clears s.stop once the loop (and this call) has
+	// returned, while this goroutine may still be selecting.
+	stop := s.stop
 	go func() {
 		select {
-		case <-s.stop:
+		case <-stop:
 			cancel()
 		case <-ctx.Done():
 		}
