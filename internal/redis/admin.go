@@ -167,3 +167,13 @@ func (s *Server) keyCount() (int64, uint64, bool) {
 	}
 	return n, expires, true
 }
+
+// cmdTime answers TIME with this node's clock, as Redis answers with its
+// server's: seconds and microseconds as two bulk strings. Key expiry does
+// not use it: deadlines follow the replicated time (docs/keyspace.md).
+func cmdTime(_ *Server, c *client, _ [][]byte) {
+	now := time.Now()
+	c.array(2)
+	c.bulkString(strconv.FormatInt(now.Unix(), 10))
+	c.bulkString(strconv.FormatInt(int64(now.Nanosecond()/1000), 10))
+}

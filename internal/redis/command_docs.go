@@ -73,6 +73,7 @@ var summaries = map[string]string{
 	"setnx":                   "Sets a key to a string value only if the key is absent.",
 	"strlen":                  "Replies with the length of a key's string value.",
 	"substr":                  "Replies with a range of a key's string value; the older name of GETRANGE.",
+	"time":                    "Replies with this node's clock: Unix seconds and microseconds.",
 	"touch":                   "Counts how many of the given keys exist (no access time is kept).",
 	"type":                    "Replies with the type of the value a key holds.",
 	"unlink":                  "Removes keys, as DEL does; replies with how many existed.",

@@ -79,6 +79,7 @@ var implemented = []struct {
 
 	// admin.go, command_info.go, debug.go
 	{name: "info", run: cmdInfo},
+	{name: "time", run: cmdTime},
 	{name: "command", run: cmdCommand, subs: []string{"count", "docs", "getkeys", "getkeysandflags", "info", "list"}},
 	{name: "debug", run: cmdDebug},
 	// config_cmd.go

@@ -233,3 +233,12 @@ func TestInfoKeyspaceCountsExpires(t *testing.T) {
 	require.Contains(t, info, "db0:keys=3,expires=0,avg_ttl=0")
 	require.Contains(t, info, "expired_keys:1\r\n")
 }
+
+func TestTime(t *testing.T) {
+	f := newFixture(t)
+	before := time.Now()
+	got, err := f.rdb.Time(f.ctx).Result()
+	require.NoError(t, err)
+	require.False(t, got.Before(before.Truncate(time.Microsecond)))
+	require.False(t, got.After(time.Now()))
+}
