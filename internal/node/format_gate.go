@@ -57,6 +57,9 @@ func formatError(need, have uint8) error {
 // checkForwardFormat is the leader's check of a forwarded command, which the
 // sender already waited for: no second wait.
 func (n *Node) checkForwardFormat(need uint8) error {
+	if n.store == nil {
+		return nil // not serving yet: the proposal is refused as "not leader"
+	}
 	if have := n.store.FormatVersion(); need > have {
 		return formatError(need, have)
 	}
