@@ -16,8 +16,9 @@
 //     left" are checked linearizably, PTTL's exact value only against the
 //     TTL set.
 //   - Expiry, on the expiry keys ("chaos:x<i>", Config.ExpiryKeys): SET PX
-//     and PEXPIRE with TTLs of 100-3000 ms, PERSIST, plain SET, DEL, GET
-//     and PTTL, every SET with a value of its own. CheckExpiry enforces
+//     and PEXPIRE with TTLs of 100-500 or 1000-3000 ms, PERSIST, plain
+//     SET, DEL, GET and PTTL, every SET with a value of its own.
+//     CheckExpiry enforces
 //     issue #14's invariant, "once any node has reported a key as expired,
 //     no node returns it later; expiry may come late by the skew bound,
 //     never undone", and that nothing acknowledged is lost, per key:

@@ -94,7 +94,7 @@ func DefaultConfig() Config {
 		Nemeses:           Nemeses(),
 		Clients:           5,
 		Keys:              10,
-		ExpiryKeys:        4,
+		ExpiryKeys:        8,
 		ExpirySkew:        DefaultExpirySkew,
 		HeartbeatInterval: 50 * time.Millisecond,
 		ElectionTimeout:   500 * time.Millisecond,

@@ -51,12 +51,15 @@ type workload struct {
 // probe keys out of the checked keyspace.
 func keyName(i int) string { return "chaos:k" + strconv.Itoa(i) }
 
-// The expiry keys' TTLs, in ms: short enough to fire many times in a run,
-// long enough that some outlive the skew and must be seen (the early
-// expiry rule needs TTL > skew).
+// The expiry keys' TTLs, in ms. Half are short (up to expiryShortTTL), so
+// that keys expire between two writes even when the clients are fast; half
+// are long (from expirySkewTTL), outliving the skew, so the early-expiry
+// rule has reads it can hold to seeing the key.
 const (
-	expiryMinTTL = 100
-	expiryMaxTTL = 3000
+	expiryMinTTL   = 100
+	expiryShortTTL = 500
+	expirySkewTTL  = 1000
+	expiryMaxTTL   = 3000
 	// expiryShare is the percentage of operations on expiry keys.
 	expiryShare = 30
 )
@@ -167,7 +170,12 @@ func (w *workload) randomInput(rng *rand.Rand, id, seq int, now int64) Input {
 // what lets CheckExpiry tie a read to the one write it can come from.
 func (w *workload) randomExpiryInput(rng *rand.Rand, id, seq int, now int64) Input {
 	key := w.expiryKeys[rng.IntN(len(w.expiryKeys))]
-	ttl := func() int64 { return expiryMinTTL + rng.Int64N(expiryMaxTTL-expiryMinTTL+1) }
+	ttl := func() int64 {
+		if rng.IntN(2) == 0 {
+			return expiryMinTTL + rng.Int64N(expiryShortTTL-expiryMinTTL+1)
+		}
+		return expirySkewTTL + rng.Int64N(expiryMaxTTL-expirySkewTTL+1)
+	}
 	r := rng.IntN(100)
 	if now >= w.expiryWritesUntil {
 		r = r * 50 / 100 // reads only: GET and PTTL, in their usual ratio
