@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"math/rand/v2"
 	"runtime"
 	"strconv"
 	"strings"
@@ -112,11 +113,9 @@ func cmdInfo(s *Server, c *client, args [][]byte) {
 			}
 		case "keyspace":
 			b.WriteString("# Keyspace\r\n")
-			if n, expires, ok := s.keyCount(); ok && n > 0 {
+			if k, ok := s.keyCount(); ok && k.keys > 0 {
 				// Redis leaves an empty database out of INFO keyspace.
-				// avg_ttl is an estimate in Redis (sampled by its active
-				// expiry cycle); elastickv reports 0, "not estimated".
-				line("db0", "keys="+strconv.FormatInt(n, 10)+",expires="+u(expires)+",avg_ttl=0")
+				line("db0", "keys="+strconv.FormatInt(k.keys, 10)+",expires="+u(k.expires)+",avg_ttl="+u(k.avgTTL))
 			}
 		}
 	}
@@ -134,28 +133,41 @@ func infoRaftState(state string) string {
 	return state
 }
 
+// keyspaceInfo is INFO's db0 line.
+type keyspaceInfo struct {
+	keys    int64
+	expires uint64
+	avgTTL  uint64 // ms, estimated
+}
+
+// avgTTLSamples is how many random keys INFO looks at to estimate avg_ttl.
+const avgTTLSamples = 20
+
 // keyCount reads the number of keys, and of keys with an expiry, for INFO,
-// giving up quickly.
-func (s *Server) keyCount() (int64, uint64, bool) {
+// and estimates their average remaining TTL, giving up quickly.
+func (s *Server) keyCount() (keyspaceInfo, bool) {
 	ctx, cancel := context.WithTimeout(s.baseCtx, min(s.cfg.RequestTimeout, keyspaceInfoTimeout))
 	defer cancel()
-	// Keys are counted by a scan (kv keeps no running count), so the
-	// count is left out of INFO when the keyspace is too large to count
-	// within keyspaceScanBudget: monitoring polls INFO, DBSIZE is the
-	// command that counts under the full request timeout.
+	// At format 2 the counts are O(1) rows. At format 1 keys are counted
+	// by a scan, so the line is left out of INFO when the keyspace is too
+	// large to count within keyspaceScanBudget: monitoring polls INFO,
+	// DBSIZE is the command that counts under the full request timeout.
 	b := s.newBudget("info keyspace", min(s.cfg.RequestTimeout, keyspaceScanBudget))
-	var (
-		n       int64
-		expires uint64
-	)
+	var k keyspaceInfo
+	rnd := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	err := s.cfg.Backend.Read(ctx, func(v kv.View) error {
 		var err error
-		if n, err = (boundedView{v: v, b: b}).DBSize(); err != nil {
+		k = keyspaceInfo{}
+		bv := boundedView{v: v, b: b}
+		if k.keys, err = bv.DBSize(); err != nil {
 			return err
 		}
 		// O(1) once the keyspace is in the v2 layout; before, a count
 		// that fit the budget above is small enough to count again.
-		_, expires, err = v.Counts()
+		if _, k.expires, err = v.Counts(); err != nil || k.expires == 0 {
+			return err
+		}
+		k.avgTTL, err = sampleAvgTTL(bv, rnd)
 		return err
 	})
 	if b.reason != "" {
@@ -163,9 +175,35 @@ func (s *Server) keyCount() (int64, uint64, bool) {
 	}
 	if err != nil {
 		s.log.Debug("INFO: key count unavailable", "err", err, "examined", b.examined)
-		return 0, 0, false
+		return keyspaceInfo{}, false
 	}
-	return n, expires, true
+	return k, true
+}
+
+// sampleAvgTTL estimates the average remaining TTL, in ms, of the keys that
+// have one, from avgTTLSamples random keys, as Redis estimates avg_ttl from
+// the keys its expiry cycle samples: 0 when no sampled key has a TTL.
+func sampleAvgTTL(v kv.View, rnd *rand.Rand) (uint64, error) {
+	var sum, n uint64
+	now := v.Now()
+	for range avgTTLSamples {
+		key, found, err := v.RandomKey(rnd)
+		if err != nil || !found {
+			return 0, err
+		}
+		info, ok, err := v.Lookup(key)
+		if err != nil {
+			return 0, err
+		}
+		if ok && info.ExpireAt > now {
+			sum += info.ExpireAt - now
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	return sum / n, nil
 }
 
 // cmdTime answers TIME with this node's clock, as Redis answers with its
