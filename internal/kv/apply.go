@@ -103,7 +103,7 @@ func applyCommand(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 		return Result{Kind: ResultOK}, nil
 	case OpRaiseFormat:
 		return applyRaise(w, b, c)
-	case OpSetX, OpExpire, OpPersist, OpGetEx, OpExpireIf:
+	case OpSetX, OpExpire, OpPersist, OpGetEx, OpExpireIf, OpSetRange, OpIncrByFloat, OpMSetNX, OpRename, OpCopy:
 		// The node never proposes these below format 2; if one is in the
 		// log anyway, every replica at format 1 answers this alike.
 		return Result{Kind: ResultError, Err: "ERR the cluster format version does not allow this command yet"}, nil

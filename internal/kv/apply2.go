@@ -54,6 +54,8 @@ func (c *Command) validateV2() error {
 				return fmt.Errorf("kv: a conditional expiry's condition is %d bytes, want %d", len(v), expireIfCondLen)
 			}
 		}
+	case OpSetRange, OpIncrByFloat, OpMSetNX, OpRename, OpCopy:
+		return c.validateOps2()
 	case OpInvalid, OpSet, OpGetDel, OpDel, OpIncrBy, OpAppend, OpMSet, OpFlushAll, OpBatch, OpRaiseFormat, opMax:
 		return fmt.Errorf("kv: op %d is not a format 2 op", c.Op)
 	}
@@ -239,6 +241,16 @@ func applyCommand2(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 		return Result{Kind: ResultBytes, Bytes: val}, nil
 	case OpExpireIf:
 		return applyExpireIf(w, c)
+	case OpSetRange:
+		return applySetRange(w, c)
+	case OpIncrByFloat:
+		return applyIncrByFloat(w, c)
+	case OpMSetNX:
+		return applyMSetNX(w, c)
+	case OpRename:
+		return applyRename(w, c)
+	case OpCopy:
+		return applyCopy(w, c)
 	case OpRaiseFormat:
 		return applyRaise(w, b, c)
 	case OpInvalid, OpBatch, opMax:

@@ -45,7 +45,22 @@ const (
 	// and that expiry is at or before the apply time. It replies the
 	// number deleted.
 	OpExpireIf Op = 14
-	opMax      Op = 15
+	// OpSetRange writes Values[0] at byte offset Delta (>= 0) of Keys[0]'s
+	// string, zero-padding; it replies the new length (ops2.go).
+	OpSetRange Op = 15
+	// OpIncrByFloat adds the decimal Values[0] to Keys[0]'s value and
+	// replies the result as a bulk string (ops2.go).
+	OpIncrByFloat Op = 16
+	// OpMSetNX sets Keys[i] = Values[i] for every i, clearing their
+	// expiry, only if none of the keys exists; it replies 1 or 0.
+	OpMSetNX Op = 17
+	// OpRename moves Keys[0] to Keys[1] with its expiry; with RenameNX
+	// only if Keys[1] does not exist (reply 1 or 0, else OK).
+	OpRename Op = 18
+	// OpCopy copies Keys[0] to Keys[1] with its expiry; with CopyReplace
+	// over an existing Keys[1]. It replies 1 or 0.
+	OpCopy Op = 19
+	opMax  Op = 20
 )
 
 // SetFlags modify OpSet.
@@ -174,7 +189,7 @@ func (c *Command) Validate() error {
 		if len(c.Keys) != 0 || len(c.Values) != 0 {
 			return fmt.Errorf("kv: FLUSHALL takes no keys")
 		}
-	case OpSetX, OpExpire, OpPersist, OpGetEx, OpExpireIf:
+	case OpSetX, OpExpire, OpPersist, OpGetEx, OpExpireIf, OpSetRange, OpIncrByFloat, OpMSetNX, OpRename, OpCopy:
 		return c.validateV2()
 	case OpRaiseFormat:
 		if len(c.Keys) != 0 || len(c.Values) != 0 || c.Flags != 0 {

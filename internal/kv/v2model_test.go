@@ -160,6 +160,73 @@ func (md *model) apply(c *Command) Result {
 		}
 		md.put(k, old)
 		return Result{Kind: ResultBytes, Bytes: []byte(old.v)}
+	case OpSetRange:
+		old, found := md.live(k)
+		v := c.Values[0]
+		if len(v) == 0 {
+			return Result{Kind: ResultInt, Int: int64(len(old.v))}
+		}
+		b := []byte(old.v)
+		if end := int(c.Delta) + len(v); end > len(b) {
+			b = append(b, make([]byte, end-len(b))...)
+		}
+		copy(b[c.Delta:], v)
+		if !found {
+			old = mval{}
+		}
+		old.v = string(b)
+		md.m[k] = old
+		return Result{Kind: ResultInt, Int: int64(len(b))}
+	case OpIncrByFloat:
+		old, found := md.live(k)
+		var cur []byte
+		if found {
+			cur = []byte(old.v)
+		}
+		out, errText := AddRedisFloats(cur, c.Values[0])
+		if errText != "" {
+			return Result{Kind: ResultError, Err: errText}
+		}
+		old.v = string(out)
+		md.m[k] = old
+		return Result{Kind: ResultBytes, Bytes: out}
+	case OpMSetNX:
+		for _, key := range c.Keys {
+			if _, found := md.live(string(key)); found {
+				return Result{Kind: ResultInt, Int: 0}
+			}
+		}
+		for i, key := range c.Keys {
+			md.m[string(key)] = mval{v: string(c.Values[i])}
+		}
+		return Result{Kind: ResultInt, Int: 1}
+	case OpRename:
+		old, found := md.live(k)
+		dst := string(c.Keys[1])
+		nx := c.Flags&RenameNX != 0
+		if !found {
+			return Result{Kind: ResultError, Err: ErrTextNoSuchKey}
+		}
+		if _, exists := md.live(dst); (exists && nx) || (k == dst && nx) {
+			return Result{Kind: ResultInt, Int: 0}
+		}
+		delete(md.m, k)
+		md.m[dst] = old
+		if nx {
+			return Result{Kind: ResultInt, Int: 1}
+		}
+		return ok
+	case OpCopy:
+		old, found := md.live(k)
+		dst := string(c.Keys[1])
+		if !found {
+			return Result{Kind: ResultInt, Int: 0}
+		}
+		if _, exists := md.live(dst); exists && c.Flags&CopyReplace == 0 {
+			return Result{Kind: ResultInt, Int: 0}
+		}
+		md.m[dst] = old
+		return Result{Kind: ResultInt, Int: 1}
 	case OpInvalid, OpBatch, OpRaiseFormat, OpExpireIf, opMax:
 	}
 	panic(fmt.Sprintf("model: op %d", c.Op))
@@ -187,7 +254,29 @@ func randomV2Command(rng *rand.Rand, now uint64) Command {
 		}
 		return 0, 0
 	}
-	switch rng.IntN(11) {
+	switch rng.IntN(17) {
+	case 11, 12:
+		off := int64(rng.IntN(1500))
+		if rng.IntN(4) == 0 {
+			off = int64(rng.IntN(20000))
+		}
+		v := val()
+		if rng.IntN(8) == 0 {
+			v = nil
+		}
+		return Command{Op: OpSetRange, Delta: off, Keys: [][]byte{key()}, Values: [][]byte{v}}
+	case 13:
+		return Command{Op: OpIncrByFloat, Keys: [][]byte{key()}, Values: [][]byte{[]byte([]string{"1.5", "-0.25", "5.0e3", "3"}[rng.IntN(4)])}}
+	case 14:
+		return Command{Op: OpMSetNX, Keys: [][]byte{key(), key()}, Values: [][]byte{val(), val()}}
+	case 15:
+		return Command{Op: OpRename, Flags: []SetFlags{0, RenameNX}[rng.IntN(2)], Keys: [][]byte{key(), key()}}
+	case 16:
+		a, b := key(), key()
+		if bytes.Equal(a, b) {
+			b = append(b, 'c')
+		}
+		return Command{Op: OpCopy, Flags: []SetFlags{0, CopyReplace}[rng.IntN(2)], Keys: [][]byte{a, b}}
 	case 0, 1:
 		f, d := ttl()
 		if f == SetPXAT && d <= 0 {
@@ -285,8 +374,11 @@ func TestV2MatchesModelWhereverChunksEnd(t *testing.T) {
 			}
 			for _, s := range []*Store{one, grouped} {
 				require.Equal(t, applyTime, s.ApplyTime())
-				for i := range 6 {
-					k := fmt.Sprintf("k%d", i)
+				for i := range 12 {
+					k := fmt.Sprintf("k%d", i%6)
+					if i >= 6 {
+						k += "c"
+					}
 					var got []byte
 					var found bool
 					require.NoError(t, s.Read(func(v View) error {
@@ -361,6 +453,58 @@ func requireCountsMatchRows(t *testing.T, s *Store) {
 		}
 	}
 	require.NoError(t, it.Close())
+	requireElementsOwned(t, s)
 	require.Equal(t, metas, keys, "key count")
 	require.Equal(t, expRows, exps, "expire count")
+}
+
+// requireElementsOwned checks the element-row invariants RENAME relies
+// on: every chunk row belongs to a key's storage id, in the slot its
+// metadata says, and a loan row exists exactly for each Foreign key,
+// naming it.
+func requireElementsOwned(t *testing.T, s *Store) {
+	t.Helper()
+	type owner struct {
+		slot uint16
+		sid  keyspace.Stamp
+	}
+	owners := map[owner]string{}
+	loans := map[owner]string{}
+	it, err := s.db.NewIter(nil)
+	require.NoError(t, err)
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if k[0] >= 0x40 || k[2] != 0x01 {
+			continue
+		}
+		m, err := keyspace.DecodeMeta(it.Value())
+		require.NoError(t, err)
+		if hasElems(&m) {
+			owners[owner{m.ElementsSlot(binaryBE16(k)), m.StorageID}] = string(k[3:])
+			if m.Foreign {
+				loans[owner{m.ElemSlot, m.StorageID}] = string(k[3:])
+			}
+		}
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if k[0] >= 0x40 {
+			continue
+		}
+		switch k[2] {
+		case 0x02:
+			sid, err := keyspace.ParseStamp(k[3:15])
+			require.NoError(t, err)
+			_, found := owners[owner{binaryBE16(k), sid}]
+			require.True(t, found, "orphan chunk row %x", k)
+		case 0x04:
+			sid, err := keyspace.ParseStamp(k[3:15])
+			require.NoError(t, err)
+			o := owner{binaryBE16(k), sid}
+			require.Equal(t, loans[o], string(it.Value()), "loan row %x", k)
+			delete(loans, o)
+		}
+	}
+	require.NoError(t, it.Close())
+	require.Empty(t, loans, "foreign keys without a loan row")
 }

@@ -66,6 +66,10 @@ type writeSet struct {
 	// expired counts keys this chunk deleted on expiry; added to the
 	// store's node-local counter when the chunk commits.
 	expired uint64
+	// renamed is set when a RENAME in this chunk moved an element set
+	// from one key to another: writeTo2 then decides which element sets
+	// to drop by storage id across the chunk's keys (ops2.go).
+	renamed bool
 }
 
 // slot is one key's state inside a writeSet.
@@ -95,6 +99,7 @@ func (w *writeSet) reset() {
 	w.clearSlots()
 	w.flushed = false
 	w.expired = 0
+	w.renamed = false
 }
 
 // clearSlots drops every slot of both layouts.

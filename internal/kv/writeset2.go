@@ -44,6 +44,20 @@ type kslot struct {
 	// deleted: OpExpireIf checks its condition against it.
 	gone     bool
 	goneMeta keyspace.Meta
+	// patches are whole chunks below base that SETRANGE rewrote in this
+	// chunk, sorted by chunk number, so that a write in the middle of a
+	// large string holds and writes only the chunks it touches.
+	//
+	// Invariant: every patch's chunk ends at or before base, and val is
+	// empty or base is chunk-aligned; a patch is the chunk's full content
+	// as of now (missing bytes at its end read as zeros, like a short row).
+	patches []chunkPatch
+}
+
+// chunkPatch is one rewritten chunk of a chunked string.
+type chunkPatch struct {
+	n    uint32
+	data []byte
 }
 
 const (
@@ -149,6 +163,7 @@ func (w *writeSet) expireIfDue(s *kslot) {
 	if s.exists && s.cur.ExpireAt != 0 && s.cur.ExpireAt <= w.now {
 		s.gone, s.goneMeta = true, s.cur
 		w.bytes -= len(s.val)
+		w.clearPatches(s)
 		s.exists, s.dirty, s.val, s.base = false, true, nil, 0
 		w.expired++
 	}
@@ -177,6 +192,12 @@ func (w *writeSet) value(i int) ([]byte, error) {
 	out := make([]byte, s.base, s.cur.Len)
 	if err := readChunks(w.db, s.cur.ElementsSlot(keyspace.HashSlot([]byte(w.k2[i]))), s.cur.StorageID, out); err != nil {
 		return nil, err
+	}
+	for _, p := range s.patches {
+		off := uint64(p.n) * keyspace.ChunkSize
+		end := min(off+keyspace.ChunkSize, s.base)
+		clear(out[off:end])
+		copy(out[off:end], p.data)
 	}
 	return append(out, s.val...), nil
 }
@@ -238,6 +259,7 @@ func (w *writeSet) setStr2(i int, v []byte, owned bool, expireAt uint64) {
 	if len(v) > keyspace.InlineMax {
 		m.Encoding = keyspace.StringChunked
 	}
+	w.clearPatches(s)
 	s.cur, s.exists, s.val, s.base, s.owned, s.dirty, s.gone = m, true, v, 0, owned, true, false
 	w.expireIfDue(s)
 }
@@ -262,16 +284,11 @@ func (w *writeSet) appendStr2(i int, suffix []byte) (int, error) {
 		// Load the last partial chunk, to be rewritten with the suffix.
 		n := s.base / keyspace.ChunkSize
 		part := make([]byte, s.base-n*keyspace.ChunkSize, s.base-n*keyspace.ChunkSize+uint64(len(suffix)))
-		row := keyspace.AppendChunkKey(nil, s.cur.ElementsSlot(keyspace.HashSlot([]byte(w.k2[i]))), s.cur.StorageID, uint32(n))
-		v, closer, err := w.db.Get(row)
-		switch {
-		case errors.Is(err, pebble.ErrNotFound):
-		case err != nil:
-			return 0, fmt.Errorf("get chunk: %w", err)
-		default:
-			copy(part, v)
-			_ = closer.Close()
+		if err := w.readChunk(i, uint32(n), part); err != nil {
+			return 0, err
 		}
+		// The chunk moves from the patches (if there) into val.
+		w.dropPatch(s, uint32(n))
 		s.val, s.base, s.owned = part, n*keyspace.ChunkSize, true
 		w.bytes += len(part)
 	}
@@ -294,6 +311,7 @@ func (w *writeSet) setValueKeep(i int, v []byte) {
 	w.touch(i)
 	s := &w.s2[i]
 	w.bytes += len(v) - len(s.val)
+	w.clearPatches(s)
 	s.cur.Encoding, s.cur.Len, s.val, s.base, s.owned = keyspace.StringInline, uint64(len(v)), v, 0, true
 	if len(v) > keyspace.InlineMax {
 		s.cur.Encoding, s.cur.StorageID = keyspace.StringChunked, s.cur.LastWrite
@@ -304,6 +322,7 @@ func (w *writeSet) setValueKeep(i int, v []byte) {
 func (w *writeSet) del2(i int) {
 	s := &w.s2[i]
 	w.bytes -= len(s.val)
+	w.clearPatches(s)
 	s.exists, s.val, s.base, s.dirty = false, nil, 0, true
 }
 
@@ -341,6 +360,17 @@ func (w *writeSet) flushAll2(b *pebble.Batch) error {
 // order, then the folded counts.
 func (w *writeSet) writeTo2(b *pebble.Batch) error {
 	var dKeys, dExp int64
+	// refs maps, after a RENAME, every storage id some key still
+	// references to whether that key is Foreign.
+	var refs map[keyspace.Stamp]bool
+	if w.renamed {
+		refs = make(map[keyspace.Stamp]bool)
+		for i := range w.s2 {
+			if s := &w.s2[i]; s.exists && hasElems(&s.cur) {
+				refs[s.cur.StorageID] = s.cur.Foreign
+			}
+		}
+	}
 	for i := range w.s2 {
 		s := &w.s2[i]
 		if !s.dirty {
@@ -349,18 +379,35 @@ func (w *writeSet) writeTo2(b *pebble.Batch) error {
 		key := []byte(w.k2[i])
 		slot := keyspace.HashSlot(key)
 		origV2 := s.origFrom == fromV2
-		keep := s.exists && origV2 && hasElems(&s.cur) && s.cur.StorageID == s.orig.StorageID && s.cur.Type == s.orig.Type
-		if origV2 && hasElems(&s.orig) && !keep {
+		drop, dropLoan := false, false
+		if origV2 && hasElems(&s.orig) {
+			if w.renamed {
+				foreign, ref := refs[s.orig.StorageID]
+				drop = !ref
+				dropLoan = s.orig.Foreign && (drop || !foreign)
+			} else {
+				keep := s.exists && hasElems(&s.cur) && s.cur.StorageID == s.orig.StorageID && s.cur.Type == s.orig.Type
+				drop = !keep
+				dropLoan = drop && s.orig.Foreign
+			}
+		}
+		if drop {
 			lo, hi := keyspace.ElementsRange(s.orig.ElementsSlot(slot), s.orig.StorageID)
 			if err := b.DeleteRange(lo, hi, nil); err != nil {
 				return fmt.Errorf("drop elements: %w", err)
 			}
-			if s.orig.Foreign {
-				// The elements were on loan from another slot (a
-				// cross-slot RENAME): the loan row goes with them.
-				if err := b.Delete(keyspace.AppendLoanKey(nil, s.orig.ElemSlot, s.orig.StorageID), nil); err != nil {
-					return fmt.Errorf("drop loan: %w", err)
-				}
+		}
+		if dropLoan {
+			// The elements were on loan from another slot (a cross-slot
+			// RENAME) and are gone or back home: the loan row goes.
+			if err := b.Delete(keyspace.AppendLoanKey(nil, s.orig.ElemSlot, s.orig.StorageID), nil); err != nil {
+				return fmt.Errorf("drop loan: %w", err)
+			}
+		}
+		if w.renamed && s.exists && hasElems(&s.cur) && s.cur.Foreign {
+			// The loan row names the key that now holds the elements.
+			if err := b.Set(keyspace.AppendLoanKey(nil, s.cur.ElemSlot, s.cur.StorageID), key, nil); err != nil {
+				return fmt.Errorf("set loan: %w", err)
 			}
 		}
 		origExp := uint64(0)
@@ -408,6 +455,12 @@ func (w *writeSet) writeTo2(b *pebble.Batch) error {
 			m.Value = s.val
 		} else if m.Type == keyspace.TypeString {
 			es := m.ElementsSlot(slot)
+			for _, p := range s.patches {
+				row := keyspace.AppendChunkKey(nil, es, m.StorageID, p.n)
+				if err := b.Set(row, p.data, nil); err != nil {
+					return fmt.Errorf("set chunk: %w", err)
+				}
+			}
 			for off := s.base; off < m.Len; off += keyspace.ChunkSize {
 				end := min(off+keyspace.ChunkSize, m.Len)
 				row := keyspace.AppendChunkKey(nil, es, m.StorageID, uint32(off/keyspace.ChunkSize))
@@ -462,4 +515,145 @@ func readCounts(r pebbleReader) (keys, expires uint64, err error) {
 	}
 	expires, err = read(keyspace.ExpireCountRow)
 	return keys, expires, err
+}
+
+// readChunk fills dst (zeroed by the caller, at most one chunk) with chunk
+// n of slot i's chunked string as of now: its patch if SETRANGE rewrote
+// it in this chunk, else its committed row (a missing or short row reads
+// as zeros).
+func (w *writeSet) readChunk(i int, n uint32, dst []byte) error {
+	s := &w.s2[i]
+	if k, ok := findPatch(s.patches, n); ok {
+		copy(dst, s.patches[k].data)
+		return nil
+	}
+	row := keyspace.AppendChunkKey(nil, s.cur.ElementsSlot(keyspace.HashSlot([]byte(w.k2[i]))), s.cur.StorageID, n)
+	v, closer, err := w.db.Get(row)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("get chunk: %w", err)
+	default:
+		copy(dst, v)
+		_ = closer.Close()
+	}
+	return nil
+}
+
+// findPatch returns the position of chunk n in the sorted patches, and
+// whether it is there.
+func findPatch(ps []chunkPatch, n uint32) (int, bool) {
+	lo, hi := 0, len(ps)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if ps[m].n < n {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, lo < len(ps) && ps[lo].n == n
+}
+
+// setPatch records data as chunk n's new content.
+func (w *writeSet) setPatch(s *kslot, n uint32, data []byte) {
+	k, ok := findPatch(s.patches, n)
+	if ok {
+		w.bytes += len(data) - len(s.patches[k].data)
+		s.patches[k].data = data
+		return
+	}
+	w.bytes += len(data)
+	s.patches = append(s.patches, chunkPatch{})
+	copy(s.patches[k+1:], s.patches[k:])
+	s.patches[k] = chunkPatch{n: n, data: data}
+}
+
+// dropPatch forgets chunk n's patch, if any.
+func (w *writeSet) dropPatch(s *kslot, n uint32) {
+	if k, ok := findPatch(s.patches, n); ok {
+		w.bytes -= len(s.patches[k].data)
+		s.patches = append(s.patches[:k], s.patches[k+1:]...)
+	}
+}
+
+// clearPatches forgets every patch of s (its value is replaced or gone).
+func (w *writeSet) clearPatches(s *kslot) {
+	for _, p := range s.patches {
+		w.bytes -= len(p.data)
+	}
+	s.patches = nil
+}
+
+// spill moves a chunked string's in-memory tail [base, Len) into patches,
+// so that base becomes Len and SETRANGE can address every chunk alike.
+func (w *writeSet) spill(s *kslot) {
+	if len(s.val) == 0 {
+		s.base = s.cur.Len
+		return
+	}
+	for off := s.base; off < s.cur.Len; off += keyspace.ChunkSize {
+		end := min(off+keyspace.ChunkSize, s.cur.Len)
+		data := s.val[off-s.base : end-s.base : end-s.base]
+		w.bytes -= len(data)
+		w.setPatch(s, uint32(off/keyspace.ChunkSize), data)
+	}
+	s.val, s.base, s.owned = nil, s.cur.Len, false
+}
+
+// setRange2 writes v at offset off of slot i's string (a string, or
+// missing with v non-empty) and returns the new length. A chunked string
+// rewrites only the chunks [off, off+len(v)) overlaps; bytes it skips
+// past the old end are left unwritten and read as zeros (sparse chunks,
+// docs/keyspace.md).
+func (w *writeSet) setRange2(i int, off uint64, v []byte) (uint64, error) {
+	s := &w.s2[i]
+	end := off + uint64(len(v))
+	if !s.exists {
+		if end <= keyspace.InlineMax {
+			nv := make([]byte, end)
+			copy(nv[off:], v)
+			w.setStr2(i, nv, true, 0)
+			return end, nil
+		}
+		w.setStr2(i, []byte{}, true, 0)
+	} else {
+		w.touch(i)
+	}
+	newLen := max(s.cur.Len, end)
+	if s.cur.Encoding == keyspace.StringInline && newLen <= keyspace.InlineMax {
+		nv := make([]byte, newLen)
+		copy(nv, s.val)
+		copy(nv[off:], v)
+		w.bytes += len(nv) - len(s.val)
+		s.val, s.owned, s.cur.Len = nv, true, newLen
+		return newLen, nil
+	}
+	if s.cur.Encoding == keyspace.StringInline {
+		// Chunked from now on, under a fresh storage id: the old value
+		// (at most InlineMax bytes) becomes chunk 0.
+		old := s.val
+		w.bytes -= len(old)
+		s.cur.Encoding, s.cur.StorageID = keyspace.StringChunked, s.cur.LastWrite
+		s.val, s.base, s.owned = nil, s.cur.Len, false
+		if len(old) > 0 {
+			w.setPatch(s, 0, old)
+		}
+	}
+	w.spill(s)
+	for n := off / keyspace.ChunkSize; n*keyspace.ChunkSize < end; n++ {
+		lo := n * keyspace.ChunkSize
+		hi := min(lo+keyspace.ChunkSize, newLen)
+		buf := make([]byte, hi-lo)
+		if lo < s.cur.Len {
+			if err := w.readChunk(i, uint32(n), buf[:min(hi, s.cur.Len)-lo]); err != nil {
+				return 0, err
+			}
+		}
+		from, to := max(lo, off), min(hi, end)
+		copy(buf[from-lo:to-lo], v[from-off:to-off])
+		w.setPatch(s, uint32(n), buf)
+	}
+	s.cur.Len, s.base = newLen, newLen
+	return newLen, nil
 }
