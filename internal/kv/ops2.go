@@ -43,9 +43,9 @@ func (c *Command) validateOps2() error {
 		if len(c.Keys) != 1 || len(c.Values) != 1 || c.Flags != 0 || c.Delta != 0 {
 			return fmt.Errorf("kv: INCRBYFLOAT needs one key and one increment")
 		}
-		if _, ok := ParseRedisFloat(c.Values[0]); !ok {
-			return fmt.Errorf("kv: INCRBYFLOAT increment %q is not a float", c.Values[0])
-		}
+		// A malformed increment is not refused here: apply replies the
+		// error after WRONGTYPE and the current value's check, in Redis's
+		// order.
 	case OpMSetNX:
 		if len(c.Keys) == 0 || len(c.Keys) != len(c.Values) || c.Flags != 0 || c.Delta != 0 {
 			return fmt.Errorf("kv: MSETNX needs key/value pairs")

@@ -35,6 +35,10 @@ var implemented = []struct {
 	{name: "decrby", run: cmdDecrBy},
 	{name: "append", run: cmdAppend},
 	{name: "strlen", run: cmdStrlen},
+	// strings_write.go
+	{name: "setrange", run: cmdSetRange},
+	{name: "incrbyfloat", run: cmdIncrByFloat},
+	{name: "msetnx", run: cmdMSetNX},
 	// strings_range.go
 	{name: "getrange", run: cmdGetRange},
 	{name: "substr", run: cmdGetRange},
@@ -67,6 +71,10 @@ var implemented = []struct {
 	{name: "dbsize", run: cmdDBSize},
 	{name: "flushall", run: cmdFlushAll},
 	{name: "flushdb", run: cmdFlushAll},
+	// rename.go
+	{name: "rename", run: cmdRename},
+	{name: "renamenx", run: cmdRenameNX},
+	{name: "copy", run: cmdCopy},
 
 	// connection.go
 	{name: "ping", run: cmdPing},
@@ -91,7 +99,8 @@ var implemented = []struct {
 // one batch (pipeline.go). batchRead: it only makes s.read calls.
 var (
 	batchWriteCommands = []string{"set", "setnx", "getset", "getdel", "del", "incr", "decr", "incrby", "decrby", "mset", "unlink",
-		"expire", "pexpire", "expireat", "pexpireat", "persist", "setex", "psetex"}
+		"expire", "pexpire", "expireat", "pexpireat", "persist", "setex", "psetex",
+		"setrange", "incrbyfloat", "msetnx", "rename", "renamenx", "copy"}
 	batchReadCommands = []string{"get", "mget", "exists", "strlen", "type", "touch", "randomkey", "getrange", "substr", "lcs",
 		"ttl", "pttl", "expiretime", "pexpiretime"}
 )
