@@ -36,6 +36,7 @@ func applyCommand(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 		}
 		old := s.val[:len(s.val):len(s.val)]
 		w.del(k)
+		w.event(c.Keys[0], EventDel)
 		return Result{Kind: ResultBytes, Bytes: old}, nil
 	case OpDel:
 		var n int64
@@ -49,6 +50,7 @@ func applyCommand(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 				continue
 			}
 			w.del(k)
+			w.event(key, EventDel)
 			n++
 		}
 		return Result{Kind: ResultInt, Int: n}, nil
@@ -73,6 +75,7 @@ func applyCommand(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 		}
 		cur += c.Delta
 		w.setOwnedString(k, strconv.AppendInt(nil, cur, 10))
+		w.event(c.Keys[0], EventIncrBy)
 		return Result{Kind: ResultInt, Int: cur}, nil
 	case OpAppend:
 		k := userKey(c.Keys[0])
@@ -90,10 +93,13 @@ func applyCommand(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 		if cur+len(c.Values[0]) > MaxStringBytes {
 			return Result{Kind: ResultError, Err: ErrTextTooLarge}, nil
 		}
-		return Result{Kind: ResultInt, Int: int64(w.appendString(k, s, c.Values[0]))}, nil
+		n := w.appendString(k, s, c.Values[0])
+		w.event(c.Keys[0], EventAppend)
+		return Result{Kind: ResultInt, Int: int64(n)}, nil
 	case OpMSet:
 		for i, key := range c.Keys {
 			w.setString(userKey(key), c.Values[i])
+			w.event(key, EventSet)
 		}
 		return Result{Kind: ResultOK}, nil
 	case OpFlushAll:
@@ -152,6 +158,7 @@ func applySet(w *writeSet, c *Command) (Result, error) {
 		return reply, nil
 	}
 	w.setString(k, c.Values[0])
+	w.event(c.Keys[0], EventSet)
 	return reply, nil
 }
 

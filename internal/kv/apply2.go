@@ -156,6 +156,7 @@ func applyCommand2(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 			return Result{}, err
 		}
 		w.del2(i)
+		w.event(c.Keys[0], EventDel)
 		return Result{Kind: ResultBytes, Bytes: old}, nil
 	case OpDel:
 		var n int64
@@ -166,6 +167,7 @@ func applyCommand2(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 			}
 			if w.s2[i].exists {
 				w.del2(i)
+				w.event(key, EventDel)
 				n++
 			}
 		}
@@ -191,6 +193,7 @@ func applyCommand2(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
+		w.event(c.Keys[0], EventAppend)
 		return Result{Kind: ResultInt, Int: int64(n)}, nil
 	case OpMSet:
 		for k, key := range c.Keys {
@@ -199,6 +202,7 @@ func applyCommand2(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 				return Result{}, err
 			}
 			w.setStr2(i, c.Values[k], false, 0)
+			w.event(key, EventSet)
 		}
 		return Result{Kind: ResultOK}, nil
 	case OpFlushAll:
@@ -217,6 +221,7 @@ func applyCommand2(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 			return Result{Kind: ResultInt, Int: 0}, nil
 		}
 		w.setExpire(i, 0)
+		w.event(c.Keys[0], EventPersist)
 		return Result{Kind: ResultInt, Int: 1}, nil
 	case OpGetEx:
 		i, err := w.getString2(c.Keys[0])
@@ -235,8 +240,10 @@ func applyCommand2(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 		}
 		if at, ok := ttlOf(w.now, c); ok {
 			w.setExpire(i, expireValue(w.now, at))
+			w.expireEvent(i, c.Keys[0])
 		} else if c.Flags&GetExPersist != 0 && w.s2[i].cur.ExpireAt != 0 {
 			w.setExpire(i, 0)
+			w.event(c.Keys[0], EventPersist)
 		}
 		return Result{Kind: ResultBytes, Bytes: val}, nil
 	case OpExpireIf:
@@ -301,6 +308,10 @@ func applySet2(w *writeSet, c *Command) (Result, error) {
 		exp = s.cur.ExpireAt
 	}
 	w.setStr2(i, c.Values[0], false, exp)
+	w.event(c.Keys[0], EventSet)
+	if c.Flags&(SetPX|SetPXAT) != 0 {
+		w.expireEvent(i, c.Keys[0])
+	}
 	return reply, nil
 }
 
@@ -337,6 +348,7 @@ func applyIncr2(w *writeSet, c *Command) (Result, error) {
 	} else {
 		w.setStr2(i, v, true, 0)
 	}
+	w.event(c.Keys[0], EventIncrBy)
 	return Result{Kind: ResultInt, Int: cur}, nil
 }
 
@@ -373,6 +385,7 @@ func applyExpire2(w *writeSet, c *Command) (Result, error) {
 		return Result{Kind: ResultInt, Int: 0}, nil
 	}
 	w.setExpire(i, expireValue(w.now, at))
+	w.expireEvent(i, c.Keys[0])
 	return Result{Kind: ResultInt, Int: 1}, nil
 }
 
@@ -395,4 +408,15 @@ func applyExpireIf(w *writeSet, c *Command) (Result, error) {
 		}
 	}
 	return Result{Kind: ResultInt, Int: n}, nil
+}
+
+// expireEvent reports an expiry set on slot i's key: "expire", or "del"
+// when the time had already passed and the write deleted the key, as
+// Redis reports it.
+func (w *writeSet) expireEvent(i int, key []byte) {
+	if w.s2[i].exists {
+		w.event(key, EventExpire)
+	} else {
+		w.event(key, EventDel)
+	}
 }

@@ -157,6 +157,7 @@ func applySetRange(w *writeSet, c *Command) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	w.event(c.Keys[0], EventSetRange)
 	return Result{Kind: ResultInt, Int: int64(n)}, nil
 }
 
@@ -192,6 +193,7 @@ func applyIncrByFloat(w *writeSet, c *Command) (Result, error) {
 	} else {
 		w.setStr2(i, out, true, 0)
 	}
+	w.event(c.Keys[0], EventIncrByFloat)
 	return Result{Kind: ResultBytes, Bytes: bytes.Clone(out)}, nil
 }
 
@@ -209,6 +211,7 @@ func applyMSetNX(w *writeSet, c *Command) (Result, error) {
 	}
 	for k, i := range idx {
 		w.setStr2(i, c.Values[k], false, 0)
+		w.event(c.Keys[k], EventSet)
 	}
 	return Result{Kind: ResultInt, Int: 1}, nil
 }
@@ -270,6 +273,8 @@ func applyRename(w *writeSet, c *Command) (Result, error) {
 	}
 	d.cur, d.exists, d.val, d.base, d.owned, d.patches, d.dirty, d.gone = m, true, s.val, s.base, s.owned, s.patches, true, false
 	s.exists, s.val, s.base, s.owned, s.patches, s.dirty = false, nil, 0, false, nil, true
+	w.event(src, EventRenameFrom)
+	w.event(dst, EventRenameTo)
 	if nx {
 		return Result{Kind: ResultInt, Int: 1}, nil
 	}
@@ -305,5 +310,6 @@ func applyCopy(w *writeSet, c *Command) (Result, error) {
 	}
 	exp := w.s2[si].cur.ExpireAt
 	w.setStr2(di, bytes.Clone(v), true, exp)
+	w.event(c.Keys[1], EventCopyTo)
 	return Result{Kind: ResultInt, Int: 1}, nil
 }

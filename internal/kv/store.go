@@ -64,6 +64,12 @@ type Config struct {
 	// back into the store's Apply, Snapshot or Restore. At Open the node
 	// reads FormatVersion instead.
 	OnFormatChange func(v uint8)
+	// OnApplyEvents, if set, is called after each committed apply chunk
+	// with its events (events.go), in log order, from the applier's
+	// goroutine under the store's apply lock: it must not block or call
+	// back into the store's Apply, Snapshot or Restore, and must not keep
+	// the slice or the keys past the call. Nil costs nothing.
+	OnApplyEvents func(events []ApplyEvent)
 	// OnStorageFailure, if set, is called from whichever goroutine met it
 	// with the first failed write, fsync or allocation in the store's
 	// directory (diskfail.go), and with the first on-disk corruption Pebble
@@ -326,6 +332,7 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 	w := s.ws
 	defer w.reset()
 	w.now, w.format, w.legacy = s.applyTime.Load(), s.FormatVersion(), s.legacy.Load()
+	w.emit = s.cfg.OnApplyEvents != nil
 	b := s.db.NewBatch()
 	defer func() { _ = b.Close() }()
 	last := applied
@@ -454,6 +461,9 @@ func (s *Store) commitChunk(w *writeSet, b *pebble.Batch, last uint64) (err erro
 	s.applied.Store(last)
 	if w.format != prevFormat && s.cfg.OnFormatChange != nil {
 		s.cfg.OnFormatChange(w.format)
+	}
+	if w.emit {
+		s.deliverEvents(w)
 	}
 	return nil
 }

@@ -70,6 +70,11 @@ type writeSet struct {
 	// from one key to another: writeTo2 then decides which element sets
 	// to drop by storage id across the chunk's keys (ops2.go).
 	renamed bool
+	// emit says whether anyone listens to apply events
+	// (Config.OnApplyEvents); events are the chunk's, in log order
+	// (events.go).
+	emit   bool
+	events []ApplyEvent
 }
 
 // slot is one key's state inside a writeSet.
@@ -100,6 +105,8 @@ func (w *writeSet) reset() {
 	w.flushed = false
 	w.expired = 0
 	w.renamed = false
+	clear(w.events)
+	w.events = w.events[:0]
 }
 
 // clearSlots drops every slot of both layouts.

@@ -85,13 +85,21 @@ func (w *writeSet) load(key []byte) (int, error) {
 	if i, ok := w.idx2[string(key)]; ok {
 		// The apply time may have moved since the chunk last touched the
 		// key: where a chunk ends must not change what a write sees.
-		w.expireIfDue(&w.s2[i])
+		if s := &w.s2[i]; s.exists {
+			w.expireIfDue(s)
+			if !s.exists {
+				w.event(key, EventExpired)
+			}
+		}
 		return i, nil
 	}
 	var s kslot
 	if !w.flushed {
 		if err := w.read2(key, &s); err != nil {
 			return 0, err
+		}
+		if s.gone {
+			w.event(key, EventExpired)
 		}
 	}
 	i := len(w.s2)
