@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,8 @@ import (
 // INCRBYFLOAT, MSETNX, RENAME, RENAMENX and COPY through the leader and a
 // follower (whose writes are forwarded), with large values renamed across
 // slots, then checks that every replica reads the same values and reports
-// the same DEBUG DIGEST at the same applied index.
+// the same DEBUG DIGEST once it has applied them (the applied indexes may
+// differ by the leader's idle stamp entries, which the digest leaves out).
 func TestStringAndKeyCommandsAgreeOnEveryReplica(t *testing.T) {
 	c := New(t, 3)
 	ctx := c.Ctx(60 * time.Second)
@@ -45,13 +47,13 @@ func TestStringAndKeyCommandsAgreeOnEveryReplica(t *testing.T) {
 	idx := c.WaitConverged(20 * time.Second)
 	var digest string
 	for i := range c.Size() {
-		var d string
-		require.Eventually(t, func() bool {
-			v, err := c.Client(i).Do(ctx, "DEBUG", "DIGEST").Text()
-			require.NoError(t, err)
-			d = v
-			return strings.HasPrefix(v, fmt.Sprint(idx)+":")
-		}, 10*time.Second, 20*time.Millisecond, "DEBUG DIGEST on %s", c.Name(i))
+		v, err := c.Client(i).Do(ctx, "DEBUG", "DIGEST").Text()
+		require.NoError(t, err)
+		applied, d, ok := strings.Cut(v, ":")
+		require.True(t, ok, "DEBUG DIGEST replied %q", v)
+		n, err := strconv.ParseUint(applied, 10, 64)
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, n, idx, "DEBUG DIGEST on %s", c.Name(i))
 		if i == 0 {
 			digest = d
 		}
