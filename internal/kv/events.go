@@ -43,14 +43,6 @@ func (w *writeSet) event(key []byte, name string) {
 	w.events = append(w.events, ApplyEvent{Index: w.entryIndex, Key: key, Event: name})
 }
 
-// eventSlot is event for the key of v2 slot i.
-func (w *writeSet) eventSlot(i int, name string) {
-	if !w.emit {
-		return
-	}
-	w.event([]byte(w.k2[i]), name)
-}
-
 // deliverEvents hands the committed chunk's events to the listener.
 func (s *Store) deliverEvents(w *writeSet) {
 	if len(w.events) == 0 {

@@ -57,6 +57,8 @@ func (c *Command) validateOps2() error {
 		if c.Op == OpCopy && bytes.Equal(c.Keys[0], c.Keys[1]) {
 			return fmt.Errorf("kv: COPY needs two different keys")
 		}
+	default:
+		return fmt.Errorf("kv: op %d is not validated here", c.Op)
 	}
 	return nil
 }
