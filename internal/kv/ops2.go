@@ -131,6 +131,10 @@ func AddRedisFloats(cur []byte, incr []byte) ([]byte, string) {
 		out = bytes.TrimRight(out, "0")
 		out = bytes.TrimSuffix(out, []byte("."))
 	}
+	if string(out) == "-0" {
+		// Redis prints no negative zero (nor a negative that rounds to it).
+		out = []byte("0")
+	}
 	return out, ""
 }
 

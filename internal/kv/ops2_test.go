@@ -74,6 +74,11 @@ func TestAddRedisFloatsMatchesRedis(t *testing.T) {
 		{"5.0e3", "2.0e2", "5200"},
 		// long double's rounding shows at 17 decimals, as in Redis.
 		{"10.6", "5000", "5010.60000000000000009"},
+		// Redis's "No negative zero": 1/41 then -1/41 (as Tcl prints them).
+		{nil, "0.024390243902439025", "0.02439024390243902"},
+		{"0.02439024390243902", "-0.024390243902439025", "0"},
+		{"-0.0", "0", "0"},
+		{"1e-30", "-2e-30", "0"},
 	} {
 		var cur []byte
 		if tc.cur != nil {
