@@ -27,6 +27,11 @@ func commandSeeds() [][]byte {
 		{Op: OpPersist, Keys: [][]byte{k}},
 		{Op: OpGetEx, Flags: GetExPersist, Keys: [][]byte{k}},
 		NewExpireIf([][]byte{k}, []keyspace.Stamp{{Index: 7, Pos: 1}}, []uint64{1 << 41}),
+		{Op: OpSetRange, Delta: 1 << 20, Keys: [][]byte{k}, Values: [][]byte{v}},
+		{Op: OpIncrByFloat, Keys: [][]byte{k}, Values: [][]byte{[]byte("-1.5e3")}},
+		{Op: OpMSetNX, Keys: [][]byte{k, []byte("k2")}, Values: [][]byte{v, {}}},
+		{Op: OpRename, Flags: RenameNX, Keys: [][]byte{k, []byte("k2")}},
+		{Op: OpCopy, Flags: CopyReplace, Keys: [][]byte{k, []byte("k2")}},
 	}
 	var out [][]byte
 	for _, c := range cmds {
