@@ -158,3 +158,30 @@ func TestApplyEventsWithoutListenerAllocateNothing(t *testing.T) {
 	require.Zero(t, allocs)
 	require.Empty(t, w.events)
 }
+
+// Below format 2 the original ops report their events too.
+func TestApplyEventsAtFormat1(t *testing.T) {
+	var got []string
+	cfg := DefaultConfig(t.TempDir())
+	cfg.CacheBytes = 8 << 20
+	cfg.OnApplyEvents = func(evs []ApplyEvent) {
+		for _, e := range evs {
+			got = append(got, fmt.Sprintf("%d %s %s", e.Index, e.Key, e.Event))
+		}
+	}
+	s, err := Open(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	_, err = s.Apply([]Entry{
+		{Index: 1, Data: set("a", "1")},
+		{Index: 2, Data: enc(Command{Op: OpIncrBy, Delta: 1, Keys: kvs("a")})},
+		{Index: 3, Data: enc(Command{Op: OpAppend, Keys: kvs("a"), Values: kvs("x")})},
+		{Index: 4, Data: enc(Command{Op: OpMSet, Keys: [][]byte{[]byte("b"), []byte("c")}, Values: [][]byte{[]byte("1"), []byte("2")}})},
+		{Index: 5, Data: enc(Command{Op: OpDel, Keys: [][]byte{[]byte("b"), []byte("z")}})},
+		{Index: 6, Data: enc(Command{Op: OpGetDel, Keys: kvs("c")})},
+		{Index: 7, Data: enc(Command{Op: OpSet, Flags: SetXX, Keys: kvs("q"), Values: kvs("1")})},
+	})
+	require.NoError(t, err)
+	require.Equal(t, FormatV1, s.FormatVersion())
+	require.Equal(t, []string{"1 a set", "2 a incrby", "3 a append", "4 b set", "4 c set", "5 b del", "6 c del"}, got)
+}

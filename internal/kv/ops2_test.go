@@ -249,3 +249,57 @@ func TestSetRangeOnAChunkedStringCostsWhatItChanges(t *testing.T) {
 	require.True(t, bytes.Equal(want, got))
 	requireCountsMatchRows(t, s)
 }
+
+// Keys still in the v1 layout are converted by the section 4 ops like by
+// any write: read in place, written in v2, the v1 row deleted.
+func TestOps2OnKeysStillInTheV1Layout(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	big := strings.Repeat("v1-value", 1000) // 8000 bytes: chunked once in v2
+	_, err := s.Apply([]Entry{
+		{Index: 1, Data: set("{a}big", big)},
+		{Index: 2, Data: set("{a}small", "1.5")},
+		{Index: 3, Data: set("{a}copy", "c")},
+		{Index: 4, Data: set("{a}setr", big)},
+		{Index: 5, Data: enc(*NewRaiseFormat(FormatV2)), Stamp: 1000},
+	})
+	require.NoError(t, err)
+	two := func(a, b string) [][]byte { return [][]byte{[]byte(a), []byte(b)} }
+	res, err := s.Apply([]Entry{
+		{Index: 6, Data: enc(Command{Op: OpRename, Keys: two("{a}big", "{b}big")}), Stamp: 1000},
+		{Index: 7, Data: enc(Command{Op: OpIncrByFloat, Keys: kvs("{a}small"), Values: kvs("1")}), Stamp: 1000},
+		{Index: 8, Data: enc(Command{Op: OpCopy, Keys: two("{a}copy", "{b}copy")}), Stamp: 1000},
+		{Index: 9, Data: enc(Command{Op: OpSetRange, Delta: 7000, Keys: kvs("{a}setr"), Values: kvs("XY")}), Stamp: 1000},
+	})
+	require.NoError(t, err)
+	require.Equal(t, ResultOK, res[0].Kind)
+	require.Equal(t, "2.5", string(res[1].Bytes))
+	require.Equal(t, int64(1), res[2].Int)
+	require.Equal(t, int64(8000), res[3].Int)
+	want := map[string]string{
+		"{b}big": big, "{a}small": "2.5", "{a}copy": "c", "{b}copy": "c",
+		"{a}setr": big[:7000] + "XY" + big[7002:],
+	}
+	get := func(k string) (string, bool) {
+		var got []byte
+		var found bool
+		require.NoError(t, s.Read(func(v View) error {
+			var err error
+			got, found, err = v.Get([]byte(k))
+			return err
+		}))
+		return string(got), found
+	}
+	for k, w := range want {
+		got, found := get(k)
+		require.True(t, found, k)
+		require.Equal(t, w, got, k)
+	}
+	_, found := get("{a}big")
+	require.False(t, found)
+	for _, k := range []string{"{a}big", "{a}small", "{a}setr"} {
+		_, found, err := getRaw(s.db, keyspace.LegacyKey([]byte(k)), func([]byte) {})
+		require.NoError(t, err)
+		require.False(t, found, "v1 row of %s is still there", k)
+	}
+	requireCountsMatchRows(t, s)
+}
