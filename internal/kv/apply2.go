@@ -136,133 +136,115 @@ func expireValue(now uint64, at int64) uint64 {
 }
 
 // applyCommand2 is applyCommand at format 2.
-func applyCommand2(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
-	switch c.Op {
-	case OpSet, OpSetX:
-		return applySet2(w, c)
-	case OpGetDel:
-		i, err := w.getString2(c.Keys[0])
-		if errors.Is(err, errWrongType) {
-			return wrongType(), nil
-		}
+// Format 2 applies, one per op (the registry in ops.go names them).
+
+func applyGetDel2(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
+	i, err := w.getString2(c.Keys[0])
+	if errors.Is(err, errWrongType) {
+		return wrongType(), nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if !w.s2[i].exists {
+		return Result{Kind: ResultNil}, nil
+	}
+	old, err := w.value(i)
+	if err != nil {
+		return Result{}, err
+	}
+	w.del2(i)
+	w.event(c.Keys[0], EventDel)
+	return Result{Kind: ResultBytes, Bytes: old}, nil
+}
+
+func applyDel2(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
+	var n int64
+	for _, key := range c.Keys {
+		i, err := w.load(key)
 		if err != nil {
 			return Result{}, err
 		}
-		if !w.s2[i].exists {
-			return Result{Kind: ResultNil}, nil
-		}
-		old, err := w.value(i)
-		if err != nil {
-			return Result{}, err
-		}
-		w.del2(i)
-		w.event(c.Keys[0], EventDel)
-		return Result{Kind: ResultBytes, Bytes: old}, nil
-	case OpDel:
-		var n int64
-		for _, key := range c.Keys {
-			i, err := w.load(key)
-			if err != nil {
-				return Result{}, err
-			}
-			if w.s2[i].exists {
-				w.del2(i)
-				w.event(key, EventDel)
-				n++
-			}
-		}
-		return Result{Kind: ResultInt, Int: n}, nil
-	case OpIncrBy:
-		return applyIncr2(w, c)
-	case OpAppend:
-		i, err := w.getString2(c.Keys[0])
-		if errors.Is(err, errWrongType) {
-			return wrongType(), nil
-		}
-		if err != nil {
-			return Result{}, err
-		}
-		cur := uint64(0)
 		if w.s2[i].exists {
-			cur = w.s2[i].cur.Len
+			w.del2(i)
+			w.event(key, EventDel)
+			n++
 		}
-		if cur+uint64(len(c.Values[0])) > MaxStringBytes {
-			return Result{Kind: ResultError, Err: ErrTextTooLarge}, nil
-		}
-		n, err := w.appendStr2(i, c.Values[0])
+	}
+	return Result{Kind: ResultInt, Int: n}, nil
+}
+
+func applyAppend2(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
+	i, err := w.getString2(c.Keys[0])
+	if errors.Is(err, errWrongType) {
+		return wrongType(), nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	cur := uint64(0)
+	if w.s2[i].exists {
+		cur = w.s2[i].cur.Len
+	}
+	if cur+uint64(len(c.Values[0])) > MaxStringBytes {
+		return Result{Kind: ResultError, Err: ErrTextTooLarge}, nil
+	}
+	n, err := w.appendStr2(i, c.Values[0])
+	if err != nil {
+		return Result{}, err
+	}
+	w.event(c.Keys[0], EventAppend)
+	return Result{Kind: ResultInt, Int: int64(n)}, nil
+}
+
+func applyMSet2(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
+	for k, key := range c.Keys {
+		i, err := w.load(key)
 		if err != nil {
 			return Result{}, err
 		}
-		w.event(c.Keys[0], EventAppend)
-		return Result{Kind: ResultInt, Int: int64(n)}, nil
-	case OpMSet:
-		for k, key := range c.Keys {
-			i, err := w.load(key)
-			if err != nil {
-				return Result{}, err
-			}
-			w.setStr2(i, c.Values[k], false, 0)
-			w.event(key, EventSet)
-		}
-		return Result{Kind: ResultOK}, nil
-	case OpFlushAll:
-		if err := w.flushAll(b); err != nil {
-			return Result{}, err
-		}
-		return Result{Kind: ResultOK}, nil
-	case OpExpire:
-		return applyExpire2(w, c)
-	case OpPersist:
-		i, err := w.load(c.Keys[0])
-		if err != nil {
-			return Result{}, err
-		}
-		if s := &w.s2[i]; !s.exists || s.cur.ExpireAt == 0 {
-			return Result{Kind: ResultInt, Int: 0}, nil
-		}
+		w.setStr2(i, c.Values[k], false, 0)
+		w.event(key, EventSet)
+	}
+	return Result{Kind: ResultOK}, nil
+}
+
+func applyPersist2(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
+	i, err := w.load(c.Keys[0])
+	if err != nil {
+		return Result{}, err
+	}
+	if s := &w.s2[i]; !s.exists || s.cur.ExpireAt == 0 {
+		return Result{Kind: ResultInt, Int: 0}, nil
+	}
+	w.setExpire(i, 0)
+	w.event(c.Keys[0], EventPersist)
+	return Result{Kind: ResultInt, Int: 1}, nil
+}
+
+func applyGetEx2(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
+	i, err := w.getString2(c.Keys[0])
+	if errors.Is(err, errWrongType) {
+		return wrongType(), nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if !w.s2[i].exists {
+		return Result{Kind: ResultNil}, nil
+	}
+	val, err := w.value(i)
+	if err != nil {
+		return Result{}, err
+	}
+	if at, ok := ttlOf(w.now, c); ok {
+		w.setExpire(i, expireValue(w.now, at))
+		w.expireEvent(i, c.Keys[0])
+	} else if c.Flags&GetExPersist != 0 && w.s2[i].cur.ExpireAt != 0 {
 		w.setExpire(i, 0)
 		w.event(c.Keys[0], EventPersist)
-		return Result{Kind: ResultInt, Int: 1}, nil
-	case OpGetEx:
-		i, err := w.getString2(c.Keys[0])
-		if errors.Is(err, errWrongType) {
-			return wrongType(), nil
-		}
-		if err != nil {
-			return Result{}, err
-		}
-		if !w.s2[i].exists {
-			return Result{Kind: ResultNil}, nil
-		}
-		val, err := w.value(i)
-		if err != nil {
-			return Result{}, err
-		}
-		if at, ok := ttlOf(w.now, c); ok {
-			w.setExpire(i, expireValue(w.now, at))
-			w.expireEvent(i, c.Keys[0])
-		} else if c.Flags&GetExPersist != 0 && w.s2[i].cur.ExpireAt != 0 {
-			w.setExpire(i, 0)
-			w.event(c.Keys[0], EventPersist)
-		}
-		return Result{Kind: ResultBytes, Bytes: val}, nil
-	case OpExpireIf:
-		return applyExpireIf(w, c)
-	case OpSetRange:
-		return applySetRange(w, c)
-	case OpIncrByFloat:
-		return applyIncrByFloat(w, c)
-	case OpMSetNX:
-		return applyMSetNX(w, c)
-	case OpRename:
-		return applyRename(w, c)
-	case OpCopy:
-		return applyCopy(w, c)
-	case OpRaiseFormat:
-		return applyRaise(w, b, c)
-	case OpInvalid, OpBatch, opMax:
 	}
-	return Result{Kind: ResultError, Err: "ERR unknown operation"}, nil
+	return Result{Kind: ResultBytes, Bytes: val}, nil
 }
 
 func applySet2(w *writeSet, c *Command) (Result, error) {

@@ -163,51 +163,21 @@ const MaxStringBytes = 512 << 20
 var ErrMalformed = errors.New("kv: malformed encoding")
 
 // Validate checks the shape of a command before it is proposed, so that a
-// bad command is refused at the door rather than replicated.
+// bad command is refused at the door rather than replicated. Apply runs it
+// again on every decoded entry.
 func (c *Command) Validate() error {
-	switch c.Op {
-	case OpSet, OpAppend:
-		if len(c.Keys) != 1 || len(c.Values) != 1 {
-			return fmt.Errorf("kv: op %d needs one key and one value", c.Op)
-		}
-		if c.Op == OpSet && c.Flags&SetNX != 0 && c.Flags&SetXX != 0 {
-			return fmt.Errorf("kv: NX and XX are exclusive")
-		}
-	case OpGetDel, OpIncrBy:
-		if len(c.Keys) != 1 || len(c.Values) != 0 {
-			return fmt.Errorf("kv: op %d needs exactly one key", c.Op)
-		}
-	case OpDel:
-		if len(c.Keys) == 0 || len(c.Values) != 0 {
-			return fmt.Errorf("kv: DEL needs at least one key")
-		}
-	case OpMSet:
-		if len(c.Keys) == 0 || len(c.Keys) != len(c.Values) {
-			return fmt.Errorf("kv: MSET needs key/value pairs")
-		}
-	case OpFlushAll:
-		if len(c.Keys) != 0 || len(c.Values) != 0 {
-			return fmt.Errorf("kv: FLUSHALL takes no keys")
-		}
-	case OpSetX, OpExpire, OpPersist, OpGetEx, OpExpireIf, OpSetRange, OpIncrByFloat, OpMSetNX, OpRename, OpCopy:
-		return c.validateV2()
-	case OpRaiseFormat:
-		if len(c.Keys) != 0 || len(c.Values) != 0 || c.Flags != 0 {
-			return fmt.Errorf("kv: a format raise takes no keys, values or flags")
-		}
-		if c.Delta < int64(FormatV2) || c.Delta > int64(MaxFormat) {
-			return fmt.Errorf("kv: format raise to %d: this binary knows versions up to %d", c.Delta, MaxFormat)
-		}
-	case OpBatch:
+	if c.Op == OpBatch {
 		if c.checked {
 			return nil
 		}
 		_, err := c.batchCommands()
 		return err
-	default:
+	}
+	spec := lookupOp(c.Op)
+	if spec == nil {
 		return fmt.Errorf("kv: unknown op %d", c.Op)
 	}
-	return nil
+	return spec.validate(c)
 }
 
 // batchCommands checks an OpBatch's shape and decodes and validates each of

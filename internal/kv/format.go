@@ -78,10 +78,12 @@ func (c *Command) MinFormat() uint8 {
 			}
 		}
 		return need
-	case c.Op <= OpRaiseFormat:
-		return FormatV1
 	default:
-		return FormatV2
+		if spec := lookupOp(c.Op); spec != nil {
+			return spec.minFormat
+		}
+		// Validate refuses an unknown op before anything asks.
+		return MaxFormat
 	}
 }
 

@@ -345,6 +345,7 @@ func TestV2MatchesModelWhereverChunksEnd(t *testing.T) {
 				res, err := one.Apply([]Entry{e})
 				require.NoError(t, err)
 				requireSameResult(t, want[i], res[0], "entry %d", e.Index)
+				requireDeclaredReply(t, e.Data, res[0])
 			}
 
 			cfg := DefaultConfig(t.TempDir())
@@ -507,4 +508,41 @@ func requireElementsOwned(t *testing.T, s *Store) {
 	}
 	require.NoError(t, it.Close())
 	require.Empty(t, loans, "foreign keys without a loan row")
+}
+
+// requireDeclaredReply checks a result against its op's registry entry: an
+// error reply, or one of the kinds the entry declares.
+func requireDeclaredReply(t *testing.T, data []byte, r Result) {
+	t.Helper()
+	c, err := DecodeCommand(data)
+	require.NoError(t, err)
+	spec := lookupOp(c.Op)
+	require.NotNil(t, spec, "op %d", c.Op)
+	if r.Kind == ResultError {
+		return
+	}
+	require.Contains(t, spec.replies, r.Kind, "%s answered kind %d", spec.name, r.Kind)
+}
+
+// TestOpRegistryRepliesAreDeclared: every op's registry entry is complete,
+// apply1 is nil exactly above format 1, and the model test's results (every
+// format 2 op, thousands of times) fall within each op's declared replies
+// (requireDeclaredReply above).
+func TestOpRegistryRepliesAreDeclared(t *testing.T) {
+	for op := OpInvalid; op < opMax; op++ {
+		spec := lookupOp(op)
+		if op == OpInvalid || op == OpBatch {
+			require.Nil(t, spec, "op %d", op)
+			continue
+		}
+		require.NotNil(t, spec, "op %d has no registry entry", op)
+		require.NotEmpty(t, spec.name)
+		require.NotEmpty(t, spec.replies, spec.name)
+		require.NotNil(t, spec.validate, spec.name)
+		require.NotNil(t, spec.apply2, spec.name)
+		require.Equal(t, spec.minFormat == FormatV1, spec.apply1 != nil, spec.name)
+		require.Equal(t, spec.minFormat, (&Command{Op: op}).MinFormat(), spec.name)
+	}
+	require.Nil(t, lookupOp(opMax))
+	require.Nil(t, lookupOp(255))
 }
