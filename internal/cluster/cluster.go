@@ -16,6 +16,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/elastickv/elastickv/internal/kv"
 	"github.com/elastickv/elastickv/internal/node"
 	"github.com/elastickv/elastickv/internal/raft"
 )
@@ -114,7 +115,38 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 		c.start(i)
 	}
 	c.WaitLeader(10 * time.Second)
+	c.waitFormat(10 * time.Second)
 	return c
+}
+
+// waitFormat waits until every node applied the format its first leader
+// raises a new cluster to: the lowest maximum among the nodes' binaries.
+// Tests then start from a settled cluster: the raise and the leader's
+// writes of the members' format records (membership changes) are done.
+func (c *Cluster) waitFormat(timeout time.Duration) {
+	c.t.Helper()
+	want := kv.MaxFormat
+	for _, cfg := range c.cfgs {
+		if cfg.MaxFormat != 0 {
+			want = min(want, cfg.MaxFormat)
+		}
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		done := true
+		for _, n := range c.nodes {
+			if n != nil && n.Store().FormatVersion() < want {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the cluster was not raised to log format %d within %v", want, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (c *Cluster) start(i int) {
