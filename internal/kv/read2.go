@@ -458,26 +458,42 @@ func (v *view2) scanV2(cursor, prefix []byte, fn func(key []byte) bool) ([]byte,
 
 // RandomKey picks a live key: a random point of the v2 slot space, then
 // the first live key at or after it (wrapping once), or, while v1 rows
-// remain, a key of the v1 rows half of the time. The pick favours keys
-// after sparse stretches, as the format 1 pick does.
+// remain, a key of the v1 rows half of the time; when the half it drew is
+// empty it tries the other, so a key is found whenever one exists. The
+// pick favours keys after sparse stretches, as the format 1 pick does.
 func (v *view2) RandomKey(rnd *rand.Rand) ([]byte, bool, error) {
-	if v.legacy && rnd.IntN(2) == 0 {
-		if err := v.access("randomkey"); err != nil {
-			return nil, false, err
-		}
-		lo, hi := keyspace.LegacyRange()
-		it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-		if err != nil {
-			return nil, false, fmt.Errorf("randomkey: %w", err)
-		}
-		key, found := pickKey(it, rnd)
-		if err := it.Close(); err != nil {
-			return nil, false, fmt.Errorf("randomkey: %w", err)
-		}
-		if found {
-			return key, true, nil
+	v1First := v.legacy && rnd.IntN(2) == 0
+	if v1First {
+		if key, found, err := v.randomV1Key(rnd); err != nil || found {
+			return key, found, err
 		}
 	}
+	key, found, err := v.randomV2Key(rnd)
+	if err != nil || found || !v.legacy || v1First {
+		return key, found, err
+	}
+	return v.randomV1Key(rnd)
+}
+
+// randomV1Key picks a key among the v1 rows not yet converted.
+func (v *view2) randomV1Key(rnd *rand.Rand) ([]byte, bool, error) {
+	if err := v.access("randomkey"); err != nil {
+		return nil, false, err
+	}
+	lo, hi := keyspace.LegacyRange()
+	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, false, fmt.Errorf("randomkey: %w", err)
+	}
+	key, found := pickKey(it, rnd)
+	if err := it.Close(); err != nil {
+		return nil, false, fmt.Errorf("randomkey: %w", err)
+	}
+	return key, found, nil
+}
+
+// randomV2Key picks a live key of the v2 slot space.
+func (v *view2) randomV2Key(rnd *rand.Rand) ([]byte, bool, error) {
 	if err := v.access("randomkey"); err != nil {
 		return nil, false, err
 	}

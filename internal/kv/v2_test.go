@@ -261,6 +261,21 @@ func TestV1DataReadAndConvertedAfterRaise(t *testing.T) {
 	k, _ := d.counts()
 	require.Equal(t, uint64(3), k, "v1 rows counted while they remain")
 
+	// RANDOMKEY finds the v1 keys whichever half of the space it draws
+	// first (the v2 half is empty here).
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for range 50 {
+		require.NoError(t, s.Read(func(v View) error {
+			key, found, err := v.RandomKey(rnd)
+			if err != nil {
+				return err // a live view's second lookup: Read retries on a snapshot
+			}
+			require.True(t, found)
+			require.Contains(t, []string{"a", "big", "c"}, string(key))
+			return nil
+		}))
+	}
+
 	// Writes convert: APPEND to the v1 big value, EXPIRE on a v1 key.
 	d.apply(Command{Op: OpAppend, Keys: kvs("big"), Values: kvs("!")})
 	require.Equal(t, int64(1), d.apply(Command{Op: OpExpire, Keys: kvs("a"), Delta: 1000}).Int)
