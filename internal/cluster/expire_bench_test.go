@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -222,7 +223,14 @@ func sweepProposed(tb testing.TB, n *node.Node) float64 {
 // sweep rate (0: the node default), each idle window lasting window.
 func runMassExpiry(tb testing.TB, n, rate int, window time.Duration) massExpiryResult {
 	tb.Helper()
-	c := cluster.New(tb, 3, func(_ int, cfg *node.Config) { cfg.ExpireSweepRate = rate })
+	// The node's default block cache (256 MiB), not the harness's 8 MiB:
+	// the sweep's apply reads each key's metadata, and with the smaller
+	// cache most of its time went to reloading and decompressing index
+	// blocks, which a deployed node would not.
+	c := cluster.New(tb, 3, func(_ int, cfg *node.Config) {
+		cfg.ExpireSweepRate = rate
+		cfg.PebbleCacheBytes = node.DefaultConfig().PebbleCacheBytes
+	})
 	lead := c.WaitLeader(10 * time.Second)
 	rdb := c.Client(lead)
 	// The cluster must be at format 2 (the sweeper's) before the keys get
@@ -270,6 +278,7 @@ func runMassExpiry(tb testing.TB, n, rate int, window time.Duration) massExpiryR
 	// The idle window must have seen no expiry at all.
 	require.Equal(tb, int64(n+loadKeys), dbsize(tb, c, lead), "keys expired before their deadline")
 	time.Sleep(time.Until(due)) // wait for the deadline itself, not a condition: D is a wall-clock instant
+	stopProfile := sweepProfile(tb)
 
 	// The sweep window ends when the leader counts only the load's keys;
 	// a poller checks DBSIZE while the SET clients run.
@@ -293,6 +302,7 @@ func runMassExpiry(tb testing.TB, n, rate int, window time.Duration) massExpiryR
 	}()
 	res.sweep = setLoad(tb, rdb, swept.Load)
 	<-pollDone
+	stopProfile()
 	if sweptAt.Load() == 0 {
 		tb.Fatalf("the sweeper did not delete %d keys in time: DBSIZE %d", n, dbsize(tb, c, lead))
 	}
@@ -310,6 +320,30 @@ func runMassExpiry(tb testing.TB, n, rate int, window time.Duration) massExpiryR
 		require.Contains(tb, info, fmt.Sprintf("expired_keys:%d\r\n", n), c.Name(i))
 	}
 	return res
+}
+
+// sweepProfile starts a CPU profile of the whole process (all three nodes
+// and the clients) into $ELASTICKV_BENCH_SWEEP_PROFILE, if set, and returns
+// the function that stops it: it covers the sweep window only, which
+// go test -cpuprofile cannot isolate from the load passes.
+func sweepProfile(tb testing.TB) func() {
+	tb.Helper()
+	path := os.Getenv("ELASTICKV_BENCH_SWEEP_PROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	require.NoError(tb, err, "create the sweep profile")
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		tb.Fatalf("start the sweep profile: %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			tb.Errorf("write the sweep profile: %v", err)
+		}
+	}
 }
 
 // envInt reads a positive integer from the environment, or returns def.
@@ -333,7 +367,9 @@ func envInt(tb testing.TB, name string, def int) int {
 // Run with -benchtime 1x. ELASTICKV_BENCH_EXPIRE_KEYS sets N (default
 // 50,000; the documented run uses 1,000,000), ELASTICKV_BENCH_SWEEP_RATE the
 // sweeper's keys/s (default: node.DefaultExpireSweepRate), and
-// ELASTICKV_BENCH_IDLE_SECONDS each idle window (default 10).
+// ELASTICKV_BENCH_IDLE_SECONDS each idle window (default 10);
+// ELASTICKV_BENCH_SWEEP_PROFILE names a file for a CPU profile of the sweep
+// window.
 func BenchmarkSetDuringMassExpiry(b *testing.B) {
 	n := envInt(b, "ELASTICKV_BENCH_EXPIRE_KEYS", 50000)
 	rate := envInt(b, "ELASTICKV_BENCH_SWEEP_RATE", node.DefaultExpireSweepRate)
