@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -405,4 +407,56 @@ func TestMassExpiryLeavesSetsServedAndDeletesEveryKey(t *testing.T) {
 	r := runMassExpiry(t, n, 0, 500*time.Millisecond)
 	require.NotEmpty(t, r.sweep.d, "no SET ran during the sweep")
 	require.GreaterOrEqual(t, r.proposed, float64(n), "the leader's sweeper proposed fewer deletions than keys expired")
+}
+
+// processCPU returns the CPU time (user and system) this process has used.
+func processCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkIdleSweeperCPU reports the CPU (percent of one core, all three
+// nodes of the process) and allocations a second of an idle 3-node cluster
+// holding ELASTICKV_BENCH_IDLE_KEYS keys (default 100,000) without
+// deadlines, with the expiry sweeper off and on: what the sweeper's
+// every-100-ms scan of the expiry index costs when nothing is due. Run with
+// -benchtime 1x.
+func BenchmarkIdleSweeperCPU(b *testing.B) {
+	n := envInt(b, "ELASTICKV_BENCH_IDLE_KEYS", 100000)
+	for _, rate := range []int{-1, node.DefaultExpireSweepRate} {
+		name := "sweeper=on"
+		if rate < 0 {
+			name = "sweeper=off"
+		}
+		b.Run(name, func(b *testing.B) {
+			for range b.N {
+				c := cluster.New(b, 3, func(_ int, cfg *node.Config) {
+					cfg.ExpireSweepRate = rate
+					cfg.PebbleCacheBytes = node.DefaultConfig().PebbleCacheBytes
+				})
+				rdb := c.Client(c.WaitLeader(10 * time.Second))
+				val := strings.Repeat("x", 32)
+				pipelined(b, rdb, n, func(p goredis.Pipeliner, i int) {
+					p.Set(context.Background(), "idle:"+strconv.Itoa(i), val, 0)
+				}, func(c goredis.Cmder) error { return c.Err() })
+				// Let the load's flushes and compactions finish first; the
+				// window below measures a cluster nobody uses.
+				time.Sleep(5 * time.Second)
+				const window = 5 * time.Second
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
+				cpu0 := processCPU(b)
+				time.Sleep(window)
+				cpu := processCPU(b) - cpu0
+				runtime.ReadMemStats(&m1)
+				b.ReportMetric(100*cpu.Seconds()/window.Seconds(), "cpu-%")
+				b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/window.Seconds(), "allocs/s")
+				c.Close()
+			}
+		})
+	}
 }
