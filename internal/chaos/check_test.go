@@ -267,3 +267,11 @@ func TestCheckerRejectsTTLAnomalies(t *testing.T) {
 	}
 	require.Equal(t, porcupine.Ok, check(t, unknown))
 }
+
+func TestSameDigestsComparesHashesOnly(t *testing.T) {
+	require.True(t, SameDigests([]string{"316:6cc0", "317:6cc0", "318:6cc0"}))
+	require.False(t, SameDigests([]string{"316:6cc0", "316:6cc1", "316:6cc0"}))
+	require.False(t, SameDigests([]string{"error: dial", "error: dial", "error: dial"}))
+	require.False(t, SameDigests([]string{"316:6cc0", "error: x"}))
+	require.False(t, SameDigests(nil))
+}
