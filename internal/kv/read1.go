@@ -2,6 +2,7 @@ package kv
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/elastickv/elastickv/internal/kv/keyspace"
 )
@@ -55,6 +56,11 @@ func (v *snapView) Scan(cursor, prefix []byte, fn func(key []byte) bool) ([]byte
 }
 
 // DueKeys at format 1 finds none: nothing expires.
+// DueInSlot finds nothing at format 1: no key has an expiry.
+func (v *snapView) DueInSlot(uint16, uint64, int, func([]byte, keyspace.Stamp, uint64) bool) (uint64, error) {
+	return math.MaxUint64, nil
+}
+
 func (v *snapView) DueKeys(int, func([]byte, keyspace.Stamp, uint64) bool) error {
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 
@@ -613,4 +614,59 @@ func (v *view2) DueKeys(limit int, fn func(key []byte, version keyspace.Stamp, e
 		}
 	}
 	return nil
+}
+
+// DueInSlot implements View.DueInSlot: one bounded iterator over the slot's
+// expiry-index rows from expiry from, then one metadata read per key
+// handed out (for the version the conditional delete checks).
+func (v *view2) DueInSlot(slot uint16, from uint64, limit int, fn func(key []byte, version keyspace.Stamp, expireAt uint64) bool) (uint64, error) {
+	if err := v.access("duekeys"); err != nil {
+		return 0, err
+	}
+	lo, hi := keyspace.ExpiryRange(slot, math.MaxUint64)
+	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, fmt.Errorf("duekeys: %w", err)
+	}
+	type due struct {
+		key []byte
+		at  uint64
+	}
+	var found []due
+	next := uint64(math.MaxUint64)
+	for ok := it.SeekGE(keyspace.AppendExpiryKey(nil, slot, from, nil)); ok; ok = it.Next() {
+		_, at, key, perr := keyspace.ParseExpiryKey(it.Key())
+		if perr != nil {
+			_ = it.Close()
+			return 0, fmt.Errorf("duekeys: %w", perr)
+		}
+		if at > v.now || len(found) == limit {
+			next = at
+			break
+		}
+		found = append(found, due{bytes.Clone(key), at})
+	}
+	if err := it.Close(); err != nil {
+		return 0, fmt.Errorf("duekeys: %w", err)
+	}
+	for _, d := range found {
+		if err := v.access("duekeys"); err != nil {
+			return 0, err
+		}
+		var ver keyspace.Stamp
+		var derr error
+		_, have, err := getRaw(v.r, keyspace.MetaKey(d.key), func(b []byte) {
+			var m keyspace.Meta
+			if m, derr = keyspace.DecodeMeta(b); derr == nil {
+				ver = m.Version
+			}
+		})
+		if err != nil || derr != nil {
+			return 0, fmt.Errorf("duekeys: %w", errors.Join(err, derr))
+		}
+		if have && !fn(d.key, ver, d.at) {
+			return d.at, nil
+		}
+	}
+	return next, nil
 }

@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -565,6 +566,48 @@ func TestV2DueKeysHonoursLimitAndTime(t *testing.T) {
 	require.Len(t, due(d.clock+14, 100), 5)
 	require.Len(t, due(d.clock+100, 7), 7)
 	require.Len(t, due(d.clock+100, 100), 20)
+}
+
+// TestV2DueInSlotResumesWhereItStopped: one slot's due keys in expiry
+// order, bounded by limit and the view's time, from a given expiry, with
+// the expiry of the first row not handed out.
+func TestV2DueInSlotResumesWhereItStopped(t *testing.T) {
+	d := newV2(t)
+	keys := []string{"{s}a", "{s}b", "{s}c", "{s}d"}
+	for i, k := range keys {
+		d.apply(Command{Op: OpSetX, Flags: SetPX, Delta: int64(10 * (i + 1)), Keys: kvs(k), Values: kvs("v")})
+	}
+	d.apply(Command{Op: OpSetX, Flags: SetPX, Delta: 5, Keys: kvs("other"), Values: kvs("v")})
+	slot := keyspace.HashSlot([]byte("{s}"))
+	base := d.clock
+	due := func(at, from uint64, limit int) ([]string, uint64) {
+		var out []string
+		var next uint64
+		require.NoError(t, d.s.ReadAt(at, func(v View) error {
+			out = out[:0]
+			var err error
+			next, err = v.DueInSlot(slot, from, limit, func(k []byte, ver keyspace.Stamp, exp uint64) bool {
+				require.LessOrEqual(t, exp, at)
+				require.NotZero(t, ver.Index, "the version the conditional delete checks")
+				out = append(out, string(k))
+				return true
+			})
+			return err
+		}))
+		return out, next
+	}
+	got, next := due(base+25, 0, 10)
+	require.Equal(t, []string{"{s}a", "{s}b"}, got, "only this slot, only what is due")
+	require.Equal(t, base+30, next)
+	got, next = due(base+25, 0, 1)
+	require.Equal(t, []string{"{s}a"}, got)
+	require.Equal(t, base+20, next, "stopped by the limit at a due row")
+	got, next = due(base+100, base+20, 10)
+	require.Equal(t, []string{"{s}b", "{s}c", "{s}d"}, got, "from skips the earlier rows")
+	require.Equal(t, uint64(math.MaxUint64), next, "no rows left")
+	got, next = due(base+5, 0, 10)
+	require.Empty(t, got)
+	require.Equal(t, base+10, next)
 }
 
 // Deleting a key whose elements live in another slot (after a cross-slot

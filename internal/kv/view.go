@@ -55,6 +55,14 @@ type View interface {
 	// DueKeys calls fn with up to limit keys whose expiry is at or before
 	// Now, with the version and expiry the sweeper's OpExpireIf needs.
 	DueKeys(limit int, fn func(key []byte, version keyspace.Stamp, expireAt uint64) bool) error
+	// DueInSlot calls fn with up to limit keys of one hash slot whose
+	// expiry is at or before Now, in expiry order, starting at expiry
+	// from (the rows below it are skipped with one seek, so a sweeper that
+	// remembers where it stopped does not step over the tombstones of the
+	// rows it already deleted). It returns the expiry of the first row it
+	// did not hand out (one not yet due, or the one past limit), or
+	// math.MaxUint64 when the slot has no further rows.
+	DueInSlot(slot uint16, from uint64, limit int, fn func(key []byte, version keyspace.Stamp, expireAt uint64) bool) (next uint64, err error)
 	// RandomKey returns a copy of a key picked with rnd's draws, O(log
 	// keys), and false when there are no keys. The pick is not uniform:
 	// see snapView.RandomKey for its bias.

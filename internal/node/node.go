@@ -110,6 +110,8 @@ func Start(cfg Config) (n *Node, err error) {
 	kcfg.MaxBatchBytes = cfg.ApplyBatchBytes
 	kcfg.OnStorageFailure = n.reportStorageFailure // health.go
 	kcfg.OnFormatChange = n.onFormatChange         // format.go
+	n.sweep.hints = newSweepHints()
+	kcfg.OnApplyEvents = n.sweep.hints.onApplyEvents // sweeper.go
 	if n.store, err = kv.Open(kcfg); err != nil {
 		return nil, err
 	}

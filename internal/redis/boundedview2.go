@@ -57,3 +57,17 @@ func (w boundedView) DueKeys(limit int, fn func(key []byte, version keyspace.Sta
 	}
 	return w.b.err
 }
+
+// DueInSlot is charged key by key.
+func (w boundedView) DueInSlot(slot uint16, from uint64, limit int, fn func(key []byte, version keyspace.Stamp, expireAt uint64) bool) (uint64, error) {
+	next, err := w.v.DueInSlot(slot, from, limit, func(k []byte, ver keyspace.Stamp, at uint64) bool {
+		if w.b.spendKey() != nil {
+			return false
+		}
+		return fn(k, ver, at)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return next, w.b.err
+}

@@ -15,3 +15,6 @@ func (v *fixedView) Lookup([]byte) (kv.KeyInfo, bool, error) {
 	return kv.KeyInfo{Type: keyspace.TypeString, Len: uint64(len(v.val)), Encoding: "raw"}, true, nil
 }
 func (v *fixedView) DueKeys(int, func([]byte, keyspace.Stamp, uint64) bool) error { return nil }
+func (v *fixedView) DueInSlot(uint16, uint64, int, func([]byte, keyspace.Stamp, uint64) bool) (uint64, error) {
+	return 0, nil
+}
