@@ -237,9 +237,9 @@ func (n *Node) sweepOnce(s *sweeper, budget int) error {
 // says it stopped because the batch was full, before visiting every slot.
 func (n *Node) collectDue(s *sweeper, now uint64, limit int) (keys [][]byte, versions []keyspace.Stamp, ats []uint64, visits []visit, full bool, err error) {
 	type plan struct {
-		slot       uint16
-		gen        uint32
-		from, next uint64
+		slot uint16
+		gen  uint32
+		from uint64
 	}
 	var plans []plan
 	h := s.hints
