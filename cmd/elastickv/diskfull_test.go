@@ -22,8 +22,8 @@ import (
 	"github.com/elastickv/elastickv/internal/chaos"
 )
 
-// Storage failures with a real full disk: a node's data directory is a
-// small tmpfs that client writes fill (the etcd WAL has no pluggable
+// Storage failures with a real full disk: part of a node's data directory
+// is a small tmpfs that client writes fill (the etcd WAL has no pluggable
 // filesystem, so ENOSPC has to be real). The node must notice, fail
 // /healthz with the reason, exit non-zero, and after space is freed come
 // back from its WAL with every acknowledged write.
@@ -211,10 +211,14 @@ func watchFailure(healthURL string, rc *goredis.Client, stop <-chan struct{}) <-
 }
 
 // TestHostileWritesFillDisk: clients write large values until one node's
-// data directory (a tmpfs) is full. Two layouts put the first ENOSPC in
-// different places: distinct keys grow Pebble faster than the Raft WAL,
-// which is preallocated in 64 MB segments; overwriting a few keys keeps
-// Pebble small, so the WAL's next segment is what no longer fits.
+// disk is full. Each case puts a small tmpfs under one part of the node's
+// data directory, so that the first ENOSPC is met where the case means it
+// to be, whatever the timing of Pebble's flushes and compactions against
+// the WAL's segment preallocation (with both on one tmpfs, which filled
+// first depended on how far compactions lagged on a loaded machine):
+//   - pebble: the state machine's directory (kv/) fills with distinct keys;
+//   - wal: the Raft directory (raft/) holds two 64 MB WAL segments and
+//     cannot hold the third, preallocated when the second fills.
 func TestHostileWritesFillDisk(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -222,28 +226,25 @@ func TestHostileWritesFillDisk(t *testing.T) {
 	bin := buildBinary(t)
 	for _, tc := range []struct {
 		name   string
-		keys   int // distinct keys the writers cycle through
-		sizeMB int // tmpfs size
+		keys   int    // distinct keys the writers cycle through
+		sub    string // the part of n1's data directory on the tmpfs
+		sizeMB int    // tmpfs size
 		extra  []string
 		want   string // in the error /healthz reports
 	}{
-		// 64 MB WAL segment + 64 MB preallocated next segment leave 32 MB,
-		// which Pebble's WAL and tables fill first (snapshots come every
-		// 256 MiB of log here: at the default 64 MiB a snapshot file
-		// sometimes met ENOSPC before Pebble did).
-		{name: "pebble", keys: 1 << 30, sizeMB: 160, extra: []string{"--snapshot-log-mb", "256"}, want: "kv: storage write failed"},
-		// Overwriting 16 keys keeps Pebble small; the 62 MB left after the
-		// first two WAL segments cannot hold the third.
-		{name: "wal", keys: 4, sizeMB: 190, extra: []string{"--snapshot-log-mb", "256"}, want: "save to wal"},
+		{name: "pebble", keys: 1 << 30, sub: "kv", sizeMB: 64, want: "kv: storage write failed"},
+		// Snapshots every 256 MiB of log, so the tmpfs holds only WAL.
+		{name: "wal", keys: 4, sub: "raft", sizeMB: 190, extra: []string{"--snapshot-log-mb", "256"}, want: "save to wal"},
 	} {
-		t.Run(tc.name, func(t *testing.T) { testDiskFull(t, bin, tc.keys, tc.sizeMB, tc.extra, tc.want) })
+		t.Run(tc.name, func(t *testing.T) { testDiskFull(t, bin, tc.keys, tc.sub, tc.sizeMB, tc.extra, tc.want) })
 	}
 }
 
-func testDiskFull(t *testing.T, bin string, keys, sizeMB int, extra []string, want string) {
-	full := filepath.Join(t.TempDir(), "n1")
+func testDiskFull(t *testing.T, bin string, keys int, sub string, sizeMB int, extra []string, want string) {
+	dir := filepath.Join(t.TempDir(), "n1")
+	full := filepath.Join(dir, sub)
 	mountTmpfs(t, full, sizeMB)
-	c := startThreeNodes(t, bin, [3]string{full, t.TempDir(), t.TempDir()}, extra...)
+	c := startThreeNodes(t, bin, [3]string{dir, t.TempDir(), t.TempDir()}, extra...)
 	stopWatch := make(chan struct{})
 	watched := watchFailure("http://"+c.addr(9100, 0)+"/healthz", c.clients[0], stopWatch)
 

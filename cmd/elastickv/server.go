@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/elastickv/elastickv/internal/kv"
 	"github.com/elastickv/elastickv/internal/node"
 	"github.com/elastickv/elastickv/internal/raft"
 )
@@ -42,6 +43,7 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	applyMB := fs.Int("apply-batch-mb", cfg.ApplyBatchBytes>>20, "MiB of committed entries, and of pending state machine writes, in one apply batch")
 	cacheMB := fs.Int64("pebble-cache-mb", 0, "Pebble block cache in MiB; 0 means $ELASTICKV_PEBBLE_CACHE_MB, else 256")
 	goMemMB := fs.Int64("go-memory-limit-mb", 512, "soft limit of the Go runtime's memory in MiB (the GC works harder near it; Pebble's cache is outside it); 0 means none; $GOMEMLIMIT wins")
+	maxFormat := fs.Int("max-log-format", int(kv.MaxFormat), "newest replicated log format this node advertises; lower holds the cluster's format down, so the previous release can still be rolled back to")
 	fs.IntVar(&cfg.ExpireSweepRate, "expire-sweep-rate", node.DefaultExpireSweepRate, "most expired keys a second the leader proposes to delete in the background (reads never return an expired key either way)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	clientLimits := addClientFlags(fs, &cfg)
@@ -91,6 +93,10 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 		return usageErr(err)
 	}
 	cfg.ApplyEnv(os.Getenv)
+	if *maxFormat < 1 || *maxFormat > int(kv.MaxFormat) {
+		return usageErr(fmt.Errorf("--max-log-format must be between 1 and %d", kv.MaxFormat))
+	}
+	cfg.MaxFormat = uint8(*maxFormat)
 	if cfg.ExpireSweepRate < 1 {
 		return usageErr(fmt.Errorf("--expire-sweep-rate must be at least 1"))
 	}

@@ -116,8 +116,10 @@ type Config struct {
 	// and SET serve it. Nil means a new one at its defaults.
 	Params *config.Registry
 	// MaxFormat is the highest log format version this node claims to
-	// support; 0 means kv.MaxFormat, this binary's. Tests set it lower to
-	// stand in for an older binary (format.go); it is not a flag.
+	// support (--max-log-format); 0 means kv.MaxFormat, this binary's. Set
+	// lower, it holds the cluster's format down (a rollback to the
+	// previous release stays possible until it is lifted); tests use it to
+	// stand in for an older binary (format.go).
 	MaxFormat uint8
 	// Logger is the process logger.
 	Logger *slog.Logger
