@@ -84,16 +84,23 @@ func TestDiskUseStaysBounded(t *testing.T) {
 	c.WaitConverged(20 * time.Second)
 	for i := range 3 {
 		dir := filepath.Join(c.Dir, c.Name(i), "raft", "snap")
-		ents, err := os.ReadDir(dir)
-		require.NoError(t, err)
-		snaps := 0
-		for _, e := range ents {
-			if strings.HasSuffix(e.Name(), ".snap") {
-				snaps++
+		count := func() int {
+			ents, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			snaps := 0
+			for _, e := range ents {
+				if strings.HasSuffix(e.Name(), ".snap") {
+					snaps++
+				}
 			}
+			return snaps
 		}
-		require.LessOrEqual(t, snaps, 3, "node %s keeps at most 3 snapshots", c.Name(i))
-		require.Positive(t, snaps)
+		// The leader's idle stamp entries keep the log growing, so a new
+		// snapshot may have been written a moment before the oldest is
+		// purged: the bound holds once the purge has run.
+		require.Eventually(t, func() bool { return count() <= 3 }, 10*time.Second, 20*time.Millisecond,
+			"node %s keeps at most 3 snapshots", c.Name(i))
+		require.Positive(t, count())
 		first, err := c.Node(i).Group().FirstIndex()
 		require.NoError(t, err)
 		require.Greater(t, first, uint64(2000), "node %s compacted its in-memory log", c.Name(i))
