@@ -135,23 +135,31 @@ func expireValue(now uint64, at int64) uint64 {
 	return uint64(at)
 }
 
-// applyCommand2 is applyCommand at format 2.
 // Format 2 applies, one per op (the registry in ops.go names them).
 
-func applyGetDel2(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
-	i, err := w.getString2(c.Keys[0])
+// stringValue2 loads key for a command that answers with a string's value.
+// reply is set when the command has its answer already: WRONGTYPE, or nil
+// for a missing key.
+func (w *writeSet) stringValue2(key []byte) (i int, val []byte, reply *Result, err error) {
+	i, err = w.getString2(key)
 	if errors.Is(err, errWrongType) {
-		return wrongType(), nil
+		r := wrongType()
+		return i, nil, &r, nil
 	}
 	if err != nil {
-		return Result{}, err
+		return i, nil, nil, err
 	}
 	if !w.s2[i].exists {
-		return Result{Kind: ResultNil}, nil
+		return i, nil, &Result{Kind: ResultNil}, nil
 	}
-	old, err := w.value(i)
-	if err != nil {
-		return Result{}, err
+	val, err = w.value(i)
+	return i, val, nil, err
+}
+
+func applyGetDel2(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
+	i, old, reply, err := w.stringValue2(c.Keys[0])
+	if reply != nil || err != nil {
+		return deref(reply), err
 	}
 	w.del2(i)
 	w.event(c.Keys[0], EventDel)
@@ -223,19 +231,9 @@ func applyPersist2(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
 }
 
 func applyGetEx2(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
-	i, err := w.getString2(c.Keys[0])
-	if errors.Is(err, errWrongType) {
-		return wrongType(), nil
-	}
-	if err != nil {
-		return Result{}, err
-	}
-	if !w.s2[i].exists {
-		return Result{Kind: ResultNil}, nil
-	}
-	val, err := w.value(i)
-	if err != nil {
-		return Result{}, err
+	i, val, reply, err := w.stringValue2(c.Keys[0])
+	if reply != nil || err != nil {
+		return deref(reply), err
 	}
 	if at, ok := ttlOf(w.now, c); ok {
 		w.setExpire(i, expireValue(w.now, at))
@@ -401,4 +399,12 @@ func (w *writeSet) expireEvent(i int, key []byte) {
 	} else {
 		w.event(key, EventDel)
 	}
+}
+
+// deref returns *r, or the zero Result for nil (with an error beside it).
+func deref(r *Result) Result {
+	if r == nil {
+		return Result{}
+	}
+	return *r
 }
