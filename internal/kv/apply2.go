@@ -247,10 +247,16 @@ func applyGetEx2(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
 
 func applySet2(w *writeSet, c *Command) (Result, error) {
 	if c.Op == OpSet {
-		// The format 1 op means what it always meant: its Validate never
-		// checked other flag bits, so they are ignored, not read as TTLs.
+		// The format 1 op means what it always meant: no TTL is set, and
+		// bits other than NX, XX and GET are not read as TTL options, with
+		// one exception. SetKeepTTL is kept, because a node that had not
+		// yet applied the raise sends SET ... KEEPTTL as an OpSet with that
+		// bit (node/format_gate.go, lowerForFormat), and the entry may be
+		// applied after the raise, on a key that has a TTL by then. No
+		// binary before that one ever set the bit on an OpSet, and at
+		// format 1 applySet ignores it, so no entry changes meaning.
 		cc := *c
-		cc.Flags &= SetNX | SetXX | SetGet
+		cc.Flags &= SetNX | SetXX | SetGet | SetKeepTTL
 		cc.Delta = 0
 		c = &cc
 	}

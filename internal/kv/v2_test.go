@@ -634,3 +634,21 @@ func TestV2DeleteDropsForeignElementsAndLoan(t *testing.T) {
 	require.Equal(t, 0, countRows(t, d.s, 0x04), "loan row dropped")
 	requireCountsMatchRows(t, d.s)
 }
+
+// TestV2LoweredKeepTTLSetKeepsTheTTL: a node that has not applied the raise
+// yet sends SET ... KEEPTTL as an OpSet with the KEEPTTL bit; applied after
+// the raise, it keeps the key's TTL. Without the bit an OpSet clears it.
+func TestV2LoweredKeepTTLSetKeepsTheTTL(t *testing.T) {
+	d := newV2(t)
+	d.apply(Command{Op: OpSetX, Flags: SetPX, Delta: 60000, Keys: kvs("k"), Values: kvs("v")})
+	d.apply(Command{Op: OpSet, Flags: SetKeepTTL, Keys: kvs("k"), Values: kvs("w")})
+	info, ok := d.lookup("k")
+	require.True(t, ok)
+	require.NotZero(t, info.ExpireAt, "KEEPTTL kept the TTL")
+	v, _ := d.get("k")
+	require.Equal(t, "w", v)
+	d.apply(Command{Op: OpSet, Keys: kvs("k"), Values: kvs("x")})
+	info, ok = d.lookup("k")
+	require.True(t, ok)
+	require.Zero(t, info.ExpireAt, "a plain SET clears it")
+}

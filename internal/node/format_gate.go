@@ -69,12 +69,15 @@ func (n *Node) checkForwardFormat(need uint8) error {
 // lowerForFormat returns the command an older log format can carry with the
 // same effect, or cmd itself. In format 1 no key has a TTL, so SET ...
 // KEEPTTL is a plain SET there: a client using it during a rolling upgrade
-// keeps working.
+// keeps working. The KEEPTTL bit stays on the OpSet: this node's view of
+// the format may lag a raise already committed, and if the entry applies
+// at format 2 the key may have a TTL to keep by then (kv's applySet2 reads
+// the bit; applySet, at format 1, ignores it).
 func lowerForFormat(cmd *kv.Command, have uint8) *kv.Command {
 	if have >= 2 || cmd.Op != kv.OpSetX || cmd.Flags&(kv.SetPX|kv.SetPXAT) != 0 {
 		return cmd
 	}
 	low := *cmd
-	low.Op, low.Flags, low.Delta = kv.OpSet, cmd.Flags&(kv.SetNX|kv.SetXX|kv.SetGet), 0
+	low.Op, low.Flags, low.Delta = kv.OpSet, cmd.Flags&(kv.SetNX|kv.SetXX|kv.SetGet|kv.SetKeepTTL), 0
 	return &low
 }

@@ -37,7 +37,8 @@ import (
 // scan. A hint may be too low (a wasted seek), never too high while it
 // matters:
 //   - every hint starts at 0 (visit, from the start) when the node starts
-//     and whenever it becomes leader, so a new leader makes one full pass;
+//     and whenever it leads in a new term, so a new leader makes one full
+//     pass (a snapshot installed while following sends no events);
 //   - an apply event that can add an expiry row to a slot (expire,
 //     rename_to, copy_to) resets that slot's hints to 0 on every node;
 //   - a visit raises next to the first expiry it did not hand out, and,
@@ -123,8 +124,9 @@ type sweeper struct {
 	stop  chan struct{}
 	done  chan struct{}
 	hints *sweepHints
-	// leading is whether the node led at the previous tick (loop only).
-	leading bool
+	// term is the term the node last swept as leader in (loop only), 0
+	// when it did not lead at the previous tick.
+	term uint64
 	// cursor is the slot the next tick's visits start at (loop only), so
 	// that a budget spent early does not always favour low slots.
 	cursor uint16
@@ -184,16 +186,18 @@ func (n *Node) stopSweeper() {
 
 // sweepOnce proposes the deletion of up to budget due keys.
 func (n *Node) sweepOnce(s *sweeper, budget int) error {
-	leading := n.store.FormatVersion() >= kv.FormatV2 && n.group.Err() == nil && n.group.Status().State == "leader"
-	if !leading {
-		s.leading = false
+	st := n.group.Status()
+	if n.store.FormatVersion() < kv.FormatV2 || n.group.Err() != nil || st.State != "leader" {
+		s.term = 0
 		return nil
 	}
-	if !s.leading {
-		// Newly leading: the hints were kept while following, but a pass
-		// from scratch is cheap and needs no argument about them.
+	if st.Term != s.term {
+		// Newly leading, or leading again in a later term (between two
+		// ticks the node may have followed and installed a snapshot,
+		// which sends no apply events): a pass from scratch is cheap and
+		// needs no argument about the hints kept meanwhile.
 		s.hints.reset()
-		s.leading = true
+		s.term = st.Term
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sweepTimeout)
 	defer cancel()
