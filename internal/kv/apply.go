@@ -27,7 +27,7 @@ func applyCommand(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 	if w.format >= FormatV2 {
 		apply = spec.apply2
 	}
-	if apply == nil {
+	if apply == nil || spec.minFormat > w.format {
 		// The node never proposes an op above the cluster format; if one
 		// is in the log anyway, every replica at that format answers this
 		// alike.

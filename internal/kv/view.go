@@ -67,4 +67,10 @@ type View interface {
 	// keys), and false when there are no keys. The pick is not uniform:
 	// see snapView.RandomKey for its bias.
 	RandomKey(rnd *rand.Rand) (key []byte, found bool, err error)
+	// Collection returns key's collection if key is a live collection of
+	// type t (a hash, list, set or sorted set), and false if key is
+	// missing; a live key of another type gives an error that errors.Is
+	// ErrWrongType. The family read functions (hash.go, set.go, zset.go,
+	// list.go) decode its rows.
+	Collection(key []byte, t keyspace.Type) (Coll, bool, error)
 }

@@ -75,6 +75,13 @@ type writeSet struct {
 	// (events.go).
 	emit   bool
 	events []ApplyEvent
+
+	// b is the chunk's apply batch, an indexed one: collection ops write
+	// element rows into it at once and read them back (coll_apply.go).
+	b *pebble.Batch
+	// created lists the storage ids collection ops created in this chunk
+	// (coll_apply.go, dropAbandoned).
+	created []createdSID
 }
 
 // slot is one key's state inside a writeSet.
@@ -105,6 +112,7 @@ func (w *writeSet) reset() {
 	w.flushed = false
 	w.expired = 0
 	w.renamed = false
+	w.created = w.created[:0]
 	clear(w.events)
 	w.events = w.events[:0]
 }

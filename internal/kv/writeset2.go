@@ -485,6 +485,9 @@ func (w *writeSet) writeTo2(b *pebble.Batch) error {
 			return fmt.Errorf("set metadata: %w", err)
 		}
 	}
+	if err := w.dropAbandoned(b); err != nil {
+		return err
+	}
 	if dKeys == 0 && dExp == 0 && !w.flushed {
 		return nil
 	}

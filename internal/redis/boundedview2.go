@@ -71,3 +71,44 @@ func (w boundedView) DueInSlot(slot uint16, from uint64, limit int, fn func(key 
 	}
 	return next, w.b.err
 }
+
+// Collection is charged as one lookup, and its Iter row by row, like a
+// scan key by key.
+func (w boundedView) Collection(key []byte, t keyspace.Type) (kv.Coll, bool, error) {
+	if err := w.b.spendKey(); err != nil {
+		return nil, false, err
+	}
+	c, ok, err := w.v.Collection(key, t)
+	if err != nil || !ok {
+		return c, ok, err
+	}
+	return boundedColl{c: c, b: w.b}, true, nil
+}
+
+// boundedColl charges a collection's rows to the budget.
+type boundedColl struct {
+	c kv.Coll
+	b *budget
+}
+
+func (c boundedColl) Meta() keyspace.Meta { return c.c.Meta() }
+
+func (c boundedColl) Get(suffix []byte) ([]byte, bool, error) {
+	if err := c.b.spendKey(); err != nil {
+		return nil, false, err
+	}
+	return c.c.Get(suffix)
+}
+
+func (c boundedColl) Iter(lo, hi []byte, reverse bool, fn func(suffix, val []byte) bool) error {
+	err := c.c.Iter(lo, hi, reverse, func(s, v []byte) bool {
+		if c.b.spendKey() != nil {
+			return false
+		}
+		return fn(s, v)
+	})
+	if err != nil {
+		return err
+	}
+	return c.b.err
+}

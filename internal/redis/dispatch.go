@@ -264,6 +264,13 @@ func (c *client) result(r kv.Result) {
 			return
 		}
 		c.err(r.Err)
+	case kv.ResultArray:
+		c.array(len(r.Batch))
+		for _, e := range r.Batch {
+			c.result(e)
+		}
+	case kv.ResultBatch:
+		c.err("ERR unexpected result from the state machine")
 	default:
 		c.err("ERR unexpected result from the state machine")
 	}

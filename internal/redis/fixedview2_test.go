@@ -18,3 +18,8 @@ func (v *fixedView) DueKeys(int, func([]byte, keyspace.Stamp, uint64) bool) erro
 func (v *fixedView) DueInSlot(uint16, uint64, int, func([]byte, keyspace.Stamp, uint64) bool) (uint64, error) {
 	return 0, nil
 }
+
+// Collection: the fixed view holds one string, so every key is one.
+func (v *fixedView) Collection([]byte, keyspace.Type) (kv.Coll, bool, error) {
+	return nil, false, kv.ErrWrongType
+}
