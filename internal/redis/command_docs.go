@@ -4,6 +4,18 @@ package redis
 // elastickv implements, in the project's own words (the reference's prose
 // is not copied). redis-cli prints them in HELP.
 var summaries = map[string]string{
+	// hash.go (issue #15)
+
+	// set.go (issue #15)
+
+	// zset.go (issue #15)
+
+	// list.go (issue #16)
+
+	// blocking.go (issue #16)
+
+	// sort.go (issue #16)
+
 	"expire":                  "Sets a key's time to live in seconds, optionally only under NX, XX, GT or LT.",
 	"pexpire":                 "Sets a key's time to live in milliseconds, optionally only under NX, XX, GT or LT.",
 	"expireat":                "Sets the Unix time, in seconds, at which a key expires.",

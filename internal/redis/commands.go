@@ -76,6 +76,18 @@ var implemented = []struct {
 	{name: "renamenx", run: cmdRenameNX},
 	{name: "copy", run: cmdCopy},
 
+	// hash.go (issue #15)
+
+	// set.go (issue #15)
+
+	// zset.go (issue #15)
+
+	// list.go (issue #16)
+
+	// blocking.go (issue #16)
+
+	// sort.go (issue #16)
+
 	// connection.go
 	{name: "ping", run: cmdPing},
 	{name: "echo", run: cmdEcho},
