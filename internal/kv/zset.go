@@ -565,4 +565,3 @@ func (w *writeSet) loadSource(key []byte) (zsource, bool, error) {
 	src, err := readSource(wsRows{w: w, i: i}, s.cur.Type)
 	return src, false, err
 }
-
