@@ -5,6 +5,22 @@ package redis
 // is not copied). redis-cli prints them in HELP.
 var summaries = map[string]string{
 	// hash.go (issue #15)
+	"hset":         "Sets fields of a hash, creating it if needed; replies with the number of fields added.",
+	"hmset":        "Sets fields of a hash, creating it if needed (deprecated form of HSET replying OK).",
+	"hsetnx":       "Sets a field of a hash only if the field does not exist.",
+	"hget":         "Replies with the value of a field of a hash.",
+	"hmget":        "Replies with the values of several fields of a hash.",
+	"hdel":         "Deletes fields of a hash; the hash is deleted once empty.",
+	"hexists":      "Replies whether a field exists in a hash.",
+	"hlen":         "Replies with the number of fields of a hash.",
+	"hstrlen":      "Replies with the length of the value of a field of a hash.",
+	"hkeys":        "Replies with every field of a hash.",
+	"hvals":        "Replies with every value of a hash.",
+	"hgetall":      "Replies with every field and value of a hash.",
+	"hincrby":      "Adds an integer to the integer value of a field of a hash.",
+	"hincrbyfloat": "Adds a floating-point number to the value of a field of a hash.",
+	"hrandfield":   "Replies with random fields of a hash, optionally with their values.",
+	"hscan":        "Iterates over the fields and values of a hash with a cursor.",
 
 	// set.go (issue #15)
 

@@ -77,6 +77,22 @@ var implemented = []struct {
 	{name: "copy", run: cmdCopy},
 
 	// hash.go (issue #15)
+	{name: "hset", run: cmdHSet},
+	{name: "hmset", run: cmdHMSet},
+	{name: "hsetnx", run: cmdHSetNX},
+	{name: "hget", run: cmdHGet},
+	{name: "hmget", run: cmdHMGet},
+	{name: "hdel", run: cmdHDel},
+	{name: "hexists", run: cmdHExists},
+	{name: "hlen", run: cmdHLen},
+	{name: "hstrlen", run: cmdHStrLen},
+	{name: "hkeys", run: cmdHKeys},
+	{name: "hvals", run: cmdHVals},
+	{name: "hgetall", run: cmdHGetAll},
+	{name: "hincrby", run: cmdHIncrBy},
+	{name: "hincrbyfloat", run: cmdHIncrByFloat},
+	{name: "hrandfield", run: cmdHRandField},
+	{name: "hscan", run: cmdHScan},
 
 	// set.go (issue #15)
 
