@@ -25,6 +25,37 @@ var summaries = map[string]string{
 	// set.go (issue #15)
 
 	// zset.go (issue #15)
+	"zadd":             "Adds members with scores to a sorted set or updates their scores, under NX, XX, GT, LT, CH or INCR.",
+	"zincrby":          "Adds an increment to a member's score in a sorted set.",
+	"zrem":             "Removes members from a sorted set.",
+	"zcard":            "Returns the number of members of a sorted set.",
+	"zscore":           "Returns a member's score in a sorted set.",
+	"zmscore":          "Returns the scores of several members of a sorted set.",
+	"zrank":            "Returns a member's rank in a sorted set, lowest score first, optionally with its score.",
+	"zrevrank":         "Returns a member's rank in a sorted set, highest score first, optionally with its score.",
+	"zcount":           "Counts the members of a sorted set whose scores are in a range.",
+	"zlexcount":        "Counts the members of a sorted set in a lexicographical range.",
+	"zrange":           "Returns members of a sorted set by rank, score or lexicographical range, optionally reversed and limited.",
+	"zrangestore":      "Stores a range of a sorted set's members in another key.",
+	"zrevrange":        "Returns members of a sorted set by rank, highest score first.",
+	"zrangebyscore":    "Returns members of a sorted set whose scores are in a range.",
+	"zrevrangebyscore": "Returns members of a sorted set whose scores are in a range, highest score first.",
+	"zrangebylex":      "Returns members of a sorted set in a lexicographical range.",
+	"zrevrangebylex":   "Returns members of a sorted set in a lexicographical range, in reverse order.",
+	"zremrangebyrank":  "Removes the members of a sorted set in a range of ranks.",
+	"zremrangebyscore": "Removes the members of a sorted set whose scores are in a range.",
+	"zremrangebylex":   "Removes the members of a sorted set in a lexicographical range.",
+	"zpopmin":          "Removes and returns the members with the lowest scores of a sorted set.",
+	"zpopmax":          "Removes and returns the members with the highest scores of a sorted set.",
+	"zmpop":            "Removes and returns members with the lowest or highest scores from the first non-empty sorted set of several.",
+	"zrandmember":      "Returns random members of a sorted set, optionally with their scores.",
+	"zunion":           "Returns the union of sorted sets, with weights and an aggregate.",
+	"zinter":           "Returns the intersection of sorted sets, with weights and an aggregate.",
+	"zdiff":            "Returns the members of the first sorted set that are in none of the others.",
+	"zunionstore":      "Stores the union of sorted sets in a key.",
+	"zinterstore":      "Stores the intersection of sorted sets in a key.",
+	"zdiffstore":       "Stores the difference of sorted sets in a key.",
+	"zintercard":       "Counts the members of the intersection of sorted sets, up to a limit.",
 
 	// list.go (issue #16)
 

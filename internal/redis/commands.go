@@ -97,6 +97,37 @@ var implemented = []struct {
 	// set.go (issue #15)
 
 	// zset.go (issue #15)
+	{name: "zadd", run: cmdZAdd},
+	{name: "zincrby", run: cmdZIncrBy},
+	{name: "zrem", run: cmdZRem},
+	{name: "zcard", run: cmdZCard},
+	{name: "zscore", run: cmdZScore},
+	{name: "zmscore", run: cmdZMScore},
+	{name: "zrank", run: cmdZRank},
+	{name: "zrevrank", run: cmdZRevRank},
+	{name: "zcount", run: cmdZCount},
+	{name: "zlexcount", run: cmdZLexCount},
+	{name: "zrange", run: cmdZRange},
+	{name: "zrangestore", run: cmdZRangeStore},
+	{name: "zrevrange", run: cmdZRevRange},
+	{name: "zrangebyscore", run: cmdZRangeByScore},
+	{name: "zrevrangebyscore", run: cmdZRevRangeByScore},
+	{name: "zrangebylex", run: cmdZRangeByLex},
+	{name: "zrevrangebylex", run: cmdZRevRangeByLex},
+	{name: "zremrangebyrank", run: cmdZRemRangeByRank},
+	{name: "zremrangebyscore", run: cmdZRemRangeByScore},
+	{name: "zremrangebylex", run: cmdZRemRangeByLex},
+	{name: "zpopmin", run: cmdZPopMin},
+	{name: "zpopmax", run: cmdZPopMax},
+	{name: "zmpop", run: cmdZMPop},
+	{name: "zrandmember", run: cmdZRandMember},
+	{name: "zunion", run: cmdZUnion},
+	{name: "zinter", run: cmdZInter},
+	{name: "zdiff", run: cmdZDiff},
+	{name: "zunionstore", run: cmdZUnionStore},
+	{name: "zinterstore", run: cmdZInterStore},
+	{name: "zdiffstore", run: cmdZDiffStore},
+	{name: "zintercard", run: cmdZInterCard},
 
 	// list.go (issue #16)
 
