@@ -54,7 +54,7 @@ func Table() []Param {
 		// elements at sequence numbers, docs/keyspace.md), so Redis's
 		// list encoding knobs change nothing anywhere: accepted, kept per
 		// node, no effect (Redis's own tests set them).
-		{Name: "list-max-listpack-size", Aliases: []string{"list-max-ziplist-size"}, Kind: Int, Default: "-2", Min: -5, Max: math.MaxInt32, Mutable: true},
+		{Name: "list-max-listpack-size", Aliases: []string{"list-max-ziplist-size"}, Kind: Int, Default: "-2", Min: math.MinInt32, Max: math.MaxInt32, Mutable: true}, // Redis takes any int and reads below -5 as -5
 		{Name: "list-compress-depth", Kind: Int, Default: "0", Min: 0, Max: math.MaxInt32, Mutable: true},
 
 		// Replicated parameters, declared for the keyspace and collection
