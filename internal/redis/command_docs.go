@@ -58,6 +58,23 @@ var summaries = map[string]string{
 	"zintercard":       "Counts the members of the intersection of sorted sets, up to a limit.",
 
 	// list.go (issue #16)
+	"lpush":     "Prepends elements to a list, creating it if needed; the last one given ends up first.",
+	"rpush":     "Appends elements to a list, creating it if needed.",
+	"lpushx":    "Prepends elements to a list only if the list exists.",
+	"rpushx":    "Appends elements to a list only if the list exists.",
+	"lpop":      "Removes and returns the first element, or the first count elements, of a list.",
+	"rpop":      "Removes and returns the last element, or the last count elements, of a list.",
+	"lmpop":     "Pops one or more elements from the first non-empty list among the keys given.",
+	"llen":      "Returns the number of elements of a list.",
+	"lindex":    "Returns the element at an index of a list; negative indexes count from the end.",
+	"lset":      "Replaces the element at an index of a list.",
+	"linsert":   "Inserts an element before or after the first occurrence of a pivot element.",
+	"lrange":    "Returns the elements of a list between two indexes, both included.",
+	"lrem":      "Removes occurrences of an element from a list, from the head, the tail or everywhere.",
+	"ltrim":     "Keeps only the elements of a list between two indexes, deleting the rest.",
+	"lpos":      "Returns the positions of the elements equal to a value, with RANK, COUNT and MAXLEN.",
+	"lmove":     "Pops an element from one end of a list and pushes it at an end of another, atomically.",
+	"rpoplpush": "Pops the last element of a list and pushes it at the head of another, atomically.",
 
 	// blocking.go (issue #16)
 

@@ -130,6 +130,23 @@ var implemented = []struct {
 	{name: "zintercard", run: cmdZInterCard},
 
 	// list.go (issue #16)
+	{name: "lpush", run: cmdLPush},
+	{name: "rpush", run: cmdRPush},
+	{name: "lpushx", run: cmdLPushX},
+	{name: "rpushx", run: cmdRPushX},
+	{name: "lpop", run: cmdLPop},
+	{name: "rpop", run: cmdRPop},
+	{name: "lmpop", run: cmdLMPop},
+	{name: "llen", run: cmdLLen},
+	{name: "lindex", run: cmdLIndex},
+	{name: "lset", run: cmdLSet},
+	{name: "linsert", run: cmdLInsert},
+	{name: "lrange", run: cmdLRange},
+	{name: "lrem", run: cmdLRem},
+	{name: "ltrim", run: cmdLTrim},
+	{name: "lpos", run: cmdLPos},
+	{name: "lmove", run: cmdLMove},
+	{name: "rpoplpush", run: cmdRPopLPush},
 
 	// blocking.go (issue #16)
 
