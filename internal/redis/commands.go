@@ -85,6 +85,11 @@ var implemented = []struct {
 	// list.go (issue #16)
 
 	// blocking.go (issue #16)
+	{name: "blpop", run: cmdBLPop},
+	{name: "brpop", run: cmdBRPop},
+	{name: "blmpop", run: cmdBLMPop},
+	{name: "blmove", run: cmdBLMove},
+	{name: "brpoplpush", run: cmdBRPopLPush},
 
 	// sort.go (issue #16)
 
@@ -93,7 +98,7 @@ var implemented = []struct {
 	{name: "echo", run: cmdEcho},
 	{name: "quit", run: cmdQuit},
 	{name: "select", run: cmdSelect},
-	{name: "client", run: cmdClient, subs: []string{"getname", "id", "info", "setinfo", "setname"}},
+	{name: "client", run: cmdClient, subs: []string{"getname", "id", "info", "setinfo", "setname", "unblock"}},
 	{name: "hello", run: cmdHello},
 	{name: "auth", run: cmdAuth},
 
