@@ -114,8 +114,8 @@ func isHexFloat(s string) bool {
 	return len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && !strings.ContainsAny(s, "pP")
 }
 
-// parseListEnd parses LEFT or RIGHT (any case); true for LEFT.
-func parseListEnd(arg []byte) (left bool, ok bool) {
+// blockListEnd parses LEFT or RIGHT (any case); true for LEFT.
+func blockListEnd(arg []byte) (left bool, ok bool) {
 	switch {
 	case equalFold(arg, "left"):
 		return true, true
@@ -171,7 +171,7 @@ func parseMPopArgs(args [][]byte) (keys [][]byte, left bool, count int64, msg st
 	}
 	keys = args[1 : 1+numkeys]
 	rest := args[1+numkeys:]
-	left, ok := parseListEnd(rest[0])
+	left, ok := blockListEnd(rest[0])
 	if !ok {
 		return nil, false, 0, errTextSyntax
 	}
@@ -196,12 +196,12 @@ func parseMPopArgs(args [][]byte) (keys [][]byte, left bool, count int64, msg st
 
 // cmdBLMove is BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout.
 func cmdBLMove(s *Server, c *client, args [][]byte) {
-	from, ok1 := parseListEnd(args[3])
+	from, ok1 := blockListEnd(args[3])
 	if !ok1 {
 		c.err(errTextSyntax)
 		return
 	}
-	to, ok2 := parseListEnd(args[4])
+	to, ok2 := blockListEnd(args[4])
 	if !ok2 {
 		c.err(errTextSyntax)
 		return
@@ -254,9 +254,9 @@ func clientUnblock(s *Server, c *client, args [][]byte) {
 	c.int(0)
 }
 
-// nullArray writes RESP2's null array, the reply of a blocking command
+// blockNullArray writes RESP2's null array, the reply of a blocking command
 // that timed out.
-func (c *client) nullArray() {
+func (c *client) blockNullArray() {
 	if !c.mute && c.charge(respOverhead) {
 		c.conn.WriteRaw([]byte("*-1\r\n"))
 	}
@@ -328,7 +328,7 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 		case <-w.wake:
 		case <-recheck.C:
 		case <-expired:
-			c.nullArray()
+			c.blockNullArray()
 			return
 		case <-watch.gone():
 			return // nobody to answer
@@ -338,7 +338,7 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 		}
 		switch unblockMode(w.unblock.Load()) {
 		case unblockTimeout:
-			c.nullArray()
+			c.blockNullArray()
 			return
 		case unblockError:
 			c.err(errTextUnblocked)
@@ -358,7 +358,7 @@ func (s *Server) blockPause(c *client, w *waiter, watch *closeWatch, expired <-c
 	select {
 	case <-t.C:
 	case <-expired:
-		c.nullArray()
+		c.blockNullArray()
 		return false
 	case <-watch.gone():
 		return false
@@ -368,7 +368,7 @@ func (s *Server) blockPause(c *client, w *waiter, watch *closeWatch, expired <-c
 	}
 	switch unblockMode(w.unblock.Load()) {
 	case unblockTimeout:
-		c.nullArray()
+		c.blockNullArray()
 		return false
 	case unblockError:
 		c.err(errTextUnblocked)

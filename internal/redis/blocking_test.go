@@ -78,6 +78,7 @@ func TestBlockingWakesOnWrite(t *testing.T) {
 		got <- v
 	}()
 	f.waitBlocked(1)
+	require.Contains(t, f.rdb.Info(f.ctx, "clients").Val(), "blocked_clients:1\r\n")
 	require.NoError(t, f.rdb.Set(f.ctx, "k", "v", 0).Err())
 	select {
 	case v := <-got:
