@@ -77,6 +77,12 @@ var summaries = map[string]string{
 	"rpoplpush": "Pops the last element of a list and pushes it at the head of another, atomically.",
 
 	// blocking.go (issue #16)
+	"blpop":          "Pops the first element of the first non-empty list among the keys, waiting up to a timeout for one; replies with the key and the element.",
+	"brpop":          "Pops the last element of the first non-empty list among the keys, waiting up to a timeout for one; replies with the key and the element.",
+	"blmpop":         "Pops up to COUNT elements from one end of the first non-empty list among the keys, waiting up to a timeout for one.",
+	"blmove":         "Moves an element from one end of a list to an end of another, waiting up to a timeout for the source to have one.",
+	"brpoplpush":     "Moves the last element of a list to the head of another, waiting up to a timeout for one (BLMOVE ... RIGHT LEFT).",
+	"client|unblock": "Ends another connection's blocking command, as a timeout or with an error.",
 
 	// sort.go (issue #16)
 

@@ -130,7 +130,7 @@ func TestCommandInfoMatchesRedis(t *testing.T) {
 	for _, s := range subs {
 		names = append(names, s.([]any)[0])
 	}
-	require.Equal(t, []any{"client|getname", "client|id", "client|info", "client|setinfo", "client|setname"}, names)
+	require.Equal(t, []any{"client|getname", "client|id", "client|info", "client|setinfo", "client|setname", "client|unblock"}, names)
 
 	// go-redis reads the whole table.
 	infos, err := f.rdb.Command(f.ctx).Result()

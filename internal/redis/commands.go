@@ -149,6 +149,11 @@ var implemented = []struct {
 	{name: "rpoplpush", run: cmdRPopLPush},
 
 	// blocking.go (issue #16)
+	{name: "blpop", run: cmdBLPop},
+	{name: "brpop", run: cmdBRPop},
+	{name: "blmpop", run: cmdBLMPop},
+	{name: "blmove", run: cmdBLMove},
+	{name: "brpoplpush", run: cmdBRPopLPush},
 
 	// sort.go (issue #16)
 
@@ -157,7 +162,7 @@ var implemented = []struct {
 	{name: "echo", run: cmdEcho},
 	{name: "quit", run: cmdQuit},
 	{name: "select", run: cmdSelect},
-	{name: "client", run: cmdClient, subs: []string{"getname", "id", "info", "setinfo", "setname"}},
+	{name: "client", run: cmdClient, subs: []string{"getname", "id", "info", "setinfo", "setname", "unblock"}},
 	{name: "hello", run: cmdHello},
 	{name: "auth", run: cmdAuth},
 
