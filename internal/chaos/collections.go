@@ -232,6 +232,10 @@ func applyColl(s coll, in Input) (coll, Output) {
 			return s, arrOut(nil)
 		}
 		return s, arrOut(elems[lo : hi+1])
+	case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
+		OpQPush, OpBLPop, OpBLMove:
+		// Not collection commands: the workload never sends them to a
+		// collection key.
 	}
 	panic(fmt.Sprintf("chaos: unknown collection op %q", in.Op))
 }
@@ -256,13 +260,12 @@ func listRange(n, start, stop int64) (lo, hi int64, ok bool) {
 // normalizeColl puts an unordered reply (HGETALL, SMEMBERS) in the model's
 // canonical order, so only its contents are compared.
 func normalizeColl(in Input, out Output) Output {
-	if out.Kind != OutArr {
+	switch {
+	case out.Kind != OutArr:
 		return out
-	}
-	switch in.Op {
-	case OpHGetAll:
+	case in.Op == OpHGetAll:
 		return arrOut(sortedPairs(decodeElems(out.Str)))
-	case OpSMembers:
+	case in.Op == OpSMembers:
 		e := decodeElems(out.Str)
 		slices.Sort(e)
 		return arrOut(e)
@@ -400,8 +403,11 @@ func sendColl(ctx context.Context, cl *goredis.Client, in Input) (Output, error)
 	case OpLRange:
 		v, err := cl.LRange(ctx, in.Key, in.Start, in.Stop).Result()
 		return arrOut(v), err
+	case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
+		OpQPush, OpBLPop, OpBLMove:
+		// Not sent to a collection key.
 	}
-	return Output{}, fmt.Errorf("chaos: no client for op %q", in.Op)
+	return Output{}, fmt.Errorf("chaos: no client for op %q on a collection key", in.Op)
 }
 
 // wrongType reports whether err is a WRONGTYPE reply: a definite outcome
@@ -423,6 +429,8 @@ func finalCollReads(keys []string) []Input {
 			out = append(out, Input{Op: OpSMembers, Key: k})
 		case listColl:
 			out = append(out, Input{Op: OpLRange, Key: k, Start: 0, Stop: -1})
+		case notColl:
+			// collKeys holds collection keys only.
 		}
 	}
 	return out

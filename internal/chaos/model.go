@@ -37,6 +37,9 @@ func (k OpKind) isWrite() bool {
 	switch k {
 	case OpGet, OpPTTL, OpHGet, OpHGetAll, OpSMembers, OpLRange:
 		return false
+	case OpSet, OpSetNX, OpIncr, OpAppend, OpDel, OpPExpire, OpPersist,
+		OpHSet, OpHDel, OpSAdd, OpSRem, OpLPush, OpRPop, OpQPush, OpBLPop, OpBLMove:
+		return true
 	}
 	return true
 }
@@ -185,6 +188,10 @@ func apply(s register, in Input) (register, Output) {
 			return s, Output{Kind: OutInt, Int: -1}
 		}
 		return s, Output{Kind: OutInt, Int: pttlPositive}
+	case OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpLRange,
+		OpQPush, OpBLPop, OpBLMove:
+		// Not register commands: step sends collection keys to applyColl,
+		// and the queue's keys are not in the model.
 	}
 	panic(fmt.Sprintf("chaos: unknown op %q", in.Op))
 }

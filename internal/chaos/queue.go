@@ -142,6 +142,9 @@ func sendQueue(ctx context.Context, cl *goredis.Client, in Input) (Output, error
 	case OpLRange:
 		v, err := cl.LRange(ctx, in.Key, 0, -1).Result()
 		return arrOut(v), err
+	case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
+		OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpDel:
+		// Not sent to a queue key.
 	}
 	return Output{}, fmt.Errorf("chaos: no client for queue op %q", in.Op)
 }
@@ -277,6 +280,9 @@ func CheckQueue(ops []Op) QueueResult {
 			} else {
 				f.done = op
 			}
+		case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
+			OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpDel:
+			// The queue workload sends none of these.
 		}
 	}
 	var queue, done []string
