@@ -204,6 +204,25 @@ var gatedWrites = []gatedWrite{
 			require.LessOrEqual(t, ttl, 100*time.Second, "PTTL %s on %s", key, n.ID)
 		},
 	},
+	{
+		format: kv.FormatV3, name: "hset",
+		write: func(ctx context.Context, cl *goredis.Client, key string) error {
+			added, err := cl.HSet(ctx, key, "field", "value").Result()
+			if err == nil && added != 1 {
+				err = fmt.Errorf("HSET %s field value replied %d, want 1 (a new field)", key, added)
+			}
+			return err
+		},
+		check: func(ctx context.Context, t *testing.T, n *node, key string) {
+			t.Helper()
+			typ, err := n.cl.Type(ctx, key).Result()
+			require.NoError(t, err, "TYPE %s on %s", key, n.ID)
+			require.Equal(t, "hash", typ, "TYPE %s on %s", key, n.ID)
+			v, err := n.cl.HGet(ctx, key, "field").Result()
+			require.NoError(t, err, "HGET %s field on %s", key, n.ID)
+			require.Equal(t, "value", v, "HGET %s field on %s", key, n.ID)
+		},
+	},
 }
 
 // checkGatedWrites sends every gated write through via, on a cluster at
