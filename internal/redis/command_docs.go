@@ -5,6 +5,22 @@ package redis
 // is not copied). redis-cli prints them in HELP.
 var summaries = map[string]string{
 	// hash.go (issue #15)
+	"hset":         "Sets fields of a hash, creating it if needed; replies with the number of fields added.",
+	"hmset":        "Sets fields of a hash, creating it if needed (deprecated form of HSET replying OK).",
+	"hsetnx":       "Sets a field of a hash only if the field does not exist.",
+	"hget":         "Replies with the value of a field of a hash.",
+	"hmget":        "Replies with the values of several fields of a hash.",
+	"hdel":         "Deletes fields of a hash; the hash is deleted once empty.",
+	"hexists":      "Replies whether a field exists in a hash.",
+	"hlen":         "Replies with the number of fields of a hash.",
+	"hstrlen":      "Replies with the length of the value of a field of a hash.",
+	"hkeys":        "Replies with every field of a hash.",
+	"hvals":        "Replies with every value of a hash.",
+	"hgetall":      "Replies with every field and value of a hash.",
+	"hincrby":      "Adds an integer to the integer value of a field of a hash.",
+	"hincrbyfloat": "Adds a floating-point number to the value of a field of a hash.",
+	"hrandfield":   "Replies with random fields of a hash, optionally with their values.",
+	"hscan":        "Iterates over the fields and values of a hash with a cursor.",
 
 	// set.go (issue #15)
 
@@ -42,8 +58,31 @@ var summaries = map[string]string{
 	"zintercard":       "Counts the members of the intersection of sorted sets, up to a limit.",
 
 	// list.go (issue #16)
+	"lpush":     "Prepends elements to a list, creating it if needed; the last one given ends up first.",
+	"rpush":     "Appends elements to a list, creating it if needed.",
+	"lpushx":    "Prepends elements to a list only if the list exists.",
+	"rpushx":    "Appends elements to a list only if the list exists.",
+	"lpop":      "Removes and returns the first element, or the first count elements, of a list.",
+	"rpop":      "Removes and returns the last element, or the last count elements, of a list.",
+	"lmpop":     "Pops one or more elements from the first non-empty list among the keys given.",
+	"llen":      "Returns the number of elements of a list.",
+	"lindex":    "Returns the element at an index of a list; negative indexes count from the end.",
+	"lset":      "Replaces the element at an index of a list.",
+	"linsert":   "Inserts an element before or after the first occurrence of a pivot element.",
+	"lrange":    "Returns the elements of a list between two indexes, both included.",
+	"lrem":      "Removes occurrences of an element from a list, from the head, the tail or everywhere.",
+	"ltrim":     "Keeps only the elements of a list between two indexes, deleting the rest.",
+	"lpos":      "Returns the positions of the elements equal to a value, with RANK, COUNT and MAXLEN.",
+	"lmove":     "Pops an element from one end of a list and pushes it at an end of another, atomically.",
+	"rpoplpush": "Pops the last element of a list and pushes it at the head of another, atomically.",
 
 	// blocking.go (issue #16)
+	"blpop":          "Pops the first element of the first non-empty list among the keys, waiting up to a timeout for one; replies with the key and the element.",
+	"brpop":          "Pops the last element of the first non-empty list among the keys, waiting up to a timeout for one; replies with the key and the element.",
+	"blmpop":         "Pops up to COUNT elements from one end of the first non-empty list among the keys, waiting up to a timeout for one.",
+	"blmove":         "Moves an element from one end of a list to an end of another, waiting up to a timeout for the source to have one.",
+	"brpoplpush":     "Moves the last element of a list to the head of another, waiting up to a timeout for one (BLMOVE ... RIGHT LEFT).",
+	"client|unblock": "Ends another connection's blocking command, as a timeout or with an error.",
 
 	// sort.go (issue #16)
 

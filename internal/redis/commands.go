@@ -77,6 +77,22 @@ var implemented = []struct {
 	{name: "copy", run: cmdCopy},
 
 	// hash.go (issue #15)
+	{name: "hset", run: cmdHSet},
+	{name: "hmset", run: cmdHMSet},
+	{name: "hsetnx", run: cmdHSetNX},
+	{name: "hget", run: cmdHGet},
+	{name: "hmget", run: cmdHMGet},
+	{name: "hdel", run: cmdHDel},
+	{name: "hexists", run: cmdHExists},
+	{name: "hlen", run: cmdHLen},
+	{name: "hstrlen", run: cmdHStrLen},
+	{name: "hkeys", run: cmdHKeys},
+	{name: "hvals", run: cmdHVals},
+	{name: "hgetall", run: cmdHGetAll},
+	{name: "hincrby", run: cmdHIncrBy},
+	{name: "hincrbyfloat", run: cmdHIncrByFloat},
+	{name: "hrandfield", run: cmdHRandField},
+	{name: "hscan", run: cmdHScan},
 
 	// set.go (issue #15)
 
@@ -114,8 +130,30 @@ var implemented = []struct {
 	{name: "zintercard", run: cmdZInterCard},
 
 	// list.go (issue #16)
+	{name: "lpush", run: cmdLPush},
+	{name: "rpush", run: cmdRPush},
+	{name: "lpushx", run: cmdLPushX},
+	{name: "rpushx", run: cmdRPushX},
+	{name: "lpop", run: cmdLPop},
+	{name: "rpop", run: cmdRPop},
+	{name: "lmpop", run: cmdLMPop},
+	{name: "llen", run: cmdLLen},
+	{name: "lindex", run: cmdLIndex},
+	{name: "lset", run: cmdLSet},
+	{name: "linsert", run: cmdLInsert},
+	{name: "lrange", run: cmdLRange},
+	{name: "lrem", run: cmdLRem},
+	{name: "ltrim", run: cmdLTrim},
+	{name: "lpos", run: cmdLPos},
+	{name: "lmove", run: cmdLMove},
+	{name: "rpoplpush", run: cmdRPopLPush},
 
 	// blocking.go (issue #16)
+	{name: "blpop", run: cmdBLPop},
+	{name: "brpop", run: cmdBRPop},
+	{name: "blmpop", run: cmdBLMPop},
+	{name: "blmove", run: cmdBLMove},
+	{name: "brpoplpush", run: cmdBRPopLPush},
 
 	// sort.go (issue #16)
 
@@ -124,7 +162,7 @@ var implemented = []struct {
 	{name: "echo", run: cmdEcho},
 	{name: "quit", run: cmdQuit},
 	{name: "select", run: cmdSelect},
-	{name: "client", run: cmdClient, subs: []string{"getname", "id", "info", "setinfo", "setname"}},
+	{name: "client", run: cmdClient, subs: []string{"getname", "id", "info", "setinfo", "setname", "unblock"}},
 	{name: "hello", run: cmdHello},
 	{name: "auth", run: cmdAuth},
 

@@ -21,10 +21,8 @@ const (
 	errTextZAddIncrPair   = "ERR INCR option supports a single increment-element pair"
 	errTextLimitRank      = "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
 	errTextWithScoresLex  = "ERR syntax error, WITHSCORES not supported in combination with BYLEX"
-	errTextMustBePositive = "ERR value is out of range, must be positive"
 	errTextOutOfRange     = "ERR value is out of range"
 	errTextWeightNotFloat = "ERR weight value is not a float"
-	errTextNumKeysZero    = "ERR numkeys should be greater than 0"
 	errTextCountZero      = "ERR count should be greater than 0"
 	errTextLimitNegative  = "ERR LIMIT can't be negative"
 )
@@ -439,7 +437,7 @@ func zpopCommand(max bool) func(s *Server, c *client, args [][]byte) {
 func parseNumKeys(arg []byte, rest int, tooMany string) (int, error) {
 	n, err := parseInt(arg)
 	if err != nil || n <= 0 {
-		return 0, replyError(errTextNumKeysZero)
+		return 0, replyError(errTextNumKeys)
 	}
 	if n > int64(rest) {
 		return 0, replyError(tooMany)
