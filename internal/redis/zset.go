@@ -725,3 +725,13 @@ func cmdZInterCard(s *Server, c *client, args [][]byte) {
 		c.int(card)
 	}
 }
+
+// cmdZScan walks the member index (member order) with the collection-scan
+// cursor (collscan.go); scores come as ZSCORE formats them.
+func cmdZScan(s *Server, c *client, args [][]byte) {
+	s.collScan(c, "zscan", args, func(v kv.View, key, from []byte, emit func(pos []byte, items ...[]byte) bool) (bool, error) {
+		return kv.ZScanMembers(v, key, from, func(m []byte, f float64) bool {
+			return emit(m, m, kv.AppendScoreText(nil, f))
+		})
+	})
+}
