@@ -181,7 +181,9 @@ func superSuffix(end []byte) []byte { return keyspace.AppendZSetSuperSuffix(nil,
 // key exactly: p + 0x00.
 func after(p []byte) []byte { return append(p, 0) }
 
-func (x zindex) setFence(w zwriter, f fence) error { return w.set(fenceSuffix(f.end), encodeCount(f.count)) }
+func (x zindex) setFence(w zwriter, f fence) error {
+	return w.set(fenceSuffix(f.end), encodeCount(f.count))
+}
 func (x zindex) setSuper(w zwriter, sp super) error {
 	return w.set(superSuffix(sp.end), encodeSuper(sp))
 }
