@@ -23,6 +23,23 @@ var summaries = map[string]string{
 	"hscan":        "Iterates over the fields and values of a hash with a cursor.",
 
 	// set.go (issue #15)
+	"sadd":        "Adds members to a set, creating it if needed; replies with the number added.",
+	"srem":        "Removes members from a set; the set is deleted once empty.",
+	"sismember":   "Replies whether a member is in a set.",
+	"smismember":  "Replies, for each of several members, whether it is in a set.",
+	"scard":       "Replies with the number of members of a set.",
+	"smembers":    "Replies with every member of a set.",
+	"spop":        "Removes and replies with random members of a set.",
+	"srandmember": "Replies with random members of a set, distinct or (negative count) with repeats.",
+	"smove":       "Moves a member from one set to another.",
+	"sinter":      "Replies with the intersection of sets.",
+	"sintercard":  "Replies with the size of the intersection of sets, optionally counting up to a limit.",
+	"sunion":      "Replies with the union of sets.",
+	"sdiff":       "Replies with the members of the first set that are in none of the others.",
+	"sinterstore": "Stores the intersection of sets in a key; replies with its size.",
+	"sunionstore": "Stores the union of sets in a key; replies with its size.",
+	"sdiffstore":  "Stores the difference of sets in a key; replies with its size.",
+	"sscan":       "Iterates over the members of a set with a cursor.",
 
 	// zset.go (issue #15)
 	"zadd":             "Adds members with scores to a sorted set or updates their scores, under NX, XX, GT, LT, CH or INCR.",

@@ -95,6 +95,23 @@ var implemented = []struct {
 	{name: "hscan", run: cmdHScan},
 
 	// set.go (issue #15)
+	{name: "sadd", run: cmdSAdd},
+	{name: "srem", run: cmdSRem},
+	{name: "sismember", run: cmdSIsMember},
+	{name: "smismember", run: cmdSMIsMember},
+	{name: "scard", run: cmdSCard},
+	{name: "smembers", run: cmdSMembers},
+	{name: "spop", run: cmdSPop},
+	{name: "srandmember", run: cmdSRandMember},
+	{name: "smove", run: cmdSMove},
+	{name: "sinter", run: cmdSInter},
+	{name: "sintercard", run: cmdSInterCard},
+	{name: "sunion", run: cmdSUnion},
+	{name: "sdiff", run: cmdSDiff},
+	{name: "sinterstore", run: cmdSInterStore},
+	{name: "sunionstore", run: cmdSUnionStore},
+	{name: "sdiffstore", run: cmdSDiffStore},
+	{name: "sscan", run: cmdSScan},
 
 	// zset.go (issue #15)
 	{name: "zadd", run: cmdZAdd},
