@@ -26,46 +26,69 @@ import (
 // small encoding. KeyInfo.Encoding (Lookup) gives the same names from the
 // element count alone, with no row read; ObjectEncoding, which OBJECT
 // ENCODING calls, also reads the elements of a collection small enough
-// for the small encoding (at most 512 rows, or 8192 for a list).
+// for a small encoding (as many rows as the limits allow: 512 under the
+// defaults, 8192 for a list).
 
-// Redis 7.2's default limits of the small encodings.
+// EncodingLimits are Redis's small-encoding limits (its CONFIG
+// parameters of the same names) that OBJECT ENCODING's answer follows.
+type EncodingLimits struct {
+	HashEntries, HashValue                 int64 // hash-max-listpack-entries, -value
+	SetIntsetEntries, SetEntries, SetValue int64 // set-max-intset-entries, set-max-listpack-entries, -value
+	ZSetEntries, ZSetValue                 int64 // zset-max-listpack-entries, -value
+	// ListSize is list-max-listpack-size: > 0 caps the entries of the one
+	// listpack (and its bytes at 8 KiB); -1..-5 cap its bytes at 4, 8,
+	// 16, 32 or 64 KiB.
+	ListSize int64
+}
+
+// DefaultEncodingLimits are Redis 7.2's defaults.
+func DefaultEncodingLimits() EncodingLimits {
+	return EncodingLimits{HashEntries: 128, HashValue: 64, SetIntsetEntries: 512, SetEntries: 128, SetValue: 64,
+		ZSetEntries: 128, ZSetValue: 64, ListSize: -2}
+}
+
+// A listpack's fixed overhead (header and end byte), and an estimate of
+// one entry's (encoding byte, length bytes and back-length) for elements
+// under 4 KiB; listSafetyBytes is the byte cap of a list whose
+// list-max-listpack-size counts entries.
 const (
-	hashMaxListpackEntries = 128
-	hashMaxListpackValue   = 64
-	setMaxIntsetEntries    = 512
-	setMaxListpackEntries  = 128
-	setMaxListpackValue    = 64
-	zsetMaxListpackEntries = 128
-	zsetMaxListpackValue   = 64
-	listMaxListpackBytes   = 8192
-	// listpackHeader is a listpack's fixed overhead (header and end
-	// byte); listpackEntryOverhead approximates one entry's (encoding
-	// byte, length bytes and back-length), for elements under 4 KiB.
 	listpackHeader        = 7
 	listpackEntryOverhead = 3
+	listSafetyBytes       = 8192
 )
+
+// listLimits returns the entry and byte caps of l's single list listpack.
+func (l EncodingLimits) listLimits() (entries, size uint64) {
+	if l.ListSize >= 0 {
+		return uint64(max(l.ListSize, 1)), listSafetyBytes
+	}
+	level := min(-l.ListSize-1, 4)
+	return ^uint64(0), 4096 << level
+}
 
 // collectionEncoding is the encoding from the element count alone (m a
 // collection's metadata).
-func collectionEncoding(m *keyspace.Meta) string {
+func (l EncodingLimits) collectionEncoding(m *keyspace.Meta) string {
+	n := m.Len
 	switch m.Type {
 	case keyspace.TypeHash:
-		if m.Len <= hashMaxListpackEntries {
+		if n <= uint64(l.HashEntries) {
 			return "listpack"
 		}
 		return "hashtable"
 	case keyspace.TypeSet:
-		if m.Len <= setMaxListpackEntries {
+		if n <= uint64(l.SetEntries) {
 			return "listpack"
 		}
 		return "hashtable"
 	case keyspace.TypeZSet:
-		if m.Len <= zsetMaxListpackEntries {
+		if n <= uint64(l.ZSetEntries) {
 			return "listpack"
 		}
 		return "skiplist"
 	case keyspace.TypeList:
-		if m.Len*(1+listpackEntryOverhead)+listpackHeader <= listMaxListpackBytes {
+		entries, size := l.listLimits()
+		if n <= entries && n <= size && n*(1+listpackEntryOverhead)+listpackHeader <= size {
 			return "listpack"
 		}
 		return "quicklist"
@@ -74,9 +97,15 @@ func collectionEncoding(m *keyspace.Meta) string {
 	return ""
 }
 
+// collectionEncoding is the count-only encoding under Redis's defaults,
+// which Lookup reports.
+func collectionEncoding(m *keyspace.Meta) string {
+	return DefaultEncodingLimits().collectionEncoding(m)
+}
+
 // ObjectEncoding answers OBJECT ENCODING for key: Redis 7.2's encoding
-// name for its value (see above), and whether key exists.
-func ObjectEncoding(v View, key []byte) (string, bool, error) {
+// name for its value under limits l (see above), and whether key exists.
+func ObjectEncoding(v View, key []byte, l EncodingLimits) (string, bool, error) {
 	info, found, err := v.Lookup(key)
 	if err != nil || !found {
 		return "", found, err
@@ -89,33 +118,33 @@ func ObjectEncoding(v View, key []byte) (string, bool, error) {
 		return "", ok, err
 	}
 	m := c.Meta()
-	enc := collectionEncoding(&m)
+	enc := l.collectionEncoding(&m)
 	switch m.Type {
 	case keyspace.TypeHash:
 		if enc == "listpack" {
 			err = c.Iter(nil, nil, false, func(f, val []byte) bool {
-				if len(f) > hashMaxListpackValue || len(val) > hashMaxListpackValue {
+				if int64(len(f)) > l.HashValue || int64(len(val)) > l.HashValue {
 					enc = "hashtable"
 				}
 				return enc == "listpack"
 			})
 		}
 	case keyspace.TypeSet:
-		if m.Len <= setMaxIntsetEntries {
+		if m.Len <= uint64(l.SetIntsetEntries) || m.Len <= uint64(l.SetEntries) {
 			ints, short := true, true
 			err = c.Iter(nil, nil, false, func(mem, _ []byte) bool {
 				if _, perr := parseRedisInt(mem); perr != nil {
 					ints = false
 				}
-				if len(mem) > setMaxListpackValue {
+				if int64(len(mem)) > l.SetValue {
 					short = false
 				}
 				return ints || short
 			})
 			switch {
-			case ints:
+			case ints && m.Len <= uint64(l.SetIntsetEntries):
 				enc = "intset"
-			case short && m.Len <= setMaxListpackEntries:
+			case short && m.Len <= uint64(l.SetEntries):
 				enc = "listpack"
 			default:
 				enc = "hashtable"
@@ -125,7 +154,7 @@ func ObjectEncoding(v View, key []byte) (string, bool, error) {
 		if enc == "listpack" {
 			// The member index: suffix 0x00 member (keyspace rows.go).
 			err = c.Iter([]byte{0x00}, []byte{0x01}, false, func(suffix, _ []byte) bool {
-				if len(suffix)-1 > zsetMaxListpackValue {
+				if int64(len(suffix)-1) > l.ZSetValue {
 					enc = "skiplist"
 				}
 				return enc == "listpack"
@@ -133,10 +162,11 @@ func ObjectEncoding(v View, key []byte) (string, bool, error) {
 		}
 	case keyspace.TypeList:
 		if enc == "listpack" {
+			_, limit := l.listLimits()
 			size := uint64(listpackHeader)
 			err = c.Iter(nil, nil, false, func(_, val []byte) bool {
 				size += uint64(len(val)) + listpackEntryOverhead
-				if size > listMaxListpackBytes {
+				if size > limit {
 					enc = "quicklist"
 				}
 				return enc == "listpack"

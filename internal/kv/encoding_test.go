@@ -52,14 +52,14 @@ func TestObjectEncodingReadsSmallCollections(t *testing.T) {
 	}
 	require.NoError(t, d.s.Read(func(v View) error {
 		for k, w := range want {
-			got, ok, err := ObjectEncoding(v, []byte(k))
+			got, ok, err := ObjectEncoding(v, []byte(k), DefaultEncodingLimits())
 			if err != nil {
 				return err
 			}
 			require.True(t, ok, k)
 			require.Equal(t, w, got, k)
 		}
-		_, ok, err := ObjectEncoding(v, []byte("nokey"))
+		_, ok, err := ObjectEncoding(v, []byte("nokey"), DefaultEncodingLimits())
 		require.False(t, ok)
 		return err
 	}))

@@ -148,3 +148,19 @@ func (s *Server) collScan(c *client, name string, args [][]byte, walk collWalk) 
 	}
 	writeScanReply(c, id, items)
 }
+
+// encodingLimits reads the small-encoding limits OBJECT ENCODING follows
+// from this node's CONFIG parameters (local ones: kv's encoding.go).
+func (s *Server) encodingLimits() kv.EncodingLimits {
+	snap := s.params.Snapshot()
+	return kv.EncodingLimits{
+		HashEntries:      snap.Int("hash-max-listpack-entries"),
+		HashValue:        snap.Int("hash-max-listpack-value"),
+		SetIntsetEntries: snap.Int("set-max-intset-entries"),
+		SetEntries:       snap.Int("set-max-listpack-entries"),
+		SetValue:         snap.Int("set-max-listpack-value"),
+		ZSetEntries:      snap.Int("zset-max-listpack-entries"),
+		ZSetValue:        snap.Int("zset-max-listpack-value"),
+		ListSize:         snap.Int("list-max-listpack-size"),
+	}
+}

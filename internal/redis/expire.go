@@ -342,7 +342,7 @@ func cmdObject(s *Server, c *client, args [][]byte) {
 		if err == nil && found && sub == "encoding" {
 			// A collection's name depends on its elements (kv's
 			// encoding.go): at most 512 rows read, 8192 for a list.
-			info.Encoding, found, err = kv.ObjectEncoding(v, args[2])
+			info.Encoding, found, err = kv.ObjectEncoding(v, args[2], s.encodingLimits())
 		}
 		return err
 	}) {
