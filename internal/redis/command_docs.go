@@ -20,6 +20,9 @@ var summaries = map[string]string{
 	"hincrby":      "Adds an integer to the integer value of a field of a hash.",
 	"hincrbyfloat": "Adds a floating-point number to the value of a field of a hash.",
 	"hrandfield":   "Replies with random fields of a hash, optionally with their values.",
+	"memory":       "Reports on the memory a key takes.",
+	"memory|usage": "Replies with an estimate of the bytes a key's rows hold.",
+	"memory|help":  "Describes the MEMORY subcommands.",
 	"hscan":        "Iterates over the fields and values of a hash with a cursor.",
 
 	// set.go (issue #15)

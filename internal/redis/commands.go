@@ -93,6 +93,8 @@ var implemented = []struct {
 	{name: "hincrbyfloat", run: cmdHIncrByFloat},
 	{name: "hrandfield", run: cmdHRandField},
 	{name: "hscan", run: cmdHScan},
+	// memory.go (with the hashes: Redis's hash and set suites call it)
+	{name: "memory", run: cmdMemory, subs: []string{"help", "usage"}},
 
 	// set.go (issue #15)
 	{name: "sadd", run: cmdSAdd},
