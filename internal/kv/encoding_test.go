@@ -31,7 +31,7 @@ func TestCollectionEncodingFromCount(t *testing.T) {
 // TestObjectEncodingReadsSmallCollections: ObjectEncoding looks at the
 // elements of a collection small enough for a small encoding.
 func TestObjectEncodingReadsSmallCollections(t *testing.T) {
-	d := newV3(t)
+	d := newHS(t)
 	d.apply(hset("h", "a", "1"))
 	d.apply(hset("hlong", "a", strings.Repeat("x", 65)))
 	d.apply(hset("hlongfield", strings.Repeat("x", 65), "1"))

@@ -10,8 +10,8 @@ import (
 	"github.com/elastickv/elastickv/internal/kv/keyspace"
 )
 
-// v3 is a test driver of a store at format 3 that records apply events.
-type v3 struct {
+// hsDriver is a test driver of a store at format 3 that records apply events.
+type hsDriver struct {
 	t      *testing.T
 	s      *Store
 	index  uint64
@@ -19,9 +19,9 @@ type v3 struct {
 	events []string // "event key", in order
 }
 
-func newV3(t *testing.T) *v3 {
+func newHS(t *testing.T) *hsDriver {
 	t.Helper()
-	d := &v3{t: t, index: 1, clock: 1000}
+	d := &hsDriver{t: t, index: 1, clock: 1000}
 	cfg := DefaultConfig(t.TempDir())
 	cfg.CacheBytes = 8 << 20
 	cfg.OnApplyEvents = func(evs []ApplyEvent) {
@@ -41,7 +41,7 @@ func newV3(t *testing.T) *v3 {
 
 // chunk applies cmds as consecutive entries of one Apply call (one chunk,
 // one batch) and returns their results.
-func (d *v3) chunk(cmds ...Command) []Result {
+func (d *hsDriver) chunk(cmds ...Command) []Result {
 	d.t.Helper()
 	entries := make([]Entry, len(cmds))
 	for i, c := range cmds {
@@ -54,20 +54,20 @@ func (d *v3) chunk(cmds ...Command) []Result {
 	return res
 }
 
-func (d *v3) apply(c Command) Result {
+func (d *hsDriver) apply(c Command) Result {
 	d.t.Helper()
 	return d.chunk(c)[0]
 }
 
 // takeEvents returns and forgets the events recorded so far.
-func (d *v3) takeEvents() []string {
+func (d *hsDriver) takeEvents() []string {
 	e := d.events
 	d.events = nil
 	return e
 }
 
 // hash reads key's hash as a map (nil when missing).
-func (d *v3) hash(key string) map[string]string {
+func (d *hsDriver) hash(key string) map[string]string {
 	d.t.Helper()
 	var out map[string]string
 	require.NoError(d.t, d.s.Read(func(v View) error {
@@ -107,7 +107,7 @@ func hset(key string, fv ...string) Command {
 func intRes(n int64) Result { return Result{Kind: ResultInt, Int: n} }
 
 func TestHashOpsApply(t *testing.T) {
-	d := newV3(t)
+	d := newHS(t)
 	require.Equal(t, intRes(2), d.apply(hset("h", "a", "1", "b", "2", "a", "3")))
 	require.Equal(t, map[string]string{"a": "3", "b": "2"}, d.hash("h"))
 	require.Equal(t, []string{"hset h"}, d.takeEvents())
@@ -148,7 +148,7 @@ func TestHashOpsApply(t *testing.T) {
 	require.Equal(t, uint64(1), k, "only str is left")
 }
 
-func (d *v3) counts() (uint64, uint64) {
+func (d *hsDriver) counts() (uint64, uint64) {
 	d.t.Helper()
 	var k, e uint64
 	require.NoError(d.t, d.s.Read(func(v View) error {
@@ -164,7 +164,7 @@ func (d *v3) counts() (uint64, uint64) {
 // field, a hash deleted and made again (its new rows under a new storage
 // id, the old ones dropped), a COPY of a hash written in the same chunk.
 func TestHashOpsWithinOneChunk(t *testing.T) {
-	d := newV3(t)
+	d := newHS(t)
 	res := d.chunk(
 		hset("h", "n", "5", "x", "1"),
 		Command{Op: OpHIncrBy, Keys: kvs("h"), Values: bs("n"), Delta: 10},
@@ -191,7 +191,7 @@ func TestHashOpsWithinOneChunk(t *testing.T) {
 // the hash's size; DEL of the whole hash is O(1) too (one range
 // deletion).
 func TestHashOneFieldCostsOneRow(t *testing.T) {
-	d := newV3(t)
+	d := newHS(t)
 	var fv []string
 	for i := range 2000 {
 		fv = append(fv, fmt.Sprintf("field-%04d", i), string(bytes.Repeat([]byte("v"), 100)))
@@ -227,7 +227,7 @@ func lookupV3(t *testing.T, s *Store, key string) (KeyInfo, bool) {
 // TestHashExpiryDropsRows: an expired hash reads as missing and the write
 // that meets it drops its rows with the key.
 func TestHashExpiryDropsRows(t *testing.T) {
-	d := newV3(t)
+	d := newHS(t)
 	d.apply(hset("h", "a", "1", "b", "2"))
 	d.apply(Command{Op: OpExpire, Keys: kvs("h"), Delta: 100})
 	d.clock += 200

@@ -9,7 +9,7 @@ import (
 )
 
 // members reads key's set in byte order (nil when missing).
-func (d *v3) members(key string) []string {
+func (d *hsDriver) members(key string) []string {
 	d.t.Helper()
 	var out []string
 	require.NoError(d.t, d.s.Read(func(v View) error {
@@ -30,7 +30,7 @@ func (d *v3) members(key string) []string {
 }
 
 // lastWrite is key's LastWrite stamp.
-func (d *v3) lastWrite(key string) keyspace.Stamp {
+func (d *hsDriver) lastWrite(key string) keyspace.Stamp {
 	d.t.Helper()
 	ki, ok := lookupV3(d.t, d.s, key)
 	require.True(d.t, ok)
@@ -54,7 +54,7 @@ func arrayRes(xs ...string) Result {
 }
 
 func TestSetOpsApply(t *testing.T) {
-	d := newV3(t)
+	d := newHS(t)
 	require.Equal(t, intRes(3), d.apply(sadd("s", "b", "a", "c", "a")))
 	require.Equal(t, intRes(0), d.apply(sadd("s", "a")))
 	require.Equal(t, []string{"sadd s"}, d.takeEvents())
@@ -77,7 +77,7 @@ func TestSetOpsApply(t *testing.T) {
 // every chosen member); otherwise it changes nothing and asks for a
 // retry. A pop of at least the whole set needs no condition.
 func TestSPopIsConditional(t *testing.T) {
-	d := newV3(t)
+	d := newHS(t)
 	d.apply(sadd("s", "a", "b", "c", "d"))
 	read := d.lastWrite("s")
 	d.apply(Command{Op: OpExpire, Keys: kvs("s"), Delta: 1 << 40}) // changes the stamp, not the members
@@ -111,7 +111,7 @@ func TestSPopIsConditional(t *testing.T) {
 // rows the chunk wrote before them; a destination that is also a source
 // is read before it is replaced.
 func TestSetStoreAndMoveWithinOneChunk(t *testing.T) {
-	d := newV3(t)
+	d := newHS(t)
 	res := d.chunk(
 		sadd("a", "1", "2", "3"),
 		sadd("b", "2", "3", "4"),
