@@ -246,6 +246,14 @@ func TestHashesAndSetsWithKeyCommands(t *testing.T) {
 	require.Equal(t, "hashtable", r.ObjectEncoding(ctx, "many").Val())
 	require.Equal(t, int64(1), r.SAdd(ctx, "ints", "x").Val())
 	require.Equal(t, "listpack", r.ObjectEncoding(ctx, "ints").Val(), "a non-integer member leaves the intset")
+	// The limits are the asked node's CONFIG parameters (local: apply
+	// never reads them).
+	require.NoError(t, r.ConfigSet(ctx, "hash-max-ziplist-entries", "1").Err())
+	require.Equal(t, "hashtable", r.ObjectEncoding(ctx, "h2").Val())
+	other := c.Client((leader + 1) % c.Size())
+	require.Equal(t, "listpack", other.ObjectEncoding(ctx, "h2").Val(), "another node keeps its own limits")
+	require.NoError(t, r.ConfigSet(ctx, "hash-max-ziplist-entries", "128").Err())
+	require.Equal(t, "listpack", r.ObjectEncoding(ctx, "h2").Val())
 
 	// SCAN TYPE.
 	scanAll := func(typ string) []string {
