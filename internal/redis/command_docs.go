@@ -76,6 +76,7 @@ var summaries = map[string]string{
 	"zinterstore":      "Stores the intersection of sorted sets in a key.",
 	"zdiffstore":       "Stores the difference of sorted sets in a key.",
 	"zintercard":       "Counts the members of the intersection of sorted sets, up to a limit.",
+	"zscan":            "Iterates over the members and scores of a sorted set with a cursor.",
 
 	// list.go (issue #16)
 	"lpush":     "Prepends elements to a list, creating it if needed; the last one given ends up first.",

@@ -147,6 +147,7 @@ var implemented = []struct {
 	{name: "zinterstore", run: cmdZInterStore},
 	{name: "zdiffstore", run: cmdZDiffStore},
 	{name: "zintercard", run: cmdZInterCard},
+	{name: "zscan", run: cmdZScan},
 
 	// list.go (issue #16)
 	{name: "lpush", run: cmdLPush},
