@@ -104,6 +104,8 @@ var implemented = []struct {
 	// blocking.go (issue #16)
 
 	// sort.go (issue #16)
+	{name: "sort", run: cmdSort},
+	{name: "sort_ro", run: cmdSortRO},
 
 	// connection.go
 	{name: "ping", run: cmdPing},
