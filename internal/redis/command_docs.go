@@ -5,10 +5,57 @@ package redis
 // is not copied). redis-cli prints them in HELP.
 var summaries = map[string]string{
 	// hash.go (issue #15)
+	"hset":         "Sets fields of a hash, creating it if needed; replies with the number of fields added.",
+	"hmset":        "Sets fields of a hash, creating it if needed (deprecated form of HSET replying OK).",
+	"hsetnx":       "Sets a field of a hash only if the field does not exist.",
+	"hget":         "Replies with the value of a field of a hash.",
+	"hmget":        "Replies with the values of several fields of a hash.",
+	"hdel":         "Deletes fields of a hash; the hash is deleted once empty.",
+	"hexists":      "Replies whether a field exists in a hash.",
+	"hlen":         "Replies with the number of fields of a hash.",
+	"hstrlen":      "Replies with the length of the value of a field of a hash.",
+	"hkeys":        "Replies with every field of a hash.",
+	"hvals":        "Replies with every value of a hash.",
+	"hgetall":      "Replies with every field and value of a hash.",
+	"hincrby":      "Adds an integer to the integer value of a field of a hash.",
+	"hincrbyfloat": "Adds a floating-point number to the value of a field of a hash.",
+	"hrandfield":   "Replies with random fields of a hash, optionally with their values.",
+	"hscan":        "Iterates over the fields and values of a hash with a cursor.",
 
 	// set.go (issue #15)
 
 	// zset.go (issue #15)
+	"zadd":             "Adds members with scores to a sorted set or updates their scores, under NX, XX, GT, LT, CH or INCR.",
+	"zincrby":          "Adds an increment to a member's score in a sorted set.",
+	"zrem":             "Removes members from a sorted set.",
+	"zcard":            "Returns the number of members of a sorted set.",
+	"zscore":           "Returns a member's score in a sorted set.",
+	"zmscore":          "Returns the scores of several members of a sorted set.",
+	"zrank":            "Returns a member's rank in a sorted set, lowest score first, optionally with its score.",
+	"zrevrank":         "Returns a member's rank in a sorted set, highest score first, optionally with its score.",
+	"zcount":           "Counts the members of a sorted set whose scores are in a range.",
+	"zlexcount":        "Counts the members of a sorted set in a lexicographical range.",
+	"zrange":           "Returns members of a sorted set by rank, score or lexicographical range, optionally reversed and limited.",
+	"zrangestore":      "Stores a range of a sorted set's members in another key.",
+	"zrevrange":        "Returns members of a sorted set by rank, highest score first.",
+	"zrangebyscore":    "Returns members of a sorted set whose scores are in a range.",
+	"zrevrangebyscore": "Returns members of a sorted set whose scores are in a range, highest score first.",
+	"zrangebylex":      "Returns members of a sorted set in a lexicographical range.",
+	"zrevrangebylex":   "Returns members of a sorted set in a lexicographical range, in reverse order.",
+	"zremrangebyrank":  "Removes the members of a sorted set in a range of ranks.",
+	"zremrangebyscore": "Removes the members of a sorted set whose scores are in a range.",
+	"zremrangebylex":   "Removes the members of a sorted set in a lexicographical range.",
+	"zpopmin":          "Removes and returns the members with the lowest scores of a sorted set.",
+	"zpopmax":          "Removes and returns the members with the highest scores of a sorted set.",
+	"zmpop":            "Removes and returns members with the lowest or highest scores from the first non-empty sorted set of several.",
+	"zrandmember":      "Returns random members of a sorted set, optionally with their scores.",
+	"zunion":           "Returns the union of sorted sets, with weights and an aggregate.",
+	"zinter":           "Returns the intersection of sorted sets, with weights and an aggregate.",
+	"zdiff":            "Returns the members of the first sorted set that are in none of the others.",
+	"zunionstore":      "Stores the union of sorted sets in a key.",
+	"zinterstore":      "Stores the intersection of sorted sets in a key.",
+	"zdiffstore":       "Stores the difference of sorted sets in a key.",
+	"zintercard":       "Counts the members of the intersection of sorted sets, up to a limit.",
 
 	// list.go (issue #16)
 	"lpush":     "Prepends elements to a list, creating it if needed; the last one given ends up first.",
@@ -30,6 +77,12 @@ var summaries = map[string]string{
 	"rpoplpush": "Pops the last element of a list and pushes it at the head of another, atomically.",
 
 	// blocking.go (issue #16)
+	"blpop":          "Pops the first element of the first non-empty list among the keys, waiting up to a timeout for one; replies with the key and the element.",
+	"brpop":          "Pops the last element of the first non-empty list among the keys, waiting up to a timeout for one; replies with the key and the element.",
+	"blmpop":         "Pops up to COUNT elements from one end of the first non-empty list among the keys, waiting up to a timeout for one.",
+	"blmove":         "Moves an element from one end of a list to an end of another, waiting up to a timeout for the source to have one.",
+	"brpoplpush":     "Moves the last element of a list to the head of another, waiting up to a timeout for one (BLMOVE ... RIGHT LEFT).",
+	"client|unblock": "Ends another connection's blocking command, as a timeout or with an error.",
 
 	// sort.go (issue #16)
 	"sort":    "Sorts a list, set or sorted set, by value or by keys a pattern names, optionally storing the result as a list.",

@@ -77,10 +77,57 @@ var implemented = []struct {
 	{name: "copy", run: cmdCopy},
 
 	// hash.go (issue #15)
+	{name: "hset", run: cmdHSet},
+	{name: "hmset", run: cmdHMSet},
+	{name: "hsetnx", run: cmdHSetNX},
+	{name: "hget", run: cmdHGet},
+	{name: "hmget", run: cmdHMGet},
+	{name: "hdel", run: cmdHDel},
+	{name: "hexists", run: cmdHExists},
+	{name: "hlen", run: cmdHLen},
+	{name: "hstrlen", run: cmdHStrLen},
+	{name: "hkeys", run: cmdHKeys},
+	{name: "hvals", run: cmdHVals},
+	{name: "hgetall", run: cmdHGetAll},
+	{name: "hincrby", run: cmdHIncrBy},
+	{name: "hincrbyfloat", run: cmdHIncrByFloat},
+	{name: "hrandfield", run: cmdHRandField},
+	{name: "hscan", run: cmdHScan},
 
 	// set.go (issue #15)
 
 	// zset.go (issue #15)
+	{name: "zadd", run: cmdZAdd},
+	{name: "zincrby", run: cmdZIncrBy},
+	{name: "zrem", run: cmdZRem},
+	{name: "zcard", run: cmdZCard},
+	{name: "zscore", run: cmdZScore},
+	{name: "zmscore", run: cmdZMScore},
+	{name: "zrank", run: cmdZRank},
+	{name: "zrevrank", run: cmdZRevRank},
+	{name: "zcount", run: cmdZCount},
+	{name: "zlexcount", run: cmdZLexCount},
+	{name: "zrange", run: cmdZRange},
+	{name: "zrangestore", run: cmdZRangeStore},
+	{name: "zrevrange", run: cmdZRevRange},
+	{name: "zrangebyscore", run: cmdZRangeByScore},
+	{name: "zrevrangebyscore", run: cmdZRevRangeByScore},
+	{name: "zrangebylex", run: cmdZRangeByLex},
+	{name: "zrevrangebylex", run: cmdZRevRangeByLex},
+	{name: "zremrangebyrank", run: cmdZRemRangeByRank},
+	{name: "zremrangebyscore", run: cmdZRemRangeByScore},
+	{name: "zremrangebylex", run: cmdZRemRangeByLex},
+	{name: "zpopmin", run: cmdZPopMin},
+	{name: "zpopmax", run: cmdZPopMax},
+	{name: "zmpop", run: cmdZMPop},
+	{name: "zrandmember", run: cmdZRandMember},
+	{name: "zunion", run: cmdZUnion},
+	{name: "zinter", run: cmdZInter},
+	{name: "zdiff", run: cmdZDiff},
+	{name: "zunionstore", run: cmdZUnionStore},
+	{name: "zinterstore", run: cmdZInterStore},
+	{name: "zdiffstore", run: cmdZDiffStore},
+	{name: "zintercard", run: cmdZInterCard},
 
 	// list.go (issue #16)
 	{name: "lpush", run: cmdLPush},
@@ -102,6 +149,11 @@ var implemented = []struct {
 	{name: "rpoplpush", run: cmdRPopLPush},
 
 	// blocking.go (issue #16)
+	{name: "blpop", run: cmdBLPop},
+	{name: "brpop", run: cmdBRPop},
+	{name: "blmpop", run: cmdBLMPop},
+	{name: "blmove", run: cmdBLMove},
+	{name: "brpoplpush", run: cmdBRPopLPush},
 
 	// sort.go (issue #16)
 	{name: "sort", run: cmdSort},
@@ -112,7 +164,7 @@ var implemented = []struct {
 	{name: "echo", run: cmdEcho},
 	{name: "quit", run: cmdQuit},
 	{name: "select", run: cmdSelect},
-	{name: "client", run: cmdClient, subs: []string{"getname", "id", "info", "setinfo", "setname"}},
+	{name: "client", run: cmdClient, subs: []string{"getname", "id", "info", "setinfo", "setname", "unblock"}},
 	{name: "hello", run: cmdHello},
 	{name: "auth", run: cmdAuth},
 
