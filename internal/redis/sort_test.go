@@ -59,3 +59,22 @@ func TestPatternSlot(t *testing.T) {
 	require.Equal(t, slot("plainkey"), slot("plainkey"))
 	require.NotEqual(t, -1, slot("plainkey"))
 }
+
+// SORT reads sorted sets (BY nosort keeps their score order) and hash
+// fields named by "->".
+func TestSortZSetAndHashFields(t *testing.T) {
+	f := newFixture(t)
+	ctx := f.ctx
+	require.NoError(t, f.rdb.ZAdd(ctx, "{z}s", goredis.Z{Score: 3, Member: "a"}, goredis.Z{Score: 1, Member: "c"}, goredis.Z{Score: 2, Member: "b"}).Err())
+	require.Equal(t, []string{"c", "b", "a"}, f.rdb.Sort(ctx, "{z}s", &goredis.Sort{By: "nosort"}).Val())
+	require.Equal(t, []string{"b", "c"}, f.rdb.Sort(ctx, "{z}s", &goredis.Sort{By: "nosort", Order: "DESC", Offset: 1, Count: 2}).Val())
+	require.Equal(t, []string{"a", "b", "c"}, f.rdb.Sort(ctx, "{z}s", &goredis.Sort{Alpha: true}).Val())
+	require.NoError(t, f.rdb.HSet(ctx, "{z}h_a", "w", "5", "n", "A").Err())
+	require.NoError(t, f.rdb.HSet(ctx, "{z}h_b", "w", "-1").Err())
+	got, err := f.rdb.SortInterfaces(ctx, "{z}s", &goredis.Sort{By: "{z}h_*->w", Get: []string{"#", "{z}h_*->n"}}).Result()
+	require.NoError(t, err)
+	// c has no hash: weight 0, between b (-1) and a (5).
+	require.Equal(t, []any{"b", nil, "c", nil, "a", "A"}, got)
+	require.Equal(t, int64(3), f.rdb.SortStore(ctx, "{z}s", "{z}out", &goredis.Sort{By: "{z}h_*->w", Order: "DESC"}).Val())
+	require.Equal(t, []string{"a", "c", "b"}, f.rdb.LRange(ctx, "{z}out", 0, -1).Val())
+}
