@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -96,12 +97,12 @@ func TestConcurrentListWritesConverge(t *testing.T) {
 						mu.Lock()
 						popped = append(popped, got)
 						mu.Unlock()
-					} else if err != goredis.Nil {
+					} else if !errors.Is(err, goredis.Nil) {
 						t.Errorf("LPOP on %s: %v", c.Name(i), err)
 						return
 					}
 				case 1:
-					if err := cl.LMove(ctx, "{q}a", "{q}b", "LEFT", "RIGHT").Err(); err != nil && err != goredis.Nil {
+					if err := cl.LMove(ctx, "{q}a", "{q}b", "LEFT", "RIGHT").Err(); err != nil && !errors.Is(err, goredis.Nil) {
 						t.Errorf("LMOVE on %s: %v", c.Name(i), err)
 						return
 					}

@@ -152,7 +152,7 @@ func TestListMove(t *testing.T) {
 	f := newFixture(t)
 	ctx := f.ctx
 	require.NoError(t, f.rdb.RPush(ctx, "src", "1", "2", "3").Err())
-	require.Equal(t, "3", f.rdb.RPopLPush(ctx, "src", "dst").Val())
+	require.Equal(t, "3", f.do("RPOPLPUSH", "src", "dst").Val())
 	require.Equal(t, "1", f.rdb.LMove(ctx, "src", "dst", "LEFT", "RIGHT").Val())
 	require.Equal(t, []string{"3", "1"}, f.rdb.LRange(ctx, "dst", 0, -1).Val())
 	require.Equal(t, "3", f.rdb.LMove(ctx, "dst", "dst", "LEFT", "RIGHT").Val(), "a rotation")
@@ -163,7 +163,7 @@ func TestListMove(t *testing.T) {
 	requireErr(t, f.do("LMOVE", "src", "dst", "UP", "LEFT").Err(), "ERR syntax error")
 	require.NoError(t, f.rdb.Set(ctx, "s", "v", 0).Err())
 	requireErr(t, f.rdb.LMove(ctx, "dst", "s", "LEFT", "LEFT").Err(), "WRONGTYPE Operation against a key holding the wrong kind of value")
-	require.ErrorIs(t, f.rdb.RPopLPush(ctx, "none", "s").Err(), goredis.Nil, "the destination is checked only with a source")
+	require.ErrorIs(t, f.do("RPOPLPUSH", "none", "s").Err(), goredis.Nil, "the destination is checked only with a source")
 	require.Equal(t, []string{"2", "1", "3"}, f.rdb.LRange(ctx, "dst", 0, -1).Val())
 }
 
