@@ -106,6 +106,8 @@ var summaries = map[string]string{
 	"client|unblock": "Ends another connection's blocking command, as a timeout or with an error.",
 
 	// sort.go (issue #16)
+	"sort":    "Sorts a list, set or sorted set, by value or by keys a pattern names, optionally storing the result as a list.",
+	"sort_ro": "Sorts a list, set or sorted set, by value or by keys a pattern names; the read-only form of SORT.",
 
 	"expire":                  "Sets a key's time to live in seconds, optionally only under NX, XX, GT or LT.",
 	"pexpire":                 "Sets a key's time to live in milliseconds, optionally only under NX, XX, GT or LT.",

@@ -176,6 +176,8 @@ var implemented = []struct {
 	{name: "brpoplpush", run: cmdBRPopLPush},
 
 	// sort.go (issue #16)
+	{name: "sort", run: cmdSort},
+	{name: "sort_ro", run: cmdSortRO},
 
 	// connection.go
 	{name: "ping", run: cmdPing},
@@ -201,9 +203,13 @@ var implemented = []struct {
 var (
 	batchWriteCommands = []string{"set", "setnx", "getset", "getdel", "del", "incr", "decr", "incrby", "decrby", "mset", "unlink",
 		"expire", "pexpire", "expireat", "pexpireat", "persist", "setex", "psetex",
-		"setrange", "incrbyfloat", "msetnx", "rename", "renamenx", "copy"}
+		"setrange", "incrbyfloat", "msetnx", "rename", "renamenx", "copy",
+		// list.go (issue #16)
+		"lpush", "rpush", "lpushx", "rpushx", "lpop", "rpop", "lmpop", "lset", "linsert", "lrem", "ltrim", "lmove", "rpoplpush"}
 	batchReadCommands = []string{"get", "mget", "exists", "strlen", "type", "touch", "randomkey", "getrange", "substr", "lcs",
-		"ttl", "pttl", "expiretime", "pexpiretime"}
+		"ttl", "pttl", "expiretime", "pexpiretime",
+		// list.go (issue #16)
+		"llen", "lindex", "lrange", "lpos"}
 )
 
 func init() {
