@@ -31,6 +31,8 @@ func runChaos(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent clients, one request in flight each")
 	fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "number of keys the clients share")
 	fs.IntVar(&cfg.ExpiryKeys, "expiry-keys", cfg.ExpiryKeys, "number of keys with short TTLs that expire during the run (0: none)")
+	workloads := fs.String("workload", "all", "comma-separated workloads to run, or all: "+strings.Join(chaos.Workloads(), ", "))
+	fs.IntVar(&cfg.CollectionKeys, "collection-keys", cfg.CollectionKeys, "keys of each collection type (hash, set, list) of the collections workload")
 	out := fs.String("out", "", "results directory (default chaos-results/<time>-seed<N>)")
 	fs.DurationVar(&cfg.RecoveryBound, "recovery-bound", cfg.RecoveryBound, "every node must serve writes again this soon after a fault heals")
 	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", cfg.CheckTimeout, "time limit of the linearizability check (running out is a failure)")
@@ -52,6 +54,8 @@ func runChaos(args []string, stdout, stderr io.Writer) error {
 		return usageErr(fmt.Errorf("--keys must be between 1 and 1000"))
 	case cfg.ExpiryKeys < 0 || cfg.ExpiryKeys > 1000:
 		return usageErr(fmt.Errorf("--expiry-keys must be between 0 and 1000"))
+	case cfg.CollectionKeys < 1 || cfg.CollectionKeys > 100:
+		return usageErr(fmt.Errorf("--collection-keys must be between 1 and 100"))
 	case cfg.SnapshotCount < 1:
 		return usageErr(fmt.Errorf("--snapshot-count must be positive"))
 	case cfg.RecoveryBound <= 0 || cfg.CheckTimeout <= 0:
@@ -60,6 +64,9 @@ func runChaos(args []string, stdout, stderr io.Writer) error {
 	var err error
 	if cfg.Nemeses, err = chaos.ParseNemeses(*nemeses); err != nil {
 		return usageErr(fmt.Errorf("--nemesis: %w", err))
+	}
+	if cfg.Workloads, err = chaos.ParseWorkloads(*workloads); err != nil {
+		return usageErr(fmt.Errorf("--workload: %w", err))
 	}
 	for _, kv := range strings.Split(*serverEnv, ",") {
 		if kv = strings.TrimSpace(kv); kv == "" {
@@ -88,8 +95,8 @@ func runChaos(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	fmt.Fprintf(stdout, "elastickv chaos: seed %d, %d nodes, %v, nemeses %s; results in %s\n",
-		cfg.Seed, cfg.Nodes, cfg.Duration, strings.Join(cfg.Nemeses, ","), cfg.OutDir)
+	fmt.Fprintf(stdout, "elastickv chaos: seed %d, %d nodes, %v, nemeses %s, workloads %s; results in %s\n",
+		cfg.Seed, cfg.Nodes, cfg.Duration, strings.Join(cfg.Nemeses, ","), strings.Join(cfg.Workloads, ","), cfg.OutDir)
 	rep, err := chaos.Run(ctx, cfg)
 	if rep != nil {
 		fmt.Fprint(stdout, rep.Summary())

@@ -8,20 +8,21 @@ import (
 	"github.com/anishathalye/porcupine"
 )
 
-// CheckLinearizable runs porcupine over the register keys' operations in
-// ops with a time limit and returns its verdict and the data for a
-// visualisation. The expiry keys' operations (IsExpiryKey) are left out:
-// their state depends on time, which the register model does not have;
-// CheckExpiry checks them.
+// CheckLinearizable runs porcupine over the register and collection keys'
+// operations in ops with a time limit and returns its verdict and the data
+// for a visualisation. The expiry keys' operations (IsExpiryKey) are left
+// out: their state depends on time, which the register model does not
+// have; CheckExpiry checks them. So are the queue's (IsQueueKey), which
+// CheckQueue accounts for element by element.
 func CheckLinearizable(ops []Op, timeout time.Duration) (porcupine.CheckResult, porcupine.LinearizationInfo) {
-	return porcupine.CheckOperationsVerbose(Model(), porcupineOps(registerOps(ops)), timeout)
+	return porcupine.CheckOperationsVerbose(Model(), porcupineOps(modelOps(ops)), timeout)
 }
 
-// registerOps returns the operations on register keys, in order.
-func registerOps(ops []Op) []Op {
+// modelOps returns the operations the porcupine model checks, in order.
+func modelOps(ops []Op) []Op {
 	out := make([]Op, 0, len(ops))
 	for _, op := range ops {
-		if !IsExpiryKey(op.Input.Key) {
+		if !IsExpiryKey(op.Input.Key) && !IsQueueKey(op.Input.Key) {
 			out = append(out, op)
 		}
 	}
@@ -62,6 +63,12 @@ func WriteVisualization(path string, info porcupine.LinearizationInfo, events []
 	return nil
 }
 
+// isRegisterKey reports whether key is one of the register keys, the
+// string keys of the porcupine model.
+func isRegisterKey(key string) bool {
+	return !IsExpiryKey(key) && !IsQueueKey(key) && !IsCollectionKey(key)
+}
+
 // lostWrites looks, key by key, for the write that must be the final state
 // — an acknowledged write that every other possibly-applied write on the
 // key finished before — and reports each final read that does not show
@@ -70,13 +77,13 @@ func WriteVisualization(path string, info porcupine.LinearizationInfo, events []
 func lostWrites(ops []Op, finals []Op) []string {
 	byKey := map[string][]Op{}
 	for _, op := range ops {
-		if op.Input.Op.isWrite() && op.Outcome != OutcomeFail && !IsExpiryKey(op.Input.Key) {
+		if op.Input.Op.isWrite() && op.Outcome != OutcomeFail && isRegisterKey(op.Input.Key) {
 			byKey[op.Input.Key] = append(byKey[op.Input.Key], op)
 		}
 	}
 	var out []string
 	for _, r := range finals {
-		if r.Outcome != OutcomeOK || r.Input.Op != OpGet || IsExpiryKey(r.Input.Key) {
+		if r.Outcome != OutcomeOK || r.Input.Op != OpGet || !isRegisterKey(r.Input.Key) {
 			continue
 		}
 		w, ok := lastWriter(byKey[r.Input.Key])
@@ -155,6 +162,9 @@ func contradicts(w Op, read Output) string {
 		}
 	case OpGet, OpPTTL:
 		// A read writes nothing: it cannot be the last write.
+	case OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpLRange,
+		OpQPush, OpBLPop, OpBLMove:
+		// Not on a register key: lostWrites looks at register keys only.
 	}
 	return ""
 }

@@ -15,6 +15,21 @@
 //     key has one: PERSIST's and PEXPIRE's 1/0 and PTTL's -2/-1/"time
 //     left" are checked linearizably, PTTL's exact value only against the
 //     TTL set.
+//   - Linearizability of the collection keys' histories ("chaos:h<i>",
+//     "chaos:s<i>", "chaos:l<i>", Config.CollectionKeys of each), in the
+//     same porcupine check: a model whose state per key is the hash (HSET,
+//     HGET, HDEL, HGETALL), set (SADD, SREM, SMEMBERS) or list (LPUSH,
+//     RPOP, LRANGE with Redis's index rules), with DEL on all three and
+//     Redis's rule that an emptied collection is gone. Each key keeps one
+//     type, so WRONGTYPE fails the check; HGETALL and SMEMBERS replies are
+//     compared as unordered, duplicates included (collections.go).
+//   - The job queue (issue #16, queue.go): producers RPUSH elements unique
+//     in the run, consumers on every node take them with BLPOP or BLMOVE
+//     to a done list, and CheckQueue accounts for each element: popped
+//     exactly once, still queued, or in the done list; an acknowledged
+//     element found nowhere must be matched by a BLPOP of unknown outcome
+//     (counted as maybe-popped), one each; never popped twice, never a
+//     phantom, never popped before it was pushed, and FIFO per producer.
 //   - Expiry, on the expiry keys ("chaos:x<i>", Config.ExpiryKeys): SET PX
 //     and PEXPIRE with TTLs of 100-500 or 1000-3000 ms, PERSIST, plain
 //     SET, DEL, GET and PTTL, every SET with a value of its own.
@@ -56,7 +71,12 @@
 // while cluster membership keeps the real addresses. Cutting i->j therefore
 // stops what i sends on its own connections to j, and leaves j->i alone.
 //
+// Config.Workloads picks which of the three key families run: the register
+// and expiry keys ("registers"), the collection keys ("collections"), the
+// queue ("queue"); all by default, minus any whose commands the binary
+// lacks (Report.Unsupported).
+//
 // Entry points: Run (used by `elastickv chaos` and the TestChaos tests),
-// CheckLinearizable, CheckExpiry and WriteVisualization for saved
-// histories.
+// CheckLinearizable, CheckExpiry, CheckQueue and WriteVisualization for
+// saved histories.
 package chaos

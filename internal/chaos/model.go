@@ -33,7 +33,16 @@ const (
 )
 
 // isWrite reports whether an operation changes state when it succeeds.
-func (k OpKind) isWrite() bool { return k != OpGet && k != OpPTTL }
+func (k OpKind) isWrite() bool {
+	switch k {
+	case OpGet, OpPTTL, OpHGet, OpHGetAll, OpSMembers, OpLRange:
+		return false
+	case OpSet, OpSetNX, OpIncr, OpAppend, OpDel, OpPExpire, OpPersist,
+		OpHSet, OpHDel, OpSAdd, OpSRem, OpLPush, OpRPop, OpQPush, OpBLPop, OpBLMove:
+		return true
+	}
+	return true
+}
 
 // Input is one operation's request, as the linearizability model sees it.
 type Input struct {
@@ -45,6 +54,13 @@ type Input struct {
 	// for PEXPIRE, its argument; for PTTL on a register key, the largest
 	// TTL the workload ever sets there, which no reply may exceed.
 	TTL int64 `json:"ttl,omitempty"`
+	// Field is the hash field of HSET, HGET and HDEL, and the set member
+	// of SADD and SREM (collections.go). HSET's value is Arg, as is
+	// LPUSH's element and a queue push's.
+	Field string `json:"field,omitempty"`
+	// Start and Stop are LRANGE's indexes.
+	Start int64 `json:"start,omitempty"`
+	Stop  int64 `json:"stop,omitempty"`
 }
 
 // OutKind classifies a reply.
@@ -172,6 +188,10 @@ func apply(s register, in Input) (register, Output) {
 			return s, Output{Kind: OutInt, Int: -1}
 		}
 		return s, Output{Kind: OutInt, Int: pttlPositive}
+	case OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpLRange,
+		OpQPush, OpBLPop, OpBLMove:
+		// Not register commands: step sends collection keys to applyColl,
+		// and the queue's keys are not in the model.
 	}
 	panic(fmt.Sprintf("chaos: unknown op %q", in.Op))
 }
@@ -203,9 +223,12 @@ func parseRedisInt(s string) (int64, bool) {
 // step is porcupine's Step: whether out is a reply the model allows for in
 // from state, and the next state.
 func step(state, input, output any) (bool, any) {
-	s := state.(register)
 	in := input.(Input)
 	out := output.(Output)
+	if IsCollectionKey(in.Key) {
+		return stepColl(state, in, out)
+	}
+	s := state.(register)
 	next, want := apply(s, in)
 	if out.Kind == OutUnknown {
 		return true, next
@@ -225,14 +248,20 @@ func normalize(in Input, out Output) Output {
 }
 
 // Model returns the porcupine model of the workload: one Redis string
-// register per key, with histories partitioned by key (operations on
-// different keys commute, so each key is checked on its own).
+// register per register key, and one hash, set or list per collection key
+// (collections.go), with histories partitioned by key (operations on
+// different keys commute, so each key is checked on its own). Every
+// partition starts from register{}, which the collection model reads as
+// the missing key.
 func Model() porcupine.Model {
 	return porcupine.Model{
 		Partition: partitionByKey,
 		Init:      func() any { return register{} },
 		Step:      step,
 		Hash: func(state any) uint64 {
+			if c, ok := state.(coll); ok {
+				return hashColl64(c)
+			}
 			r := state.(register)
 			h := fnv.New64a()
 			_, _ = h.Write([]byte{b2u(r.Exists), b2u(r.HasTTL)})
@@ -242,7 +271,7 @@ func Model() porcupine.Model {
 		DescribeOperation: func(input, output any) string {
 			return describeOp(input.(Input), output.(Output))
 		},
-		DescribeState: func(state any) string { return state.(register).String() },
+		DescribeState: func(state any) string { return fmt.Sprint(state) },
 		DescribeOperationMetadata: func(info any) string {
 			if info == nil {
 				return ""
@@ -278,12 +307,18 @@ func partitionByKey(history []porcupine.Operation) [][]porcupine.Operation {
 func describeOp(in Input, out Output) string {
 	call := fmt.Sprintf("%s(%s)", in.Op, in.Key)
 	switch {
+	case in.Field != "" && in.Arg != "":
+		call = fmt.Sprintf("%s(%s, %s, %q)", in.Op, in.Key, in.Field, in.Arg)
+	case in.Field != "":
+		call = fmt.Sprintf("%s(%s, %s)", in.Op, in.Key, in.Field)
 	case in.Arg != "" && in.TTL > 0:
 		call = fmt.Sprintf("%s(%s, %q, px %d)", in.Op, in.Key, in.Arg, in.TTL)
 	case in.Arg != "":
 		call = fmt.Sprintf("%s(%s, %q)", in.Op, in.Key, in.Arg)
 	case in.Op == OpPExpire:
 		call = fmt.Sprintf("%s(%s, %d)", in.Op, in.Key, in.TTL)
+	case in.Op == OpLRange:
+		call = fmt.Sprintf("%s(%s, %d, %d)", in.Op, in.Key, in.Start, in.Stop)
 	}
 	return call + " -> " + out.String()
 }
@@ -302,6 +337,8 @@ func (o Output) String() string {
 		return strconv.Quote(o.Str)
 	case OutErr:
 		return "error " + strconv.Quote(o.Str)
+	case OutArr:
+		return "[" + o.Str + "]"
 	case OutUnknown:
 		return "unknown"
 	}

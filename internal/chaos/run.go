@@ -45,6 +45,16 @@ type Config struct {
 	// the run, checked by CheckExpiry); 0 leaves them out. The register
 	// keys get TTL commands too, whenever the binary has them.
 	ExpiryKeys int
+	// Workloads are the workloads to run (see Workloads): "registers" (the
+	// register keys, and the expiry keys when ExpiryKeys > 0),
+	// "collections" (hash, set and list keys in the porcupine model) and
+	// "queue" (producers and BLPOP/BLMOVE consumers, CheckQueue). A
+	// workload whose commands the binary lacks is left out and named in
+	// Report.Unsupported.
+	Workloads []string
+	// CollectionKeys is the number of keys of each collection type (hash,
+	// set, list) of the collections workload.
+	CollectionKeys int
 	// ExpirySkew is the bound CheckExpiry allows between an operation's
 	// apply or read time and its real-time interval (see expiry.go).
 	ExpirySkew time.Duration
@@ -95,6 +105,8 @@ func DefaultConfig() Config {
 		Clients:           5,
 		Keys:              10,
 		ExpiryKeys:        8,
+		Workloads:         Workloads(),
+		CollectionKeys:    2,
 		ExpirySkew:        DefaultExpirySkew,
 		HeartbeatInterval: 50 * time.Millisecond,
 		ElectionTimeout:   500 * time.Millisecond,
@@ -127,6 +139,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--keys must be between 1 and 1000, not %d", c.Keys)
 	case c.ExpiryKeys < 0 || c.ExpiryKeys > 1000:
 		return fmt.Errorf("--expiry-keys must be between 0 and 1000, not %d", c.ExpiryKeys)
+	case c.CollectionKeys < 1 || c.CollectionKeys > 100:
+		return fmt.Errorf("--collection-keys must be between 1 and 100, not %d", c.CollectionKeys)
+	case len(c.Workloads) == 0:
+		return errors.New("no workload given")
 	case c.ExpirySkew <= 0:
 		return errors.New("expiry skew must be positive")
 	case c.SnapshotCount < 1:
@@ -141,7 +157,52 @@ func (c *Config) validate() error {
 			return fmt.Errorf("unknown nemesis %q (known: %s)", n, strings.Join(Nemeses(), ", "))
 		}
 	}
+	for _, n := range c.Workloads {
+		if !slices.Contains(Workloads(), n) {
+			return fmt.Errorf("unknown workload %q (known: %s)", n, strings.Join(Workloads(), ", "))
+		}
+	}
 	return nil
+}
+
+// The workloads a run can combine.
+const (
+	// WorkloadRegisters: string keys (GET, SET, INCR, APPEND, DEL and the
+	// TTL commands) in the porcupine model, plus the expiry keys.
+	WorkloadRegisters = "registers"
+	// WorkloadCollections: hash, set and list keys in the porcupine model
+	// (collections.go).
+	WorkloadCollections = "collections"
+	// WorkloadQueue: a job queue on lists with blocking pops (queue.go).
+	WorkloadQueue = "queue"
+)
+
+// Workloads lists every workload, the meaning of "all".
+func Workloads() []string { return []string{WorkloadRegisters, WorkloadCollections, WorkloadQueue} }
+
+// ParseWorkloads turns "all" or a comma-separated list into workload
+// names.
+func ParseWorkloads(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "all" {
+		return Workloads(), nil
+	}
+	var out []string
+	for _, n := range strings.Split(s, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if !slices.Contains(Workloads(), n) {
+			return nil, fmt.Errorf("unknown workload %q (known: all, %s)", n, strings.Join(Workloads(), ", "))
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no workload given")
+	}
+	return out, nil
 }
 
 // ParseNemeses turns "all" or a comma-separated list into nemesis names.
@@ -181,6 +242,16 @@ type Report struct {
 	ExpiryUnsupported string `json:"expiry_unsupported,omitempty"`
 	// Expiry is CheckExpiry's verdict on the expiry keys.
 	Expiry ExpiryResult `json:"expiry"`
+	// Workloads are the workloads that ran.
+	Workloads []string `json:"workloads"`
+	// Unsupported names each requested workload, or part of one, that was
+	// left out because the binary lacks its commands, with the reply.
+	Unsupported []string `json:"unsupported,omitempty"`
+	// Collections counts the operations on the collection keys, which the
+	// porcupine check covers with the register keys.
+	Collections Counts `json:"collections"`
+	// Queue is CheckQueue's account of the queue workload.
+	Queue *QueueResult `json:"queue,omitempty"`
 	// Linearizable is porcupine's verdict (Ok, Illegal or Unknown).
 	Linearizable porcupine.CheckResult `json:"linearizable"`
 	CheckTime    time.Duration         `json:"check_time_ns"`
@@ -248,9 +319,23 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, "%-18s %5d %7d %5d %28s\n", s.Name, s.Runs, s.Ops, s.Failures,
 			fmt.Sprintf("%v/%v/%v", s.RecoveryMin.Round(time.Millisecond), s.RecoveryMedian.Round(time.Millisecond), s.RecoveryMax.Round(time.Millisecond)))
 	}
-	if r.ExpiryUnsupported != "" {
+	fmt.Fprintf(&b, "workloads: %s\n", strings.Join(r.Workloads, ", "))
+	for _, u := range r.Unsupported {
+		fmt.Fprintf(&b, "not run: %s\n", u)
+	}
+	if c := r.Collections; c.Total > 0 {
+		fmt.Fprintf(&b, "collection keys: %d ops (%d ok, %d unknown, %d failed), in the linearizability check\n", c.Total, c.OK, c.Unknown, c.Failed)
+	}
+	if q := r.Queue; q != nil {
+		fmt.Fprintf(&b, "queue: %d pushed (+%d unknown), %d BLPOPed, %d BLMOVEd, %d empty, %d/%d BLPOP/BLMOVE unknown; at the end %d queued, %d done, %d maybe popped; %d violations\n",
+			q.Pushed, q.PushUnknown, q.Popped, q.Moved, q.Empty, q.UnknownPops, q.UnknownMoves, q.Remaining, q.Done, q.MaybePopped, len(q.Violations))
+	}
+	switch {
+	case !slices.Contains(r.Workloads, WorkloadRegisters):
+		// No TTL workload was asked for.
+	case r.ExpiryUnsupported != "":
 		fmt.Fprintf(&b, "TTL commands not run: %s\n", r.ExpiryUnsupported)
-	} else {
+	default:
 		e := r.Expiry
 		fmt.Fprintf(&b, "expiry keys: %d, %d ops; reads bound to be present %d, of a bounded lifetime %d, checked for revival %d; %d violations\n",
 			e.Keys, e.Ops, e.Anchored, e.Bounded, e.Revivable, len(e.Violations))
@@ -342,22 +427,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		w.addrs = append(w.addrs, n.redisAddr)
 		w.names = append(w.names, n.name)
 	}
-	for i := range cfg.Keys {
-		w.keys = append(w.keys, keyName(i))
+	if err := w.setUpFamilies(ctx, c, &cfg, rep, log); err != nil {
+		return nil, fmt.Errorf("%w (logs in %s)", err, logDir)
 	}
-	if err := ttlReady(ctx, c, 30*time.Second); err != nil {
-		var no errNoTTL
-		if !errors.As(err, &no) {
-			return nil, fmt.Errorf("cluster did not accept TTL commands: %w (logs in %s)", err, logDir)
+	if registers := slices.Contains(cfg.Workloads, WorkloadRegisters); registers {
+		if err := ttlReady(ctx, c, 30*time.Second); err != nil {
+			var no errNoTTL
+			if !errors.As(err, &no) {
+				return nil, fmt.Errorf("cluster did not accept TTL commands: %w (logs in %s)", err, logDir)
+			}
+			rep.ExpiryUnsupported = err.Error()
+			log.Warn("binary has no TTL commands; running the workload without them", "err", err)
+		} else {
+			w.ttl = true
+			for i := range cfg.ExpiryKeys {
+				w.expiryKeys = append(w.expiryKeys, expiryKeyName(i))
+			}
+			w.expiryWritesUntil = h.Now() + int64(expiryWritesFor(cfg.Duration, cfg.ExpirySkew))
 		}
-		rep.ExpiryUnsupported = err.Error()
-		log.Warn("binary has no TTL commands; running the workload without them", "err", err)
-	} else {
-		w.ttl = true
-		for i := range cfg.ExpiryKeys {
-			w.expiryKeys = append(w.expiryKeys, expiryKeyName(i))
-		}
-		w.expiryWritesUntil = h.Now() + int64(expiryWritesFor(cfg.Duration, cfg.ExpirySkew))
 	}
 	w.start()
 	started := time.Now()
@@ -403,6 +490,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		log.Warn("saving history failed", "err", err)
 	}
 	rep.Failures = append(rep.Failures, lostWrites(ops, finals)...)
+	rep.Collections = CountOps(slices.DeleteFunc(slices.Clone(ops), func(op Op) bool { return !IsCollectionKey(op.Input.Key) }))
+	if w.queue {
+		q := CheckQueue(ops)
+		rep.Queue = &q
+		const shown = 20
+		for i, v := range q.Violations {
+			if i == shown {
+				rep.Failures = append(rep.Failures, fmt.Sprintf("queue: %d more violations in summary.json", len(q.Violations)-shown))
+				break
+			}
+			rep.Failures = append(rep.Failures, "queue: "+v)
+		}
+	}
 	if w.ttl {
 		if end := time.Duration(h.Now()); end >= time.Duration(w.longTTL)*time.Millisecond-cfg.ExpirySkew {
 			rep.Failures = append(rep.Failures, fmt.Sprintf("the run lasted %v, longer than the register keys' TTL of %d ms minus the skew: the register model no longer holds", end, w.longTTL))
@@ -446,6 +546,96 @@ func writeReport(path string, rep *Report) error {
 		return fmt.Errorf("write summary: %w", err)
 	}
 	return nil
+}
+
+// setUpFamilies gives the workload the keys of the requested workloads
+// whose commands the binary has, and records the rest in
+// rep.Unsupported.
+func (w *workload) setUpFamilies(ctx context.Context, c *cluster, cfg *Config, rep *Report, log *slog.Logger) error {
+	if slices.Contains(cfg.Workloads, WorkloadRegisters) {
+		for i := range cfg.Keys {
+			w.keys = append(w.keys, keyName(i))
+		}
+		rep.Workloads = append(rep.Workloads, WorkloadRegisters)
+	}
+	supported := func(what string, args ...any) (bool, error) {
+		reply, err := commandSupported(ctx, c, 30*time.Second, args...)
+		if err != nil {
+			return false, fmt.Errorf("cluster did not accept %s: %w", what, err)
+		}
+		if reply != "" {
+			rep.Unsupported = append(rep.Unsupported, what+": "+reply)
+			log.Warn("binary lacks a workload's commands; leaving them out", "what", what, "reply", reply)
+			return false, nil
+		}
+		return true, nil
+	}
+	coll, queue := slices.Contains(cfg.Workloads, WorkloadCollections), slices.Contains(cfg.Workloads, WorkloadQueue)
+	var hashes, sets, lists bool
+	var err error
+	if coll {
+		if hashes, err = supported("hashes", "hset", "chaos:probe:h", "f", "v"); err != nil {
+			return err
+		}
+		if sets, err = supported("sets", "sadd", "chaos:probe:s", "m"); err != nil {
+			return err
+		}
+	}
+	if coll || queue {
+		if lists, err = supported("lists", "rpush", "chaos:probe:l", "e"); err != nil {
+			return err
+		}
+	}
+	if coll {
+		w.collKeys = collKeyNames(cfg.CollectionKeys, hashes, sets, lists)
+		if len(w.collKeys) > 0 {
+			rep.Workloads = append(rep.Workloads, WorkloadCollections)
+		}
+	}
+	if queue && lists {
+		ok, err := supported("blocking pops", "blmove", "chaos:probe:q{p}", "chaos:probe:q{p}:d", "left", "right", "0.01")
+		if err != nil {
+			return err
+		}
+		if ok {
+			w.queue = true
+			rep.Workloads = append(rep.Workloads, WorkloadQueue)
+		}
+	}
+	if len(rep.Workloads) == 0 {
+		return fmt.Errorf("the binary has the commands of none of the workloads %s: %s", strings.Join(cfg.Workloads, ", "), strings.Join(rep.Unsupported, "; "))
+	}
+	return nil
+}
+
+// commandSupported sends a probe command to every node until each has
+// executed it, which a fresh cluster does once its first leader has
+// raised the log format. It returns "" when every node ran it, the reply
+// of a node that does not know the command, or an error when a node did
+// neither within limit.
+func commandSupported(ctx context.Context, c *cluster, limit time.Duration, args ...any) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for _, n := range c.nodes {
+		for {
+			cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+			err := n.admin.Do(cctx, args...).Err()
+			ccancel()
+			if err == nil || errors.Is(err, goredis.Nil) {
+				break
+			}
+			var rerr goredis.Error
+			if errors.As(err, &rerr) && strings.Contains(err.Error(), "unknown command") {
+				return err.Error(), nil
+			}
+			select {
+			case <-ctx.Done():
+				return "", fmt.Errorf("%s: %w", n.name, err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return "", nil
 }
 
 // longTTL is the TTL of the register keys: ten minutes beyond twice the

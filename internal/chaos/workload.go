@@ -42,6 +42,13 @@ type workload struct {
 	// lengthening the run.
 	expiryWritesUntil int64
 
+	// collKeys are the hash, set and list keys (collections.go); empty
+	// when the collection workload is off or the binary lacks the
+	// commands.
+	collKeys []string
+	// queue runs the queue workload's producers and consumers (queue.go).
+	queue bool
+
 	nextProc atomic.Int64 // fresh process ids for clients after an unknown op
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -67,11 +74,22 @@ const (
 // start launches the clients; stopAndWait ends them.
 func (w *workload) start() {
 	w.stop = make(chan struct{})
-	w.nextProc.Store(int64(w.clients))
-	for id := range w.clients {
-		w.wg.Add(1)
-		go w.client(id)
+	procs := 0
+	if len(w.keys) > 0 || len(w.collKeys) > 0 {
+		procs = w.clients
+		for id := range w.clients {
+			w.wg.Add(1)
+			go w.client(id)
+		}
 	}
+	if w.queue {
+		for i := range queueProducers + queueConsumers {
+			w.wg.Add(1)
+			go w.queueWorker(i, procs+i, i >= queueProducers)
+		}
+		procs += queueProducers + queueConsumers
+	}
+	w.nextProc.Store(int64(procs))
 }
 
 // stopAndWait asks the clients to stop and waits for their last requests,
@@ -133,6 +151,9 @@ func (w *workload) client(id int) {
 // (randomExpiryInput), and the register keys also get SET PX, PEXPIRE,
 // PERSIST and PTTL with the long TTL.
 func (w *workload) randomInput(rng *rand.Rand, id, seq int, now int64) Input {
+	if len(w.collKeys) > 0 && (len(w.keys) == 0 || rng.IntN(100) < collShare) {
+		return randomCollInput(rng, w.collKeys, id, seq)
+	}
 	if !w.ttl {
 		return w.randomRegisterInput(rng, id, seq)
 	}
@@ -234,6 +255,24 @@ func (w *workload) send(ctx context.Context, cl *goredis.Client, in Input, timeo
 		out Output
 		err error
 	)
+	switch {
+	case IsQueueKey(in.Key):
+		out, err = sendQueue(ctx, cl, in)
+	case IsCollectionKey(in.Key):
+		out, err = sendColl(ctx, cl, in)
+	default:
+		out, err = sendRegister(ctx, cl, in)
+	}
+	op.Return = w.h.Now()
+	op.Output, op.Outcome = classify(in.Op, out, err)
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		op.Err = err.Error()
+	}
+	return op
+}
+
+// sendRegister sends one command on a register or expiry key.
+func sendRegister(ctx context.Context, cl *goredis.Client, in Input) (out Output, err error) {
 	switch in.Op {
 	case OpGet:
 		var v string
@@ -272,13 +311,11 @@ func (w *workload) send(ctx context.Context, cl *goredis.Client, in Input, timeo
 		var n int64
 		n, err = cl.Do(ctx, args...).Int64()
 		out = Output{Kind: OutInt, Int: n}
+	case OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpLRange,
+		OpQPush, OpBLPop, OpBLMove:
+		err = fmt.Errorf("chaos: no client for op %q on a register key", in.Op)
 	}
-	op.Return = w.h.Now()
-	op.Output, op.Outcome = classify(in.Op, out, err)
-	if err != nil && !errors.Is(err, goredis.Nil) {
-		op.Err = err.Error()
-	}
-	return op
+	return out, err
 }
 
 // classify turns a reply or error into what the checker may assume.
@@ -293,6 +330,8 @@ func (w *workload) send(ctx context.Context, cl *goredis.Client, in Input, timeo
 //   - A command refused because the cluster's log format cannot carry it
 //     yet was refused before anything was proposed: dropped.
 //   - A read that failed had no effect, so it is dropped as well.
+//   - WRONGTYPE is the state machine's definite refusal, read or write;
+//     the model never allows it on the collection keys, each of one type.
 func classify(kind OpKind, out Output, err error) (Output, Outcome) {
 	switch {
 	case err == nil:
@@ -302,6 +341,9 @@ func classify(kind OpKind, out Output, err error) (Output, Outcome) {
 	}
 	var rerr goredis.Error
 	if errors.As(err, &rerr) && kind == OpIncr && (err.Error() == errNotInteger || err.Error() == errOverflow) {
+		return Output{Kind: OutErr, Str: err.Error()}, OutcomeOK
+	}
+	if wrongType(err) {
 		return Output{Kind: OutErr, Str: err.Error()}, OutcomeOK
 	}
 	if !kind.isWrite() || goredis.IsTryAgainError(err) || neverSent(err) || formatRefused(err) {
@@ -329,8 +371,9 @@ func neverSent(err error) bool {
 }
 
 // finalReads reads every key through every node once the cluster is
-// healed and quiet, recorded into the history so porcupine (register
-// keys) and CheckExpiry (expiry keys, read with GET and PTTL) check them
+// healed and quiet, recorded into the history so porcupine (register and
+// collection keys), CheckQueue (the queue's lists) and CheckExpiry (expiry
+// keys, read with GET and PTTL) check them
 // against everything before. They are the "no acknowledged write lost"
 // evidence, and for the expiry keys also "an expiry that certainly came
 // is seen everywhere".
@@ -343,6 +386,10 @@ func (w *workload) finalReads(ctx context.Context, proc int) ([]Op, error) {
 		for _, k := range w.expiryKeys {
 			reads = append(reads, Input{Op: OpGet, Key: k}, Input{Op: OpPTTL, Key: k})
 		}
+	}
+	reads = append(reads, finalCollReads(w.collKeys)...)
+	if w.queue {
+		reads = append(reads, finalQueueReads()...)
 	}
 	var out []Op
 	for i, a := range w.addrs {

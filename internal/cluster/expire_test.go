@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/elastickv/elastickv/internal/cluster"
+	"github.com/elastickv/elastickv/internal/kv"
 )
 
 // Expiry over real nodes: deadlines are computed on apply from the
@@ -159,13 +161,14 @@ func TestFormatVersionReported(t *testing.T) {
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			info := c.Client(i).Info(ctx, "raft").Val()
-			if strings.Contains(info, "cluster_format:2\r\n") {
-				require.Contains(t, info, "binary_max_format:2\r\n")
-				require.Contains(t, info, "min_member_format:2\r\n")
+			want := strconv.Itoa(int(kv.MaxFormat))
+			if strings.Contains(info, "cluster_format:"+want+"\r\n") {
+				require.Contains(t, info, "binary_max_format:"+want+"\r\n")
+				require.Contains(t, info, "min_member_format:"+want+"\r\n")
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: the cluster format did not rise to 2:\n%s", c.Name(i), info)
+				t.Fatalf("%s: the cluster format did not rise to %d:\n%s", c.Name(i), kv.MaxFormat, info)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -145,8 +146,8 @@ func checkGolden(ctx context.Context, t *testing.T, cl *goredis.Client, g *Golde
 	return want
 }
 
-// fixtureFormat waits for the fixture's one-node cluster to reach format 2
-// and returns 2. A binary whose INFO raft does not report cluster_format
+// fixtureFormat waits for the fixture's one-node cluster to reach this
+// binary's format (kv.MaxFormat) and returns it. A binary whose INFO raft does not report cluster_format
 // yet gives 0: "not known".
 func fixtureFormat(ctx context.Context, t *testing.T, nodes []*node) uint8 {
 	t.Helper()
@@ -156,8 +157,8 @@ func fixtureFormat(ctx context.Context, t *testing.T, nodes []*node) uint8 {
 		t.Log("INFO raft has no cluster_format: the format raise is not checked, and DEBUG DIGEST may be of format 1 or 2")
 		return 0
 	}
-	require.True(t, waitFormat(ctx, t, nodes, "2", 30*time.Second))
-	return 2
+	require.True(t, waitFormat(ctx, t, nodes, strconv.Itoa(int(kv.MaxFormat)), 30*time.Second))
+	return kv.MaxFormat
 }
 
 // checkDigest checks the node's DEBUG DIGEST against the logical digest of

@@ -1,0 +1,238 @@
+package chaos
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/stretchr/testify/require"
+)
+
+func hset(k, f, v string) Input { return Input{Op: OpHSet, Key: k, Field: f, Arg: v} }
+func hget(k, f string) Input    { return Input{Op: OpHGet, Key: k, Field: f} }
+func hdel(k, f string) Input    { return Input{Op: OpHDel, Key: k, Field: f} }
+func hgetall(k string) Input    { return Input{Op: OpHGetAll, Key: k} }
+func sadd(k, m string) Input    { return Input{Op: OpSAdd, Key: k, Field: m} }
+func srem(k, m string) Input    { return Input{Op: OpSRem, Key: k, Field: m} }
+func smembers(k string) Input   { return Input{Op: OpSMembers, Key: k} }
+func lpush(k, e string) Input   { return Input{Op: OpLPush, Key: k, Arg: e} }
+func rpop(k string) Input       { return Input{Op: OpRPop, Key: k} }
+func lrange(k string, start, stop int64) Input {
+	return Input{Op: OpLRange, Key: k, Start: start, Stop: stop}
+}
+func del(k string) Input         { return Input{Op: OpDel, Key: k} }
+func arr(elems ...string) Output { return arrOut(elems) }
+
+// TestCollectionModelSemantics walks each collection type through Redis
+// 7.2's replies, including the edge cases: a replaced field counts 0, a
+// collection that loses its last element is gone (DEL then answers 0),
+// LRANGE's negative and out-of-range indexes.
+func TestCollectionModelSemantics(t *testing.T) {
+	const h, s, l = "chaos:h0", "chaos:s0", "chaos:l0"
+	steps := []struct {
+		in   Input
+		want Output
+	}{
+		{hget(h, "f1"), nilOut},
+		{hgetall(h), arr()},
+		{hset(h, "f2", "a"), intOut(1)},
+		{hset(h, "f1", "b"), intOut(1)},
+		{hset(h, "f2", "c"), intOut(0)}, // replaced
+		{hget(h, "f2"), str("c")},
+		{hgetall(h), arr("f1", "b", "f2", "c")},
+		{hdel(h, "f3"), intOut(0)},
+		{hdel(h, "f1"), intOut(1)},
+		{hdel(h, "f2"), intOut(1)},
+		{del(h), intOut(0)}, // the last field took the key with it
+		{hset(h, "f1", "d"), intOut(1)},
+		{del(h), intOut(1)},
+		{hgetall(h), arr()},
+
+		{smembers(s), arr()},
+		{sadd(s, "m3"), intOut(1)},
+		{sadd(s, "m1"), intOut(1)},
+		{sadd(s, "m3"), intOut(0)},
+		{smembers(s), arr("m1", "m3")},
+		{srem(s, "m2"), intOut(0)},
+		{srem(s, "m3"), intOut(1)},
+		{srem(s, "m1"), intOut(1)},
+		{del(s), intOut(0)},
+
+		{rpop(l), nilOut},
+		{lrange(l, 0, -1), arr()},
+		{lpush(l, "a"), intOut(1)},
+		{lpush(l, "b"), intOut(2)},
+		{lpush(l, "c"), intOut(3)}, // c b a
+		{lrange(l, 0, -1), arr("c", "b", "a")},
+		{lrange(l, -2, -1), arr("b", "a")},
+		{lrange(l, -100, 0), arr("c")},
+		{lrange(l, 1, 100), arr("b", "a")},
+		{lrange(l, 2, 1), arr()},
+		{lrange(l, 3, 5), arr()},
+		{lrange(l, -1, -3), arr()},
+		{rpop(l), str("a")},
+		{rpop(l), str("b")},
+		{rpop(l), str("c")},
+		{rpop(l), nilOut},
+		{del(l), intOut(0)},
+	}
+	states := map[string]coll{}
+	for i, st := range steps {
+		var got Output
+		states[st.in.Key], got = applyColl(states[st.in.Key], st.in)
+		require.Equal(t, st.want, got, "step %d: %s", i, describeOp(st.in, st.want))
+	}
+}
+
+// TestCollectionRepliesCompareUnordered: HGETALL and SMEMBERS promise no
+// order, so any order of the right contents passes, and a duplicated or
+// missing element does not.
+func TestCollectionRepliesCompareUnordered(t *testing.T) {
+	ops := []Op{
+		op(0, hset("chaos:h0", "f2", "x"), intOut(1), OutcomeOK, 0, 10),
+		op(0, hset("chaos:h0", "f1", "y"), intOut(1), OutcomeOK, 20, 30),
+		op(1, hgetall("chaos:h0"), arr("f2", "x", "f1", "y"), OutcomeOK, 40, 50),
+		op(0, sadd("chaos:s0", "m2"), intOut(1), OutcomeOK, 0, 10),
+		op(0, sadd("chaos:s0", "m1"), intOut(1), OutcomeOK, 20, 30),
+		op(1, smembers("chaos:s0"), arr("m2", "m1"), OutcomeOK, 40, 50),
+	}
+	require.Equal(t, porcupine.Ok, check(t, ops))
+
+	dupField := append([]Op(nil), ops...)
+	dupField[2] = op(1, hgetall("chaos:h0"), arr("f2", "x", "f1", "y", "f1", "y"), OutcomeOK, 40, 50)
+	require.Equal(t, porcupine.Illegal, check(t, dupField))
+
+	missing := append([]Op(nil), ops...)
+	missing[5] = op(1, smembers("chaos:s0"), arr("m2"), OutcomeOK, 40, 50)
+	require.Equal(t, porcupine.Illegal, check(t, missing))
+}
+
+// TestCollectionCheckerCatchesViolations: histories a broken server could
+// produce, each of which the checker must reject, next to the legal
+// variant where one exists.
+func TestCollectionCheckerCatchesViolations(t *testing.T) {
+	const h, s, l = "chaos:h0", "chaos:s0", "chaos:l0"
+	cases := []struct {
+		name string
+		ops  []Op
+	}{
+		{"stale HGET after an acknowledged HSET", []Op{
+			op(0, hset(h, "f0", "v1"), intOut(1), OutcomeOK, 0, 10),
+			op(0, hset(h, "f0", "v2"), intOut(0), OutcomeOK, 20, 30),
+			op(1, hget(h, "f0"), str("v1"), OutcomeOK, 40, 50),
+		}},
+		{"HDEL undone", []Op{
+			op(0, hset(h, "f0", "v1"), intOut(1), OutcomeOK, 0, 10),
+			op(0, hdel(h, "f0"), intOut(1), OutcomeOK, 20, 30),
+			op(1, hget(h, "f0"), str("v1"), OutcomeOK, 40, 50),
+		}},
+		{"fields resurrected after DEL of the hash", []Op{
+			op(0, hset(h, "f0", "v1"), intOut(1), OutcomeOK, 0, 10),
+			op(0, del(h), intOut(1), OutcomeOK, 20, 30),
+			op(0, hset(h, "f1", "v2"), intOut(1), OutcomeOK, 40, 50),
+			op(1, hgetall(h), arr("f0", "v1", "f1", "v2"), OutcomeOK, 60, 70),
+		}},
+		{"two SADDs of one member both added it", []Op{
+			op(0, sadd(s, "m0"), intOut(1), OutcomeOK, 0, 10),
+			op(1, sadd(s, "m0"), intOut(1), OutcomeOK, 5, 15),
+		}},
+		{"SREM lost", []Op{
+			op(0, sadd(s, "m0"), intOut(1), OutcomeOK, 0, 10),
+			op(0, srem(s, "m0"), intOut(1), OutcomeOK, 20, 30),
+			op(1, smembers(s), arr("m0"), OutcomeOK, 40, 50),
+		}},
+		{"an element popped twice", []Op{
+			op(0, lpush(l, "e1"), intOut(1), OutcomeOK, 0, 10),
+			op(1, rpop(l), str("e1"), OutcomeOK, 20, 30),
+			op(2, rpop(l), str("e1"), OutcomeOK, 25, 35),
+		}},
+		{"LPUSH lost", []Op{
+			op(0, lpush(l, "e1"), intOut(1), OutcomeOK, 0, 10),
+			op(0, lpush(l, "e2"), intOut(2), OutcomeOK, 20, 30),
+			op(1, lrange(l, 0, -1), arr("e2"), OutcomeOK, 40, 50),
+		}},
+		{"list order reversed", []Op{
+			op(0, lpush(l, "e1"), intOut(1), OutcomeOK, 0, 10),
+			op(0, lpush(l, "e2"), intOut(2), OutcomeOK, 20, 30),
+			op(1, lrange(l, 0, -1), arr("e1", "e2"), OutcomeOK, 40, 50),
+		}},
+		{"RPOP from the wrong end", []Op{
+			op(0, lpush(l, "e1"), intOut(1), OutcomeOK, 0, 10),
+			op(0, lpush(l, "e2"), intOut(2), OutcomeOK, 20, 30),
+			op(1, rpop(l), str("e2"), OutcomeOK, 40, 50),
+		}},
+		{"WRONGTYPE on a key of one type", []Op{
+			op(0, lpush(l, "e1"), Output{Kind: OutErr, Str: errWrongType}, OutcomeOK, 0, 10),
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			require.Equal(t, porcupine.Illegal, check(t, c.ops))
+		})
+	}
+
+	// Concurrent pops may return in either order, and an unknown LPUSH may
+	// show up later or never.
+	ok := []Op{
+		op(0, lpush(l, "e1"), intOut(1), OutcomeOK, 0, 10),
+		op(0, lpush(l, "e2"), intOut(2), OutcomeOK, 20, 30),
+		op(1, rpop(l), str("e2"), OutcomeOK, 40, 60),
+		op(2, rpop(l), str("e1"), OutcomeOK, 45, 55),
+		op(3, lpush(l, "e3"), Output{}, OutcomeUnknown, 70, 80),
+		op(1, rpop(l), nilOut, OutcomeOK, 90, 100),
+		op(1, lrange(l, 0, -1), arr("e3"), OutcomeOK, 110, 120),
+	}
+	require.Equal(t, porcupine.Ok, check(t, ok))
+}
+
+// TestCollectionKeysStayOutOfOtherChecks: the register-only checks
+// (lostWrites) and the expiry checker ignore collection keys, and the
+// queue's keys are not in the porcupine model.
+func TestCollectionKeysStayOutOfOtherChecks(t *testing.T) {
+	require.True(t, IsCollectionKey("chaos:h1"))
+	require.True(t, IsCollectionKey("chaos:s0"))
+	require.True(t, IsCollectionKey("chaos:l3"))
+	require.False(t, IsCollectionKey("chaos:k0"))
+	require.False(t, IsCollectionKey(queueKey))
+	require.False(t, isRegisterKey("chaos:h0"))
+	require.False(t, isRegisterKey(doneKey))
+	require.True(t, isRegisterKey("chaos:k0"))
+	ops := []Op{
+		op(0, del("chaos:h0"), intOut(0), OutcomeOK, 0, 10),
+		op(1, Input{Op: OpLRange, Key: queueKey, Stop: -1}, arr("q0-1"), OutcomeOK, 0, 10),
+	}
+	require.Len(t, modelOps(ops), 1)
+	require.Empty(t, lostWrites(ops, ops))
+}
+
+// TestRandomCollInputStaysInFamily: every operation the workload draws for
+// a key is one of that key's type, and reads and writes are classified as
+// the linearizability check expects.
+func TestRandomCollInputStaysInFamily(t *testing.T) {
+	keys := collKeyNames(2, true, true, true)
+	require.Len(t, keys, 6)
+	allowed := map[collFamily][]OpKind{
+		hashColl: {OpHSet, OpHGet, OpHDel, OpHGetAll, OpDel},
+		setColl:  {OpSAdd, OpSRem, OpSMembers, OpDel},
+		listColl: {OpLPush, OpRPop, OpLRange, OpDel},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	seen := map[OpKind]bool{}
+	for i := range 5000 {
+		in := randomCollInput(rng, keys, 0, i)
+		require.Contains(t, allowed[familyOf(in.Key)], in.Op, "%s on %s", in.Op, in.Key)
+		seen[in.Op] = true
+	}
+	for _, kinds := range allowed {
+		for _, k := range kinds {
+			require.True(t, seen[k], "%s never drawn", k)
+		}
+	}
+	for _, r := range []OpKind{OpHGet, OpHGetAll, OpSMembers, OpLRange} {
+		require.False(t, r.isWrite(), "%s is a read", r)
+	}
+	for _, w := range []OpKind{OpHSet, OpHDel, OpSAdd, OpSRem, OpLPush, OpRPop, OpQPush, OpBLPop, OpBLMove} {
+		require.True(t, w.isWrite(), "%s is a write", w)
+	}
+	require.Equal(t, []string{"a b", "", "\"x\""}, decodeElems(encodeElems([]string{"a b", "", "\"x\""})))
+}

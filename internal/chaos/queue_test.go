@@ -1,0 +1,182 @@
+package chaos
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// queueHistory builds queue histories by hand: times advance by 10 per
+// operation unless set explicitly.
+type queueHistory struct {
+	ops []Op
+	now int64
+}
+
+func (q *queueHistory) add(node string, in Input, out Output, outcome Outcome) *queueHistory {
+	q.ops = append(q.ops, Op{Process: len(q.ops), Node: node, Input: in, Output: out, Outcome: outcome, Call: q.now, Return: q.now + 5})
+	q.now += 10
+	return q
+}
+
+func (q *queueHistory) push(e string, outcome Outcome) *queueHistory {
+	out := Output{Kind: OutInt, Int: 1}
+	if outcome != OutcomeOK {
+		out = Output{}
+	}
+	return q.add("n1", Input{Op: OpQPush, Key: queueKey, Arg: e}, out, outcome)
+}
+
+func (q *queueHistory) blpop(e string, outcome Outcome) *queueHistory {
+	out := Output{Kind: OutStr, Str: e}
+	switch {
+	case outcome != OutcomeOK:
+		out = Output{}
+	case e == "":
+		out = nilOut
+	}
+	return q.add("n2", Input{Op: OpBLPop, Key: queueKey}, out, outcome)
+}
+
+func (q *queueHistory) blmove(e string, outcome Outcome) *queueHistory {
+	out := Output{Kind: OutStr, Str: e}
+	switch {
+	case outcome != OutcomeOK:
+		out = Output{}
+	case e == "":
+		out = nilOut
+	}
+	return q.add("n3", Input{Op: OpBLMove, Key: queueKey, Arg: doneKey}, out, outcome)
+}
+
+// finals adds the final reads of both lists through each node.
+func (q *queueHistory) finals(queue, done []string, nodes ...string) *queueHistory {
+	if len(nodes) == 0 {
+		nodes = []string{"n1", "n2", "n3"}
+	}
+	for _, n := range nodes {
+		q.add(n, Input{Op: OpLRange, Key: queueKey, Stop: -1}, arrOut(queue), OutcomeOK)
+		q.add(n, Input{Op: OpLRange, Key: doneKey, Stop: -1}, arrOut(done), OutcomeOK)
+	}
+	return q
+}
+
+func TestCheckQueueAccountsForEveryElement(t *testing.T) {
+	var q queueHistory
+	q.push("q0-0", OutcomeOK).push("q0-1", OutcomeOK).push("q1-0", OutcomeOK).push("q0-2", OutcomeOK).
+		push("q1-1", OutcomeUnknown). // never applied: found nowhere, fine
+		push("q1-2", OutcomeUnknown). // applied: in the queue, fine
+		push("q0-3", OutcomeOK).
+		push("q0-4", OutcomeOK).
+		blpop("q0-0", OutcomeOK).
+		blmove("q0-1", OutcomeOK).
+		blpop("", OutcomeUnknown).  // took q1-0, which is found nowhere
+		blmove("", OutcomeUnknown). // moved q0-2 to the done list
+		blpop("", OutcomeOK).
+		finals([]string{"q0-3", "q1-2", "q0-4"}, []string{"q0-1", "q0-2"})
+	res := CheckQueue(q.ops)
+	require.Empty(t, res.Violations)
+	require.Equal(t, QueueResult{Pushed: 6, PushUnknown: 2, Popped: 1, Moved: 1, Empty: 1, UnknownPops: 1, UnknownMoves: 1,
+		Remaining: 3, Done: 2, MaybePopped: 1}, res)
+}
+
+// TestCheckQueueCatchesViolations: each history breaks one rule and must
+// be reported, with words that name the rule.
+func TestCheckQueueCatchesViolations(t *testing.T) {
+	cases := []struct {
+		name  string
+		build func(q *queueHistory)
+		want  string
+	}{
+		{"popped twice", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).blpop("q0-0", OutcomeOK).blpop("q0-0", OutcomeOK).finals(nil, nil)
+		}, "held more than once"},
+		{"popped and still queued", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).blpop("q0-0", OutcomeOK).finals([]string{"q0-0"}, nil)
+		}, "held more than once"},
+		{"popped and moved", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).blpop("q0-0", OutcomeOK).blmove("q0-0", OutcomeOK).finals(nil, []string{"q0-0"})
+		}, "held more than once"},
+		{"moved twice", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).blmove("q0-0", OutcomeOK).blmove("q0-0", OutcomeOK).finals(nil, []string{"q0-0"})
+		}, "held more than once"},
+		{"twice in the queue", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).finals([]string{"q0-0", "q0-0"}, nil)
+		}, "held more than once"},
+		{"lost: no pop could explain it", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).push("q0-1", OutcomeOK).finals([]string{"q0-1"}, nil)
+		}, "lost: 1 acknowledged elements"},
+		{"lost: more missing than unknown pops", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).push("q0-1", OutcomeOK).blpop("", OutcomeUnknown).finals(nil, nil)
+		}, "only 1 BLPOPs had an unknown outcome"},
+		{"lost: an unknown BLMOVE cannot explain a missing element", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).blmove("", OutcomeUnknown).finals(nil, nil)
+		}, "lost"},
+		{"moved but not in the done list", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).blmove("q0-0", OutcomeOK).finals(nil, nil)
+		}, "the done list does not have it"},
+		{"in the done list with no move to explain it", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).finals(nil, []string{"q0-0"})
+		}, "without a BLMOVE that returned them"},
+		{"phantom element", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).blpop("q9-9", OutcomeOK).finals([]string{"q0-0"}, nil)
+		}, "phantom"},
+		{"a failed push shows up", func(q *queueHistory) {
+			q.push("q0-0", OutcomeFail).finals([]string{"q0-0"}, nil)
+		}, "phantom"},
+		{"popped before it was pushed", func(q *queueHistory) {
+			q.blpop("q0-0", OutcomeOK).push("q0-0", OutcomeOK).finals(nil, nil)
+		}, "before its push was sent"},
+		{"out of FIFO order", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).push("q0-1", OutcomeOK).finals([]string{"q0-1", "q0-0"}, nil)
+		}, "out of order"},
+		{"out of FIFO order across the done list", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).push("q0-1", OutcomeOK).blmove("q0-1", OutcomeOK).finals([]string{"q0-0"}, []string{"q0-1"})
+		}, "out of order"},
+		{"replicas disagree", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).finals([]string{"q0-0"}, nil, "n1").finals(nil, nil, "n2")
+		}, "final reads disagree"},
+		{"no final reads", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK)
+		}, "no final read"},
+		{"BLPOP reply from another key", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).add("n1", Input{Op: OpBLPop, Key: queueKey}, Output{Kind: OutErr, Str: `BLPOP replied ["x" "q0-0"]`}, OutcomeOK).
+				finals([]string{"q0-0"}, nil)
+		}, "BLPOP replied"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var q queueHistory
+			c.build(&q)
+			res := CheckQueue(q.ops)
+			require.NotEmpty(t, res.Violations)
+			found := false
+			for _, v := range res.Violations {
+				found = found || strings.Contains(v, c.want)
+			}
+			require.True(t, found, "no violation mentions %q: %q", c.want, res.Violations)
+		})
+	}
+}
+
+// TestCheckQueueOrderAllowsUnknownPushes: an unknown push may apply after
+// the producer's next push, so it may sit behind it; an acknowledged one
+// may not.
+func TestCheckQueueOrderAllowsUnknownPushes(t *testing.T) {
+	var q queueHistory
+	q.push("q0-0", OutcomeUnknown).push("q0-1", OutcomeOK).push("q1-0", OutcomeOK).
+		finals([]string{"q0-1", "q1-0", "q0-0"}, nil)
+	require.Empty(t, CheckQueue(q.ops).Violations)
+}
+
+func TestParseQueueElem(t *testing.T) {
+	p, seq, ok := parseQueueElem(queueElem(3, 41))
+	require.True(t, ok)
+	require.Equal(t, 3, p)
+	require.Equal(t, 41, seq)
+	for _, bad := range []string{"", "q", "q1", "x1-2", "q1-", "q-1", "qa-1"} {
+		_, _, ok := parseQueueElem(bad)
+		require.False(t, ok, "%q", bad)
+	}
+}
