@@ -73,6 +73,8 @@ type blockOp struct {
 	// cmd is the non-blocking op, proposed as is on every attempt: it
 	// answers Nil when it found nothing and any other reply otherwise.
 	cmd *kv.Command
+	// reply writes a reply other than Nil; nil means c.result.
+	reply func(c *client, r kv.Result)
 }
 
 // parseBlockTimeout parses a timeout in seconds as Redis does
@@ -148,7 +150,7 @@ func cmdBLMPop(s *Server, c *client, args [][]byte) {
 		c.err(err.Error())
 		return
 	}
-	keys, left, count, msg := parseMPopArgs(args[2:])
+	keys, left, count, msg := parseMPopArgs(args[2:], blockListEnd)
 	if msg != "" {
 		c.err(msg)
 		return
@@ -156,10 +158,11 @@ func cmdBLMPop(s *Server, c *client, args [][]byte) {
 	s.runBlocking(c, &blockOp{keys: keys, want: keyspace.TypeList, cmd: listMultiPop(keys, left, count)}, timeout)
 }
 
-// parseMPopArgs parses "numkeys key [key ...] LEFT|RIGHT [COUNT count]"
-// as Redis's lmpopGenericCommand does, in its order of checks. It returns
-// the error reply, or "".
-func parseMPopArgs(args [][]byte) (keys [][]byte, left bool, count int64, msg string) {
+// parseMPopArgs parses "numkeys key [key ...] WHERE [COUNT count]" as
+// Redis's lmpopGenericCommand and zmpopGenericCommand do, in their order
+// of checks; where parses WHERE (LEFT|RIGHT or MIN|MAX). It returns the
+// error reply, or "".
+func parseMPopArgs(args [][]byte, where func([]byte) (bool, bool)) (keys [][]byte, left bool, count int64, msg string) {
 	const numkeysMsg = "ERR numkeys should be greater than 0"
 	numkeys, err := kv.ParseInt(args[0])
 	if err != nil || numkeys < 1 {
@@ -171,7 +174,7 @@ func parseMPopArgs(args [][]byte) (keys [][]byte, left bool, count int64, msg st
 	}
 	keys = args[1 : 1+numkeys]
 	rest := args[1+numkeys:]
-	left, ok := blockListEnd(rest[0])
+	left, ok := where(rest[0])
 	if !ok {
 		return nil, false, 0, errTextSyntax
 	}
@@ -223,6 +226,68 @@ func cmdBRPopLPush(s *Server, c *client, args [][]byte) {
 		return
 	}
 	s.runBlocking(c, &blockOp{keys: args[1:2], want: keyspace.TypeList, cmd: listMove(args[1], args[2], false, true)}, timeout)
+}
+
+// cmdBZPopMin is BZPOPMIN key [key ...] timeout.
+func cmdBZPopMin(s *Server, c *client, args [][]byte) { blockingZPop(s, c, args, false) }
+
+// cmdBZPopMax is BZPOPMAX key [key ...] timeout.
+func cmdBZPopMax(s *Server, c *client, args [][]byte) { blockingZPop(s, c, args, true) }
+
+// blockingZPop pops one member from the first non-empty sorted set of the
+// keys: [key, member, score], the op's own reply with a count of 1.
+func blockingZPop(s *Server, c *client, args [][]byte, max bool) {
+	timeout, err := parseBlockTimeout(args[len(args)-1], time.Now())
+	if err != nil {
+		c.err(err.Error())
+		return
+	}
+	keys := args[1 : len(args)-1]
+	s.runBlocking(c, &blockOp{keys: keys, want: keyspace.TypeZSet, cmd: zsetPop(keys, max, 1)}, timeout)
+}
+
+// cmdBZMPop is BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count].
+func cmdBZMPop(s *Server, c *client, args [][]byte) {
+	timeout, err := parseBlockTimeout(args[1], time.Now())
+	if err != nil {
+		c.err(err.Error())
+		return
+	}
+	keys, max, count, msg := parseMPopArgs(args[2:], blockZSetEnd)
+	if msg != "" {
+		c.err(msg)
+		return
+	}
+	s.runBlocking(c, &blockOp{keys: keys, want: keyspace.TypeZSet, cmd: zsetPop(keys, max, count), reply: zmpopReply}, timeout)
+}
+
+// blockZSetEnd parses MIN or MAX (any case); true for MAX.
+func blockZSetEnd(arg []byte) (max bool, ok bool) {
+	switch {
+	case equalFold(arg, "min"):
+		return false, true
+	case equalFold(arg, "max"):
+		return true, true
+	}
+	return false, false
+}
+
+// zmpopReply reshapes the pop op's [key, member, score, ...] into ZMPOP's
+// [key, [[member, score], ...]].
+func zmpopReply(c *client, r kv.Result) {
+	if r.Kind != kv.ResultArray || len(r.Batch)%2 != 1 {
+		c.err("ERR unexpected result from the state machine")
+		return
+	}
+	pairs := (len(r.Batch) - 1) / 2
+	c.array(2)
+	c.result(r.Batch[0])
+	c.array(pairs)
+	for i := range pairs {
+		c.array(2)
+		c.result(r.Batch[1+2*i])
+		c.result(r.Batch[2+2*i])
+	}
 }
 
 // clientUnblock is CLIENT UNBLOCK client-id [TIMEOUT|ERROR].
@@ -293,7 +358,11 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 			r, err := s.blockAttempt(op)
 			switch {
 			case err == nil && r.Kind != kv.ResultNil:
-				c.result(r)
+				if op.reply != nil && r.Kind != kv.ResultError {
+					op.reply(c, r)
+				} else {
+					c.result(r)
+				}
 				return
 			case err == nil:
 				// Another waiter got there first: wait again.

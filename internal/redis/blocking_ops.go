@@ -14,6 +14,9 @@ const (
 	standinListMulti   = 1 << 3
 	standinListKeyed   = 1 << 4
 	standinListDstLeft = 1 << 5
+
+	standinOpZPop  kv.Op = 43
+	standinZPopMax       = 1
 )
 
 // listKeyedPop pops one element from the first of keys that exists:
@@ -47,4 +50,15 @@ func listMove(src, dst []byte, fromLeft, toLeft bool) *kv.Command {
 		f |= standinListDstLeft
 	}
 	return &kv.Command{Op: standinOpListMove, Flags: f, Keys: [][]byte{src, dst}}
+}
+
+// zsetPop pops up to count members from the first of keys that exists,
+// the lowest scores first or, with max, the highest: [key, member, score,
+// ...], or nil (BZPOPMIN, BZPOPMAX, BZMPOP).
+func zsetPop(keys [][]byte, max bool, count int64) *kv.Command {
+	var f kv.SetFlags
+	if max {
+		f |= standinZPopMax
+	}
+	return &kv.Command{Op: standinOpZPop, Flags: f, Delta: count, Keys: keys}
 }

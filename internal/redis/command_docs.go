@@ -103,6 +103,9 @@ var summaries = map[string]string{
 	"blmpop":         "Pops up to COUNT elements from one end of the first non-empty list among the keys, waiting up to a timeout for one.",
 	"blmove":         "Moves an element from one end of a list to an end of another, waiting up to a timeout for the source to have one.",
 	"brpoplpush":     "Moves the last element of a list to the head of another, waiting up to a timeout for one (BLMOVE ... RIGHT LEFT).",
+	"bzpopmin":       "Pops the lowest-scored member of the first non-empty sorted set among the keys, waiting up to a timeout for one.",
+	"bzpopmax":       "Pops the highest-scored member of the first non-empty sorted set among the keys, waiting up to a timeout for one.",
+	"bzmpop":         "Pops up to COUNT lowest- or highest-scored members of the first non-empty sorted set among the keys, waiting up to a timeout for one.",
 	"client|unblock": "Ends another connection's blocking command, as a timeout or with an error.",
 
 	// sort.go (issue #16)

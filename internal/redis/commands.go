@@ -174,6 +174,9 @@ var implemented = []struct {
 	{name: "blmpop", run: cmdBLMPop},
 	{name: "blmove", run: cmdBLMove},
 	{name: "brpoplpush", run: cmdBRPopLPush},
+	{name: "bzpopmin", run: cmdBZPopMin},
+	{name: "bzpopmax", run: cmdBZPopMax},
+	{name: "bzmpop", run: cmdBZMPop},
 
 	// sort.go (issue #16)
 	{name: "sort", run: cmdSort},
