@@ -59,6 +59,9 @@ type Node struct {
 	formatState // format.go
 	// sweep is the active-expiry loop (sweeper.go).
 	sweep sweeper
+	// keyWatcher receives apply events once the Redis server exists
+	// (wake.go); nil before.
+	keyWatcher atomic.Pointer[redis.Server]
 }
 
 // Start opens the node's storage, joins (or bootstraps) its Raft group and
@@ -111,7 +114,7 @@ func Start(cfg Config) (n *Node, err error) {
 	kcfg.OnStorageFailure = n.reportStorageFailure // health.go
 	kcfg.OnFormatChange = n.onFormatChange         // format.go
 	n.sweep.hints = newSweepHints()
-	kcfg.OnApplyEvents = n.sweep.hints.onApplyEvents // sweeper.go
+	kcfg.OnApplyEvents = n.onApplyEvents // wake.go
 	if n.store, err = kv.Open(kcfg); err != nil {
 		return nil, err
 	}
@@ -232,6 +235,9 @@ func Start(cfg Config) (n *Node, err error) {
 	if n.redis, err = redis.NewServer(rdcfg); err != nil {
 		return nil, fmt.Errorf("start redis server: %w", err)
 	}
+	// Blocked clients wake on the events of entries applied from now on;
+	// a client blocks only once the server runs, after this store.
+	n.keyWatcher.Store(n.redis)
 	if err := n.redis.Start(); err != nil {
 		return nil, fmt.Errorf("start redis server: %w", err)
 	}

@@ -73,6 +73,8 @@ func cmdInfo(s *Server, c *client, args [][]byte) {
 			line("maxclients", strconv.FormatInt(s.live.maxClients.Load(), 10))
 			line("client_buffer_input_bytes", strconv.FormatInt(s.mem.in.Load(), 10))
 			line("client_buffer_output_bytes", strconv.FormatInt(s.mem.out.Load(), 10))
+			// Clients waiting in a blocking command on this node (blocking.go).
+			line("blocked_clients", strconv.FormatInt(s.blocked.blockedClients(), 10))
 		case "stats":
 			b.WriteString("# Stats\r\n")
 			// Keys this node deleted because they expired (on apply, so

@@ -114,6 +114,8 @@ func cmdClient(s *Server, c *client, args [][]byte) {
 			return
 		}
 		c.bulkString(s.clientInfo(c))
+	case equalFold(sub, "unblock"):
+		clientUnblock(s, c, args) // blocking.go
 	default:
 		c.err("ERR unknown subcommand '" + truncate(sub) + "'. Try CLIENT HELP.")
 	}

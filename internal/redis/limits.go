@@ -113,6 +113,11 @@ type limitConn struct {
 	partial   int  // bytes of the current, incomplete command handed to redcon
 	grown     bool // redcon reallocated its buffer since it last drained
 	readerCap int  // estimated capacity of redcon's read buffer
+
+	// early is what the socket delivered while the client was blocked
+	// and the close watch read it (blocking_conn.go): the next Reads hand
+	// it on as if it came from the socket then. nil when there is none.
+	early *earlyInput
 }
 
 // Read implements net.Conn.
@@ -134,8 +139,15 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	c.refresh()
-	c.armRead()
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if c.early != nil {
+		// Read from the socket while the client was blocked (blocking_conn.go).
+		n, err = c.readEarly(p)
+	} else {
+		c.armRead()
+		n, err = c.Conn.Read(p)
+	}
 	if c.live != nil {
 		// The read may have waited long: measure what arrived against
 		// the bound as it is now.

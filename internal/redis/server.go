@@ -167,6 +167,10 @@ type Server struct {
 	limitLog      rateLimiter   // clients refused or closed by a limit
 	evictDone     chan struct{} // closed when evictLoop ends
 
+	// blocked holds the clients blocked on keys (waiters.go).
+	blocked      blockRegistry
+	blockMetrics *blockMetrics
+
 	mu        sync.Mutex
 	closed    bool
 	serving   bool
@@ -189,6 +193,10 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	bm, err := newBlockMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("redis: listen on %s: %w", cfg.Addr, err)
@@ -207,6 +215,7 @@ func NewServer(cfg Config) (*Server, error) {
 		clientMetrics: cm,
 		mem:           clientMemory{wake: make(chan struct{}, 1), m: cm},
 		evictDone:     make(chan struct{}),
+		blockMetrics:  bm,
 	}
 	s.ln = &limitListener{Listener: ln, live: &s.live}
 	if err := s.bindParams(cfg); err != nil {

@@ -18,6 +18,12 @@ import (
 // the rolling upgrade starts from it.
 const OldRelease = "e75b20e05f9ec2c2b8489129c195bc950137729e"
 
+// Format2Release is the full hash of the last release before the
+// collection ops (commit 0e2add6): its binaries run a cluster at log
+// format 2 (keyspace v2, TTLs) and know nothing of format 3. The second
+// rolling upgrade starts from it.
+const Format2Release = "0e2add66689cdc369417b95962e6f30d0b58acb2"
+
 // ErrCommitMissing is returned by BuildCommit when the commit is not in the
 // repository's history (a shallow clone, say). Tests fail on it: an upgrade
 // test that silently skipped would prove nothing.

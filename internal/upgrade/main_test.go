@@ -43,9 +43,10 @@ func newBinary(t *testing.T) string {
 	return p
 }
 
-// oldBinary builds the OldRelease binary from this repository's history.
-// A missing commit fails the test (issue #14: it never skips).
-func oldBinary(t *testing.T) string {
+// oldBinary builds the binary of commit, a previous release, from this
+// repository's history. A missing commit fails the test (issue #14: it
+// never skips).
+func oldBinary(t *testing.T, commit string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -53,11 +54,11 @@ func oldBinary(t *testing.T) string {
 	require.NoError(t, err)
 	repo, err := RepoRoot(ctx, wd)
 	require.NoError(t, err, "the upgrade tests need this repository's git history")
-	out := filepath.Join(t.TempDir(), "elastickv-"+OldRelease[:7])
+	out := filepath.Join(t.TempDir(), "elastickv-"+commit[:7])
 	began := time.Now()
-	require.NoError(t, BuildCommit(ctx, repo, OldRelease, out),
-		"building the previous release from history; a shallow clone lacks it: fetch the full history (git fetch --unshallow)")
-	t.Logf("built %s in %v", OldRelease[:7], time.Since(began).Round(time.Millisecond))
+	require.NoError(t, BuildCommit(ctx, repo, commit, out),
+		"building the previous release %s from history; a shallow clone lacks it: fetch the full history (git fetch --unshallow)", commit[:7])
+	t.Logf("built %s in %v", commit[:7], time.Since(began).Round(time.Millisecond))
 	return out
 }
 

@@ -30,6 +30,11 @@ type Process struct {
 	err    error         // Wait's result; read only after exited is closed
 }
 
+// logHeader begins the line StartProcess writes to the log before each
+// process's output, so that a test can tell one run's output from an
+// earlier run's on the same log.
+const logHeader = "=== upgrade: starting at "
+
 // StartProcess starts bin with args and extra environment variables, its
 // output appended to logPath (a header line records the command line).
 func StartProcess(bin string, args, env []string, logPath string) (*Process, error) {
@@ -37,7 +42,7 @@ func StartProcess(bin string, args, env []string, logPath string) (*Process, err
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", logPath, err)
 	}
-	if _, err := fmt.Fprintf(logf, "=== upgrade: starting at %s: %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " ")); err != nil {
+	if _, err := fmt.Fprintf(logf, "%s%s: %s %s\n", logHeader, time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " ")); err != nil {
 		_ = logf.Close()
 		return nil, fmt.Errorf("write log %s: %w", logPath, err)
 	}

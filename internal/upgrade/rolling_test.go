@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,18 +20,57 @@ import (
 	"github.com/elastickv/elastickv/internal/kv"
 )
 
-// TestRollingUpgradeFromPreviousRelease builds the previous release from
-// this repository's history, starts a 3-node cluster of it, and replaces
-// its nodes one at a time with this tree's binary (same data directory,
-// same command line) while clients write through every node. Once all
-// three are new the cluster format version must rise to 2; then nothing
-// acknowledged may be missing on any node, the replicas' DEBUG DIGESTs must
-// agree, and a command that needs format 2 (SET PX, then PTTL) must work.
+// release is a previous release a rolling upgrade starts from; its
+// binary is built from this repository's history.
+type release struct {
+	// commit is the release's full hash.
+	commit string
+	// format is the log format its binaries run a cluster at (their
+	// maximum): the cluster must stay at it while any of them remains.
+	format uint8
+	// reportsFormat: its INFO raft has cluster_format (format-2 binaries
+	// on; the format-1 release predates format versions).
+	reportsFormat bool
+	// refusesNewer: it refuses to start on a data directory at a format
+	// above its own (kv's open and node.checkFormat, format-2 binaries
+	// on). The format-1 release may start, and must then be cut off by
+	// the new members.
+	refusesNewer bool
+}
+
+// TestRollingUpgradeFromPreviousRelease upgrades a cluster of the format-1
+// release (OldRelease, before format versions) to this tree's binary:
+// testRollingUpgrade says what is checked.
 func TestRollingUpgradeFromPreviousRelease(t *testing.T) {
+	testRollingUpgrade(t, release{commit: OldRelease, format: kv.FormatV1})
+}
+
+// TestRollingUpgradeFromFormat2Release upgrades a cluster of the format-2
+// release (Format2Release: TTLs, no collections) to this tree's binary. On
+// top of what testRollingUpgrade checks for every release: the old cluster
+// starts at format 2, SET PX (format 2) keeps working through the upgrade,
+// and the old binary refuses to start on a member's data directory once
+// the cluster is at format 3.
+func TestRollingUpgradeFromFormat2Release(t *testing.T) {
+	testRollingUpgrade(t, release{commit: Format2Release, format: kv.FormatV2, reportsFormat: true, refusesNewer: true})
+}
+
+// testRollingUpgrade builds rel from this repository's history, starts a
+// 3-node cluster of it, and replaces its nodes one at a time with this
+// tree's binary (same data directory, same command line) while clients
+// write through every node. While an old member remains, the cluster stays
+// at rel's format: a write that needs more (gatedWrites) is refused with
+// an error naming the format it needs and leaves nothing behind, and one
+// that needs no more works and reads back on every node, old ones
+// included. Once all three are new the format must rise to this binary's
+// (kv.MaxFormat); then nothing acknowledged may be missing on any node, the
+// replicas' DEBUG DIGESTs must agree, every gated write must work through
+// every node, and rel's binary must be refused on a member's directory.
+func testRollingUpgrade(t *testing.T, rel release) {
 	if testing.Short() {
-		t.Skip("builds the previous release and runs a 3-node cluster of real processes; the README's test command runs it")
+		t.Skip("builds a previous release and runs a 3-node cluster of real processes; the README's test command runs it")
 	}
-	old := oldBinary(t)
+	old := oldBinary(t, rel.commit)
 	bin := newBinary(t)
 	dir := t.TempDir()
 	nodes := newNodes(t, dir, 3)
@@ -43,8 +83,14 @@ func TestRollingUpgradeFromPreviousRelease(t *testing.T) {
 	for _, n := range nodes {
 		require.NoError(t, WaitServing(ctx, n.proc, n.cl), "old cluster, %s", n.ID)
 	}
+	if rel.reportsFormat {
+		// A fresh cluster raises itself to its binaries' format within a
+		// few round trips of its first election.
+		require.True(t, waitFormat(ctx, t, nodes, strconv.Itoa(int(rel.format)), 30*time.Second),
+			"a new cluster of %s starts at format %d", rel.commit[:7], rel.format)
+	}
 
-	l := startLoad(nodes, 4)
+	l := startLoad(nodes, 4, rel.loadTTL())
 	defer l.stop()
 	l.waitAcked(t, 50, 60*time.Second)
 	// Followers first, the leader last, as scripts/rolling-update.sh does.
@@ -75,16 +121,10 @@ func TestRollingUpgradeFromPreviousRelease(t *testing.T) {
 		}
 		if i < len(nodes)-1 {
 			// An old member remains: the format must not have risen, and a
-			// command that needs format 2 is refused rather than written in
-			// a form the old member would apply differently.
-			for _, m := range order[:i+1] {
-				f, _, err := clusterFormat(ctx, m.cl)
-				require.NoError(t, err)
-				require.Contains(t, []string{"", "1"}, f, "%s reports cluster_format %s while an old member remains", m.ID, f)
-			}
-			err := n.cl.Set(ctx, "upgrade:px:early", "v", 100*time.Second).Err()
-			require.Error(t, err, "SET PX must be refused while the cluster is at format 1")
-			t.Logf("SET PX with an old member: %v", err)
+			// command that needs more is refused rather than written in a
+			// form the old members could not apply.
+			requireFormatHeld(ctx, t, rel, nodes)
+			checkGatedWrites(ctx, t, rel.format, n, nodes, fmt.Sprintf("step%d", i))
 		}
 	}
 
@@ -98,33 +138,113 @@ func TestRollingUpgradeFromPreviousRelease(t *testing.T) {
 	}
 	waitConverged(ctx, t, nodes, 30*time.Second)
 	if !raised {
-		t.FailNow() // waitFormat reported why; the checks below need format 2
+		t.FailNow() // waitFormat reported why; the checks below need the raise
 	}
-
-	require.NoError(t, nodes[0].cl.Set(ctx, "upgrade:px", "v", 100*time.Second).Err(), "SET PX after the raise")
 	for _, n := range nodes {
-		ttl, err := n.cl.PTTL(ctx, "upgrade:px").Result()
-		require.NoError(t, err, "PTTL on %s", n.ID)
-		require.Greater(t, ttl, 90*time.Second, "PTTL on %s", n.ID)
-		require.LessOrEqual(t, ttl, 100*time.Second, "PTTL on %s", n.ID)
+		checkGatedWrites(ctx, t, kv.MaxFormat, n, nodes, "raised-via-"+n.ID)
 	}
-	checkOldBinaryRefused(ctx, t, old, bin, nodes)
+	checkOldBinaryRefused(ctx, t, rel, old, bin, nodes)
 	for _, n := range nodes {
 		n.stop(t)
 	}
 }
 
-// checkOldBinaryRefused restarts one member of a cluster at format 2 on the
-// previous release (an attempted downgrade; issue #14, section 6: "a binary
-// older than the cluster version is refused when it joins or restarts").
-// The old binary may exit, or keep running cut off: the new members drop
-// what it sends and send it nothing, so it never learns a leader and never
-// acknowledges a write, while the others keep taking writes. Its data
-// directory is then put back as the new binary left it (the old binary,
-// replaying format-2 entries it cannot read, may have applied them
-// wrongly: that is why it must be refused) and the member rejoins on the
-// new binary.
-func checkOldBinaryRefused(ctx context.Context, t *testing.T, old, bin string, nodes []*node) {
+// loadTTL is the TTL of the load's SETs: none on a format-1 cluster, which
+// has no TTLs; an hour from format 2 on, so that SET PX runs all through
+// the upgrade and no key expires before the load is checked.
+func (r release) loadTTL() time.Duration {
+	if r.format < kv.FormatV2 {
+		return 0
+	}
+	return time.Hour
+}
+
+// requireFormatHeld checks, while an old member remains, that every node
+// reports cluster_format rel.format ("" is allowed only from an old binary
+// that predates the field).
+func requireFormatHeld(ctx context.Context, t *testing.T, rel release, nodes []*node) {
+	t.Helper()
+	allowed := []string{strconv.Itoa(int(rel.format))}
+	if !rel.reportsFormat {
+		allowed = append(allowed, "")
+	}
+	for _, n := range nodes {
+		f, fields, err := clusterFormat(ctx, n.cl)
+		require.NoError(t, err)
+		require.Contains(t, allowed, f, "%s reports cluster_format %q while an old member remains (%s)", n.ID, f, fields)
+	}
+}
+
+// gatedWrite is a write that needs a given log format, and how to tell it
+// took effect.
+type gatedWrite struct {
+	// format is the log format the write needs (its op's minFormat).
+	format uint8
+	// name labels the write in messages and keys.
+	name string
+	// write sends it through cl to key; an unexpected reply is an error.
+	write func(ctx context.Context, cl *goredis.Client, key string) error
+	// check verifies on n that the write to key took effect.
+	check func(ctx context.Context, t *testing.T, n *node, key string)
+}
+
+// gatedWrites are the writes whose format a rolling upgrade checks: SET PX
+// (format 2, TTLs) and HSET (format 3, the collection ops).
+var gatedWrites = []gatedWrite{
+	{
+		format: kv.FormatV2, name: "setpx",
+		write: func(ctx context.Context, cl *goredis.Client, key string) error {
+			return cl.Set(ctx, key, "v", 100*time.Second).Err()
+		},
+		check: func(ctx context.Context, t *testing.T, n *node, key string) {
+			t.Helper()
+			ttl, err := n.cl.PTTL(ctx, key).Result()
+			require.NoError(t, err, "PTTL %s on %s", key, n.ID)
+			require.Greater(t, ttl, 80*time.Second, "PTTL %s on %s", key, n.ID)
+			require.LessOrEqual(t, ttl, 100*time.Second, "PTTL %s on %s", key, n.ID)
+		},
+	},
+}
+
+// checkGatedWrites sends every gated write through via, on a cluster at
+// format have. One that needs more than have must be refused with an error
+// that names the format it needs, and leave its key absent on every node;
+// one that needs no more must work and read back on every node in nodes.
+func checkGatedWrites(ctx context.Context, t *testing.T, have uint8, via *node, nodes []*node, tag string) {
+	t.Helper()
+	for _, w := range gatedWrites {
+		key := "upgrade:" + w.name + ":" + tag
+		err := w.write(ctx, via.cl, key)
+		if w.format > have {
+			require.Error(t, err, "%s through %s must be refused while the cluster is at format %d", w.name, via.ID, have)
+			require.ErrorContains(t, err, fmt.Sprintf("needs log format %d", w.format), "%s through %s at format %d", w.name, via.ID, have)
+			t.Logf("%s at format %d: %v", w.name, have, err)
+			for _, n := range nodes {
+				c, err := n.cl.Exists(ctx, key).Result()
+				require.NoError(t, err, "EXISTS %s on %s", key, n.ID)
+				require.Zero(t, c, "the refused %s wrote %s (seen on %s)", w.name, key, n.ID)
+			}
+			continue
+		}
+		require.NoError(t, err, "%s through %s at format %d", w.name, via.ID, have)
+		for _, n := range nodes {
+			w.check(ctx, t, n, key)
+		}
+	}
+}
+
+// checkOldBinaryRefused restarts one member of a cluster at this binary's
+// format on rel's binary (an attempted downgrade; issue #14, section 6: "a
+// binary older than the cluster version is refused when it joins or
+// restarts"). A release that knows format versions (rel.refusesNewer) must
+// exit with an error naming the directory's format. The format-1 release
+// may exit, or keep running cut off: the new members drop what it sends
+// and send it nothing, so it never learns a leader and never acknowledges
+// a write. Either way the others keep taking writes. The member's data
+// directory is then put back as the new binary left it (an old binary
+// replaying entries it cannot read may have applied them wrongly: that is
+// why it must be refused) and the member rejoins on the new binary.
+func checkOldBinaryRefused(ctx context.Context, t *testing.T, rel release, old, bin string, nodes []*node) {
 	t.Helper()
 	leader := leaderOf(ctx, t, nodes)
 	var victim, other *node
@@ -141,23 +261,20 @@ func checkOldBinaryRefused(ctx context.Context, t *testing.T, old, bin string, n
 	require.NoError(t, CopyTree(victim.dir, backup))
 	victim.start(t, old, members(nodes))
 
-	op, cancel := context.WithTimeout(ctx, 3*time.Second)
-	err := victim.cl.Set(op, "upgrade:downgrade", "must not be acknowledged", 0).Err()
-	cancel()
-	require.Error(t, err, "a write through the previous release, restarted on a format-2 member, was acknowledged")
-	for i := range 20 {
-		if !victim.proc.Running() {
-			t.Logf("the previous release exited on a format-2 member: %v", victim.proc.exitError())
-			break
+	if rel.refusesNewer {
+		select {
+		case <-victim.proc.Exited():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s's binary still runs 30s after it started on %s's directory at format %d", rel.commit[:7], victim.ID, kv.MaxFormat)
 		}
-		op, cancel := context.WithTimeout(ctx, 2*time.Second)
-		info, err := victim.cl.Info(op, "raft").Result()
-		cancel()
-		if err == nil {
-			require.NotRegexp(t, `raft_leader_id:\S`, info, "the previous release learned a leader of a format-2 cluster")
-		}
-		require.NoError(t, other.cl.Set(ctx, fmt.Sprintf("upgrade:during-downgrade:%d", i), "v", 0).Err(), "the new members keep taking writes")
-		time.Sleep(100 * time.Millisecond) // an invariant checked over 2 s, not a wait
+		err := victim.proc.exitError()
+		require.Error(t, err, "%s's binary must fail on a directory at format %d", rel.commit[:7], kv.MaxFormat)
+		why := regexp.MustCompile(fmt.Sprintf(`[^\n]*format (version )?%d\b[^\n]*`, kv.MaxFormat)).FindString(lastRun(t, victim.logs))
+		require.NotEmpty(t, why, "%s's binary must say in its log that it refuses a directory at format %d (see %s)", rel.commit[:7], kv.MaxFormat, victim.logs)
+		t.Logf("%s refused a format-%d directory: %v: %s", rel.commit[:7], kv.MaxFormat, err, why)
+		require.NoError(t, other.cl.Set(ctx, "upgrade:during-downgrade", "v", 0).Err(), "the new members keep taking writes")
+	} else {
+		checkOldBinaryCutOff(ctx, t, victim, other)
 	}
 	if victim.proc.Running() {
 		victim.stop(t)
@@ -167,6 +284,45 @@ func checkOldBinaryRefused(ctx context.Context, t *testing.T, old, bin string, n
 	victim.start(t, bin, members(nodes))
 	require.NoError(t, WaitServing(ctx, victim.proc, victim.cl), "%s back on the new binary", victim.ID)
 	waitConverged(ctx, t, nodes, 30*time.Second)
+}
+
+// checkOldBinaryCutOff checks, for 2 s or until it exits, that a binary
+// that predates format versions, restarted on victim's directory, neither
+// acknowledges a write nor learns a leader, while other keeps taking
+// writes.
+func checkOldBinaryCutOff(ctx context.Context, t *testing.T, victim, other *node) {
+	t.Helper()
+	op, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err := victim.cl.Set(op, "upgrade:downgrade", "must not be acknowledged", 0).Err()
+	cancel()
+	require.Error(t, err, "a write through the previous release, restarted on a member above its format, was acknowledged")
+	for i := range 20 {
+		if !victim.proc.Running() {
+			t.Logf("the previous release exited on a member above its format: %v", victim.proc.exitError())
+			return
+		}
+		op, cancel := context.WithTimeout(ctx, 2*time.Second)
+		info, err := victim.cl.Info(op, "raft").Result()
+		cancel()
+		if err == nil {
+			require.NotRegexp(t, `raft_leader_id:\S`, info, "the previous release learned a leader of a cluster above its format")
+		}
+		require.NoError(t, other.cl.Set(ctx, fmt.Sprintf("upgrade:during-downgrade:%d", i), "v", 0).Err(), "the new members keep taking writes")
+		time.Sleep(100 * time.Millisecond) // an invariant checked over 2 s, not a wait
+	}
+}
+
+// lastRun returns what the last process started on a log file wrote: the
+// text from the last header StartProcess wrote (logHeader) on.
+func lastRun(t *testing.T, logPath string) string {
+	t.Helper()
+	b, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	s := string(b)
+	if i := strings.LastIndex(s, logHeader); i >= 0 {
+		s = s[i:]
+	}
+	return s
 }
 
 // leaderOf returns the id of the node that says it leads the highest term,
@@ -319,12 +475,14 @@ func waitConverged(ctx context.Context, t *testing.T, nodes []*node, limit time.
 // load writes SET, INCR and APPEND through every node from several
 // workers and records what was acknowledged. Each worker owns its keys, so
 // what it recorded fixes what every replica must hold:
-//   - SET up:w:s:j to a value of its own: acknowledged means present.
+//   - SET up:w:s:j to a value of its own, with PX setTTL when setTTL is
+//     not 0: acknowledged means present, with a TTL of at most setTTL.
 //   - INCR up:w:c: the value is at least the largest acknowledged reply and
 //     at most the number of attempts (an unanswered INCR may have applied).
 //   - APPEND up:w:a with token "j;": every acknowledged token is present,
 //     every token present was attempted, each once, in attempt order.
 type load struct {
+	setTTL time.Duration
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -342,9 +500,11 @@ type workerLog struct {
 	appendTries        int
 }
 
-func startLoad(nodes []*node, workers int) *load {
+// startLoad starts the load's workers; setTTL is the TTL of its SETs (0:
+// none).
+func startLoad(nodes []*node, workers int, setTTL time.Duration) *load {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{cancel: cancel, sets: map[string]string{}}
+	l := &load{setTTL: setTTL, cancel: cancel, sets: map[string]string{}}
 	for w := range workers {
 		wl := &workerLog{}
 		l.workers = append(l.workers, wl)
@@ -360,7 +520,7 @@ func startLoad(nodes []*node, workers int) *load {
 				switch j % 3 {
 				case 0:
 					k, v := fmt.Sprintf("up:%d:s:%d", w, j), fmt.Sprintf("value %d of worker %d", j, w)
-					if err = cl.Set(op, k, v, 0).Err(); err == nil {
+					if err = cl.Set(op, k, v, l.setTTL).Err(); err == nil {
 						l.mu.Lock()
 						l.sets[k] = v
 						l.mu.Unlock()
@@ -439,6 +599,12 @@ func (l *load) check(ctx context.Context, t *testing.T, n *node) {
 		got, err := n.cl.Get(ctx, k).Result()
 		require.NoError(t, err, "GET %s on %s (an acknowledged SET)", k, n.ID)
 		require.Equal(t, v, got, "GET %s on %s", k, n.ID)
+		if l.setTTL > 0 {
+			ttl, err := n.cl.PTTL(ctx, k).Result()
+			require.NoError(t, err, "PTTL %s on %s", k, n.ID)
+			require.Greater(t, ttl, time.Duration(0), "PTTL %s on %s: the SET had PX %v", k, n.ID, l.setTTL)
+			require.LessOrEqual(t, ttl, l.setTTL, "PTTL %s on %s", k, n.ID)
+		}
 	}
 	for w, wl := range l.workers {
 		c, err := n.cl.Get(ctx, fmt.Sprintf("up:%d:c", w)).Int64()

@@ -1,0 +1,485 @@
+package redis
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/elastickv/elastickv/internal/kv"
+	"github.com/elastickv/elastickv/internal/kv/keyspace"
+)
+
+// Blocking commands (issue #16): BLPOP, BRPOP, BLMPOP, BLMOVE,
+// BRPOPLPUSH, and CLIENT UNBLOCK.
+//
+// A blocking command is its non-blocking op (OpListPop, OpListMove)
+// tried until it finds something, the timeout passes, CLIENT UNBLOCK asks
+// it to stop, the client leaves or the server shuts down:
+//
+//  1. The client is registered as a waiter on its keys (waiters.go)
+//     before anything is read, so that no push can fall between the look
+//     and the wait.
+//  2. A linearizable read decides whether to try at once: if any key
+//     exists, the op is proposed, and its apply replies exactly what the
+//     non-blocking command would (the element, or WRONGTYPE). Nothing is
+//     proposed for keys that are all missing.
+//  3. Otherwise the client waits. An apply event on one of its keys wakes
+//     the first idle waiter of that key on this node, which reads its keys
+//     on the local store (fresh enough: the event comes after the apply
+//     that caused it); if one holds the type it waits for, it proposes the
+//     op. The op's apply decides who gets each element, so no element is
+//     popped twice: a waiter whose pop finds nothing, because a waiter on
+//     another node (or a non-blocking pop) got there first, waits again
+//     without losing its place.
+//
+// Order: first come first served per key on each node; across nodes, in
+// the order in which their pops reach the leader's log. A pop whose reply
+// is lost (the client left after it was proposed, or its outcome was
+// reported unknown) may lose its element, as in Redis; BLMOVE into a
+// backup list is the reliable pattern.
+//
+// A blocked client survives leader changes: its pop is proposed through
+// the Backend, which forwards to whichever node leads, and a pop refused
+// as certainly not applied (TRYAGAIN) is retried, keeping the client's
+// place. Once the server sees the client's connection close
+// (blocking_conn.go) it proposes nothing more for it.
+
+// blockRecheckInterval is how often a waiter also reads its keys without
+// an event: a follower that installs a snapshot applies its entries
+// without events, and this bounds how long a push carried by one waits.
+const blockRecheckInterval = time.Second
+
+// blockRetryInterval is the pause before a pop refused with TRYAGAIN
+// (certainly not applied: no leader yet) is proposed again.
+const blockRetryInterval = 50 * time.Millisecond
+
+// maxBlockWait caps a timer: a timeout longer than this (up to Redis's
+// bound, ~292 million years) waits as if for ever.
+const maxBlockWait = 100 * 365 * 24 * time.Hour
+
+// errTextUnblocked is the reply of a client CLIENT UNBLOCK ... ERROR ends.
+const errTextUnblocked = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+
+// blockOp is one blocking command, ready to run.
+type blockOp struct {
+	// keys are the keys whose changes may let cmd succeed.
+	keys [][]byte
+	// want is the type a woken waiter looks for before it proposes cmd.
+	want keyspace.Type
+	// cmd is the non-blocking op, proposed as is on every attempt: it
+	// answers Nil when it found nothing and any other reply otherwise.
+	cmd *kv.Command
+}
+
+// parseBlockTimeout parses a timeout in seconds as Redis does
+// (getTimeoutFromObjectOrReply): a float, rounded up to milliseconds, not
+// negative; 0 means for ever. It returns the wait (0 for ever) or the
+// error reply.
+func parseBlockTimeout(arg []byte, now time.Time) (time.Duration, error) {
+	s := string(arg)
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil && isHexFloat(s) {
+		// strtold reads hexadecimal without a binary exponent; Go wants
+		// one.
+		f, err = strconv.ParseFloat(s+"p0", 64)
+	}
+	if err != nil || math.IsNaN(f) || s == "" || s[0] == ' ' {
+		return 0, replyError("ERR timeout is not a float or out of range")
+	}
+	ms := math.Ceil(f * 1000)
+	switch {
+	case ms >= math.MaxInt64: // 2^63 as a float64: past LLONG_MAX
+		return 0, replyError("ERR timeout is out of range")
+	case ms < 0:
+		return 0, replyError("ERR timeout is negative")
+	case ms == 0:
+		return 0, nil
+	}
+	tval := int64(ms)
+	if tval > math.MaxInt64-now.UnixMilli() {
+		return 0, replyError("ERR timeout is out of range")
+	}
+	d := time.Duration(min(tval, int64(maxBlockWait/time.Millisecond))) * time.Millisecond
+	return d, nil
+}
+
+// isHexFloat reports whether s looks like C's hexadecimal float syntax
+// without a binary exponent ("0x1A", "-0X.8").
+func isHexFloat(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	return len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && !strings.ContainsAny(s, "pP")
+}
+
+// blockListEnd parses LEFT or RIGHT (any case); true for LEFT.
+func blockListEnd(arg []byte) (left bool, ok bool) {
+	switch {
+	case equalFold(arg, "left"):
+		return true, true
+	case equalFold(arg, "right"):
+		return false, true
+	}
+	return false, false
+}
+
+// cmdBLPop is BLPOP key [key ...] timeout.
+func cmdBLPop(s *Server, c *client, args [][]byte) { blockingPop(s, c, args, true) }
+
+// cmdBRPop is BRPOP key [key ...] timeout.
+func cmdBRPop(s *Server, c *client, args [][]byte) { blockingPop(s, c, args, false) }
+
+func blockingPop(s *Server, c *client, args [][]byte, left bool) {
+	timeout, err := parseBlockTimeout(args[len(args)-1], time.Now())
+	if err != nil {
+		c.err(err.Error())
+		return
+	}
+	keys := args[1 : len(args)-1]
+	s.runBlocking(c, &blockOp{keys: keys, want: keyspace.TypeList, cmd: listKeyedPop(keys, left)}, timeout)
+}
+
+// cmdBLMPop is BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count].
+func cmdBLMPop(s *Server, c *client, args [][]byte) {
+	timeout, err := parseBlockTimeout(args[1], time.Now())
+	if err != nil {
+		c.err(err.Error())
+		return
+	}
+	keys, left, count, msg := parseMPopArgs(args[2:])
+	if msg != "" {
+		c.err(msg)
+		return
+	}
+	s.runBlocking(c, &blockOp{keys: keys, want: keyspace.TypeList, cmd: listMultiPop(keys, left, count)}, timeout)
+}
+
+// parseMPopArgs parses "numkeys key [key ...] LEFT|RIGHT [COUNT count]"
+// as Redis's lmpopGenericCommand does, in its order of checks. It returns
+// the error reply, or "".
+func parseMPopArgs(args [][]byte) (keys [][]byte, left bool, count int64, msg string) {
+	const numkeysMsg = "ERR numkeys should be greater than 0"
+	numkeys, err := kv.ParseInt(args[0])
+	if err != nil || numkeys < 1 {
+		return nil, false, 0, numkeysMsg
+	}
+	// The LEFT|RIGHT argument must follow the keys.
+	if numkeys > int64(len(args)-2) {
+		return nil, false, 0, errTextSyntax
+	}
+	keys = args[1 : 1+numkeys]
+	rest := args[1+numkeys:]
+	left, ok := blockListEnd(rest[0])
+	if !ok {
+		return nil, false, 0, errTextSyntax
+	}
+	count = -1
+	for j := 1; j < len(rest); j++ {
+		if count == -1 && equalFold(rest[j], "count") && j+1 < len(rest) {
+			j++
+			n, err := kv.ParseInt(rest[j])
+			if err != nil || n < 1 {
+				return nil, false, 0, "ERR count should be greater than 0"
+			}
+			count = n
+			continue
+		}
+		return nil, false, 0, errTextSyntax
+	}
+	if count == -1 {
+		count = 1
+	}
+	return keys, left, count, ""
+}
+
+// cmdBLMove is BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout.
+func cmdBLMove(s *Server, c *client, args [][]byte) {
+	from, ok1 := blockListEnd(args[3])
+	if !ok1 {
+		c.err(errTextSyntax)
+		return
+	}
+	to, ok2 := blockListEnd(args[4])
+	if !ok2 {
+		c.err(errTextSyntax)
+		return
+	}
+	timeout, err := parseBlockTimeout(args[5], time.Now())
+	if err != nil {
+		c.err(err.Error())
+		return
+	}
+	s.runBlocking(c, &blockOp{keys: args[1:2], want: keyspace.TypeList, cmd: listMove(args[1], args[2], from, to)}, timeout)
+}
+
+// cmdBRPopLPush is BRPOPLPUSH source destination timeout: BLMOVE source
+// destination RIGHT LEFT.
+func cmdBRPopLPush(s *Server, c *client, args [][]byte) {
+	timeout, err := parseBlockTimeout(args[3], time.Now())
+	if err != nil {
+		c.err(err.Error())
+		return
+	}
+	s.runBlocking(c, &blockOp{keys: args[1:2], want: keyspace.TypeList, cmd: listMove(args[1], args[2], false, true)}, timeout)
+}
+
+// clientUnblock is CLIENT UNBLOCK client-id [TIMEOUT|ERROR].
+func clientUnblock(s *Server, c *client, args [][]byte) {
+	if len(args) != 3 && len(args) != 4 {
+		c.err(wrongArity("client|unblock"))
+		return
+	}
+	id, err := kv.ParseInt(args[2])
+	if err != nil {
+		c.err(kv.ErrTextNotInteger)
+		return
+	}
+	mode := unblockTimeout
+	if len(args) == 4 {
+		switch {
+		case equalFold(args[3], "timeout"):
+		case equalFold(args[3], "error"):
+			mode = unblockError
+		default:
+			c.err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+			return
+		}
+	}
+	if id > 0 && s.blocked.unblockClient(uint64(id), mode) {
+		c.int(1)
+		return
+	}
+	c.int(0)
+}
+
+// blockNullArray writes RESP2's null array, the reply of a blocking command
+// that timed out.
+func (c *client) blockNullArray() {
+	if !c.mute && c.charge(respOverhead) {
+		c.conn.WriteRaw([]byte("*-1\r\n"))
+	}
+}
+
+// runBlocking runs op until it finds something or stops waiting, and
+// writes exactly one reply, or none if the client left.
+func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
+	w := s.blocked.register(c.id, op.keys)
+	defer s.blocked.unregister(w)
+	s.blockMetrics.blocked.Inc()
+	defer s.blockMetrics.blocked.Dec()
+
+	ready, ok := s.blockCheckLinearizable(c, op)
+	if !ok {
+		return
+	}
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	var watch *closeWatch // started at the first wait
+	defer func() { watch.stop() }()
+	var recheck *time.Timer
+	defer func() {
+		if recheck != nil {
+			recheck.Stop()
+		}
+	}()
+	for {
+		if ready && w.unblock.Load() == int32(unblockNone) && !watch.isGone() {
+			r, err := s.blockAttempt(op)
+			switch {
+			case err == nil && r.Kind != kv.ResultNil:
+				c.result(r)
+				return
+			case err == nil:
+				// Another waiter got there first: wait again.
+				s.blockMetrics.emptyPops.Inc()
+			case errors.Is(err, ErrTryAgain):
+				// Certainly not applied (no leader for the request's
+				// whole timeout): propose again later.
+				if !s.blockPause(c, w, watch, expired, blockRetryInterval) {
+					return
+				}
+				s.blocked.claim(w)
+				continue
+			default:
+				s.backendError(c, "write", err)
+				return
+			}
+		}
+		if s.blocked.idle(w) {
+			// An event came while we looked: look again before waiting.
+			ready = s.blockCheckLocal(op)
+			continue
+		}
+		if watch == nil {
+			watch = watchClose(c)
+		}
+		if recheck == nil {
+			recheck = time.NewTimer(blockRecheckInterval)
+		} else {
+			recheck.Reset(blockRecheckInterval)
+		}
+		select {
+		case <-w.wake:
+		case <-recheck.C:
+		case <-expired:
+			c.blockNullArray()
+			return
+		case <-watch.gone():
+			return // nobody to answer
+		case <-s.baseCtx.Done():
+			c.err("ERR server is shutting down")
+			return
+		}
+		switch unblockMode(w.unblock.Load()) {
+		case unblockTimeout:
+			c.blockNullArray()
+			return
+		case unblockError:
+			c.err(errTextUnblocked)
+			return
+		case unblockNone:
+		}
+		s.blocked.claim(w)
+		ready = s.blockCheckLocal(op)
+	}
+}
+
+// blockPause waits d, or less if the wait ends otherwise; false if it
+// ended (the reply, if any, written).
+func (s *Server) blockPause(c *client, w *waiter, watch *closeWatch, expired <-chan time.Time, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-expired:
+		c.blockNullArray()
+		return false
+	case <-watch.gone():
+		return false
+	case <-s.baseCtx.Done():
+		c.err("ERR server is shutting down")
+		return false
+	}
+	switch unblockMode(w.unblock.Load()) {
+	case unblockTimeout:
+		c.blockNullArray()
+		return false
+	case unblockError:
+		c.err(errTextUnblocked)
+		return false
+	case unblockNone:
+	}
+	return true
+}
+
+// blockAttempt proposes op's command once.
+func (s *Server) blockAttempt(op *blockOp) (kv.Result, error) {
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	s.blockMetrics.attempts.Inc()
+	return s.cfg.Backend.Write(ctx, op.cmd)
+}
+
+// blockCheckLinearizable reads op's keys linearizably (the first look,
+// which must not miss a push acknowledged before the command arrived):
+// any key that exists, of whatever type, means the op must be proposed
+// now, so that it replies what the non-blocking command would. On a
+// failure it writes the error reply and returns false.
+func (s *Server) blockCheckLinearizable(c *client, op *blockOp) (ready, ok bool) {
+	ok = s.read(c, func(v kv.View) error {
+		ready = false
+		for _, k := range op.keys {
+			found, err := v.Exists(k)
+			if err != nil {
+				return err
+			}
+			if found {
+				ready = true
+				return nil
+			}
+		}
+		return nil
+	})
+	return ready, ok
+}
+
+// blockCheckLocal reads op's keys on the local store, without a read
+// barrier: it only decides whether proposing the op is worth a log entry,
+// and the op's apply is what decides the outcome. Only a key of the
+// waited-for type counts, as Redis serves a blocked client only from a
+// key that became that type. A failed read answers true: the proposal
+// will tell.
+func (s *Server) blockCheckLocal(op *blockOp) bool {
+	ready := false
+	fn := func(v kv.View) error {
+		ready = false
+		for _, k := range op.keys {
+			_, found, err := v.Collection(k, op.want)
+			if err != nil && !errors.Is(err, kv.ErrWrongType) {
+				return err
+			}
+			if found {
+				ready = true
+				return nil
+			}
+		}
+		return nil
+	}
+	var err error
+	if lr, isLocal := s.cfg.Backend.(LocalReader); isLocal {
+		// Read time 0: the store's own apply time.
+		err = lr.ReadLocal(0, fn)
+	} else {
+		ctx, cancel := s.requestContext()
+		err = s.cfg.Backend.Read(ctx, fn)
+		cancel()
+	}
+	return ready || err != nil
+}
+
+// blockMetrics count what blocked clients cost.
+type blockMetrics struct {
+	// attempts counts pops proposed for blocking commands.
+	attempts prometheus.Counter
+	// emptyPops counts those that found nothing (another waiter won).
+	emptyPops prometheus.Counter
+	// blocked is the number of clients in a blocking command.
+	blocked prometheus.Gauge
+}
+
+func newBlockMetrics(reg prometheus.Registerer) (*blockMetrics, error) {
+	m := &blockMetrics{
+		blocked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "elastickv_redis_blocked_clients",
+			Help: "Clients waiting in a blocking command (BLPOP, BLMOVE, ...) on this node.",
+		}),
+		attempts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "elastickv_redis_blocked_pops_total",
+			Help: "Pops proposed by blocking commands (BLPOP, BLMOVE, ...), the immediate ones included.",
+		}),
+		emptyPops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "elastickv_redis_blocked_empty_pops_total",
+			Help: "Pops proposed by blocked clients that found nothing because another client (on this node or another) popped first; the client kept waiting.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	if m.attempts, err = registerVec(reg, m.attempts); err != nil {
+		return nil, err
+	}
+	if m.emptyPops, err = registerVec(reg, m.emptyPops); err != nil {
+		return nil, err
+	}
+	if m.blocked, err = registerVec(reg, m.blocked); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

@@ -1,0 +1,306 @@
+package redis
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/elastickv/elastickv/internal/kv"
+	"github.com/elastickv/elastickv/internal/kv/keyspace"
+)
+
+// newBlockingFixture is newFixture over a store whose apply events reach
+// the server, as the node wires them (node/wake.go).
+func newBlockingFixture(t *testing.T) *fixture {
+	t.Helper()
+	var srv atomic.Pointer[Server]
+	st, err := kv.Open(kv.Config{Dir: t.TempDir(), CacheBytes: 1 << 20, OnApplyEvents: func(ev []kv.ApplyEvent) {
+		if s := srv.Load(); s != nil {
+			s.KeysApplied(ev)
+		}
+	}})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, st.Close()) })
+	b := &storeBackend{
+		store:  st,
+		status: Status{NodeID: "n1", RaftState: "leader", LeaderID: "n1", Term: 3},
+		clock:  uint64(time.Now().UnixMilli()),
+	}
+	_, err = b.Write(context.Background(), kv.NewRaiseFormat(kv.MaxFormat))
+	require.NoError(t, err)
+	s := startServer(t, Config{Backend: b})
+	srv.Store(s)
+	return &fixture{t: t, ctx: context.Background(), backend: b, srv: s, rdb: newClient(t, s)}
+}
+
+// installBGetDel adds a test-only blocking command, BGETDEL key [key ...]
+// timeout: GETDEL of the first key that exists, waiting for one. It drives
+// the blocking machinery with a string op, independent of the list
+// family. Tests do not run in parallel, so the table may change here.
+func installBGetDel(t *testing.T) {
+	t.Helper()
+	commandTable["bgetdel"] = &command{name: "bgetdel", arity: -3, run: func(s *Server, c *client, args [][]byte) {
+		timeout, err := parseBlockTimeout(args[len(args)-1], time.Now())
+		if err != nil {
+			c.err(err.Error())
+			return
+		}
+		keys := args[1 : len(args)-1]
+		// GETDEL takes one key: the stand-in watches all, pops the first.
+		s.runBlocking(c, &blockOp{keys: keys, want: keyspace.TypeString, cmd: &kv.Command{Op: kv.OpGetDel, Keys: keys[:1]}}, timeout)
+	}}
+	t.Cleanup(func() { delete(commandTable, "bgetdel") })
+}
+
+// blockedCount is how many clients wait in a blocking command.
+func (f *fixture) blockedCount() int64 { return f.srv.blocked.blockedClients() }
+
+// waitBlocked waits until n clients are blocked.
+func (f *fixture) waitBlocked(n int64) {
+	f.t.Helper()
+	eventually(f.t, func() bool { return f.blockedCount() == n }, "clients blocked")
+}
+
+func TestBlockingWakesOnWrite(t *testing.T) {
+	f := newBlockingFixture(t)
+	installBGetDel(t)
+	got := make(chan any, 1)
+	go func() {
+		v, err := f.rdb.Do(f.ctx, "BGETDEL", "k", "0").Result()
+		if err != nil {
+			got <- err
+			return
+		}
+		got <- v
+	}()
+	f.waitBlocked(1)
+	require.Contains(t, f.rdb.Info(f.ctx, "clients").Val(), "blocked_clients:1\r\n")
+	require.NoError(t, f.rdb.Set(f.ctx, "k", "v", 0).Err())
+	select {
+	case v := <-got:
+		require.Equal(t, "v", v)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the blocked client was not woken")
+	}
+	require.Equal(t, int64(0), f.rdb.Exists(f.ctx, "k").Val())
+	f.waitBlocked(0)
+}
+
+func TestBlockingServesAtOnceWhenPresent(t *testing.T) {
+	f := newBlockingFixture(t)
+	installBGetDel(t)
+	require.NoError(t, f.rdb.Set(f.ctx, "k", "v", 0).Err())
+	v, err := f.rdb.Do(f.ctx, "BGETDEL", "k", "0").Result()
+	require.NoError(t, err)
+	require.Equal(t, "v", v)
+}
+
+func TestBlockingTimeoutRepliesNullArray(t *testing.T) {
+	f := newBlockingFixture(t)
+	installBGetDel(t)
+	r := dialRaw(t, f.srv)
+	start := time.Now()
+	r.send(cmd("BGETDEL", "k", "0.2"))
+	require.Equal(t, "*-1", r.line())
+	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond)
+	f.waitBlocked(0)
+}
+
+func TestBlockingFIFOOnOneKey(t *testing.T) {
+	f := newBlockingFixture(t)
+	installBGetDel(t)
+	first, second := dialRaw(t, f.srv), dialRaw(t, f.srv)
+	first.send(cmd("BGETDEL", "k", "0"))
+	f.waitBlocked(1)
+	second.send(cmd("BGETDEL", "k", "0"))
+	f.waitBlocked(2)
+	require.NoError(t, f.rdb.Set(f.ctx, "k", "one", 0).Err())
+	require.Equal(t, "one", first.reply())
+	f.waitBlocked(1)
+	require.NoError(t, f.rdb.Set(f.ctx, "k", "two", 0).Err())
+	require.Equal(t, "two", second.reply())
+	f.waitBlocked(0)
+}
+
+func TestBlockedClientThatLeftPopsNothing(t *testing.T) {
+	f := newBlockingFixture(t)
+	installBGetDel(t)
+	r := dialRaw(t, f.srv)
+	r.send(cmd("BGETDEL", "k", "0"))
+	f.waitBlocked(1)
+	require.NoError(t, r.c.Close())
+	// The server sees the close while the client is blocked, before any
+	// write to its key.
+	f.waitBlocked(0)
+	require.NoError(t, f.rdb.Set(f.ctx, "k", "v", 0).Err())
+	require.Equal(t, "v", f.rdb.Get(f.ctx, "k").Val())
+}
+
+func TestCommandsSentWhileBlockedRunAfterwards(t *testing.T) {
+	f := newBlockingFixture(t)
+	installBGetDel(t)
+	r := dialRaw(t, f.srv)
+	r.send(cmd("BGETDEL", "k", "0"))
+	f.waitBlocked(1)
+	// Sent while blocked: read ahead by the close watch, run once the
+	// block ends, in order.
+	r.send(cmd("PING", "a") + cmd("ECHO", "b"))
+	require.NoError(t, f.rdb.Set(f.ctx, "k", "v", 0).Err())
+	require.Equal(t, "v", r.reply())
+	require.Equal(t, "a", r.reply())
+	require.Equal(t, "b", r.reply())
+}
+
+func TestClientUnblock(t *testing.T) {
+	f := newBlockingFixture(t)
+	installBGetDel(t)
+	r := dialRaw(t, f.srv)
+	r.send(cmd("CLIENT", "ID"))
+	id := r.reply().(int64)
+
+	r.send(cmd("BGETDEL", "k", "0"))
+	f.waitBlocked(1)
+	require.Equal(t, int64(1), f.do("CLIENT", "UNBLOCK", id).Val())
+	require.Equal(t, "*-1", r.line())
+	f.waitBlocked(0)
+	require.Equal(t, int64(0), f.do("CLIENT", "UNBLOCK", id).Val(), "not blocked any more")
+
+	r.send(cmd("BGETDEL", "k", "0"))
+	f.waitBlocked(1)
+	require.Equal(t, int64(1), f.do("CLIENT", "UNBLOCK", id, "ERROR").Val())
+	require.Equal(t, "-"+errTextUnblocked, r.line())
+	f.waitBlocked(0)
+
+	requireErr(t, f.do("CLIENT", "UNBLOCK", id, "NOW").Err(), "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+	requireErr(t, f.do("CLIENT", "UNBLOCK", "x").Err(), "ERR value is not an integer or out of range")
+	require.Equal(t, int64(0), f.do("CLIENT", "UNBLOCK", 99999).Val())
+	// The key was never written: nothing was popped.
+	require.NoError(t, f.rdb.Set(f.ctx, "k", "v", 0).Err())
+	require.Equal(t, "v", f.rdb.Get(f.ctx, "k").Val())
+}
+
+func TestServerCloseEndsBlockedClients(t *testing.T) {
+	f := newBlockingFixture(t)
+	installBGetDel(t)
+	r := dialRaw(t, f.srv)
+	r.send(cmd("BGETDEL", "k", "0"))
+	f.waitBlocked(1)
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Close() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited on a blocked client")
+	}
+	require.Equal(t, int64(0), f.blockedCount())
+}
+
+func TestBlockingTimeoutParsing(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		err  string
+	}{
+		{in: "0", want: 0},
+		{in: "0.0", want: 0},
+		{in: "1", want: time.Second},
+		{in: "0.001", want: time.Millisecond},
+		{in: "0.0001", want: time.Millisecond}, // rounded up, as Redis's ceill
+		{in: "1.5", want: 1500 * time.Millisecond},
+		{in: "+2", want: 2 * time.Second},
+		{in: "-0.0001", want: 0}, // ceil gives 0: for ever, not negative
+		{in: "-1", err: "ERR timeout is negative"},
+		{in: "-inf", err: "ERR timeout is negative"},
+		{in: "inf", err: "ERR timeout is out of range"},
+		{in: "0x7FFFFFFFFFFFFF", err: "ERR timeout is out of range"},
+		{in: "1e300", err: "ERR timeout is out of range"},
+		{in: "9223372036854775.807", err: "ERR timeout is out of range"}, // LLONG_MAX - now overflows
+		{in: "abc", err: "ERR timeout is not a float or out of range"},
+		{in: "nan", err: "ERR timeout is not a float or out of range"},
+		{in: "", err: "ERR timeout is not a float or out of range"},
+		{in: " 1", err: "ERR timeout is not a float or out of range"},
+		{in: "1 ", err: "ERR timeout is not a float or out of range"},
+		{in: "1e999", err: "ERR timeout is not a float or out of range"},
+	} {
+		got, err := parseBlockTimeout([]byte(tc.in), now)
+		if tc.err != "" {
+			require.EqualError(t, err, tc.err, tc.in)
+			continue
+		}
+		require.NoError(t, err, tc.in)
+		require.Equal(t, tc.want, got, tc.in)
+	}
+}
+
+func TestBlockingArgumentErrors(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		args []any
+		err  string
+	}{
+		{[]any{"BLPOP", "k", "x"}, "ERR timeout is not a float or out of range"},
+		{[]any{"BLPOP", "k", "-1"}, "ERR timeout is negative"},
+		{[]any{"BLPOP", "k"}, "ERR wrong number of arguments for 'blpop' command"},
+		{[]any{"BLMOVE", "a", "b", "UP", "LEFT", "0"}, "ERR syntax error"},
+		{[]any{"BLMOVE", "a", "b", "LEFT", "DOWN", "0"}, "ERR syntax error"},
+		{[]any{"BLMOVE", "a", "b", "LEFT", "LEFT", "x"}, "ERR timeout is not a float or out of range"},
+		{[]any{"BRPOPLPUSH", "a", "b", "-2"}, "ERR timeout is negative"},
+		{[]any{"BLMPOP", "x", "1", "k", "LEFT"}, "ERR timeout is not a float or out of range"},
+		{[]any{"BLMPOP", "0", "0", "k", "LEFT"}, "ERR numkeys should be greater than 0"},
+		{[]any{"BLMPOP", "0", "x", "k", "LEFT"}, "ERR numkeys should be greater than 0"},
+		{[]any{"BLMPOP", "0", "2", "k", "LEFT"}, "ERR syntax error"},
+		{[]any{"BLMPOP", "0", "9223372036854775807", "k", "LEFT"}, "ERR syntax error"},
+		{[]any{"BLMPOP", "0", "1", "k", "UP"}, "ERR syntax error"},
+		{[]any{"BLMPOP", "0", "1", "k", "LEFT", "COUNT", "0"}, "ERR count should be greater than 0"},
+		{[]any{"BLMPOP", "0", "1", "k", "LEFT", "COUNT"}, "ERR syntax error"},
+		{[]any{"BLMPOP", "0", "1", "k", "LEFT", "COUNT", "1", "COUNT", "1"}, "ERR syntax error"},
+		{[]any{"BLMPOP", "0", "1", "k", "LEFT", "junk"}, "ERR syntax error"},
+	} {
+		requireErr(t, f.do(tc.args...).Err(), tc.err)
+	}
+}
+
+// TestCloseWatchKeepsEarlyInputAcrossBlocks drives limitConn directly:
+// input read ahead during one block must reach redcon in order even when
+// a second block starts before redcon has read all of it.
+func TestCloseWatchKeepsEarlyInputAcrossBlocks(t *testing.T) {
+	server, peer := net.Pipe()
+	defer peer.Close()
+	lc := &limitConn{Conn: server}
+	lc.scan.limits.maxCommandBytes = 1 << 20
+	w := &closeWatch{lc: lc, closed: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	_, err := peer.Write([]byte("abc"))
+	require.NoError(t, err)
+	w.stop()
+	w2 := &closeWatch{lc: lc, closed: make(chan struct{}), done: make(chan struct{})}
+	go w2.run()
+	_, err = peer.Write([]byte("def"))
+	require.NoError(t, err)
+	w2.stop()
+	buf := make([]byte, 2)
+	var got []byte
+	for len(got) < 6 {
+		n, err := lc.Read(buf)
+		require.NoError(t, err)
+		got = append(got, buf[:n]...)
+	}
+	require.Equal(t, "abcdef", string(got))
+	require.NoError(t, peer.Close())
+	w3 := &closeWatch{lc: lc, closed: make(chan struct{}), done: make(chan struct{})}
+	go w3.run()
+	select {
+	case <-w3.gone():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch did not see the close")
+	}
+	w3.stop()
+	_, err = lc.Read(buf)
+	require.Error(t, err)
+}
