@@ -53,6 +53,11 @@ const (
 	queueProducers = 2
 	queueConsumers = 3
 	queueBlock     = time.Second
+	// queueHighWater is the queue length above which a producer pauses:
+	// consumers then empty the queue and block, so the runs exercise
+	// blocked clients woken by pushes through other nodes, not only pops
+	// that find an element waiting.
+	queueHighWater = 8
 )
 
 // IsQueueKey reports whether key is one of the queue workload's lists,
@@ -75,7 +80,8 @@ func parseQueueElem(e string) (p, seq int, ok bool) {
 
 // queueWorker runs one producer (consumer=false) or consumer until the
 // workload stops, recording every operation. Each operation goes to a
-// random node; a consumer picks BLPOP or BLMOVE at random each time.
+// random node; a consumer picks BLPOP or BLMOVE at random each time, and
+// a producer pauses while the queue is longer than queueHighWater.
 func (w *workload) queueWorker(id, proc int, consumer bool) {
 	defer w.wg.Done()
 	rng := rand.New(rand.NewPCG(w.seed, 0x7175657565+uint64(id)))
@@ -105,15 +111,23 @@ func (w *workload) queueWorker(id, proc int, consumer bool) {
 		op := w.do(conns[node], in)
 		op.Process, op.Node = proc, w.names[node]
 		w.h.Add(op)
+		var pause time.Duration
 		switch op.Outcome {
 		case OutcomeOK:
+			if !consumer && op.Output.Int > queueHighWater {
+				pause = time.Duration(50+rng.IntN(250)) * time.Millisecond
+			}
 		case OutcomeUnknown:
 			proc = int(w.nextProc.Add(1) - 1)
 		case OutcomeFail:
+			// A dead or leaderless node answers instantly; do not spin.
+			pause = time.Duration(10+rng.IntN(40)) * time.Millisecond
+		}
+		if pause > 0 {
 			select {
 			case <-w.stop:
 				return
-			case <-time.After(time.Duration(10+rng.IntN(40)) * time.Millisecond):
+			case <-time.After(pause):
 			}
 		}
 	}
