@@ -192,7 +192,8 @@ type QueueResult struct {
 	// explained by one unknown BLPOP (there must be at least as many).
 	MaybePopped int `json:"maybe_popped"`
 	// Violations describe each element popped twice, lost, out of order,
-	// or never pushed.
+	// or never pushed, and each pop that timed out while the queue held
+	// an element throughout.
 	Violations []string `json:"violations,omitempty"`
 }
 
@@ -215,7 +216,12 @@ type QueueResult struct {
 //     was sent;
 //   - FIFO: the done list followed by the queue is the order the elements
 //     left the queue head and the order they remain in, so a producer's
-//     acknowledged element comes before every element it pushed later.
+//     acknowledged element comes before every element it pushed later;
+//   - no BLPOP or BLMOVE times out with nil while the queue certainly held
+//     an element for its whole duration: from the return of the element's
+//     acknowledged push to the invocation of the known pop that took it
+//     (or the end, if it is still queued). A node that cannot tell must
+//     answer an error, not nil.
 func CheckQueue(ops []Op) QueueResult {
 	var res QueueResult
 	violate := func(format string, args ...any) {
@@ -373,6 +379,46 @@ func CheckQueue(ops []Op) QueueResult {
 	if len(missing) > res.UnknownPops {
 		violate("lost: %d acknowledged elements were never popped and are in neither list, but only %d BLPOPs had an unknown outcome: %s",
 			len(missing), res.UnknownPops, sample(missing))
+	}
+
+	// A pop that timed out while the queue certainly held an element for
+	// its whole duration: element e is in the queue from its acknowledged
+	// push's return until the invocation of the known pop that took it
+	// (nothing pushes e again), or for ever when it is still queued. An
+	// element taken by a pop of unknown outcome, or moved by one, has no
+	// known end and bounds nothing.
+	type presence struct {
+		from, to int64
+		elem     string
+	}
+	var present []presence
+	const forever = int64(1<<63 - 1)
+	for _, e := range names {
+		x := elems[e]
+		if x.push == nil || x.push.Outcome != OutcomeOK || len(x.pops)+x.inQueue+x.inDone != 1 || len(x.moves) > 1 {
+			continue // absent, or held more than once (reported above)
+		}
+		switch {
+		case len(x.pops) == 1:
+			present = append(present, presence{x.push.Return, x.pops[0].Call, e})
+		case len(x.moves) == 1 && x.inDone == 1:
+			present = append(present, presence{x.push.Return, x.moves[0].Call, e})
+		case x.inQueue == 1:
+			present = append(present, presence{x.push.Return, forever, e})
+		}
+	}
+	for _, op := range ops {
+		if !IsQueueKey(op.Input.Key) || (op.Input.Op != OpBLPop && op.Input.Op != OpBLMove) ||
+			op.Outcome != OutcomeOK || op.Output.Kind != OutNil {
+			continue
+		}
+		for _, p := range present {
+			if p.from < op.Call && op.Return < p.to {
+				violate("%s via %s timed out with nil (%v to %v), but %s was in the queue all that time (pushed by %v, taken at %v or later)",
+					op.Input.Op, op.Node, time.Duration(op.Call), time.Duration(op.Return), p.elem, time.Duration(p.from), time.Duration(p.to))
+				break
+			}
+		}
 	}
 
 	// FIFO per producer, over done++queue.
