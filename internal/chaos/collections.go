@@ -75,7 +75,7 @@ const (
 	setMembers = 6
 	// collShare is the percentage of a client's operations that go to the
 	// collection keys when both they and the register keys run.
-	collShare = 35
+	collShare = 30
 )
 
 // collFamily is the type of a collection key, from its name.

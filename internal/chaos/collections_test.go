@@ -236,3 +236,24 @@ func TestRandomCollInputStaysInFamily(t *testing.T) {
 	}
 	require.Equal(t, []string{"a b", "", "\"x\""}, decodeElems(encodeElems([]string{"a b", "", "\"x\""})))
 }
+
+func TestParseWorkloads(t *testing.T) {
+	all, err := ParseWorkloads("all")
+	require.NoError(t, err)
+	require.Equal(t, []string{WorkloadRegisters, WorkloadCollections, WorkloadQueue}, all)
+	got, err := ParseWorkloads(" queue, collections,queue ")
+	require.NoError(t, err)
+	require.Equal(t, []string{WorkloadQueue, WorkloadCollections}, got)
+	_, err = ParseWorkloads("lists")
+	require.ErrorContains(t, err, `unknown workload "lists"`)
+	_, err = ParseWorkloads(" , ")
+	require.ErrorContains(t, err, "no workload")
+
+	cfg := DefaultConfig()
+	cfg.Binary, cfg.OutDir = "x", "y"
+	require.NoError(t, cfg.validate())
+	cfg.Workloads = []string{"queue", "streams"}
+	require.ErrorContains(t, cfg.validate(), `unknown workload "streams"`)
+	cfg.Workloads = nil
+	require.ErrorContains(t, cfg.validate(), "no workload")
+}

@@ -64,6 +64,7 @@ func (q *queueHistory) finals(queue, done []string, nodes ...string) *queueHisto
 
 func TestCheckQueueAccountsForEveryElement(t *testing.T) {
 	var q queueHistory
+	q.blpop("", OutcomeOK) // timed out on the empty queue
 	q.push("q0-0", OutcomeOK).push("q0-1", OutcomeOK).push("q1-0", OutcomeOK).push("q0-2", OutcomeOK).
 		push("q1-1", OutcomeUnknown). // never applied: found nowhere, fine
 		push("q1-2", OutcomeUnknown). // applied: in the queue, fine
@@ -73,7 +74,6 @@ func TestCheckQueueAccountsForEveryElement(t *testing.T) {
 		blmove("q0-1", OutcomeOK).
 		blpop("", OutcomeUnknown).  // took q1-0, which is found nowhere
 		blmove("", OutcomeUnknown). // moved q0-2 to the done list
-		blpop("", OutcomeOK).
 		finals([]string{"q0-3", "q1-2", "q0-4"}, []string{"q0-1", "q0-2"})
 	res := CheckQueue(q.ops)
 	require.Empty(t, res.Violations)
@@ -178,5 +178,52 @@ func TestParseQueueElem(t *testing.T) {
 	for _, bad := range []string{"", "q", "q1", "x1-2", "q1-", "q-1", "qa-1"} {
 		_, _, ok := parseQueueElem(bad)
 		require.False(t, ok, "%q", bad)
+	}
+}
+
+// TestCheckQueueNilWhileNonEmpty: a pop may time out with nil only when
+// the queue may have been empty at some point of its block.
+func TestCheckQueueNilWhileNonEmpty(t *testing.T) {
+	cases := []struct {
+		name      string
+		build     func(q *queueHistory)
+		violation bool
+	}{
+		{"element still queued throughout", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).blpop("", OutcomeOK).finals([]string{"q0-0"}, nil)
+		}, true},
+		{"element taken later by a known pop", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).blmove("", OutcomeOK).blpop("q0-0", OutcomeOK).finals(nil, nil)
+		}, true},
+		{"element moved later by a known BLMOVE", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).blpop("", OutcomeOK).blmove("q0-0", OutcomeOK).finals(nil, []string{"q0-0"})
+		}, true},
+		{"the pop began before the push returned", func(q *queueHistory) {
+			q.blpop("", OutcomeOK).push("q0-0", OutcomeOK).finals([]string{"q0-0"}, nil)
+			q.ops[0].Return = q.ops[1].Return + 1 // overlaps the push
+		}, false},
+		{"an unknown pop may have taken it first", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).blpop("", OutcomeUnknown).blpop("", OutcomeOK).finals(nil, nil)
+		}, false},
+		{"an unknown push bounds nothing", func(q *queueHistory) {
+			q.push("q0-0", OutcomeUnknown).blpop("", OutcomeOK).finals([]string{"q0-0"}, nil)
+		}, false},
+		{"a known pop that was already under way", func(q *queueHistory) {
+			q.push("q0-0", OutcomeOK).blpop("q0-0", OutcomeOK).blpop("", OutcomeOK).finals(nil, nil)
+			q.ops[1].Return = q.ops[2].Return + 1 // the taker overlaps the nil pop
+		}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var q queueHistory
+			c.build(&q)
+			v := CheckQueue(q.ops).Violations
+			if !c.violation {
+				require.Empty(t, v)
+				return
+			}
+			require.Len(t, v, 1)
+			require.Contains(t, v[0], "timed out with nil")
+		})
 	}
 }
