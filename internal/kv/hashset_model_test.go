@@ -202,6 +202,8 @@ func (m *hsModel) apply(c Command) Result {
 					out[v] = true
 				}
 			}
+		default:
+			panic(fmt.Sprintf("model: set operation %d", c.Flags))
 		}
 		m.del(key(0))
 		if len(out) > 0 {
@@ -248,8 +250,9 @@ func (m *hsModel) apply(c Command) Result {
 			m.set[dst] = maps.Clone(t)
 		}
 		return intRes(1)
+	default:
+		panic(fmt.Sprintf("model: op %d", c.Op))
 	}
-	panic(fmt.Sprintf("model: op %d", c.Op))
 }
 
 // TestHashSetOpsMatchModel applies random hash, set and key commands in
