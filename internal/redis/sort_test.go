@@ -78,3 +78,17 @@ func TestSortZSetAndHashFields(t *testing.T) {
 	require.Equal(t, int64(3), f.rdb.SortStore(ctx, "{z}s", "{z}out", &goredis.Sort{By: "{z}h_*->w", Order: "DESC"}).Val())
 	require.Equal(t, []string{"a", "c", "b"}, f.rdb.LRange(ctx, "{z}out", 0, -1).Val())
 }
+
+// A set sorts numerically or ALPHA; BY nosort gives its members in byte
+// order, the order SORT ... STORE of a set needs to be the same on every
+// replica.
+func TestSortSet(t *testing.T) {
+	f := newFixture(t)
+	ctx := f.ctx
+	require.NoError(t, f.rdb.SAdd(ctx, "{s}set", "10", "9", "100", "-1").Err())
+	require.Equal(t, []string{"-1", "9", "10", "100"}, f.rdb.Sort(ctx, "{s}set", &goredis.Sort{}).Val())
+	require.Equal(t, []string{"9", "100", "10", "-1"}, f.rdb.Sort(ctx, "{s}set", &goredis.Sort{Alpha: true, Order: "DESC"}).Val())
+	require.Equal(t, []string{"-1", "10", "100", "9"}, f.rdb.Sort(ctx, "{s}set", &goredis.Sort{By: "nosort"}).Val())
+	require.Equal(t, int64(2), f.rdb.SortStore(ctx, "{s}set", "{s}out", &goredis.Sort{By: "nosort", Order: "DESC", Count: 2}).Val())
+	require.Equal(t, []string{"9", "100"}, f.rdb.LRange(ctx, "{s}out", 0, -1).Val())
+}
