@@ -291,14 +291,22 @@ func clientUnblock(s *Server, c *client, args [][]byte) {
 // runBlocking runs op until it finds something or stops waiting, and
 // writes exactly one reply, or none if the client left.
 func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
-	w := s.blocked.register(c.id, op.keys)
+	w, behind := s.blocked.register(c.id, op.keys)
 	defer s.blocked.unregister(w)
 	s.blockMetrics.blocked.Inc()
 	defer s.blockMetrics.blocked.Dec()
 
-	ready, ok := s.blockCheckLinearizable(c, op)
-	if !ok {
-		return
+	// Behind another waiter of this node, the newcomer does not pop at
+	// once: it would overtake a waiter that is being served (Redis serves
+	// blocked clients before it runs the next command). The pops of the
+	// waiters ahead emit events that pass the turn on (signalFirstLocked),
+	// and what they leave is found then.
+	ready := false
+	if !behind {
+		var ok bool
+		if ready, ok = s.blockCheckLinearizable(c, op); !ok {
+			return
+		}
 	}
 	var expired <-chan time.Time
 	if timeout > 0 {
@@ -347,6 +355,10 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 			continue
 		}
 		if watch == nil {
+			c.flushBeforeBlock()
+			if c.cut {
+				return // its replies could not be sent
+			}
 			watch = watchClose(c)
 		}
 		if recheck == nil {
