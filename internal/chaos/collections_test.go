@@ -296,3 +296,14 @@ func TestParseWorkloads(t *testing.T) {
 	cfg.Workloads = nil
 	require.ErrorContains(t, cfg.validate(), "no workload")
 }
+
+// TestClassifyWrongType: WRONGTYPE is the state machine's answer, a
+// definite outcome for reads and writes alike, which the model then
+// rejects; it must not be dropped or turned into an unknown outcome.
+func TestClassifyWrongType(t *testing.T) {
+	for _, k := range []OpKind{OpHSet, OpHGet, OpLPush, OpSMembers} {
+		out, outcome := classify(k, Output{}, goredisError(errWrongType))
+		require.Equal(t, OutcomeOK, outcome, "%s", k)
+		require.Equal(t, Output{Kind: OutErr, Str: errWrongType}, out, "%s", k)
+	}
+}
