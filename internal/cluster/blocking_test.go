@@ -43,7 +43,7 @@ func (c *Cluster) waitBlocked(ctx context.Context, i, n int) {
 
 // blockingClient is a go-redis client of node i of its own (one
 // connection), closed with the test.
-func blockingClient(t *testing.T, c *Cluster, i int) *goredis.Client {
+func blockingClient(t testing.TB, c *Cluster, i int) *goredis.Client {
 	t.Helper()
 	cl := goredis.NewClient(&goredis.Options{Addr: c.Node(i).RedisAddr(), PoolSize: 1, ReadTimeout: 10 * time.Second, MaxRetries: -1})
 	t.Cleanup(func() { _ = cl.Close() })
