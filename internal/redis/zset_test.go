@@ -118,6 +118,18 @@ func TestZSetRangesByScoreAndLex(t *testing.T) {
 	require.Equal(t, []any{"b", "c"}, f.do("ZRANGE", "m", "[b", "[c", "BYLEX").Val())
 	require.Equal(t, int64(2), f.do("ZLEXCOUNT", "m", "[b", "[c").Val())
 
+	// Bounds past either end select nothing, by lex and by score, on a
+	// uniform and a mixed set, in reads and on apply.
+	for _, key := range []string{"l", "m"} {
+		require.Equal(t, int64(0), f.do("ZLEXCOUNT", key, "+", "+").Val())
+		require.Equal(t, int64(0), f.do("ZLEXCOUNT", key, "-", "-").Val())
+		require.Equal(t, []any{}, f.do("ZRANGE", key, "+", "+", "BYLEX", "LIMIT", "1", "1").Val())
+		require.Equal(t, []any{}, f.do("ZRANGE", key, "-", "+", "BYLEX", "REV", "LIMIT", "1", "1").Val())
+		require.Equal(t, int64(0), f.do("ZRANGESTORE", "dst", key, "+", "+", "BYLEX", "LIMIT", "1", "1").Val())
+		require.Equal(t, int64(0), f.do("ZREMRANGEBYLEX", key, "+", "+").Val())
+		require.Equal(t, int64(0), f.do("ZREMRANGEBYSCORE", key, "(+inf", "+inf").Val())
+	}
+	require.Equal(t, int64(6), f.do("ZCARD", "l").Val())
 	require.Equal(t, int64(2), f.do("ZREMRANGEBYLEX", "l", "[alpha", "(cool").Val())
 	require.Equal(t, int64(2), f.do("ZREMRANGEBYSCORE", "z", "(-inf", "(3").Val())
 	require.Equal(t, int64(2), f.do("ZREMRANGEBYRANK", "z", "-2", "-1").Val())
