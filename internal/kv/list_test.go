@@ -427,3 +427,34 @@ func TestListReads(t *testing.T) {
 	})
 	require.ErrorIs(t, err, ErrWrongType)
 }
+
+// The list ops emit Redis's keyspace-notification names, and "del" when
+// they empty a list.
+func TestListEventsNameWhatEachOpDid(t *testing.T) {
+	s, got := eventLog(t, 1<<20)
+	_, err := s.Apply([]Entry{{Index: 2, Data: enc(*NewRaiseFormat(FormatV3)), Stamp: 1000}})
+	require.NoError(t, err)
+	cmds := []Command{
+		pushC("l", false, "a", "b"),                                       // 3
+		pushC("l", true, "z"),                                             // 4
+		{Op: OpListSet, Keys: kvs("l"), Values: kvs("Z")},                 // 5
+		{Op: OpListInsert, Keys: kvs("l"), Values: strs("a", "a2")},       // 6
+		{Op: OpListRem, Keys: kvs("l"), Values: kvs("a2")},                // 7
+		*NewListTrim([]byte("l"), 0, 1),                                   // 8
+		{Op: OpListMove, Flags: ListDstLeft, Keys: strs("l", "m")},        // 9: rpop a, lpush m
+		{Op: OpListPop, Flags: ListLeft, Keys: kvs("l")},                  // 10: empties l
+		{Op: OpListPop, Flags: ListKeyed, Keys: strs("l", "m")},           // 11: empties m
+		{Op: OpListPush, Flags: ListXX, Keys: kvs("m"), Values: kvs("x")}, // 12: no list, no event
+		*NewSortStore([]byte("n"), []byte("o"), SortQuery{}),              // 13: nothing stored, nothing deleted
+	}
+	ents := make([]Entry, len(cmds))
+	for i, c := range cmds {
+		ents[i] = Entry{Index: uint64(i + 3), Data: enc(c), Stamp: 1000}
+	}
+	_, err = s.Apply(ents)
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"3 l rpush", "4 l lpush", "5 l lset", "6 l linsert", "7 l lrem", "8 l ltrim",
+		"9 m lpush", "9 l rpop", "10 l lpop", "10 l del", "11 m rpop", "11 m del",
+	}, *got)
+}
