@@ -104,7 +104,7 @@ func TestListOpsMatchAModel(t *testing.T) {
 	d := newV3(t)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	m := listModel{}
-	keys := []string{"a", "b", "{a}c"}
+	keys := []string{"a", "b", "{a}c", "fresh"}
 	elems := []string{"x", "y", "z", "w"}
 	// pending are entries applied together as one chunk, so the ops read
 	// the rows earlier ops of the chunk wrote.
@@ -153,7 +153,7 @@ func TestListOpsMatchAModel(t *testing.T) {
 		e := elems[rnd.IntN(len(elems))]
 		var c Command
 		var want Result
-		switch rnd.IntN(9) {
+		switch rnd.IntN(11) {
 		case 0, 1:
 			left := rnd.IntN(2) == 0
 			vals := make([]string, 1+rnd.IntN(4))
@@ -311,6 +311,23 @@ func TestListOpsMatchAModel(t *testing.T) {
 				}
 			}
 			l = m[k]
+		case 9:
+			// DEL, so that a chunk may delete a list and make it again.
+			c = Command{Op: OpDel, Keys: kvs(k)}
+			want = Result{Kind: ResultInt, Int: int64(min(len(l), 1))}
+			l = nil
+		case 10:
+			// COPY with REPLACE onto another key.
+			dst := keys[rnd.IntN(len(keys))]
+			for dst == k {
+				dst = keys[rnd.IntN(len(keys))]
+			}
+			c = Command{Op: OpCopy, Flags: CopyReplace, Keys: strs(k, dst)}
+			want = Result{Kind: ResultInt, Int: 0}
+			if len(l) > 0 {
+				want = Result{Kind: ResultInt, Int: 1}
+				m[dst] = slices.Clone(l)
+			}
 		}
 		m[k] = l
 		pending = append(pending, step{c, want})
