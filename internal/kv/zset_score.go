@@ -62,7 +62,7 @@ func ParseScore(b []byte) (float64, bool) {
 	if err != nil || math.IsNaN(f) {
 		return 0, false // ErrRange included: strtod's ERANGE at ±HUGE_VAL
 	}
-	if f == 0 && !isHex(s) && strings.IndexAny(mantissa(s), "123456789") >= 0 {
+	if f == 0 && !isHex(s) && strings.ContainsAny(mantissa(s), "123456789") {
 		return 0, false // a nonzero that underflowed to 0: ERANGE
 	}
 	return f, true

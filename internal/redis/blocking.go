@@ -116,17 +116,6 @@ func isHexFloat(s string) bool {
 	return len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && !strings.ContainsAny(s, "pP")
 }
 
-// blockListEnd parses LEFT or RIGHT (any case); true for LEFT.
-func blockListEnd(arg []byte) (left bool, ok bool) {
-	switch {
-	case equalFold(arg, "left"):
-		return true, true
-	case equalFold(arg, "right"):
-		return false, true
-	}
-	return false, false
-}
-
 // cmdBLPop is BLPOP key [key ...] timeout.
 func cmdBLPop(s *Server, c *client, args [][]byte) { blockingPop(s, c, args, true) }
 
@@ -150,23 +139,21 @@ func cmdBLMPop(s *Server, c *client, args [][]byte) {
 		c.err(err.Error())
 		return
 	}
-	keys, left, count, msg := parseMPopArgs(args[2:], blockListEnd)
-	if msg != "" {
-		c.err(msg)
+	cmd, err := ParseMPop(args[2:]) // list.go: LMPOP's arguments and op
+	if err != nil {
+		c.err(err.Error())
 		return
 	}
-	s.runBlocking(c, &blockOp{keys: keys, want: keyspace.TypeList, cmd: listMultiPop(keys, left, count)}, timeout)
+	s.runBlocking(c, &blockOp{keys: cmd.Keys, want: keyspace.TypeList, cmd: cmd}, timeout)
 }
 
 // parseMPopArgs parses "numkeys key [key ...] WHERE [COUNT count]" as
-// Redis's lmpopGenericCommand and zmpopGenericCommand do, in their order
-// of checks; where parses WHERE (LEFT|RIGHT or MIN|MAX). It returns the
-// error reply, or "".
+// Redis's zmpopGenericCommand does, in its order of checks; where parses
+// WHERE (MIN|MAX). It returns the error reply, or "".
 func parseMPopArgs(args [][]byte, where func([]byte) (bool, bool)) (keys [][]byte, left bool, count int64, msg string) {
-	const numkeysMsg = "ERR numkeys should be greater than 0"
 	numkeys, err := kv.ParseInt(args[0])
 	if err != nil || numkeys < 1 {
-		return nil, false, 0, numkeysMsg
+		return nil, false, 0, errTextNumKeys
 	}
 	// The LEFT|RIGHT argument must follow the keys.
 	if numkeys > int64(len(args)-2) {
@@ -184,7 +171,7 @@ func parseMPopArgs(args [][]byte, where func([]byte) (bool, bool)) (keys [][]byt
 			j++
 			n, err := kv.ParseInt(rest[j])
 			if err != nil || n < 1 {
-				return nil, false, 0, "ERR count should be greater than 0"
+				return nil, false, 0, errTextCountPositive
 			}
 			count = n
 			continue
@@ -199,12 +186,12 @@ func parseMPopArgs(args [][]byte, where func([]byte) (bool, bool)) (keys [][]byt
 
 // cmdBLMove is BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout.
 func cmdBLMove(s *Server, c *client, args [][]byte) {
-	from, ok1 := blockListEnd(args[3])
+	from, ok1 := parseListEnd(args[3])
 	if !ok1 {
 		c.err(errTextSyntax)
 		return
 	}
-	to, ok2 := blockListEnd(args[4])
+	to, ok2 := parseListEnd(args[4])
 	if !ok2 {
 		c.err(errTextSyntax)
 		return
@@ -214,7 +201,7 @@ func cmdBLMove(s *Server, c *client, args [][]byte) {
 		c.err(err.Error())
 		return
 	}
-	s.runBlocking(c, &blockOp{keys: args[1:2], want: keyspace.TypeList, cmd: listMove(args[1], args[2], from, to)}, timeout)
+	s.runBlocking(c, &blockOp{keys: args[1:2], want: keyspace.TypeList, cmd: NewListMove(args[1], args[2], from, to)}, timeout)
 }
 
 // cmdBRPopLPush is BRPOPLPUSH source destination timeout: BLMOVE source
@@ -225,7 +212,7 @@ func cmdBRPopLPush(s *Server, c *client, args [][]byte) {
 		c.err(err.Error())
 		return
 	}
-	s.runBlocking(c, &blockOp{keys: args[1:2], want: keyspace.TypeList, cmd: listMove(args[1], args[2], false, true)}, timeout)
+	s.runBlocking(c, &blockOp{keys: args[1:2], want: keyspace.TypeList, cmd: NewListMove(args[1], args[2], false, true)}, timeout)
 }
 
 // cmdBZPopMin is BZPOPMIN key [key ...] timeout.
@@ -243,7 +230,7 @@ func blockingZPop(s *Server, c *client, args [][]byte, max bool) {
 		return
 	}
 	keys := args[1 : len(args)-1]
-	s.runBlocking(c, &blockOp{keys: keys, want: keyspace.TypeZSet, cmd: zsetPop(keys, max, 1)}, timeout)
+	s.runBlocking(c, &blockOp{keys: keys, want: keyspace.TypeZSet, cmd: kv.ZPopCommand(keys, 1, max)}, timeout)
 }
 
 // cmdBZMPop is BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count].
@@ -258,7 +245,7 @@ func cmdBZMPop(s *Server, c *client, args [][]byte) {
 		c.err(msg)
 		return
 	}
-	s.runBlocking(c, &blockOp{keys: keys, want: keyspace.TypeZSet, cmd: zsetPop(keys, max, count), reply: zmpopReply}, timeout)
+	s.runBlocking(c, &blockOp{keys: keys, want: keyspace.TypeZSet, cmd: kv.ZPopCommand(keys, count, max), reply: writeZMPopReply}, timeout)
 }
 
 // blockZSetEnd parses MIN or MAX (any case); true for MAX.
@@ -270,24 +257,6 @@ func blockZSetEnd(arg []byte) (max bool, ok bool) {
 		return true, true
 	}
 	return false, false
-}
-
-// zmpopReply reshapes the pop op's [key, member, score, ...] into ZMPOP's
-// [key, [[member, score], ...]].
-func zmpopReply(c *client, r kv.Result) {
-	if r.Kind != kv.ResultArray || len(r.Batch)%2 != 1 {
-		c.err("ERR unexpected result from the state machine")
-		return
-	}
-	pairs := (len(r.Batch) - 1) / 2
-	c.array(2)
-	c.result(r.Batch[0])
-	c.array(pairs)
-	for i := range pairs {
-		c.array(2)
-		c.result(r.Batch[1+2*i])
-		c.result(r.Batch[2+2*i])
-	}
 }
 
 // clientUnblock is CLIENT UNBLOCK client-id [TIMEOUT|ERROR].
@@ -319,25 +288,25 @@ func clientUnblock(s *Server, c *client, args [][]byte) {
 	c.int(0)
 }
 
-// blockNullArray writes RESP2's null array, the reply of a blocking command
-// that timed out.
-func (c *client) blockNullArray() {
-	if !c.mute && c.charge(respOverhead) {
-		c.conn.WriteRaw([]byte("*-1\r\n"))
-	}
-}
-
 // runBlocking runs op until it finds something or stops waiting, and
 // writes exactly one reply, or none if the client left.
 func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
-	w := s.blocked.register(c.id, op.keys)
+	w, behind := s.blocked.register(c.id, op.keys)
 	defer s.blocked.unregister(w)
 	s.blockMetrics.blocked.Inc()
 	defer s.blockMetrics.blocked.Dec()
 
-	ready, ok := s.blockCheckLinearizable(c, op)
-	if !ok {
-		return
+	// Behind another waiter of this node, the newcomer does not pop at
+	// once: it would overtake a waiter that is being served (Redis serves
+	// blocked clients before it runs the next command). The pops of the
+	// waiters ahead emit events that pass the turn on (signalFirstLocked),
+	// and what they leave is found then.
+	ready := false
+	if !behind {
+		var ok bool
+		if ready, ok = s.blockCheckLinearizable(c, op); !ok {
+			return
+		}
 	}
 	var expired <-chan time.Time
 	if timeout > 0 {
@@ -386,6 +355,10 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 			continue
 		}
 		if watch == nil {
+			c.flushBeforeBlock()
+			if c.cut {
+				return // its replies could not be sent
+			}
 			watch = watchClose(c)
 		}
 		if recheck == nil {
@@ -397,7 +370,7 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 		case <-w.wake:
 		case <-recheck.C:
 		case <-expired:
-			c.blockNullArray()
+			c.nullArray()
 			return
 		case <-watch.gone():
 			return // nobody to answer
@@ -407,7 +380,7 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 		}
 		switch unblockMode(w.unblock.Load()) {
 		case unblockTimeout:
-			c.blockNullArray()
+			c.nullArray()
 			return
 		case unblockError:
 			c.err(errTextUnblocked)
@@ -427,7 +400,7 @@ func (s *Server) blockPause(c *client, w *waiter, watch *closeWatch, expired <-c
 	select {
 	case <-t.C:
 	case <-expired:
-		c.blockNullArray()
+		c.nullArray()
 		return false
 	case <-watch.gone():
 		return false
@@ -437,7 +410,7 @@ func (s *Server) blockPause(c *client, w *waiter, watch *closeWatch, expired <-c
 	}
 	switch unblockMode(w.unblock.Load()) {
 	case unblockTimeout:
-		c.blockNullArray()
+		c.nullArray()
 		return false
 	case unblockError:
 		c.err(errTextUnblocked)

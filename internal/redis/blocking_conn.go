@@ -5,6 +5,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/tidwall/redcon"
 )
 
 // Seeing a blocked client leave.
@@ -153,4 +155,37 @@ func (w *closeWatch) stop() {
 	e.data = append(e.data[e.off:], w.data...)
 	e.off = 0
 	e.err = w.err
+}
+
+// flushBeforeBlock writes the replies buffered for the commands a client
+// pipelined before the one that now blocks: Redis sends them before it
+// blocks, and a client may wait for them (e.g. a push's reply) before it
+// does anything else. Like client.afterCommand's flush, it is not the end
+// of redcon's batch (midFlush).
+func (c *client) flushBeforeBlock() {
+	if c.cut || c.mute {
+		return
+	}
+	w := redcon.BaseWriter(c.conn)
+	if w == nil || len(w.Buffer()) == 0 {
+		return
+	}
+	lc, _ := c.conn.NetConn().(*limitConn)
+	if lc != nil {
+		lc.midFlush = true
+	}
+	err := w.Flush()
+	if lc != nil {
+		lc.midFlush = false
+	}
+	if a := c.acct; a != nil {
+		a.pendingOut = 0
+		a.setOut(0)
+	}
+	if err != nil {
+		// redcon's writer keeps the error and ends the connection after
+		// this batch: nobody is left to answer.
+		c.cut, c.quit = true, true
+		c.conn.ReadPipeline()
+	}
 }

@@ -304,3 +304,21 @@ func TestCloseWatchKeepsEarlyInputAcrossBlocks(t *testing.T) {
 	_, err = lc.Read(buf)
 	require.Error(t, err)
 }
+
+// TestBlockedClientIsNotOvertaken: a client that writes a key and blocks
+// on it in one pipeline must not take what a client already blocked on
+// the key is owed (Redis's "Unblock fairness is kept while pipelining").
+func TestBlockedClientIsNotOvertaken(t *testing.T) {
+	f := newBlockingFixture(t)
+	installBGetDel(t)
+	first, second := dialRaw(t, f.srv), dialRaw(t, f.srv)
+	first.send(cmd("BGETDEL", "k", "0"))
+	f.waitBlocked(1)
+	second.send(cmd("SET", "k", "one") + cmd("BGETDEL", "k", "0"))
+	require.Equal(t, "one", first.reply())
+	require.Equal(t, "+OK", second.reply())
+	f.waitBlocked(1)
+	require.NoError(t, f.rdb.Set(f.ctx, "k", "two", 0).Err())
+	require.Equal(t, "two", second.reply())
+	f.waitBlocked(0)
+}

@@ -83,6 +83,20 @@ func parseCollScanOpts(opts [][]byte) (collScanOpts, error) {
 // errors: a malformed cursor, then the key's type (a missing key answers
 // an empty page whatever the options), then the options.
 func (s *Server) collScan(c *client, name string, args [][]byte, walk collWalk) {
+	s.collScanWith(c, name, args, walk, false)
+}
+
+// collScanByElement is collScan for a collection whose positions are its
+// elements themselves (a hash's fields, a set's members): the literal
+// prefix of a MATCH pattern then bounds the walk to the elements that can
+// match, so a scan with MATCH "user:*" costs O(elements under "user:")
+// over all its calls rather than O(N).
+func (s *Server) collScanByElement(c *client, name string, args [][]byte, walk collWalk) {
+	s.collScanWith(c, name, args, walk, true)
+}
+
+// collScanWith is collScan; byElement says positions are elements.
+func (s *Server) collScanWith(c *client, name string, args [][]byte, walk collWalk, byElement bool) {
 	key := args[1]
 	cur, err := strconv.ParseUint(string(args[2]), 10, 64)
 	if err != nil {
@@ -99,6 +113,12 @@ func (s *Server) collScan(c *client, name string, args [][]byte, walk collWalk) 
 		from = stored[1:]
 	}
 	opts, optErr := parseCollScanOpts(args[3:])
+	var prefix []byte // elements outside it cannot match (byElement)
+	if byElement && optErr == nil && opts.pattern != nil {
+		if prefix = literalPrefix(opts.pattern.pattern); len(prefix) > 0 && bytes.Compare(from, prefix) < 0 {
+			from = prefix
+		}
+	}
 	var (
 		items [][]byte
 		next  []byte // the position of the first element not examined; nil when done
@@ -109,6 +129,9 @@ func (s *Server) collScan(c *client, name string, args [][]byte, walk collWalk) 
 		found, err := walk(v, key, from, func(pos []byte, it ...[]byte) bool {
 			if optErr != nil {
 				return false // only the key's existence and type were wanted
+			}
+			if len(prefix) > 0 && !bytes.HasPrefix(pos, prefix) {
+				return false // past the elements that can match: done
 			}
 			if examined == opts.count || held >= maxScanReplyBytes {
 				next = append([]byte{collCursorTag}, pos...)

@@ -50,3 +50,55 @@ func TestHashAndSetCommandsBatchInPipelines(t *testing.T) {
 	require.Equal(t, int64(50), sc.Val())
 	require.Equal(t, "10", hg.Val())
 }
+
+// TestCollScanMatchSeeksToTheLiteralPrefix: HSCAN and SSCAN with a MATCH
+// pattern that starts with literal bytes walk only the elements under
+// them: three calls of COUNT 1 find the three matches among a thousand
+// other fields, then the cursor is 0. A resumed cursor and a pattern with
+// no literal prefix behave as a full scan.
+func TestCollScanMatchSeeksToTheLiteralPrefix(t *testing.T) {
+	f := newFixture(t)
+	var fv []any
+	var members []any
+	for i := range 1000 {
+		fv = append(fv, "a:"+strconv.Itoa(i), "v")
+		members = append(members, "z:"+strconv.Itoa(i))
+	}
+	fv = append(fv, "p:1", "x", "p:2", "y", "p:3", "z")
+	members = append(members, "p:1", "p:2", "p:3")
+	require.NoError(t, f.rdb.HSet(f.ctx, "h", fv...).Err())
+	require.NoError(t, f.rdb.SAdd(f.ctx, "s", members...).Err())
+
+	scan := func(cmd, key, pattern string, count int64) (found []string, calls int) {
+		cursor := uint64(0)
+		for {
+			var (
+				items []string
+				next  uint64
+				err   error
+			)
+			if cmd == "hscan" {
+				items, next, err = f.rdb.HScan(f.ctx, key, cursor, pattern, count).Result()
+			} else {
+				items, next, err = f.rdb.SScan(f.ctx, key, cursor, pattern, count).Result()
+			}
+			require.NoError(t, err)
+			found = append(found, items...)
+			calls++
+			if next == 0 {
+				return found, calls
+			}
+			cursor = next
+		}
+	}
+	got, calls := scan("hscan", "h", "p:*", 1)
+	require.Equal(t, []string{"p:1", "x", "p:2", "y", "p:3", "z"}, got)
+	require.LessOrEqual(t, calls, 4, "the walk starts at p: and stops after it")
+	got, calls = scan("sscan", "s", "p:?", 1)
+	require.Equal(t, []string{"p:1", "p:2", "p:3"}, got)
+	require.LessOrEqual(t, calls, 4)
+
+	got, calls = scan("sscan", "s", "*:1", 100)
+	require.Len(t, got, 2, "p:1 and z:1")
+	require.Greater(t, calls, 10, "no literal prefix: every member is examined")
+}

@@ -214,7 +214,7 @@ func cmdSInterCard(s *Server, c *client, args [][]byte) {
 const maxInt = int(^uint(0) >> 1)
 
 func cmdSScan(s *Server, c *client, args [][]byte) {
-	s.collScan(c, "sscan", args, func(v kv.View, key, from []byte, emit func(pos []byte, items ...[]byte) bool) (bool, error) {
+	s.collScanByElement(c, "sscan", args, func(v kv.View, key, from []byte, emit func(pos []byte, items ...[]byte) bool) (bool, error) {
 		st, found, err := kv.OpenSet(v, key)
 		if err != nil || !found {
 			return false, err

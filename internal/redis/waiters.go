@@ -76,9 +76,10 @@ type blockRegistry struct {
 
 // register queues a new waiter for client id on keys (duplicates are
 // watched once). It starts busy: the caller checks the keys before it
-// first waits.
-func (r *blockRegistry) register(id uint64, keys [][]byte) *waiter {
-	w := &waiter{clientID: id, wake: make(chan struct{}, 1), busy: true}
+// first waits. behind reports whether another waiter was already queued
+// on one of the keys.
+func (r *blockRegistry) register(id uint64, keys [][]byte) (w *waiter, behind bool) {
+	w = &waiter{clientID: id, wake: make(chan struct{}, 1), busy: true}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.keys == nil {
@@ -93,13 +94,15 @@ func (r *blockRegistry) register(id uint64, keys [][]byte) *waiter {
 			r.keys[ks] = q
 		} else if w.watches(ks) {
 			continue
+		} else if q.Len() > 0 {
+			behind = true
 		}
 		w.keys = append(w.keys, ks)
 		w.elems = append(w.elems, q.PushBack(w))
 	}
 	r.clients[id] = w
 	r.count.Add(1)
-	return w
+	return w, behind
 }
 
 // watches reports whether w already watches key (keys of one command are
