@@ -239,19 +239,24 @@ func cdCheckColls(t *testing.T, s *Store) {
 				require.Equal(t, mm.m.Head+uint64(j), binary.BigEndian.Uint64(s), "list %s", mm.key)
 			}
 		case keyspace.TypeZSet:
-			var nm, no, nf uint64
-			var last []byte
+			var nm, no, nf, ns uint64
+			var last, lastSuper []byte
 			for j, s := range sufs {
 				switch s[0] {
 				case keyspace.ZSetMemberTag:
 					nm++
 				case keyspace.ZSetOrderTag:
 					no++
-				default:
+				case keyspace.ZSetFenceTag:
 					nf += binary.BigEndian.Uint64(vals[j])
 					last = s[1:]
+				default: // the supers over the fences
+					ns += binary.BigEndian.Uint64(vals[j])
+					lastSuper = s[1:]
 				}
 			}
+			require.Equal(t, mm.m.Len, ns, "zset supers %s", mm.key)
+			require.Equal(t, zMax, lastSuper, "zset last super %s", mm.key)
 			require.NotZero(t, mm.m.Len, "empty zset %s", mm.key)
 			require.Equal(t, mm.m.Len, nm, "zset members %s", mm.key)
 			require.Equal(t, mm.m.Len, no, "zset order %s", mm.key)

@@ -8,50 +8,61 @@ import (
 	"github.com/elastickv/elastickv/internal/kv/keyspace"
 )
 
-// The rank index of a sorted set: counted fences over the order index.
+// The rank index of a sorted set: counted fences over the order index,
+// grouped under counted supers.
 //
 // The order index (score, member rows, keyspace/zset.go) gives ranges by
 // score and by lex as range scans, but a rank (ZRANK, ZRANGE 1000000
 // 1000010, ZRANDMEMBER's random pick) would cost a scan from the first
-// row. The fences cut the order index into buckets and count each one: a
-// fence row, under the same storage id, is keyed by its bucket's end (an
-// order position, exclusive) and holds the number of order rows from the
-// previous fence's end (the start for the first) up to its own. A rank is
-// the sum of the counts of the buckets before a position's plus the
-// position's rank inside its bucket: O(N/B + B) rows read instead of
-// O(N), about 4,000 + 1,000 at a million members with B = 512.
+// row. Fences cut the order index into buckets of B to 2B rows and count
+// each; supers group S to 2S consecutive fences and count their rows and
+// fences. Every fence and super row lives under the set's storage id,
+// keyed by the position where its bucket or group ends (exclusive), and
+// holds its counts. A rank is the rows of the supers before the
+// position's, plus the rows of the fences before its bucket within its
+// super, plus its rank inside the bucket: O(N/(B*S) + S + B) rows read,
+// about 100 + 50 + 250 at a million members, instead of O(N).
 //
-// Fences are keyed by their end, not their start, so that every lookup
-// on the write path is a forward seek: a fence row is rewritten on every
-// insert and remove into its bucket, and until a flush (or within a
-// chunk's batch) a reverse step would have to pass every older version of
-// it, while a forward seek lands on the newest.
+// Rows are keyed by their end, not their start, so that every lookup on
+// the write path is a forward seek: a fence and a super are rewritten on
+// every insert and remove under them, and until a flush (or within a
+// chunk's batch) a reverse step would have to pass every older version,
+// while a forward seek lands on the newest. Reverse steps are taken only
+// on the rare paths (splitting a super, merging into a previous one).
 //
-// Invariants (after every op; the fence rows are replicated state, written
+// Invariants (after every op; these rows are replicated state, written
 // only by apply, from the log alone, so every replica and every replay
-// holds the same fences):
-//   - F1: a sorted set that exists has a last fence, whose end is zMax
-//     (above every position), so every order row is in exactly one
-//     bucket: the one of the smallest end > its position.
-//   - F2: a fence's count is the number of order rows in its bucket.
-//   - F3: no count exceeds 2B: an insert that makes a bucket 2B+1 splits
-//     it at its B-th row (found by scanning the bucket, O(B) once per B
-//     inserts into it: amortised O(1)).
-//   - F4: a remove that leaves a bucket below B/2 merges it with its next
-//     (else its previous) neighbour when the two fit in 2B, so two
-//     adjacent small buckets do not stay apart and the fences number at
-//     most about 4N/B.
+// holds the same):
+//   - F1: a sorted set that exists has a last fence and a last super,
+//     both ending at zMax (above every position): every order row is in
+//     exactly one bucket (the fence with the smallest end > its position)
+//     and every fence in exactly one group (the super with the smallest
+//     end >= the fence's end). Every super's end is a fence's end.
+//   - F2: a fence's count is the number of order rows in its bucket; a
+//     super's rows are the sum of its fences' counts, its fences their
+//     number.
+//   - F3: no fence counts more than 2B rows and no super more than 2S
+//     fences: an insert that breaks either splits the bucket at its B-th
+//     row (a scan of it, O(B) once per B inserts: amortised O(1)) or the
+//     group at its S-th fence.
+//   - F4: a remove that leaves a bucket below B/2 merges it with a
+//     neighbour of its group when the two fit in 2B, and an emptied
+//     bucket always goes; a group left with S/2 fences or fewer merges
+//     with its next (else previous) group when the two fit in 2S.
 //
 // An end is a cut point, not a member: removing the row an end was taken
 // from leaves the fence in place, still counting its bucket right.
-// Deleting the sorted set drops the fences with its other rows (one
+// Deleting the sorted set drops the index with its other rows (one
 // DeleteRange over the storage id), so delete and expiry stay O(1).
 
-// zsetBucket is B, the target bucket size of the rank index. It is part
-// of the replicated state's shape (where fences are cut), so it is a
-// constant: changing it changes no reply but would make replicas that
-// apply the same log hold different fences, so it needs a format version.
-const zsetBucket = 512
+// zsetBucket (B) and zsetSuper (S) size the rank index. They shape the
+// replicated state (where rows are cut), so they are constants: changing
+// them changes no reply, but replicas applying the same log must cut the
+// same rows, so a change needs a format version.
+const (
+	zsetBucket = 256
+	zsetSuper  = 32
+)
 
 // zrows reads one sorted set's element rows by suffix: the apply path's
 // (read-your-writes within the chunk) or a view's.
@@ -103,28 +114,38 @@ func (r collRows) iter(lo, hi []byte, reverse bool, fn func(suffix, val []byte) 
 	return ferr
 }
 
-// Suffix ranges of the three row kinds.
+// Suffix ranges of the row kinds.
 var (
 	zMemberLo = []byte{keyspace.ZSetMemberTag}
 	zOrderLo  = []byte{keyspace.ZSetOrderTag}
 	zOrderHi  = []byte{keyspace.ZSetOrderTag + 1}
 	zFenceLo  = []byte{keyspace.ZSetFenceTag}
 	zFenceHi  = []byte{keyspace.ZSetFenceTag + 1}
+	zSuperLo  = []byte{keyspace.ZSetSuperTag}
+	zSuperHi  = []byte{keyspace.ZSetSuperTag + 1}
 )
 
-// zindex is the rank index of one sorted set. b is zsetBucket except in
-// tests, which use small buckets to exercise splits and merges.
+// zindex is the rank index of one sorted set. b and s are zsetBucket and
+// zsetSuper except in tests, which use small ones to exercise splits and
+// merges.
 type zindex struct {
-	r zrows
-	b uint64
+	r    zrows
+	b, s uint64
 }
 
-func newZIndex(r zrows) zindex { return zindex{r: r, b: zsetBucket} }
+func newZIndex(r zrows) zindex { return zindex{r: r, b: zsetBucket, s: zsetSuper} }
 
 // fence is one fence row, decoded.
 type fence struct {
 	end   []byte // the bucket's end, an order position (exclusive); zMax for the last
 	count uint64
+}
+
+// super is one super row, decoded.
+type super struct {
+	end    []byte // the group's end: its last fence's end
+	rows   uint64
+	fences uint64
 }
 
 func decodeFence(suffix, val []byte) (fence, error) {
@@ -134,7 +155,18 @@ func decodeFence(suffix, val []byte) (fence, error) {
 	return fence{end: bytes.Clone(suffix[1:]), count: binary.BigEndian.Uint64(val)}, nil
 }
 
+func decodeSuper(suffix, val []byte) (super, error) {
+	if len(val) != 16 {
+		return super{}, fmt.Errorf("rank index: super %x holds %d bytes, want 16", suffix, len(val))
+	}
+	return super{end: bytes.Clone(suffix[1:]), rows: binary.BigEndian.Uint64(val), fences: binary.BigEndian.Uint64(val[8:])}, nil
+}
+
 func encodeCount(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+func encodeSuper(sp super) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, sp.rows), sp.fences)
+}
 
 // orderSuffix returns the order row suffix of position pos.
 func orderSuffix(pos []byte) []byte { return keyspace.AppendZSetOrderSuffix(nil, pos) }
@@ -142,8 +174,22 @@ func orderSuffix(pos []byte) []byte { return keyspace.AppendZSetOrderSuffix(nil,
 // fenceSuffix returns the suffix of the fence whose bucket ends at end.
 func fenceSuffix(end []byte) []byte { return keyspace.AppendZSetFenceSuffix(nil, end) }
 
-// first returns the first fence iter gives, if any.
-func (x zindex) first(lo, hi []byte, reverse bool) (fence, bool, error) {
+// superSuffix returns the suffix of the super whose group ends at end.
+func superSuffix(end []byte) []byte { return keyspace.AppendZSetSuperSuffix(nil, end) }
+
+// after returns the smallest suffix above every suffix with prefix p's
+// key exactly: p + 0x00.
+func after(p []byte) []byte { return append(p, 0) }
+
+func (x zindex) setFence(w zwriter, f fence) error {
+	return w.set(fenceSuffix(f.end), encodeCount(f.count))
+}
+func (x zindex) setSuper(w zwriter, sp super) error {
+	return w.set(superSuffix(sp.end), encodeSuper(sp))
+}
+
+// firstFence returns the first fence iter gives, if any.
+func (x zindex) firstFence(lo, hi []byte, reverse bool) (fence, bool, error) {
 	var f fence
 	var found bool
 	err := x.r.iter(lo, hi, reverse, func(s, v []byte) (bool, error) {
@@ -155,9 +201,22 @@ func (x zindex) first(lo, hi []byte, reverse bool) (fence, bool, error) {
 	return f, found, err
 }
 
+// firstSuper returns the first super iter gives, if any.
+func (x zindex) firstSuper(lo, hi []byte, reverse bool) (super, bool, error) {
+	var sp super
+	var found bool
+	err := x.r.iter(lo, hi, reverse, func(s, v []byte) (bool, error) {
+		var err error
+		sp, err = decodeSuper(s, v)
+		found = err == nil
+		return false, err
+	})
+	return sp, found, err
+}
+
 // fenceOf returns the fence of pos's bucket: the smallest end > pos.
 func (x zindex) fenceOf(pos []byte) (fence, error) {
-	f, ok, err := x.first(append(fenceSuffix(pos), 0), zFenceHi, false)
+	f, ok, err := x.firstFence(after(fenceSuffix(pos)), zFenceHi, false)
 	if err != nil {
 		return fence{}, err
 	}
@@ -167,14 +226,25 @@ func (x zindex) fenceOf(pos []byte) (fence, error) {
 	return f, nil
 }
 
-// prevFence returns the fence before f, if any (a reverse step: only on
-// the rare paths, a merge into the previous bucket).
-func (x zindex) prevFence(f fence) (fence, bool, error) {
-	return x.first(zFenceLo, fenceSuffix(f.end), true)
+// superOf returns the super of pos's group: the smallest end > pos.
+func (x zindex) superOf(pos []byte) (super, error) {
+	sp, ok, err := x.firstSuper(after(superSuffix(pos)), zSuperHi, false)
+	if err != nil {
+		return super{}, err
+	}
+	if !ok {
+		return super{}, fmt.Errorf("rank index: no super above %x (F1 broken)", pos)
+	}
+	return sp, nil
 }
 
-// init writes the last fence of a sorted set createColl just made.
-func (x zindex) init(w zwriter) error { return w.set(fenceSuffix(zMax), encodeCount(0)) }
+// init writes the last fence and super of a sorted set createColl made.
+func (x zindex) init(w zwriter) error {
+	if err := x.setFence(w, fence{end: zMax}); err != nil {
+		return err
+	}
+	return x.setSuper(w, super{end: zMax, fences: 1})
+}
 
 // inserted accounts for the order row at pos, which the caller has just
 // written.
@@ -183,13 +253,21 @@ func (x zindex) inserted(w zwriter, pos []byte) error {
 	if err != nil {
 		return err
 	}
-	f.count++
-	if f.count <= 2*x.b {
-		return w.set(fenceSuffix(f.end), encodeCount(f.count))
+	sp, err := x.superOf(pos)
+	if err != nil {
+		return err
 	}
-	// Split (F3): the bucket's rows are the last f.count order rows below
-	// its end; the new fence ends at its row B (0-based from its start),
-	// which is row f.count-1-B counting back from the end.
+	f.count++
+	sp.rows++
+	if f.count <= 2*x.b {
+		if err := x.setFence(w, f); err != nil {
+			return err
+		}
+		return x.setSuper(w, sp)
+	}
+	// Split the bucket (F3): its rows are the last f.count order rows
+	// below its end; the new fence ends at its row B (0-based from its
+	// start), which is row f.count-1-B counting back from the end.
 	var mid []byte
 	skip := f.count - 1 - x.b
 	err = x.r.iter(zOrderLo, orderSuffix(f.end), true, func(s, _ []byte) (bool, error) {
@@ -206,10 +284,44 @@ func (x zindex) inserted(w zwriter, pos []byte) error {
 	if mid == nil {
 		return fmt.Errorf("rank index: bucket ending %x counts %d rows but holds fewer (F2 broken)", f.end, f.count)
 	}
-	if err := w.set(fenceSuffix(mid), encodeCount(x.b)); err != nil {
+	if err := x.setFence(w, fence{end: mid, count: x.b}); err != nil {
 		return err
 	}
-	return w.set(fenceSuffix(f.end), encodeCount(f.count-x.b))
+	if err := x.setFence(w, fence{end: f.end, count: f.count - x.b}); err != nil {
+		return err
+	}
+	sp.fences++
+	if sp.fences <= 2*x.s {
+		return x.setSuper(w, sp)
+	}
+	// Split the group (F3) at its S-th fence: read its fences back from
+	// its end (a reverse walk, once per S bucket splits).
+	group := make([]fence, 0, sp.fences)
+	err = x.r.iter(zFenceLo, after(fenceSuffix(sp.end)), true, func(s, v []byte) (bool, error) {
+		g, err := decodeFence(s, v)
+		if err != nil {
+			return false, err
+		}
+		group = append(group, g)
+		return uint64(len(group)) < sp.fences, nil
+	})
+	if err != nil {
+		return err
+	}
+	if uint64(len(group)) != sp.fences {
+		return fmt.Errorf("rank index: group ending %x counts %d fences, found %d (F2 broken)", sp.end, sp.fences, len(group))
+	}
+	// group runs backwards: its first S fences are its last S entries.
+	first := super{end: group[len(group)-int(x.s)].end, fences: x.s}
+	for _, g := range group[len(group)-int(x.s):] {
+		first.rows += g.count
+	}
+	if err := x.setSuper(w, first); err != nil {
+		return err
+	}
+	sp.rows -= first.rows
+	sp.fences -= x.s
+	return x.setSuper(w, sp)
 }
 
 // removed accounts for the order row at pos, which the caller has just
@@ -219,48 +331,135 @@ func (x zindex) removed(w zwriter, pos []byte) error {
 	if err != nil {
 		return err
 	}
-	if f.count == 0 {
-		return fmt.Errorf("rank index: bucket ending %x counts no row but one was removed (F2 broken)", f.end)
-	}
-	f.count--
-	if f.count >= x.b/2 {
-		return w.set(fenceSuffix(f.end), encodeCount(f.count))
-	}
-	// F4: merge a small bucket into a neighbour it fits with. Merging
-	// into the next bucket drops this fence (the next one's bucket then
-	// starts where this one started); the last bucket merges the previous
-	// one into itself.
-	if !bytes.Equal(f.end, zMax) {
-		next, ok, err := x.first(append(fenceSuffix(f.end), 0), zFenceHi, false)
-		if err != nil {
-			return err
-		}
-		if ok && f.count+next.count <= 2*x.b {
-			if err := w.del(fenceSuffix(f.end)); err != nil {
-				return err
-			}
-			return w.set(fenceSuffix(next.end), encodeCount(f.count+next.count))
-		}
-	}
-	// The previous bucket merges into this one (a reverse step, taken
-	// only when this bucket is small and the next one is nearly full).
-	prev, ok, err := x.prevFence(f)
+	sp, err := x.superOf(pos)
 	if err != nil {
 		return err
 	}
-	if ok && prev.count+f.count <= 2*x.b {
-		if err := w.del(fenceSuffix(prev.end)); err != nil {
+	if f.count == 0 || sp.rows == 0 {
+		return fmt.Errorf("rank index: bucket ending %x counts no row but one was removed (F2 broken)", f.end)
+	}
+	f.count--
+	sp.rows--
+	merged, err := x.mergeFence(w, f, &sp)
+	if err != nil {
+		return err
+	}
+	if !merged {
+		if err := x.setFence(w, f); err != nil {
 			return err
 		}
-		return w.set(fenceSuffix(f.end), encodeCount(prev.count+f.count))
 	}
-	return w.set(fenceSuffix(f.end), encodeCount(f.count))
+	return x.mergeSuper(w, sp)
+}
+
+// mergeFence merges fence f, small after a remove, with a neighbour in
+// its group (F4), writing the result; it reports whether it did. An
+// empty bucket always goes (it will never see another remove to merge
+// it): a group of only that bucket is dropped whole.
+func (x zindex) mergeFence(w zwriter, f fence, sp *super) (bool, error) {
+	if f.count >= x.b/2 {
+		return false, nil
+	}
+	last := bytes.Equal(f.end, sp.end)
+	if !last {
+		// The next fence is in the group: f's bucket joins it.
+		next, ok, err := x.firstFence(after(fenceSuffix(f.end)), zFenceHi, false)
+		if err != nil {
+			return false, err
+		}
+		if ok && f.count+next.count <= 2*x.b {
+			if err := w.del(fenceSuffix(f.end)); err != nil {
+				return false, err
+			}
+			sp.fences--
+			next.count += f.count
+			return true, x.setFence(w, next)
+		}
+	}
+	// The previous fence joins f's bucket if it is in the group (reverse
+	// steps, on this rare path).
+	prev, ok, err := x.firstFence(zFenceLo, fenceSuffix(f.end), true)
+	if err != nil {
+		return false, err
+	}
+	inGroup := ok && sp.fences > 1
+	if inGroup && !last {
+		ps, found, err := x.firstSuper(zSuperLo, superSuffix(sp.end), true)
+		if err != nil {
+			return false, err
+		}
+		inGroup = !found || bytes.Compare(prev.end, ps.end) > 0
+	}
+	if inGroup && prev.count+f.count <= 2*x.b {
+		if err := w.del(fenceSuffix(prev.end)); err != nil {
+			return false, err
+		}
+		sp.fences--
+		f.count += prev.count
+		return true, x.setFence(w, f)
+	}
+	if f.count == 0 && sp.fences == 1 && !bytes.Equal(sp.end, zMax) {
+		// An empty group of one empty bucket: drop both; the next group
+		// now starts where this one did.
+		if err := w.del(fenceSuffix(f.end)); err != nil {
+			return false, err
+		}
+		sp.fences = 0
+		return true, nil
+	}
+	return false, nil
+}
+
+// mergeSuper writes super sp, merging it with a neighbouring group when
+// it is small and the two fit (F4).
+func (x zindex) mergeSuper(w zwriter, sp super) error {
+	if sp.fences == 0 {
+		return w.del(superSuffix(sp.end)) // mergeFence dropped its only fence
+	}
+	if sp.fences > x.s/2 {
+		return x.setSuper(w, sp)
+	}
+	if !bytes.Equal(sp.end, zMax) {
+		next, ok, err := x.firstSuper(after(superSuffix(sp.end)), zSuperHi, false)
+		if err != nil {
+			return err
+		}
+		if ok && sp.fences+next.fences <= 2*x.s {
+			if err := w.del(superSuffix(sp.end)); err != nil {
+				return err
+			}
+			next.rows += sp.rows
+			next.fences += sp.fences
+			return x.setSuper(w, next)
+		}
+	}
+	prev, ok, err := x.firstSuper(zSuperLo, superSuffix(sp.end), true)
+	if err != nil {
+		return err
+	}
+	if ok && prev.fences+sp.fences <= 2*x.s {
+		if err := w.del(superSuffix(prev.end)); err != nil {
+			return err
+		}
+		sp.rows += prev.rows
+		sp.fences += prev.fences
+	}
+	return x.setSuper(w, sp)
+}
+
+// fencesFrom returns the lower bound of the fence rows after position
+// start (the end of the previous group or bucket; empty: the first).
+func fencesFrom(start []byte) []byte {
+	if len(start) == 0 {
+		return zFenceLo
+	}
+	return after(fenceSuffix(start))
 }
 
 // rank returns the number of order rows whose position is below pos; nil
-// pos is the end (the set's length is then n). It sums the buckets up to
-// and including pos's, then takes off the rows of pos's bucket at or
-// above pos: forward steps only.
+// pos is the end (the set's length is then n). It sums the groups before
+// pos's, then the buckets of pos's group up to and including pos's, then
+// takes off the rows of pos's bucket at or above pos: forward steps only.
 func (x zindex) rank(pos []byte, n uint64) (uint64, error) {
 	// A position at or past zMax (a lex bound of "+") is past every row,
 	// like nil: no fence ends above it.
@@ -268,9 +467,30 @@ func (x zindex) rank(pos []byte, n uint64) (uint64, error) {
 		return n, nil
 	}
 	var upTo uint64
-	var bucket fence
+	start := []byte{}
 	found := false
-	err := x.r.iter(zFenceLo, zFenceHi, false, func(s, v []byte) (bool, error) {
+	err := x.r.iter(zSuperLo, zSuperHi, false, func(s, v []byte) (bool, error) {
+		sp, err := decodeSuper(s, v)
+		if err != nil {
+			return false, err
+		}
+		if bytes.Compare(sp.end, pos) > 0 {
+			found = true
+			return false, nil
+		}
+		upTo += sp.rows
+		start = sp.end
+		return true, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("rank index: no super above %x (F1 broken)", pos)
+	}
+	var bucket fence
+	found = false
+	err = x.r.iter(fencesFrom(start), zFenceHi, false, func(s, v []byte) (bool, error) {
 		f, err := decodeFence(s, v)
 		if err != nil {
 			return false, err
@@ -311,9 +531,17 @@ func (x zindex) at(r, n uint64) ([]byte, error) {
 	return out[0], nil
 }
 
+// span is a run of order rows to visit: (start, end) positions and the
+// rows before it.
+type span struct {
+	start, end []byte
+	cum        uint64
+}
+
 // atMany returns the positions of ranks (ascending, each < n): one walk
-// over the fences and one scan of each bucket holding a wanted rank, so
-// ZRANDMEMBER's k picks cost O(N/B + k*B) at most, not k walks.
+// over the supers, one over the fences of each group holding a wanted
+// rank and one scan of each such bucket, so ZRANDMEMBER's k picks cost
+// O(N/(B*S) + k*(S+B)) at most, not k walks.
 func (x zindex) atMany(ranks []uint64, n uint64) ([][]byte, error) {
 	out := make([][]byte, 0, len(ranks))
 	if len(ranks) == 0 {
@@ -322,60 +550,73 @@ func (x zindex) atMany(ranks []uint64, n uint64) ([][]byte, error) {
 	if ranks[len(ranks)-1] >= n {
 		return nil, fmt.Errorf("rank index: rank %d of %d rows", ranks[len(ranks)-1], n)
 	}
-	type bucket struct {
-		start, end []byte
-		cum        uint64 // rows before the bucket
-	}
-	var want []bucket
-	var cum uint64
-	start := []byte{}
-	k := 0
-	err := x.r.iter(zFenceLo, zFenceHi, false, func(s, v []byte) (bool, error) {
-		f, err := decodeFence(s, v)
-		if err != nil {
-			return false, err
+	// pick returns the spans, among those walk lists in order with their
+	// sizes, that hold a wanted rank.
+	pick := func(lo, hi []byte, from span, size func(s, v []byte) ([]byte, uint64, error)) ([]span, error) {
+		var spans []span
+		k := 0
+		for k < len(ranks) && ranks[k] < from.cum {
+			k++
 		}
-		if k < len(ranks) && ranks[k] < cum+f.count {
-			want = append(want, bucket{start: start, end: f.end, cum: cum})
-			for k < len(ranks) && ranks[k] < cum+f.count {
-				k++
+		cum, start := from.cum, from.start
+		err := x.r.iter(lo, hi, false, func(s, v []byte) (bool, error) {
+			end, cnt, err := size(s, v)
+			if err != nil {
+				return false, err
 			}
-		}
-		cum += f.count
-		start = f.end
-		return k < len(ranks), nil
+			if k < len(ranks) && ranks[k] < cum+cnt {
+				spans = append(spans, span{start: start, end: end, cum: cum})
+				for k < len(ranks) && ranks[k] < cum+cnt {
+					k++
+				}
+			}
+			cum += cnt
+			start = end
+			return k < len(ranks) && !bytes.Equal(end, from.end), nil
+		})
+		return spans, err
+	}
+	groups, err := pick(zSuperLo, zSuperHi, span{start: []byte{}, end: zMax}, func(s, v []byte) ([]byte, uint64, error) {
+		sp, err := decodeSuper(s, v)
+		return sp.end, sp.rows, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if k != len(ranks) {
-		return nil, fmt.Errorf("rank index: the fences count fewer rows than rank %d of %d (F2 broken)", ranks[k], n)
-	}
-	k = 0
-	for _, b := range want {
-		idx := b.cum
-		err := x.r.iter(orderSuffix(b.start), orderSuffix(b.end), false, func(s, _ []byte) (bool, error) {
-			for k < len(ranks) && ranks[k] == idx {
-				out = append(out, bytes.Clone(s[1:]))
-				k++
-			}
-			idx++
-			return k < len(ranks), nil
+	k := 0
+	for _, g := range groups {
+		buckets, err := pick(fencesFrom(g.start), zFenceHi, g, func(s, v []byte) ([]byte, uint64, error) {
+			f, err := decodeFence(s, v)
+			return f.end, f.count, err
 		})
 		if err != nil {
 			return nil, err
 		}
+		for _, b := range buckets {
+			idx := b.cum
+			err := x.r.iter(orderSuffix(b.start), orderSuffix(b.end), false, func(s, _ []byte) (bool, error) {
+				for k < len(ranks) && ranks[k] == idx {
+					out = append(out, bytes.Clone(s[1:]))
+					k++
+				}
+				idx++
+				return k < len(ranks), nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
 	}
 	if k != len(ranks) {
-		return nil, fmt.Errorf("rank index: a bucket holds fewer rows than it counts (F2 broken)")
+		return nil, fmt.Errorf("rank index: the counts hold fewer rows than rank %d of %d (F2 broken)", ranks[k], n)
 	}
 	return out, nil
 }
 
 // build writes the rows of a sorted set that createColl just made from
-// entries sorted by position, with a fence after every B rows:
-// ZRANGESTORE and the STORE forms of the set algebra write their result
-// in O(N) without a split.
+// entries sorted by position, with a fence after every B rows and a super
+// after every S fences: ZRANGESTORE and the STORE forms of the set
+// algebra write their result in O(N) without a split.
 func (x zindex) build(w zwriter, entries []zentry) error {
 	for _, e := range entries {
 		if err := w.set(keyspace.AppendZSetMemberSuffix(nil, e.member), scoreBits(e.score)); err != nil {
@@ -385,13 +626,33 @@ func (x zindex) build(w zwriter, entries []zentry) error {
 			return err
 		}
 	}
+	var fences []fence
 	for k := 0; k < len(entries); k += int(x.b) {
-		end, cnt := zMax, uint64(len(entries)-k)
-		if cnt > x.b {
-			end, cnt = entries[k+int(x.b)].pos, x.b
+		f := fence{end: zMax, count: uint64(len(entries) - k)}
+		if f.count > x.b {
+			f = fence{end: entries[k+int(x.b)].pos, count: x.b}
 		}
-		if err := w.set(fenceSuffix(end), encodeCount(cnt)); err != nil {
+		fences = append(fences, f)
+	}
+	if len(fences) == 0 {
+		fences = append(fences, fence{end: zMax})
+	}
+	var sp super
+	for k, f := range fences {
+		if err := x.setFence(w, f); err != nil {
 			return err
+		}
+		sp.rows += f.count
+		sp.fences++
+		if sp.fences == x.s || k == len(fences)-1 {
+			sp.end = f.end
+			if k == len(fences)-1 {
+				sp.end = zMax
+			}
+			if err := x.setSuper(w, sp); err != nil {
+				return err
+			}
+			sp = super{}
 		}
 	}
 	return nil
@@ -408,11 +669,25 @@ func (x zindex) checkFences(n uint64) error {
 	if err != nil {
 		return err
 	}
+	var supers []super
+	err = x.r.iter(zSuperLo, zSuperHi, false, func(s, v []byte) (bool, error) {
+		sp, err := decodeSuper(s, v)
+		supers = append(supers, sp)
+		return true, err
+	})
+	if err != nil {
+		return err
+	}
 	if len(fences) == 0 || !bytes.Equal(fences[len(fences)-1].end, zMax) {
 		return fmt.Errorf("F1: no last fence")
 	}
+	if len(supers) == 0 || !bytes.Equal(supers[len(supers)-1].end, zMax) {
+		return fmt.Errorf("F1: no last super")
+	}
 	var total uint64
 	start := []byte{}
+	g := 0
+	var gRows, gFences uint64
 	for k, f := range fences {
 		var got uint64
 		if err := x.r.iter(orderSuffix(start), orderSuffix(f.end), false, func(_, _ []byte) (bool, error) { got++; return true, nil }); err != nil {
@@ -426,6 +701,23 @@ func (x zindex) checkFences(n uint64) error {
 		}
 		total += got
 		start = f.end
+		gRows += f.count
+		gFences++
+		if c := bytes.Compare(f.end, supers[g].end); c > 0 {
+			return fmt.Errorf("F1: super %d ends at %x, not at a fence end", g, supers[g].end)
+		} else if c == 0 {
+			if gRows != supers[g].rows || gFences != supers[g].fences {
+				return fmt.Errorf("F2: super %d counts %d rows in %d fences, holds %d in %d", g, supers[g].rows, supers[g].fences, gRows, gFences)
+			}
+			if gFences > 2*x.s {
+				return fmt.Errorf("F3: super %d holds %d fences > 2S", g, gFences)
+			}
+			g++
+			gRows, gFences = 0, 0
+		}
+	}
+	if g != len(supers) {
+		return fmt.Errorf("F1: %d supers, %d closed by fences", len(supers), g)
 	}
 	if total != n {
 		return fmt.Errorf("fences count %d rows, the set has %d", total, n)

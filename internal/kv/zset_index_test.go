@@ -72,11 +72,12 @@ func (m *memRows) iter(lo, hi []byte, reverse bool, fn func(s, v []byte) (bool, 
 // small buckets through thousands of random inserts and removes, checking
 // every invariant and every kind of rank query against a sorted slice.
 func TestRankIndexMatchesSortedSliceModel(t *testing.T) {
-	for _, b := range []uint64{2, 3, 8, 64} {
-		t.Run(fmt.Sprint("B=", b), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(b, 15))
+	for _, bs := range [][2]uint64{{2, 2}, {3, 2}, {2, 3}, {8, 4}, {64, 2}, {4, 32}} {
+		b := bs[0]
+		t.Run(fmt.Sprint("B=", b, ",S=", bs[1]), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(b, bs[1]))
 			rows := newMemRows()
-			x := zindex{r: rows, b: b}
+			x := zindex{r: rows, b: b, s: bs[1]}
 			require.NoError(t, x.init(rows))
 			var model [][]byte // sorted positions
 			for step := 0; step < 4000; step++ {
@@ -103,6 +104,12 @@ func TestRankIndexMatchesSortedSliceModel(t *testing.T) {
 				}
 				n := uint64(len(model))
 				require.NoError(t, x.checkFences(n), "step %d", step)
+				if step%500 == 0 {
+					// The index stays O(N/B): adjacent small buckets merge.
+					nf := 0
+					require.NoError(t, rows.iter(zFenceLo, zFenceHi, false, func(_, _ []byte) (bool, error) { nf++; return true, nil }))
+					require.LessOrEqual(t, uint64(nf), 4*n/b+2, "step %d: %d fences for %d rows", step, nf, n)
+				}
 				if n == 0 {
 					continue
 				}
@@ -144,7 +151,7 @@ func TestRankIndexMatchesSortedSliceModel(t *testing.T) {
 func TestRankIndexBuildMatchesInserts(t *testing.T) {
 	for _, n := range []int{1, 7, 8, 9, 100} {
 		rows := newMemRows()
-		x := zindex{r: rows, b: 4}
+		x := zindex{r: rows, b: 4, s: 2}
 		var es []zentry
 		for i := range n {
 			m := fmt.Appendf(nil, "m%03d", i)

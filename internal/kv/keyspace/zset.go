@@ -11,15 +11,21 @@ package keyspace
 //
 //	0x00 member            -> score bits (8 bytes, exact, -0 included)
 //	0x01 score(8) member   -> empty: the order index, Redis's order
-//	0x02 boundary          -> count (8 bytes big-endian): the rank index
+//	0x02 end               -> count (8 bytes big-endian): rank-index fences
+//	0x03 end               -> rows, fences (8 + 8 bytes): rank-index supers
 //
-// A fence's boundary is an order position (score(8) member, the order
-// suffix without its tag), or empty for the first fence; its count is the
-// number of order rows from its boundary up to the next fence's. kv's
-// zset_index.go maintains them; the bytes here are the format.
+// A fence's end is an order position (score(8) member, the order suffix
+// without its tag), exclusive, or all 0xff for the last fence; its count
+// is the number of order rows from the previous fence's end up to its
+// own. A super groups the fences from the previous super's end up to its
+// own (a fence end). kv's zset_index.go maintains them; the bytes here
+// are the format.
 
-// ZSetFenceTag is the row kind of a rank-index fence.
-const ZSetFenceTag byte = 0x02
+// ZSetFenceTag and ZSetSuperTag are the row kinds of the rank index.
+const (
+	ZSetFenceTag byte = 0x02
+	ZSetSuperTag byte = 0x03
+)
 
 // ZSetMemberTag and ZSetOrderTag are the row kinds of the member and order
 // indexes (the first byte of their suffixes).
@@ -52,9 +58,16 @@ func AppendZSetOrderSuffix(dst, pos []byte) []byte {
 	return append(dst, pos...)
 }
 
-// AppendZSetFenceSuffix appends the suffix of the fence whose boundary is
-// pos (empty for the first fence).
-func AppendZSetFenceSuffix(dst, pos []byte) []byte {
+// AppendZSetFenceSuffix appends the suffix of the fence whose bucket ends
+// at position end.
+func AppendZSetFenceSuffix(dst, end []byte) []byte {
 	dst = append(dst, ZSetFenceTag)
-	return append(dst, pos...)
+	return append(dst, end...)
+}
+
+// AppendZSetSuperSuffix appends the suffix of the super whose group of
+// fences ends at end.
+func AppendZSetSuperSuffix(dst, end []byte) []byte {
+	dst = append(dst, ZSetSuperTag)
+	return append(dst, end...)
 }

@@ -23,7 +23,7 @@ func TestZSetSuffixGolden(t *testing.T) {
 		{"pos -1.5 m", pos, "4007ffffffffffff6d"},
 		{"order -1.5 m", AppendZSetOrderSuffix(nil, pos), "014007ffffffffffff6d"},
 		{"fence -1.5 m", AppendZSetFenceSuffix(nil, pos), "024007ffffffffffff6d"},
-		{"first fence", AppendZSetFenceSuffix(nil, nil), "02"},
+		{"super -1.5 m", AppendZSetSuperSuffix(nil, pos), "034007ffffffffffff6d"},
 	}
 	for _, c := range cases {
 		if got := hex.EncodeToString(c.got); got != c.want {
