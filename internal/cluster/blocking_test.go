@@ -190,7 +190,7 @@ func TestBLMoveMovesAtomically(t *testing.T) {
 		require.Equal(t, int64(0), c.Client(i).Exists(ctx, "src").Val())
 	}
 	// BRPOPLPUSH is BLMOVE RIGHT LEFT.
-	got = asyncResult(func() (string, error) { return blockingClient(t, c, f2).BRPopLPush(ctx, "src", "dst", 0).Result() })
+	got = asyncResult(func() (string, error) { return blockingClient(t, c, f2).Do(ctx, "BRPOPLPUSH", "src", "dst", 0).Text() })
 	c.waitBlocked(ctx, f2, 1)
 	require.NoError(t, c.Client(f1).RPush(ctx, "src", "b", "c").Err())
 	r = await(t, got, "BRPOPLPUSH")
@@ -294,7 +294,9 @@ func TestBlockedSortedSetPopsOnFollowers(t *testing.T) {
 	c := New(t, 3)
 	ctx := c.Ctx(60 * time.Second)
 	f1, f2 := followers(c)
-	minPop := asyncResult(func() (*goredis.ZWithKey, error) { return blockingClient(t, c, f1).BZPopMin(ctx, 0, "z1", "z2").Result() })
+	minPop := asyncResult(func() (*goredis.ZWithKey, error) {
+		return blockingClient(t, c, f1).BZPopMin(ctx, 0, "z1", "z2").Result()
+	})
 	c.waitBlocked(ctx, f1, 1)
 	require.NoError(t, c.Client(f2).ZAdd(ctx, "z2", goredis.Z{Score: 2, Member: "b"}, goredis.Z{Score: 1, Member: "a"}).Err())
 	r := await(t, minPop, "BZPOPMIN")
