@@ -277,7 +277,7 @@ func TestClientUnblockEndsABlockedPop(t *testing.T) {
 }
 
 // counterValue reads a counter (without labels) from node i's registry.
-func counterValue(t *testing.T, c *Cluster, i int, name string) float64 {
+func counterValue(t testing.TB, c *Cluster, i int, name string) float64 {
 	t.Helper()
 	mfs, err := c.Node(i).Registry().Gather()
 	require.NoError(t, err)
