@@ -20,6 +20,9 @@ func TestChaosCommandFlags(t *testing.T) {
 		{[]string{"chaos", "--nemesis", "kill,bogus"}, 2, `unknown nemesis "bogus"`},
 		{[]string{"chaos", "--duration", "0s"}, 2, "--duration must be positive"},
 		{[]string{"chaos", "--expiry-keys", "-1"}, 2, "--expiry-keys must be between 0 and 1000"},
+		{[]string{"chaos", "--help"}, 0, "-workload"},
+		{[]string{"chaos", "--workload", "queue,streams"}, 2, `unknown workload "streams"`},
+		{[]string{"chaos", "--collection-keys", "0"}, 2, "--collection-keys must be between 1 and 100"},
 		{[]string{"chaos", "extra"}, 2, "unexpected argument"},
 	} {
 		var stdout, stderr strings.Builder

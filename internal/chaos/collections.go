@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,16 @@ const (
 	// OpLRange is LRANGE key Input.Start Input.Stop, Redis's index rules
 	// (negative from the end, out of range clamped).
 	OpLRange OpKind = "lrange"
+	// OpZAdd is ZADD key Input.Arg Input.Field (score, member): 1 if the
+	// member is new, 0 if it was there (its score replaced).
+	OpZAdd OpKind = "zadd"
+	// OpZRem is ZREM key Input.Field: 1 if the member was there, else 0.
+	OpZRem OpKind = "zrem"
+	// OpZScore is ZSCORE key Input.Field: the score, or nil.
+	OpZScore OpKind = "zscore"
+	// OpZRange is ZRANGE key 0 -1 WITHSCORES: members and scores, by
+	// score then member.
+	OpZRange OpKind = "zrange"
 )
 
 // OutArr is an array reply. Output.Str holds its elements in the canonical
@@ -65,6 +76,7 @@ const (
 	hashKeyPrefix = "chaos:h"
 	setKeyPrefix  = "chaos:s"
 	listKeyPrefix = "chaos:l"
+	zsetKeyPrefix = "chaos:z"
 )
 
 // The sizes that keep the model's states small: the fields a hash key's
@@ -73,9 +85,13 @@ const (
 const (
 	hashFields = 4
 	setMembers = 6
+	// zsetMembers and zsetScores: few members and few integer scores, so
+	// ties (ordered by member) are common and ZADD often moves a member.
+	zsetMembers = 5
+	zsetScores  = 4
 	// collShare is the percentage of a client's operations that go to the
 	// collection keys when both they and the register keys run.
-	collShare = 35
+	collShare = 30
 )
 
 // collFamily is the type of a collection key, from its name.
@@ -86,6 +102,7 @@ const (
 	hashColl
 	setColl
 	listColl
+	zsetColl
 )
 
 func familyOf(key string) collFamily {
@@ -96,17 +113,21 @@ func familyOf(key string) collFamily {
 		return setColl
 	case strings.HasPrefix(key, listKeyPrefix):
 		return listColl
+	case strings.HasPrefix(key, zsetKeyPrefix):
+		return zsetColl
 	}
 	return notColl
 }
 
-// IsCollectionKey reports whether key is one of the hash, set or list keys
-// that the collection model checks.
+// IsCollectionKey reports whether key is one of the hash, set, list or
+// sorted-set keys that the collection model checks.
 func IsCollectionKey(key string) bool { return familyOf(key) != notColl }
 
 // coll is the model's state for one collection key, in a canonical and
 // comparable form (encodeElems): a list's elements in order, a set's
-// members sorted, a hash's fields sorted, each followed by its value. The
+// members sorted, a hash's fields sorted, each followed by its value, a
+// sorted set's members by score then member, each followed by its score
+// (an integer, which Redis prints as one: ZRANGE's WITHSCORES reply). The
 // empty encoding is the missing key: Redis deletes a collection that
 // loses its last element.
 type coll string
@@ -232,12 +253,72 @@ func applyColl(s coll, in Input) (coll, Output) {
 			return s, arrOut(nil)
 		}
 		return s, arrOut(elems[lo : hi+1])
+	case OpZAdd:
+		next, removed := withoutPair(elems, in.Field)
+		next = sortedByScore(append(next, in.Field, in.Arg))
+		added := int64(1)
+		if removed {
+			added = 0
+		}
+		return coll(encodeElems(next)), Output{Kind: OutInt, Int: added}
+	case OpZRem:
+		next, removed := withoutPair(elems, in.Field)
+		if !removed {
+			return s, Output{Kind: OutInt, Int: 0}
+		}
+		return coll(encodeElems(next)), Output{Kind: OutInt, Int: 1}
+	case OpZScore:
+		for i := 0; i+1 < len(elems); i += 2 {
+			if elems[i] == in.Field {
+				return s, Output{Kind: OutStr, Str: elems[i+1]}
+			}
+		}
+		return s, Output{Kind: OutNil}
+	case OpZRange:
+		return s, arrOut(elems)
 	case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
 		OpQPush, OpBLPop, OpBLMove:
 		// Not collection commands: the workload never sends them to a
 		// collection key.
 	}
 	panic(fmt.Sprintf("chaos: unknown collection op %q", in.Op))
+}
+
+// withoutPair returns a flat member/score list without member's pair, and
+// whether it was there. It never mutates flat.
+func withoutPair(flat []string, member string) ([]string, bool) {
+	for i := 0; i+1 < len(flat); i += 2 {
+		if flat[i] == member {
+			return slices.Delete(slices.Clone(flat), i, i+2), true
+		}
+	}
+	return slices.Clone(flat), false
+}
+
+// sortedByScore orders a flat member/score list as ZRANGE does: by score
+// (integers here), then by member.
+func sortedByScore(flat []string) []string {
+	type pair struct {
+		m     string
+		score int64
+		s     string
+	}
+	ps := make([]pair, 0, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		n, _ := strconv.ParseInt(flat[i+1], 10, 64)
+		ps = append(ps, pair{flat[i], n, flat[i+1]})
+	}
+	slices.SortFunc(ps, func(a, b pair) int {
+		if c := cmp.Compare(a.score, b.score); c != 0 {
+			return c
+		}
+		return strings.Compare(a.m, b.m)
+	})
+	out := make([]string, 0, len(flat))
+	for _, p := range ps {
+		out = append(out, p.m, p.s)
+	}
+	return out
 }
 
 // listRange applies Redis's LRANGE index rules to a list of length n:
@@ -300,7 +381,7 @@ func (s coll) String() string {
 
 // collKeyNames returns the collection keys of a run: perType keys of each
 // enabled family.
-func collKeyNames(perType int, hashes, sets, lists bool) []string {
+func collKeyNames(perType int, hashes, sets, lists, zsets bool) []string {
 	var out []string
 	for i := range perType {
 		if hashes {
@@ -311,6 +392,9 @@ func collKeyNames(perType int, hashes, sets, lists bool) []string {
 		}
 		if lists {
 			out = append(out, listKeyPrefix+strconv.Itoa(i))
+		}
+		if zsets {
+			out = append(out, zsetKeyPrefix+strconv.Itoa(i))
 		}
 	}
 	return out
@@ -348,6 +432,20 @@ func randomCollInput(rng *rand.Rand, keys []string, id, seq int) Input {
 			return Input{Op: OpSRem, Key: key, Field: member}
 		case r < 96:
 			return Input{Op: OpSMembers, Key: key}
+		default:
+			return Input{Op: OpDel, Key: key}
+		}
+	case zsetColl:
+		member := "z" + strconv.Itoa(rng.IntN(zsetMembers))
+		switch {
+		case r < 40:
+			return Input{Op: OpZAdd, Key: key, Field: member, Arg: strconv.Itoa(rng.IntN(zsetScores))}
+		case r < 60:
+			return Input{Op: OpZRem, Key: key, Field: member}
+		case r < 75:
+			return Input{Op: OpZScore, Key: key, Field: member}
+		case r < 96:
+			return Input{Op: OpZRange, Key: key}
 		default:
 			return Input{Op: OpDel, Key: key}
 		}
@@ -403,6 +501,19 @@ func sendColl(ctx context.Context, cl *goredis.Client, in Input) (Output, error)
 	case OpLRange:
 		v, err := cl.LRange(ctx, in.Key, in.Start, in.Stop).Result()
 		return arrOut(v), err
+	case OpZAdd:
+		n, err := cl.Do(ctx, "zadd", in.Key, in.Arg, in.Field).Int64()
+		return Output{Kind: OutInt, Int: n}, err
+	case OpZRem:
+		n, err := cl.ZRem(ctx, in.Key, in.Field).Result()
+		return Output{Kind: OutInt, Int: n}, err
+	case OpZScore:
+		// Raw: go-redis would parse the score into a float.
+		v, err := cl.Do(ctx, "zscore", in.Key, in.Field).Text()
+		return Output{Kind: OutStr, Str: v}, err
+	case OpZRange:
+		v, err := cl.Do(ctx, "zrange", in.Key, 0, -1, "withscores").StringSlice()
+		return arrOut(v), err
 	case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
 		OpQPush, OpBLPop, OpBLMove:
 		// Not sent to a collection key.
@@ -429,6 +540,8 @@ func finalCollReads(keys []string) []Input {
 			out = append(out, Input{Op: OpSMembers, Key: k})
 		case listColl:
 			out = append(out, Input{Op: OpLRange, Key: k, Start: 0, Stop: -1})
+		case zsetColl:
+			out = append(out, Input{Op: OpZRange, Key: k})
 		case notColl:
 			// collKeys holds collection keys only.
 		}

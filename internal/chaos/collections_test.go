@@ -22,13 +22,19 @@ func lrange(k string, start, stop int64) Input {
 }
 func del(k string) Input         { return Input{Op: OpDel, Key: k} }
 func arr(elems ...string) Output { return arrOut(elems) }
+func zadd(k, score, m string) Input {
+	return Input{Op: OpZAdd, Key: k, Field: m, Arg: score}
+}
+func zrem(k, m string) Input   { return Input{Op: OpZRem, Key: k, Field: m} }
+func zscore(k, m string) Input { return Input{Op: OpZScore, Key: k, Field: m} }
+func zrange(k string) Input    { return Input{Op: OpZRange, Key: k} }
 
 // TestCollectionModelSemantics walks each collection type through Redis
 // 7.2's replies, including the edge cases: a replaced field counts 0, a
 // collection that loses its last element is gone (DEL then answers 0),
 // LRANGE's negative and out-of-range indexes.
 func TestCollectionModelSemantics(t *testing.T) {
-	const h, s, l = "chaos:h0", "chaos:s0", "chaos:l0"
+	const h, s, l, z = "chaos:h0", "chaos:s0", "chaos:l0", "chaos:z0"
 	steps := []struct {
 		in   Input
 		want Output
@@ -75,6 +81,23 @@ func TestCollectionModelSemantics(t *testing.T) {
 		{rpop(l), str("c")},
 		{rpop(l), nilOut},
 		{del(l), intOut(0)},
+
+		{zrange(z), arr()},
+		{zscore(z, "b"), nilOut},
+		{zadd(z, "2", "b"), intOut(1)},
+		{zadd(z, "2", "a"), intOut(1)}, // a tie: ordered by member
+		{zadd(z, "1", "c"), intOut(1)},
+		{zrange(z), arr("c", "1", "a", "2", "b", "2")},
+		{zadd(z, "3", "a"), intOut(0)}, // moved, not added
+		{zrange(z), arr("c", "1", "b", "2", "a", "3")},
+		{zscore(z, "a"), str("3")},
+		{zadd(z, "0", "a"), intOut(0)},
+		{zrange(z), arr("a", "0", "c", "1", "b", "2")},
+		{zrem(z, "d"), intOut(0)},
+		{zrem(z, "a"), intOut(1)},
+		{zrem(z, "b"), intOut(1)},
+		{zrem(z, "c"), intOut(1)},
+		{del(z), intOut(0)},
 	}
 	states := map[string]coll{}
 	for i, st := range steps {
@@ -161,6 +184,20 @@ func TestCollectionCheckerCatchesViolations(t *testing.T) {
 			op(0, lpush(l, "e2"), intOut(2), OutcomeOK, 20, 30),
 			op(1, rpop(l), str("e2"), OutcomeOK, 40, 50),
 		}},
+		{"ZADD's new score not seen", []Op{
+			op(0, zadd("chaos:z0", "1", "a"), intOut(1), OutcomeOK, 0, 10),
+			op(0, zadd("chaos:z0", "3", "a"), intOut(0), OutcomeOK, 20, 30),
+			op(1, zscore("chaos:z0", "a"), str("1"), OutcomeOK, 40, 50),
+		}},
+		{"ZRANGE out of score order", []Op{
+			op(0, zadd("chaos:z0", "2", "a"), intOut(1), OutcomeOK, 0, 10),
+			op(0, zadd("chaos:z0", "1", "b"), intOut(1), OutcomeOK, 20, 30),
+			op(1, zrange("chaos:z0"), arr("a", "2", "b", "1"), OutcomeOK, 40, 50),
+		}},
+		{"a moved member counted as added", []Op{
+			op(0, zadd("chaos:z0", "2", "a"), intOut(1), OutcomeOK, 0, 10),
+			op(0, zadd("chaos:z0", "1", "a"), intOut(1), OutcomeOK, 20, 30),
+		}},
 		{"WRONGTYPE on a key of one type", []Op{
 			op(0, lpush(l, "e1"), Output{Kind: OutErr, Str: errWrongType}, OutcomeOK, 0, 10),
 		}},
@@ -192,6 +229,7 @@ func TestCollectionKeysStayOutOfOtherChecks(t *testing.T) {
 	require.True(t, IsCollectionKey("chaos:h1"))
 	require.True(t, IsCollectionKey("chaos:s0"))
 	require.True(t, IsCollectionKey("chaos:l3"))
+	require.True(t, IsCollectionKey("chaos:z0"))
 	require.False(t, IsCollectionKey("chaos:k0"))
 	require.False(t, IsCollectionKey(queueKey))
 	require.False(t, isRegisterKey("chaos:h0"))
@@ -209,12 +247,13 @@ func TestCollectionKeysStayOutOfOtherChecks(t *testing.T) {
 // a key is one of that key's type, and reads and writes are classified as
 // the linearizability check expects.
 func TestRandomCollInputStaysInFamily(t *testing.T) {
-	keys := collKeyNames(2, true, true, true)
-	require.Len(t, keys, 6)
+	keys := collKeyNames(2, true, true, true, true)
+	require.Len(t, keys, 8)
 	allowed := map[collFamily][]OpKind{
 		hashColl: {OpHSet, OpHGet, OpHDel, OpHGetAll, OpDel},
 		setColl:  {OpSAdd, OpSRem, OpSMembers, OpDel},
 		listColl: {OpLPush, OpRPop, OpLRange, OpDel},
+		zsetColl: {OpZAdd, OpZRem, OpZScore, OpZRange, OpDel},
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	seen := map[OpKind]bool{}
@@ -228,11 +267,43 @@ func TestRandomCollInputStaysInFamily(t *testing.T) {
 			require.True(t, seen[k], "%s never drawn", k)
 		}
 	}
-	for _, r := range []OpKind{OpHGet, OpHGetAll, OpSMembers, OpLRange} {
+	for _, r := range []OpKind{OpHGet, OpHGetAll, OpSMembers, OpLRange, OpZScore, OpZRange} {
 		require.False(t, r.isWrite(), "%s is a read", r)
 	}
-	for _, w := range []OpKind{OpHSet, OpHDel, OpSAdd, OpSRem, OpLPush, OpRPop, OpQPush, OpBLPop, OpBLMove} {
+	for _, w := range []OpKind{OpHSet, OpHDel, OpSAdd, OpSRem, OpLPush, OpRPop, OpZAdd, OpZRem, OpQPush, OpBLPop, OpBLMove} {
 		require.True(t, w.isWrite(), "%s is a write", w)
 	}
 	require.Equal(t, []string{"a b", "", "\"x\""}, decodeElems(encodeElems([]string{"a b", "", "\"x\""})))
+}
+
+func TestParseWorkloads(t *testing.T) {
+	all, err := ParseWorkloads("all")
+	require.NoError(t, err)
+	require.Equal(t, []string{WorkloadRegisters, WorkloadCollections, WorkloadQueue}, all)
+	got, err := ParseWorkloads(" queue, collections,queue ")
+	require.NoError(t, err)
+	require.Equal(t, []string{WorkloadQueue, WorkloadCollections}, got)
+	_, err = ParseWorkloads("lists")
+	require.ErrorContains(t, err, `unknown workload "lists"`)
+	_, err = ParseWorkloads(" , ")
+	require.ErrorContains(t, err, "no workload")
+
+	cfg := DefaultConfig()
+	cfg.Binary, cfg.OutDir = "x", "y"
+	require.NoError(t, cfg.validate())
+	cfg.Workloads = []string{"queue", "streams"}
+	require.ErrorContains(t, cfg.validate(), `unknown workload "streams"`)
+	cfg.Workloads = nil
+	require.ErrorContains(t, cfg.validate(), "no workload")
+}
+
+// TestClassifyWrongType: WRONGTYPE is the state machine's answer, a
+// definite outcome for reads and writes alike, which the model then
+// rejects; it must not be dropped or turned into an unknown outcome.
+func TestClassifyWrongType(t *testing.T) {
+	for _, k := range []OpKind{OpHSet, OpHGet, OpLPush, OpSMembers} {
+		out, outcome := classify(k, Output{}, goredisError(errWrongType))
+		require.Equal(t, OutcomeOK, outcome, "%s", k)
+		require.Equal(t, Output{Kind: OutErr, Str: errWrongType}, out, "%s", k)
+	}
 }

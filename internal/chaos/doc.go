@@ -16,10 +16,11 @@
 //     left" are checked linearizably, PTTL's exact value only against the
 //     TTL set.
 //   - Linearizability of the collection keys' histories ("chaos:h<i>",
-//     "chaos:s<i>", "chaos:l<i>", Config.CollectionKeys of each), in the
-//     same porcupine check: a model whose state per key is the hash (HSET,
-//     HGET, HDEL, HGETALL), set (SADD, SREM, SMEMBERS) or list (LPUSH,
-//     RPOP, LRANGE with Redis's index rules), with DEL on all three and
+//     "chaos:s<i>", "chaos:l<i>", "chaos:z<i>", Config.CollectionKeys of
+//     each), in the same porcupine check: a model whose state per key is
+//     the hash (HSET, HGET, HDEL, HGETALL), set (SADD, SREM, SMEMBERS),
+//     list (LPUSH, RPOP, LRANGE with Redis's index rules) or sorted set
+//     (ZADD, ZREM, ZSCORE, ZRANGE WITHSCORES), with DEL on all four and
 //     Redis's rule that an emptied collection is gone. Each key keeps one
 //     type, so WRONGTYPE fails the check; HGETALL and SMEMBERS replies are
 //     compared as unordered, duplicates included (collections.go).

@@ -53,6 +53,11 @@ const (
 	queueProducers = 2
 	queueConsumers = 3
 	queueBlock     = time.Second
+	// queueHighWater is the queue length above which a producer pauses:
+	// consumers then empty the queue and block, so the runs exercise
+	// blocked clients woken by pushes through other nodes, not only pops
+	// that find an element waiting.
+	queueHighWater = 8
 )
 
 // IsQueueKey reports whether key is one of the queue workload's lists,
@@ -75,7 +80,8 @@ func parseQueueElem(e string) (p, seq int, ok bool) {
 
 // queueWorker runs one producer (consumer=false) or consumer until the
 // workload stops, recording every operation. Each operation goes to a
-// random node; a consumer picks BLPOP or BLMOVE at random each time.
+// random node; a consumer picks BLPOP or BLMOVE at random each time, and
+// a producer pauses while the queue is longer than queueHighWater.
 func (w *workload) queueWorker(id, proc int, consumer bool) {
 	defer w.wg.Done()
 	rng := rand.New(rand.NewPCG(w.seed, 0x7175657565+uint64(id)))
@@ -105,15 +111,23 @@ func (w *workload) queueWorker(id, proc int, consumer bool) {
 		op := w.do(conns[node], in)
 		op.Process, op.Node = proc, w.names[node]
 		w.h.Add(op)
+		var pause time.Duration
 		switch op.Outcome {
 		case OutcomeOK:
+			if !consumer && op.Output.Int > queueHighWater {
+				pause = time.Duration(50+rng.IntN(250)) * time.Millisecond
+			}
 		case OutcomeUnknown:
 			proc = int(w.nextProc.Add(1) - 1)
 		case OutcomeFail:
+			// A dead or leaderless node answers instantly; do not spin.
+			pause = time.Duration(10+rng.IntN(40)) * time.Millisecond
+		}
+		if pause > 0 {
 			select {
 			case <-w.stop:
 				return
-			case <-time.After(time.Duration(10+rng.IntN(40)) * time.Millisecond):
+			case <-time.After(pause):
 			}
 		}
 	}
@@ -143,7 +157,7 @@ func sendQueue(ctx context.Context, cl *goredis.Client, in Input) (Output, error
 		v, err := cl.LRange(ctx, in.Key, 0, -1).Result()
 		return arrOut(v), err
 	case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
-		OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpDel:
+		OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpZAdd, OpZRem, OpZScore, OpZRange, OpDel:
 		// Not sent to a queue key.
 	}
 	return Output{}, fmt.Errorf("chaos: no client for queue op %q", in.Op)
@@ -178,7 +192,8 @@ type QueueResult struct {
 	// explained by one unknown BLPOP (there must be at least as many).
 	MaybePopped int `json:"maybe_popped"`
 	// Violations describe each element popped twice, lost, out of order,
-	// or never pushed.
+	// or never pushed, and each pop that timed out while the queue held
+	// an element throughout.
 	Violations []string `json:"violations,omitempty"`
 }
 
@@ -201,7 +216,12 @@ type QueueResult struct {
 //     was sent;
 //   - FIFO: the done list followed by the queue is the order the elements
 //     left the queue head and the order they remain in, so a producer's
-//     acknowledged element comes before every element it pushed later.
+//     acknowledged element comes before every element it pushed later;
+//   - no BLPOP or BLMOVE times out with nil while the queue certainly held
+//     an element for its whole duration: from the return of the element's
+//     acknowledged push to the invocation of the known pop that took it
+//     (or the end, if it is still queued). A node that cannot tell must
+//     answer an error, not nil.
 func CheckQueue(ops []Op) QueueResult {
 	var res QueueResult
 	violate := func(format string, args ...any) {
@@ -281,7 +301,7 @@ func CheckQueue(ops []Op) QueueResult {
 				f.done = op
 			}
 		case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
-			OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpDel:
+			OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpZAdd, OpZRem, OpZScore, OpZRange, OpDel:
 			// The queue workload sends none of these.
 		}
 	}
@@ -359,6 +379,46 @@ func CheckQueue(ops []Op) QueueResult {
 	if len(missing) > res.UnknownPops {
 		violate("lost: %d acknowledged elements were never popped and are in neither list, but only %d BLPOPs had an unknown outcome: %s",
 			len(missing), res.UnknownPops, sample(missing))
+	}
+
+	// A pop that timed out while the queue certainly held an element for
+	// its whole duration: element e is in the queue from its acknowledged
+	// push's return until the invocation of the known pop that took it
+	// (nothing pushes e again), or for ever when it is still queued. An
+	// element taken by a pop of unknown outcome, or moved by one, has no
+	// known end and bounds nothing.
+	type presence struct {
+		from, to int64
+		elem     string
+	}
+	var present []presence
+	const forever = int64(1<<63 - 1)
+	for _, e := range names {
+		x := elems[e]
+		if x.push == nil || x.push.Outcome != OutcomeOK || len(x.pops)+x.inQueue+x.inDone != 1 || len(x.moves) > 1 {
+			continue // absent, or held more than once (reported above)
+		}
+		switch {
+		case len(x.pops) == 1:
+			present = append(present, presence{x.push.Return, x.pops[0].Call, e})
+		case len(x.moves) == 1 && x.inDone == 1:
+			present = append(present, presence{x.push.Return, x.moves[0].Call, e})
+		case x.inQueue == 1:
+			present = append(present, presence{x.push.Return, forever, e})
+		}
+	}
+	for _, op := range ops {
+		if !IsQueueKey(op.Input.Key) || (op.Input.Op != OpBLPop && op.Input.Op != OpBLMove) ||
+			op.Outcome != OutcomeOK || op.Output.Kind != OutNil {
+			continue
+		}
+		for _, p := range present {
+			if p.from < op.Call && op.Return < p.to {
+				violate("%s via %s timed out with nil (%v to %v), but %s was in the queue all that time (pushed by %v, taken at %v or later)",
+					op.Input.Op, op.Node, time.Duration(op.Call), time.Duration(op.Return), p.elem, time.Duration(p.from), time.Duration(p.to))
+				break
+			}
+		}
 	}
 
 	// FIFO per producer, over done++queue.

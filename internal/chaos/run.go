@@ -53,7 +53,7 @@ type Config struct {
 	// Report.Unsupported.
 	Workloads []string
 	// CollectionKeys is the number of keys of each collection type (hash,
-	// set, list) of the collections workload.
+	// set, list, sorted set) of the collections workload.
 	CollectionKeys int
 	// ExpirySkew is the bound CheckExpiry allows between an operation's
 	// apply or read time and its real-time interval (see expiry.go).
@@ -586,8 +586,12 @@ func (w *workload) setUpFamilies(ctx context.Context, c *cluster, cfg *Config, r
 			return err
 		}
 	}
+	var zsets bool
 	if coll {
-		w.collKeys = collKeyNames(cfg.CollectionKeys, hashes, sets, lists)
+		if zsets, err = supported("sorted sets", "zadd", "chaos:probe:z", "1", "m"); err != nil {
+			return err
+		}
+		w.collKeys = collKeyNames(cfg.CollectionKeys, hashes, sets, lists, zsets)
 		if len(w.collKeys) > 0 {
 			rep.Workloads = append(rep.Workloads, WorkloadCollections)
 		}

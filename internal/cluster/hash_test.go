@@ -3,6 +3,7 @@ package cluster
 import (
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -197,4 +198,105 @@ func TestHashScanAndRandField(t *testing.T) {
 	}
 	require.Len(t, small, 2, "both fields come up among 1000 draws with repeats")
 	require.Equal(t, 1000, small["a"]+small["b"])
+}
+
+// TestHashesAndSetsWithKeyCommands: the key commands work on hashes and
+// sets on every node: TYPE, RENAME (the fields go along), COPY (a copy of
+// the elements, independent of the source), DEL and UNLINK, EXPIRE and
+// TTL (an expired hash reads as missing at once, and the sweeper deletes
+// it), OBJECT ENCODING under Redis's default limits, SCAN TYPE.
+func TestHashesAndSetsWithKeyCommands(t *testing.T) {
+	c := New(t, 3)
+	ctx := c.Ctx(30 * time.Second)
+	leader := c.WaitLeader(5 * time.Second)
+	r := c.Client(leader)
+
+	require.Equal(t, int64(2), r.HSet(ctx, "h", "a", "1", "b", "2").Val())
+	require.Equal(t, int64(3), r.SAdd(ctx, "s", "x", "y", "z").Val())
+	require.NoError(t, r.Set(ctx, "str", "v", 0).Err())
+
+	require.NoError(t, r.Rename(ctx, "h", "h2").Err())
+	require.Equal(t, int64(1), r.Copy(ctx, "h2", "h3", 0, false).Val())
+	require.Equal(t, int64(1), r.Copy(ctx, "s", "s2", 0, false).Val())
+	require.Equal(t, int64(1), r.HSet(ctx, "h3", "c", "3").Val())
+	require.Equal(t, int64(1), r.SRem(ctx, "s2", "x").Val())
+	for i := range c.Size() {
+		cl := c.Client(i)
+		require.Equal(t, int64(0), cl.Exists(ctx, "h").Val(), "on %s", c.Name(i))
+		require.Equal(t, map[string]string{"a": "1", "b": "2"}, cl.HGetAll(ctx, "h2").Val(), "RENAME keeps the fields")
+		require.Equal(t, map[string]string{"a": "1", "b": "2", "c": "3"}, cl.HGetAll(ctx, "h3").Val(), "COPY copies them")
+		require.Equal(t, []string{"x", "y", "z"}, cl.SMembers(ctx, "s").Val())
+		require.Equal(t, []string{"y", "z"}, cl.SMembers(ctx, "s2").Val())
+		require.Equal(t, "hash", cl.Type(ctx, "h3").Val())
+		require.Equal(t, "set", cl.Type(ctx, "s2").Val())
+	}
+
+	// OBJECT ENCODING follows Redis's default limits.
+	require.Equal(t, "listpack", r.ObjectEncoding(ctx, "h2").Val())
+	require.Equal(t, "listpack", r.ObjectEncoding(ctx, "s").Val())
+	require.Equal(t, int64(3), r.SAdd(ctx, "ints", "1", "-7", "300").Val())
+	require.Equal(t, "intset", r.ObjectEncoding(ctx, "ints").Val())
+	require.Equal(t, int64(1), r.HSet(ctx, "longval", "f", strings.Repeat("v", 65)).Val())
+	require.Equal(t, "hashtable", r.ObjectEncoding(ctx, "longval").Val())
+	var fields []any
+	for i := range 129 {
+		fields = append(fields, "f"+strconv.Itoa(i), "v")
+	}
+	require.Equal(t, int64(129), r.HSet(ctx, "many", fields...).Val())
+	require.Equal(t, "hashtable", r.ObjectEncoding(ctx, "many").Val())
+	require.Equal(t, int64(1), r.SAdd(ctx, "ints", "x").Val())
+	require.Equal(t, "listpack", r.ObjectEncoding(ctx, "ints").Val(), "a non-integer member leaves the intset")
+	// The limits are the asked node's CONFIG parameters (local: apply
+	// never reads them).
+	require.NoError(t, r.ConfigSet(ctx, "hash-max-ziplist-entries", "1").Err())
+	require.Equal(t, "hashtable", r.ObjectEncoding(ctx, "h2").Val())
+	other := c.Client((leader + 1) % c.Size())
+	require.Equal(t, "listpack", other.ObjectEncoding(ctx, "h2").Val(), "another node keeps its own limits")
+	require.NoError(t, r.ConfigSet(ctx, "hash-max-ziplist-entries", "128").Err())
+	require.Equal(t, "listpack", r.ObjectEncoding(ctx, "h2").Val())
+
+	// SCAN TYPE.
+	scanAll := func(typ string) []string {
+		var out []string
+		cursor := uint64(0)
+		for {
+			keys, next, err := r.ScanType(ctx, cursor, "", 3, typ).Result()
+			require.NoError(t, err)
+			out = append(out, keys...)
+			if next == 0 {
+				sort.Strings(out)
+				return out
+			}
+			cursor = next
+		}
+	}
+	require.Equal(t, []string{"h2", "h3", "longval", "many"}, scanAll("hash"))
+	require.Equal(t, []string{"ints", "s", "s2"}, scanAll("SET"))
+	require.Equal(t, []string{"str"}, scanAll("string"))
+	require.Empty(t, scanAll("zset"))
+	require.Empty(t, scanAll("nosuchtype"))
+
+	// DEL, UNLINK.
+	require.Equal(t, int64(2), r.Del(ctx, "longval", "s2").Val())
+	require.Equal(t, int64(2), r.Unlink(ctx, "many", "ints").Val())
+
+	// Expiry: TTL reads it, an expired hash reads as missing on every
+	// node, and the sweeper deletes it.
+	require.True(t, r.PExpire(ctx, "h2", 300*time.Millisecond).Val())
+	require.True(t, r.Expire(ctx, "s", time.Hour).Val())
+	require.Greater(t, r.PTTL(ctx, "h2").Val(), time.Duration(0))
+	require.Equal(t, time.Hour, r.TTL(ctx, "s").Val())
+	require.NoError(t, r.HSet(ctx, "s3", "f", "v").Err())
+	for i := range c.Size() {
+		cl := c.Client(i)
+		require.Eventually(t, func() bool { return cl.Exists(ctx, "h2").Val() == 0 }, 10*time.Second, 10*time.Millisecond)
+		require.Empty(t, cl.HGetAll(ctx, "h2").Val())
+		require.Equal(t, goredis.Nil, cl.HGet(ctx, "h2", "a").Err())
+		require.Equal(t, int64(0), cl.HLen(ctx, "h2").Val())
+	}
+	require.Eventually(t, func() bool { return r.DBSize(ctx).Val() == 4 }, 10*time.Second, 10*time.Millisecond,
+		"the sweeper deletes the expired hash: h3, s, s3, str remain")
+	require.Equal(t, int64(1), r.HSet(ctx, "h2", "new", "1").Val(), "the name is free again, with no old field")
+	require.Equal(t, map[string]string{"new": "1"}, r.HGetAll(ctx, "h2").Val())
+	require.Equal(t, time.Duration(-1), r.TTL(ctx, "h2").Val())
 }

@@ -50,22 +50,27 @@ func Table() []Param {
 		{Name: "cluster-enabled", Kind: Bool, Default: "no"},
 		{Name: "daemonize", Kind: Bool, Default: "no"}, // a supervisor runs the process
 
-		// Lists have one layout whatever their size (issue #16:
-		// elements at sequence numbers, docs/keyspace.md), so Redis's
-		// list encoding knobs change nothing anywhere: accepted, kept per
-		// node, no effect (Redis's own tests set them).
+		// Replicated parameters, declared for the keyspace issue: apply
+		// will depend on them, so they must change through the log on
+		// every replica at once. CONFIG SET refuses them until the log
+		// carries configuration entries.
+		{Name: "active-expire-effort", Kind: Int, Default: "1", Min: 1, Max: 10, Mutable: true, Scope: Replicated},
+
+		// Redis's small-encoding limits. elastickv stores every collection
+		// as one row per element whatever its size (lists: elements at
+		// sequence numbers, docs/keyspace.md), so these decide only the
+		// name OBJECT ENCODING answers (kv's encoding.go), on the node
+		// asked: they are local, and apply never reads them (Redis's own
+		// tests set them).
+		{Name: "hash-max-listpack-entries", Aliases: []string{"hash-max-ziplist-entries"}, Kind: Int, Default: "128", Min: 0, Max: math.MaxInt32, Mutable: true},
+		{Name: "hash-max-listpack-value", Aliases: []string{"hash-max-ziplist-value"}, Kind: Int, Default: "64", Min: 0, Max: math.MaxInt32, Mutable: true},
 		{Name: "list-max-listpack-size", Aliases: []string{"list-max-ziplist-size"}, Kind: Int, Default: "-2", Min: math.MinInt32, Max: math.MaxInt32, Mutable: true}, // Redis takes any int and reads below -5 as -5
 		{Name: "list-compress-depth", Kind: Int, Default: "0", Min: 0, Max: math.MaxInt32, Mutable: true},
-
-		// Replicated parameters, declared for the keyspace and collection
-		// issues: apply will depend on them, so they must change through
-		// the log on every replica at once. CONFIG SET refuses them until
-		// the log carries configuration entries.
-		{Name: "active-expire-effort", Kind: Int, Default: "1", Min: 1, Max: 10, Mutable: true, Scope: Replicated},
-		{Name: "hash-max-listpack-entries", Aliases: []string{"hash-max-ziplist-entries"}, Kind: Int, Default: "128", Min: 0, Max: math.MaxInt32, Mutable: true, Scope: Replicated},
-		{Name: "hash-max-listpack-value", Aliases: []string{"hash-max-ziplist-value"}, Kind: Int, Default: "64", Min: 0, Max: math.MaxInt32, Mutable: true, Scope: Replicated},
-		{Name: "set-max-intset-entries", Kind: Int, Default: "512", Min: 0, Max: math.MaxInt32, Mutable: true, Scope: Replicated},
-		{Name: "zset-max-listpack-entries", Aliases: []string{"zset-max-ziplist-entries"}, Kind: Int, Default: "128", Min: 0, Max: math.MaxInt32, Mutable: true, Scope: Replicated},
+		{Name: "set-max-intset-entries", Kind: Int, Default: "512", Min: 0, Max: math.MaxInt32, Mutable: true},
+		{Name: "set-max-listpack-entries", Kind: Int, Default: "128", Min: 0, Max: math.MaxInt32, Mutable: true},
+		{Name: "set-max-listpack-value", Kind: Int, Default: "64", Min: 0, Max: math.MaxInt32, Mutable: true},
+		{Name: "zset-max-listpack-entries", Aliases: []string{"zset-max-ziplist-entries"}, Kind: Int, Default: "128", Min: 0, Max: math.MaxInt32, Mutable: true},
+		{Name: "zset-max-listpack-value", Aliases: []string{"zset-max-ziplist-value"}, Kind: Int, Default: "64", Min: 0, Max: math.MaxInt32, Mutable: true},
 	}
 }
 

@@ -34,7 +34,9 @@ type KeyInfo struct {
 	ExpireAt uint64
 	// Encoding is OBJECT ENCODING's answer as Redis 7.2 gives it for the
 	// value: for a string, "int" (an integer of at most 20 bytes),
-	// "embstr" (at most 44 bytes) or "raw".
+	// "embstr" (at most 44 bytes) or "raw"; for a collection, the name
+	// from its element count alone (encoding.go; ObjectEncoding also
+	// looks at the elements).
 	Encoding string
 	// Len is a string's length in bytes, or a collection's number of
 	// elements.
@@ -198,6 +200,8 @@ func (v *view2) Lookup(key []byte) (KeyInfo, bool, error) {
 		ki = KeyInfo{Type: m.Type, ExpireAt: m.ExpireAt, Len: m.Len, Version: m.Version, LastWrite: m.LastWrite}
 		if m.Type == keyspace.TypeString {
 			ki.Encoding = stringEncoding(m.Len, inline)
+		} else {
+			ki.Encoding = collectionEncoding(m) // from the count alone (encoding.go)
 		}
 		return nil
 	})

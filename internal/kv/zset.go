@@ -537,10 +537,9 @@ func applyZStore(w *writeSet, c *Command) (Result, error) {
 	}
 	es := zalgebra(c.Flags&zStoreOp, c.Flags&zAggMask, srcs, weights)
 	event := EventZUnionStore
-	switch c.Flags & zStoreOp {
-	case ZStoreInter:
+	if op := c.Flags & zStoreOp; op == ZStoreInter {
 		event = EventZInterStore
-	case ZStoreDiff:
+	} else if op == ZStoreDiff {
 		event = EventZDiffStore
 	}
 	return w.storeEntries(c.Keys[0], es, event)

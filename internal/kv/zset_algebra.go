@@ -82,10 +82,10 @@ func weigh(w, v float64) float64 {
 // aggregate combines acc with v under agg (SUM, ZAggMin, ZAggMax); inf +
 // -inf counts as 0, as in Redis.
 func aggregate(agg SetFlags, acc, v float64) float64 {
-	switch agg {
-	case ZAggMin:
+	if agg == ZAggMin {
 		return min(acc, v)
-	case ZAggMax:
+	}
+	if agg == ZAggMax {
 		return max(acc, v)
 	}
 	s := float64(acc + v)
@@ -109,6 +109,9 @@ func zalgebra(op, agg SetFlags, srcs []zsource, weights []float64) []zentry {
 		slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(srcs[a].size(), srcs[b].size()) })
 	}
 	var out []zentry
+	// op is ZStoreUnion, ZStoreInter or ZStoreDiff (validated); the other
+	// values of the flag type are other ops' flags.
+	//exhaustive:ignore
 	switch op {
 	case ZStoreUnion:
 		acc := map[string]int{}

@@ -189,11 +189,11 @@ func rankRange(start, stop int64, n uint64) (from, to uint64, ok bool) {
 	return uint64(start), uint64(stop), true
 }
 
-// firstScore returns the encoded score of the set's first row, which
-// anchors the lex bounds (lexLo, lexHi).
-func (z zset) firstScore() ([]byte, error) {
+// edgeScore returns the encoded score of the set's first row (last with
+// last), which anchors the lex bounds (lexLo, lexHi).
+func (z zset) edgeScore(last bool) ([]byte, error) {
 	var s []byte
-	err := z.r.iter(zOrderLo, zOrderHi, false, func(suf, _ []byte) (bool, error) {
+	err := z.r.iter(zOrderLo, zOrderHi, last, func(suf, _ []byte) (bool, error) {
 		if len(suf) < 1+keyspace.ScoreLen {
 			return false, fmt.Errorf("sorted set: order row %x too short", suf)
 		}
@@ -201,6 +201,101 @@ func (z zset) firstScore() ([]byte, error) {
 		return false, nil
 	})
 	return s, err
+}
+
+// lexByScan reports whether a lex range must be answered by a scan: the
+// set's scores differ. Redis's lex commands compare members only, along
+// the score order, assuming one score; when every score is equal a lex
+// range is a range of positions (bounds), otherwise it is answered as
+// Redis walks it: from the first member at or above min, while members
+// stay at or below max, O(N). Redis leaves the result unspecified when
+// members are not in order along the scores; this matches it whenever
+// they are.
+func (z zset) lexByScan() (bool, error) {
+	if z.n < 2 {
+		return false, nil
+	}
+	first, err := z.edgeScore(false)
+	if err != nil {
+		return false, err
+	}
+	last, err := z.edgeScore(true)
+	if err != nil {
+		return false, err
+	}
+	return !bytes.Equal(first, last), nil
+}
+
+// lexGteMin and lexLteMax test a member against lex bounds.
+func lexGteMin(m []byte, b LexBound) bool {
+	switch b[0] {
+	case '-':
+		return true
+	case '+':
+		return false
+	case '(':
+		return bytes.Compare(m, b[1:]) > 0
+	}
+	return bytes.Compare(m, b[1:]) >= 0
+}
+
+func lexLteMax(m []byte, b LexBound) bool {
+	switch b[0] {
+	case '+':
+		return true
+	case '-':
+		return false
+	case '(':
+		return bytes.Compare(m, b[1:]) < 0
+	}
+	return bytes.Compare(m, b[1:]) <= 0
+}
+
+// lexEmpty reports whether lex bounds select nothing whatever the set:
+// min above max, or equal with either end exclusive.
+func lexEmpty(lo, hi LexBound) bool {
+	if lo[0] == '+' || hi[0] == '-' {
+		return true
+	}
+	if lo[0] == '-' || hi[0] == '+' {
+		return false
+	}
+	c := bytes.Compare(lo[1:], hi[1:])
+	return c > 0 || c == 0 && (lo[0] == '(' || hi[0] == '(')
+}
+
+// lexScan answers a lex spec by walking the order index (lexByScan):
+// from the first member inside the range in the walk's direction, skip
+// offset rows, then take rows while they stay inside, up to count.
+func (z zset) lexScan(spec *ZRangeSpec, offset, count int64) ([]zentry, error) {
+	if lexEmpty(spec.LexMin, spec.LexMax) || count == 0 {
+		return nil, nil
+	}
+	started := false
+	var out []zentry
+	err := z.r.iter(zOrderLo, zOrderHi, spec.Rev, func(s, _ []byte) (bool, error) {
+		m := s[1+keyspace.ScoreLen:]
+		if !started {
+			if spec.Rev && !lexLteMax(m, spec.LexMax) || !spec.Rev && !lexGteMin(m, spec.LexMin) {
+				return true, nil
+			}
+			started = true
+		}
+		if offset > 0 {
+			offset--
+			return true, nil
+		}
+		if spec.Rev && !lexGteMin(m, spec.LexMin) || !spec.Rev && !lexLteMax(m, spec.LexMax) {
+			return false, nil
+		}
+		e, err := z.entryAt(s)
+		if err != nil {
+			return false, err
+		}
+		out = append(out, e)
+		return count < 0 || int64(len(out)) < count, nil
+	})
+	return out, err
 }
 
 // bounds returns the positions [lo, hi) a score or lex spec selects (hi
@@ -212,7 +307,7 @@ func (z zset) bounds(spec *ZRangeSpec) (lo, hi []byte, ok bool, err error) {
 	if spec.Kind == ZByScore {
 		lo, hi = scoreLo(spec.Min), scoreHi(spec.Max)
 	} else {
-		s, err := z.firstScore()
+		s, err := z.edgeScore(false)
 		if err != nil {
 			return nil, nil, false, err
 		}
@@ -227,6 +322,16 @@ func (z zset) bounds(spec *ZRangeSpec) (lo, hi []byte, ok bool, err error) {
 // count returns the number of rows a score or lex spec selects, LIMIT
 // aside: two ranks, O(N/B + B).
 func (z zset) count(spec *ZRangeSpec) (uint64, error) {
+	if spec.Kind == ZByLex {
+		scan, err := z.lexByScan()
+		if err != nil {
+			return 0, err
+		}
+		if scan {
+			es, err := z.lexScan(&ZRangeSpec{Kind: ZByLex, LexMin: spec.LexMin, LexMax: spec.LexMax}, 0, -1)
+			return uint64(len(es)), err
+		}
+	}
 	lo, hi, ok, err := z.bounds(spec)
 	if err != nil || !ok {
 		return 0, err
@@ -273,6 +378,15 @@ func (z zset) selectRange(spec *ZRangeSpec) ([]zentry, error) {
 	}
 	if spec.Offset < 0 {
 		return nil, nil // Redis skips "offset" rows while any remain: none left
+	}
+	if spec.Kind == ZByLex {
+		scan, err := z.lexByScan()
+		if err != nil {
+			return nil, err
+		}
+		if scan {
+			return z.lexScan(spec, spec.Offset, spec.Count)
+		}
 	}
 	lo, hi, ok, err := z.bounds(spec)
 	if err != nil || !ok {

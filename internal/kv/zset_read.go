@@ -222,3 +222,21 @@ func ZRemRangeCommand(key []byte, spec *ZRangeSpec) *Command {
 	s.Rev, s.Offset, s.Count = false, 0, -1
 	return &Command{Op: OpZRemRange, Keys: [][]byte{key}, Values: s.encode()}
 }
+
+// ZScanMembers calls fn with each member of key's sorted set and its
+// score, in member order, from member from on (nil: the first), until fn
+// returns false: ZSCAN's walk, whose cursor is the member to resume at.
+// found is false when the key is missing.
+func ZScanMembers(v View, key, from []byte, fn func(member []byte, score float64) bool) (bool, error) {
+	z, ok, err := openZSetView(v, key)
+	if err != nil || !ok {
+		return false, err
+	}
+	return true, z.r.iter(keyspace.AppendZSetMemberSuffix(nil, from), zOrderLo, false, func(s, val []byte) (bool, error) {
+		f, err := scoreFromBits(val)
+		if err != nil {
+			return false, err
+		}
+		return fn(s[1:], f), nil
+	})
+}

@@ -62,7 +62,7 @@ func ParseScore(b []byte) (float64, bool) {
 	if err != nil || math.IsNaN(f) {
 		return 0, false // ErrRange included: strtod's ERANGE at ±HUGE_VAL
 	}
-	if f == 0 && !isHex(s) && strings.IndexAny(mantissa(s), "123456789") >= 0 {
+	if f == 0 && !isHex(s) && strings.ContainsAny(mantissa(s), "123456789") {
 		return 0, false // a nonzero that underflowed to 0: ERANGE
 	}
 	return f, true
@@ -81,10 +81,11 @@ func mantissa(s string) string {
 	return s
 }
 
-// FormatScore formats a score as Redis 7.2 replies it: the shortest
-// decimal that reads back as the same double, written plainly unless the
-// exponent is far from the digits (then d.ddde±x), "inf" and "-inf" for
-// the infinities.
+// FormatScore formats a score as Redis 7.2 replies it: an integer of
+// magnitude up to 2^62 as an integer; otherwise the shortest decimal that
+// reads back as the same double, written plainly unless the exponent is
+// far from the digits (then d.ddde±x); "inf" and "-inf" for the
+// infinities, "-0" for negative zero.
 func FormatScore(f float64) string {
 	return string(AppendScoreText(nil, f))
 }
@@ -101,6 +102,10 @@ func AppendScoreText(dst []byte, f float64) []byte {
 			return append(dst, "-0"...)
 		}
 		return append(dst, '0')
+	}
+	// An integer within ±2^62 prints as one (Redis's fast path for them).
+	if f >= -math.MaxInt64/2 && f <= math.MaxInt64/2 && f == math.Trunc(f) {
+		return strconv.AppendInt(dst, int64(f), 10)
 	}
 	// Shortest round-trip digits d1.d2...dn and the decimal exponent x of
 	// d1: the value is D * 10^k, D the n digits, k = x-(n-1).

@@ -83,6 +83,20 @@ func parseCollScanOpts(opts [][]byte) (collScanOpts, error) {
 // errors: a malformed cursor, then the key's type (a missing key answers
 // an empty page whatever the options), then the options.
 func (s *Server) collScan(c *client, name string, args [][]byte, walk collWalk) {
+	s.collScanWith(c, name, args, walk, false)
+}
+
+// collScanByElement is collScan for a collection whose positions are its
+// elements themselves (a hash's fields, a set's members): the literal
+// prefix of a MATCH pattern then bounds the walk to the elements that can
+// match, so a scan with MATCH "user:*" costs O(elements under "user:")
+// over all its calls rather than O(N).
+func (s *Server) collScanByElement(c *client, name string, args [][]byte, walk collWalk) {
+	s.collScanWith(c, name, args, walk, true)
+}
+
+// collScanWith is collScan; byElement says positions are elements.
+func (s *Server) collScanWith(c *client, name string, args [][]byte, walk collWalk, byElement bool) {
 	key := args[1]
 	cur, err := strconv.ParseUint(string(args[2]), 10, 64)
 	if err != nil {
@@ -99,6 +113,12 @@ func (s *Server) collScan(c *client, name string, args [][]byte, walk collWalk) 
 		from = stored[1:]
 	}
 	opts, optErr := parseCollScanOpts(args[3:])
+	var prefix []byte // elements outside it cannot match (byElement)
+	if byElement && optErr == nil && opts.pattern != nil {
+		if prefix = literalPrefix(opts.pattern.pattern); len(prefix) > 0 && bytes.Compare(from, prefix) < 0 {
+			from = prefix
+		}
+	}
 	var (
 		items [][]byte
 		next  []byte // the position of the first element not examined; nil when done
@@ -109,6 +129,9 @@ func (s *Server) collScan(c *client, name string, args [][]byte, walk collWalk) 
 		found, err := walk(v, key, from, func(pos []byte, it ...[]byte) bool {
 			if optErr != nil {
 				return false // only the key's existence and type were wanted
+			}
+			if len(prefix) > 0 && !bytes.HasPrefix(pos, prefix) {
+				return false // past the elements that can match: done
 			}
 			if examined == opts.count || held >= maxScanReplyBytes {
 				next = append([]byte{collCursorTag}, pos...)
@@ -147,4 +170,39 @@ func (s *Server) collScan(c *client, name string, args [][]byte, walk collWalk) 
 		id = s.cursors.put(next)
 	}
 	writeScanReply(c, id, items)
+}
+
+// encodingLimits reads the small-encoding limits OBJECT ENCODING follows
+// from this node's CONFIG parameters (local ones: kv's encoding.go).
+func (s *Server) encodingLimits() kv.EncodingLimits {
+	snap := s.params.Snapshot()
+	return kv.EncodingLimits{
+		HashEntries:      snap.Int("hash-max-listpack-entries"),
+		HashValue:        snap.Int("hash-max-listpack-value"),
+		SetIntsetEntries: snap.Int("set-max-intset-entries"),
+		SetEntries:       snap.Int("set-max-listpack-entries"),
+		SetValue:         snap.Int("set-max-listpack-value"),
+		ZSetEntries:      snap.Int("zset-max-listpack-entries"),
+		ZSetValue:        snap.Int("zset-max-listpack-value"),
+		ListSize:         snap.Int("list-max-listpack-size"),
+	}
+}
+
+// The hash and set commands that pipelined runs may batch (pipeline.go):
+// each write handler makes exactly one s.write call, each read handler
+// only s.read calls. Appended during package variable initialization,
+// which the Go spec orders before every init function (and after
+// batchWriteCommands, which markBatchable refers to), so commands.go's
+// init sees them.
+var _ = markBatchable(
+	[]string{"hset", "hmset", "hsetnx", "hdel", "hincrby", "hincrbyfloat",
+		"sadd", "srem", "smove", "sinterstore", "sunionstore", "sdiffstore"},
+	[]string{"hget", "hmget", "hexists", "hlen", "hstrlen", "sismember", "smismember", "scard"},
+)
+
+// markBatchable adds commands to the batchable lists of commands.go.
+func markBatchable(writes, reads []string) bool {
+	batchWriteCommands = append(batchWriteCommands, writes...)
+	batchReadCommands = append(batchReadCommands, reads...)
+	return true
 }

@@ -20,9 +20,29 @@ var summaries = map[string]string{
 	"hincrby":      "Adds an integer to the integer value of a field of a hash.",
 	"hincrbyfloat": "Adds a floating-point number to the value of a field of a hash.",
 	"hrandfield":   "Replies with random fields of a hash, optionally with their values.",
+	"memory":       "Reports on the memory a key takes.",
+	"memory|usage": "Replies with an estimate of the bytes a key's rows hold.",
+	"memory|help":  "Describes the MEMORY subcommands.",
 	"hscan":        "Iterates over the fields and values of a hash with a cursor.",
 
 	// set.go (issue #15)
+	"sadd":        "Adds members to a set, creating it if needed; replies with the number added.",
+	"srem":        "Removes members from a set; the set is deleted once empty.",
+	"sismember":   "Replies whether a member is in a set.",
+	"smismember":  "Replies, for each of several members, whether it is in a set.",
+	"scard":       "Replies with the number of members of a set.",
+	"smembers":    "Replies with every member of a set.",
+	"spop":        "Removes and replies with random members of a set.",
+	"srandmember": "Replies with random members of a set, distinct or (negative count) with repeats.",
+	"smove":       "Moves a member from one set to another.",
+	"sinter":      "Replies with the intersection of sets.",
+	"sintercard":  "Replies with the size of the intersection of sets, optionally counting up to a limit.",
+	"sunion":      "Replies with the union of sets.",
+	"sdiff":       "Replies with the members of the first set that are in none of the others.",
+	"sinterstore": "Stores the intersection of sets in a key; replies with its size.",
+	"sunionstore": "Stores the union of sets in a key; replies with its size.",
+	"sdiffstore":  "Stores the difference of sets in a key; replies with its size.",
+	"sscan":       "Iterates over the members of a set with a cursor.",
 
 	// zset.go (issue #15)
 	"zadd":             "Adds members with scores to a sorted set or updates their scores, under NX, XX, GT, LT, CH or INCR.",
@@ -56,6 +76,7 @@ var summaries = map[string]string{
 	"zinterstore":      "Stores the intersection of sorted sets in a key.",
 	"zdiffstore":       "Stores the difference of sorted sets in a key.",
 	"zintercard":       "Counts the members of the intersection of sorted sets, up to a limit.",
+	"zscan":            "Iterates over the members and scores of a sorted set with a cursor.",
 
 	// list.go (issue #16)
 	"lpush":     "Prepends elements to a list, creating it if needed; the last one given ends up first.",
@@ -88,6 +109,8 @@ var summaries = map[string]string{
 	"client|unblock": "Ends another connection's blocking command, as a timeout or with an error.",
 
 	// sort.go (issue #16)
+	"sort":    "Sorts a list, set or sorted set, by value or by keys a pattern names, optionally storing the result as a list.",
+	"sort_ro": "Sorts a list, set or sorted set, by value or by keys a pattern names; the read-only form of SORT.",
 
 	"expire":                  "Sets a key's time to live in seconds, optionally only under NX, XX, GT or LT.",
 	"pexpire":                 "Sets a key's time to live in milliseconds, optionally only under NX, XX, GT or LT.",

@@ -93,8 +93,27 @@ var implemented = []struct {
 	{name: "hincrbyfloat", run: cmdHIncrByFloat},
 	{name: "hrandfield", run: cmdHRandField},
 	{name: "hscan", run: cmdHScan},
+	// memory.go (with the hashes: Redis's hash and set suites call it)
+	{name: "memory", run: cmdMemory, subs: []string{"help", "usage"}},
 
 	// set.go (issue #15)
+	{name: "sadd", run: cmdSAdd},
+	{name: "srem", run: cmdSRem},
+	{name: "sismember", run: cmdSIsMember},
+	{name: "smismember", run: cmdSMIsMember},
+	{name: "scard", run: cmdSCard},
+	{name: "smembers", run: cmdSMembers},
+	{name: "spop", run: cmdSPop},
+	{name: "srandmember", run: cmdSRandMember},
+	{name: "smove", run: cmdSMove},
+	{name: "sinter", run: cmdSInter},
+	{name: "sintercard", run: cmdSInterCard},
+	{name: "sunion", run: cmdSUnion},
+	{name: "sdiff", run: cmdSDiff},
+	{name: "sinterstore", run: cmdSInterStore},
+	{name: "sunionstore", run: cmdSUnionStore},
+	{name: "sdiffstore", run: cmdSDiffStore},
+	{name: "sscan", run: cmdSScan},
 
 	// zset.go (issue #15)
 	{name: "zadd", run: cmdZAdd},
@@ -128,6 +147,7 @@ var implemented = []struct {
 	{name: "zinterstore", run: cmdZInterStore},
 	{name: "zdiffstore", run: cmdZDiffStore},
 	{name: "zintercard", run: cmdZInterCard},
+	{name: "zscan", run: cmdZScan},
 
 	// list.go (issue #16)
 	{name: "lpush", run: cmdLPush},
@@ -159,6 +179,8 @@ var implemented = []struct {
 	{name: "bzmpop", run: cmdBZMPop},
 
 	// sort.go (issue #16)
+	{name: "sort", run: cmdSort},
+	{name: "sort_ro", run: cmdSortRO},
 
 	// connection.go
 	{name: "ping", run: cmdPing},
@@ -184,9 +206,13 @@ var implemented = []struct {
 var (
 	batchWriteCommands = []string{"set", "setnx", "getset", "getdel", "del", "incr", "decr", "incrby", "decrby", "mset", "unlink",
 		"expire", "pexpire", "expireat", "pexpireat", "persist", "setex", "psetex",
-		"setrange", "incrbyfloat", "msetnx", "rename", "renamenx", "copy"}
+		"setrange", "incrbyfloat", "msetnx", "rename", "renamenx", "copy",
+		// list.go (issue #16)
+		"lpush", "rpush", "lpushx", "rpushx", "lpop", "rpop", "lmpop", "lset", "linsert", "lrem", "ltrim", "lmove", "rpoplpush"}
 	batchReadCommands = []string{"get", "mget", "exists", "strlen", "type", "touch", "randomkey", "getrange", "substr", "lcs",
-		"ttl", "pttl", "expiretime", "pexpiretime"}
+		"ttl", "pttl", "expiretime", "pexpiretime",
+		// list.go (issue #16)
+		"llen", "lindex", "lrange", "lpos"}
 )
 
 func init() {

@@ -131,8 +131,8 @@ func TestConfigSetIsAllOrNone(t *testing.T) {
 		// Immutable and replicated parameters.
 		{[]any{"maxclients", "5", "databases", "16"}, "ERR CONFIG SET failed (possibly related to argument 'databases') - can't set immutable config"},
 		{[]any{"proto-max-bulk-len", "1mb"}, "ERR CONFIG SET failed (possibly related to argument 'proto-max-bulk-len') - can't set immutable config"},
-		{[]any{"maxclients", "5", "hash-max-ziplist-entries", "64"},
-			"ERR CONFIG SET failed (possibly related to argument 'hash-max-ziplist-entries') - replicated parameter"},
+		{[]any{"maxclients", "5", "active-expire-effort", "5"},
+			"ERR CONFIG SET failed (possibly related to argument 'active-expire-effort') - replicated parameter"},
 		// Arity.
 		{[]any{"maxclients"}, "ERR wrong number of arguments for 'config|set' command"},
 		{[]any{"maxclients", "5", "timeout"}, "ERR wrong number of arguments for 'config|set' command"},
@@ -144,7 +144,7 @@ func TestConfigSetIsAllOrNone(t *testing.T) {
 	}
 	// Setting an immutable or replicated parameter to the value it has is
 	// a no-op, so a client re-applying what CONFIG GET gave it succeeds.
-	require.NoError(t, f.do("CONFIG", "SET", "databases", "1", "hash-max-listpack-entries", "128", "appendonly", "no").Err())
+	require.NoError(t, f.do("CONFIG", "SET", "databases", "1", "active-expire-effort", "1", "appendonly", "no").Err())
 	unchanged()
 	// Several good ones at once all apply.
 	require.NoError(t, f.do("CONFIG", "SET", "maxclients", "5", "timeout", "9").Err())

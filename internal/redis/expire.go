@@ -339,6 +339,11 @@ func cmdObject(s *Server, c *client, args [][]byte) {
 	if !s.read(c, func(v kv.View) error {
 		var err error
 		info, found, err = v.Lookup(args[2])
+		if err == nil && found && sub == "encoding" {
+			// A collection's name depends on its elements (kv's
+			// encoding.go): at most 512 rows read, 8192 for a list.
+			info.Encoding, found, err = kv.ObjectEncoding(v, args[2], s.encodingLimits())
+		}
 		return err
 	}) {
 		return

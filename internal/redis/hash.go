@@ -239,7 +239,7 @@ func (s *Server) hashAll(c *client, name string, key []byte, parts int) {
 }
 
 func cmdHScan(s *Server, c *client, args [][]byte) {
-	s.collScan(c, "hscan", args, func(v kv.View, key, from []byte, emit func(pos []byte, items ...[]byte) bool) (bool, error) {
+	s.collScanByElement(c, "hscan", args, func(v kv.View, key, from []byte, emit func(pos []byte, items ...[]byte) bool) (bool, error) {
 		h, found, err := kv.OpenHash(v, key)
 		if err != nil || !found {
 			return false, err

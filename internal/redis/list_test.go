@@ -152,7 +152,7 @@ func TestListMove(t *testing.T) {
 	f := newFixture(t)
 	ctx := f.ctx
 	require.NoError(t, f.rdb.RPush(ctx, "src", "1", "2", "3").Err())
-	require.Equal(t, "3", f.rdb.RPopLPush(ctx, "src", "dst").Val())
+	require.Equal(t, "3", f.do("RPOPLPUSH", "src", "dst").Val())
 	require.Equal(t, "1", f.rdb.LMove(ctx, "src", "dst", "LEFT", "RIGHT").Val())
 	require.Equal(t, []string{"3", "1"}, f.rdb.LRange(ctx, "dst", 0, -1).Val())
 	require.Equal(t, "3", f.rdb.LMove(ctx, "dst", "dst", "LEFT", "RIGHT").Val(), "a rotation")
@@ -163,7 +163,7 @@ func TestListMove(t *testing.T) {
 	requireErr(t, f.do("LMOVE", "src", "dst", "UP", "LEFT").Err(), "ERR syntax error")
 	require.NoError(t, f.rdb.Set(ctx, "s", "v", 0).Err())
 	requireErr(t, f.rdb.LMove(ctx, "dst", "s", "LEFT", "LEFT").Err(), "WRONGTYPE Operation against a key holding the wrong kind of value")
-	require.ErrorIs(t, f.rdb.RPopLPush(ctx, "none", "s").Err(), goredis.Nil, "the destination is checked only with a source")
+	require.ErrorIs(t, f.do("RPOPLPUSH", "none", "s").Err(), goredis.Nil, "the destination is checked only with a source")
 	require.Equal(t, []string{"2", "1", "3"}, f.rdb.LRange(ctx, "dst", 0, -1).Val())
 }
 
@@ -182,4 +182,38 @@ func TestListKeyspaceCommands(t *testing.T) {
 	require.Equal(t, []string{"z", "a", "b", "c"}, f.rdb.LRange(ctx, "r", 0, -1).Val(), "the copy is independent")
 	require.Equal(t, int64(2), f.rdb.Del(ctx, "r", "c").Val())
 	require.Equal(t, int64(0), f.rdb.DBSize(ctx).Val())
+}
+
+// Pipelined list commands run as one batch (one write entry, one read
+// barrier) and still answer each command its own reply, nil arrays
+// included.
+func TestListCommandsPipelined(t *testing.T) {
+	f := newFixture(t)
+	ctx := f.ctx
+	p := f.rdb.Pipeline()
+	push := p.RPush(ctx, "l", "a", "b", "c")
+	lpush := p.LPush(ctx, "l", "z")
+	pop := p.LPopCount(ctx, "l", 2)
+	none := p.LPopCount(ctx, "none", 2)
+	moved := p.LMove(ctx, "l", "m", "RIGHT", "LEFT")
+	bad := p.LPush(ctx, "l")
+	_, _ = p.Exec(ctx)
+	require.Equal(t, int64(3), push.Val())
+	require.Equal(t, int64(4), lpush.Val())
+	require.Equal(t, []string{"z", "a"}, pop.Val())
+	require.ErrorIs(t, none.Err(), goredis.Nil)
+	require.Equal(t, "c", moved.Val())
+	requireErr(t, bad.Err(), "ERR wrong number of arguments for 'lpush' command")
+
+	p = f.rdb.Pipeline()
+	rng := p.LRange(ctx, "l", 0, -1)
+	ln := p.LLen(ctx, "m")
+	idx := p.LIndex(ctx, "m", 0)
+	pos := p.LPos(ctx, "l", "b", goredis.LPosArgs{})
+	_, err := p.Exec(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"b"}, rng.Val())
+	require.Equal(t, int64(1), ln.Val())
+	require.Equal(t, "c", idx.Val())
+	require.Equal(t, int64(0), pos.Val())
 }

@@ -41,9 +41,10 @@ type scanArgs struct {
 	cursor  uint64
 	pattern []byte // nil: no MATCH
 	count   int    // keys to examine, >= 1
-	// noType is set when TYPE names a type other than string: nothing in
-	// this keyspace can match.
-	noType bool
+	// typ is TYPE's argument (nil: no TYPE): only keys whose TYPE name
+	// it is, compared case-insensitively as Redis does, are returned; an
+	// unknown name matches nothing rather than fail, like Redis 7.
+	typ []byte
 }
 
 // parseScanArgs parses "cursor [MATCH pattern] [COUNT count] [TYPE type]"
@@ -79,8 +80,7 @@ func parseScanArgs(args [][]byte) (scanArgs, error) {
 			}
 			a.count = int(min(n, maxScanCount))
 		case equalFold(opts[i], "type"):
-			// Unknown type names match nothing rather than fail, like Redis 7.
-			a.noType = !equalFold(val, "string")
+			a.typ = val
 		default:
 			return a, errSyntax
 		}

@@ -53,10 +53,6 @@ func cmdScan(s *Server, c *client, args [][]byte) {
 			return
 		}
 	}
-	if a.noType {
-		writeScanReply(c, 0, nil)
-		return
-	}
 	var (
 		prefix  []byte
 		pattern *glob
@@ -93,7 +89,22 @@ func cmdScan(s *Server, c *client, args [][]byte) {
 		if errors.Is(err, kv.ErrBadCursor) {
 			return errInvalidCursor
 		}
-		return err
+		if err != nil || a.typ == nil {
+			return err
+		}
+		// TYPE filters what MATCH kept, one metadata read per key.
+		kept := keys[:0]
+		for _, k := range keys {
+			info, found, err := v.Lookup(k)
+			if err != nil {
+				return err
+			}
+			if found && equalFold(a.typ, info.Type.String()) {
+				kept = append(kept, k)
+			}
+		}
+		keys = kept
+		return nil
 	})
 	if !ok {
 		return

@@ -24,7 +24,6 @@ const (
 	errTextOutOfRange     = "ERR value is out of range"
 	errTextWeightNotFloat = "ERR weight value is not a float"
 	errTextCountZero      = "ERR count should be greater than 0"
-	errTextTooManyKeys    = "ERR Number of keys can't be greater than number of args"
 	errTextLimitNegative  = "ERR LIMIT can't be negative"
 )
 
@@ -415,11 +414,7 @@ func zpopCommand(max bool) func(s *Server, c *client, args [][]byte) {
 				c.err(errTextMustBePositive)
 				return
 			}
-			if n == 0 {
-				c.array(0)
-				return
-			}
-			count = n
+			count = n // 0 still checks the key's type, then answers []
 		}
 		r, ok := s.write(c, kv.ZPopCommand(args[1:2], count, max))
 		if !ok {
@@ -436,7 +431,7 @@ func zpopCommand(max bool) func(s *Server, c *client, args [][]byte) {
 	}
 }
 
-// parseNumKeys parses ZMPOP's and ZINTERCARD's numkeys, which must be
+// parseNumKeys parses ZMPOP's numkeys, which must be
 // positive (Redis answers a non-number with the same words) and name no
 // more keys than the arguments hold.
 func parseNumKeys(arg []byte, rest int, tooMany string) (int, error) {
@@ -690,9 +685,17 @@ func zstoreCommand(name string, op kv.SetFlags) func(s *Server, c *client, args 
 }
 
 func cmdZInterCard(s *Server, c *client, args [][]byte) {
-	n, err := parseNumKeys(args[1], len(args)-2, errTextTooManyKeys)
-	if err != nil {
+	// ZINTERCARD shares ZINTER's numkeys checks and words.
+	n, err := parseInt(args[1])
+	switch {
+	case err != nil:
 		c.err(err.Error())
+		return
+	case n < 1:
+		c.err("ERR at least 1 input key is needed for 'zintercard' command")
+		return
+	case n > int64(len(args)-2):
+		c.err(errTextSyntax)
 		return
 	}
 	keys := args[2 : 2+n]
@@ -721,4 +724,14 @@ func cmdZInterCard(s *Server, c *client, args [][]byte) {
 	if ok {
 		c.int(card)
 	}
+}
+
+// cmdZScan walks the member index (member order) with the collection-scan
+// cursor (collscan.go); scores come as ZSCORE formats them.
+func cmdZScan(s *Server, c *client, args [][]byte) {
+	s.collScan(c, "zscan", args, func(v kv.View, key, from []byte, emit func(pos []byte, items ...[]byte) bool) (bool, error) {
+		return kv.ZScanMembers(v, key, from, func(m []byte, f float64) bool {
+			return emit(m, m, kv.AppendScoreText(nil, f))
+		})
+	})
 }

@@ -38,6 +38,9 @@ func (s *Spec) HasKeys() bool {
 // knows (SET), and otherwise reports the spec's flags. Keys does not check
 // arity: the caller does.
 func (s *Spec) Keys(argv [][]byte) ([]KeyRef, error) {
+	if s.Name == "sort" || s.Name == "sort_ro" {
+		return sortKeys(s, argv), nil // its STORE key must be parsed out
+	}
 	var keys []KeyRef
 	argc := len(argv)
 	for _, ks := range s.KeySpecs {
