@@ -321,6 +321,7 @@ func (w *writeSet) setValueKeep(i int, v []byte) {
 	w.bytes += len(v) - len(s.val)
 	w.clearPatches(s)
 	s.cur.Encoding, s.cur.Len, s.val, s.base, s.owned = keyspace.StringInline, uint64(len(v)), v, 0, true
+	s.cur.Foreign, s.cur.ElemSlot = false, 0
 	if len(v) > keyspace.InlineMax {
 		s.cur.Encoding, s.cur.StorageID = keyspace.StringChunked, s.cur.LastWrite
 	}

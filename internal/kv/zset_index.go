@@ -262,7 +262,9 @@ func (x zindex) removed(w zwriter, pos []byte) error {
 // and including pos's, then takes off the rows of pos's bucket at or
 // above pos: forward steps only.
 func (x zindex) rank(pos []byte, n uint64) (uint64, error) {
-	if pos == nil {
+	// A position at or past zMax (a lex bound of "+") is past every row,
+	// like nil: no fence ends above it.
+	if pos == nil || bytes.Compare(pos, zMax) >= 0 {
 		return n, nil
 	}
 	var upTo uint64
