@@ -192,9 +192,14 @@ type QueueResult struct {
 	// explained by one unknown BLPOP (there must be at least as many).
 	MaybePopped int `json:"maybe_popped"`
 	// Violations describe each element popped twice, lost, out of order,
-	// or never pushed, and each pop that timed out while the queue held
-	// an element throughout.
+	// or never pushed: the safety of the queue.
 	Violations []string `json:"violations,omitempty"`
+	// MissedWakeups describe each pop that timed out with nil while the
+	// queue held an element throughout its block: Redis would have served
+	// it. Kept apart from Violations because no element is lost or
+	// duplicated by one; Config.FailMissedWakeups decides whether they
+	// fail a run.
+	MissedWakeups []string `json:"missed_wakeups,omitempty"`
 }
 
 // CheckQueue checks a history of the queue workload: its pushes, pops and
@@ -221,7 +226,8 @@ type QueueResult struct {
 //     an element for its whole duration: from the return of the element's
 //     acknowledged push to the invocation of the known pop that took it
 //     (or the end, if it is still queued). A node that cannot tell must
-//     answer an error, not nil.
+//     answer an error, not nil. These are reported as MissedWakeups, not
+//     Violations.
 func CheckQueue(ops []Op) QueueResult {
 	var res QueueResult
 	violate := func(format string, args ...any) {
@@ -414,8 +420,8 @@ func CheckQueue(ops []Op) QueueResult {
 		}
 		for _, p := range present {
 			if p.from < op.Call && op.Return < p.to {
-				violate("%s via %s timed out with nil (%v to %v), but %s was in the queue all that time (pushed by %v, taken at %v or later)",
-					op.Input.Op, op.Node, time.Duration(op.Call), time.Duration(op.Return), p.elem, time.Duration(p.from), time.Duration(p.to))
+				res.MissedWakeups = append(res.MissedWakeups, fmt.Sprintf("%s via %s timed out with nil (%v to %v), but %s was in the queue all that time (pushed by %v, taken at %v or later)",
+					op.Input.Op, op.Node, time.Duration(op.Call), time.Duration(op.Return), p.elem, time.Duration(p.from), time.Duration(p.to)))
 				break
 			}
 		}
