@@ -59,6 +59,9 @@ const (
 	// OpZRange is ZRANGE key 0 -1 WITHSCORES: members and scores, by
 	// score then member.
 	OpZRange OpKind = "zrange"
+	// OpZPopMin is ZPOPMIN key: the lowest member and its score (ties by
+	// member), or an empty array.
+	OpZPopMin OpKind = "zpopmin"
 )
 
 // OutArr is an array reply. Output.Str holds its elements in the canonical
@@ -276,6 +279,11 @@ func applyColl(s coll, in Input) (coll, Output) {
 		return s, Output{Kind: OutNil}
 	case OpZRange:
 		return s, arrOut(elems)
+	case OpZPopMin:
+		if len(elems) < 2 {
+			return s, arrOut(nil)
+		}
+		return coll(encodeElems(elems[2:])), arrOut(elems[:2])
 	case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
 		OpQPush, OpBLPop, OpBLMove:
 		// Not collection commands: the workload never sends them to a
@@ -440,8 +448,10 @@ func randomCollInput(rng *rand.Rand, keys []string, id, seq int) Input {
 		switch {
 		case r < 40:
 			return Input{Op: OpZAdd, Key: key, Field: member, Arg: strconv.Itoa(rng.IntN(zsetScores))}
-		case r < 60:
+		case r < 52:
 			return Input{Op: OpZRem, Key: key, Field: member}
+		case r < 60:
+			return Input{Op: OpZPopMin, Key: key}
 		case r < 75:
 			return Input{Op: OpZScore, Key: key, Field: member}
 		case r < 96:
@@ -513,6 +523,9 @@ func sendColl(ctx context.Context, cl *goredis.Client, in Input) (Output, error)
 		return Output{Kind: OutStr, Str: v}, err
 	case OpZRange:
 		v, err := cl.Do(ctx, "zrange", in.Key, 0, -1, "withscores").StringSlice()
+		return arrOut(v), err
+	case OpZPopMin:
+		v, err := cl.Do(ctx, "zpopmin", in.Key).StringSlice()
 		return arrOut(v), err
 	case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
 		OpQPush, OpBLPop, OpBLMove:

@@ -93,11 +93,14 @@ func TestCollectionModelSemantics(t *testing.T) {
 		{zscore(z, "a"), str("3")},
 		{zadd(z, "0", "a"), intOut(0)},
 		{zrange(z), arr("a", "0", "c", "1", "b", "2")},
+		{Input{Op: OpZPopMin, Key: z}, arr("a", "0")},
+		{zadd(z, "0", "a"), intOut(1)},
 		{zrem(z, "d"), intOut(0)},
 		{zrem(z, "a"), intOut(1)},
 		{zrem(z, "b"), intOut(1)},
 		{zrem(z, "c"), intOut(1)},
 		{del(z), intOut(0)},
+		{Input{Op: OpZPopMin, Key: z}, arr()},
 	}
 	states := map[string]coll{}
 	for i, st := range steps {
@@ -194,6 +197,16 @@ func TestCollectionCheckerCatchesViolations(t *testing.T) {
 			op(0, zadd("chaos:z0", "1", "b"), intOut(1), OutcomeOK, 20, 30),
 			op(1, zrange("chaos:z0"), arr("a", "2", "b", "1"), OutcomeOK, 40, 50),
 		}},
+		{"ZPOPMIN took the wrong member", []Op{
+			op(0, zadd("chaos:z0", "2", "a"), intOut(1), OutcomeOK, 0, 10),
+			op(0, zadd("chaos:z0", "1", "b"), intOut(1), OutcomeOK, 20, 30),
+			op(1, Input{Op: OpZPopMin, Key: "chaos:z0"}, arr("a", "2"), OutcomeOK, 40, 50),
+		}},
+		{"a member popped twice", []Op{
+			op(0, zadd("chaos:z0", "2", "a"), intOut(1), OutcomeOK, 0, 10),
+			op(1, Input{Op: OpZPopMin, Key: "chaos:z0"}, arr("a", "2"), OutcomeOK, 20, 30),
+			op(2, Input{Op: OpZPopMin, Key: "chaos:z0"}, arr("a", "2"), OutcomeOK, 25, 35),
+		}},
 		{"a moved member counted as added", []Op{
 			op(0, zadd("chaos:z0", "2", "a"), intOut(1), OutcomeOK, 0, 10),
 			op(0, zadd("chaos:z0", "1", "a"), intOut(1), OutcomeOK, 20, 30),
@@ -253,7 +266,7 @@ func TestRandomCollInputStaysInFamily(t *testing.T) {
 		hashColl: {OpHSet, OpHGet, OpHDel, OpHGetAll, OpDel},
 		setColl:  {OpSAdd, OpSRem, OpSMembers, OpDel},
 		listColl: {OpLPush, OpRPop, OpLRange, OpDel},
-		zsetColl: {OpZAdd, OpZRem, OpZScore, OpZRange, OpDel},
+		zsetColl: {OpZAdd, OpZRem, OpZScore, OpZRange, OpZPopMin, OpDel},
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	seen := map[OpKind]bool{}
@@ -270,7 +283,7 @@ func TestRandomCollInputStaysInFamily(t *testing.T) {
 	for _, r := range []OpKind{OpHGet, OpHGetAll, OpSMembers, OpLRange, OpZScore, OpZRange} {
 		require.False(t, r.isWrite(), "%s is a read", r)
 	}
-	for _, w := range []OpKind{OpHSet, OpHDel, OpSAdd, OpSRem, OpLPush, OpRPop, OpZAdd, OpZRem, OpQPush, OpBLPop, OpBLMove} {
+	for _, w := range []OpKind{OpHSet, OpHDel, OpSAdd, OpSRem, OpLPush, OpRPop, OpZAdd, OpZRem, OpZPopMin, OpQPush, OpBLPop, OpBLMove} {
 		require.True(t, w.isWrite(), "%s is a write", w)
 	}
 	require.Equal(t, []string{"a b", "", "\"x\""}, decodeElems(encodeElems([]string{"a b", "", "\"x\""})))

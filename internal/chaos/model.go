@@ -38,7 +38,7 @@ func (k OpKind) isWrite() bool {
 	case OpGet, OpPTTL, OpHGet, OpHGetAll, OpSMembers, OpLRange, OpZScore, OpZRange:
 		return false
 	case OpSet, OpSetNX, OpIncr, OpAppend, OpDel, OpPExpire, OpPersist,
-		OpHSet, OpHDel, OpSAdd, OpSRem, OpLPush, OpRPop, OpZAdd, OpZRem, OpQPush, OpBLPop, OpBLMove:
+		OpHSet, OpHDel, OpSAdd, OpSRem, OpLPush, OpRPop, OpZAdd, OpZRem, OpZPopMin, OpQPush, OpBLPop, OpBLMove:
 		return true
 	}
 	return true
@@ -188,7 +188,7 @@ func apply(s register, in Input) (register, Output) {
 			return s, Output{Kind: OutInt, Int: -1}
 		}
 		return s, Output{Kind: OutInt, Int: pttlPositive}
-	case OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpLRange, OpZAdd, OpZRem, OpZScore, OpZRange,
+	case OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpLRange, OpZAdd, OpZRem, OpZScore, OpZRange, OpZPopMin,
 		OpQPush, OpBLPop, OpBLMove:
 		// Not register commands: step sends collection keys to applyColl,
 		// and the queue's keys are not in the model.
