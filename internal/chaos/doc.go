@@ -18,7 +18,8 @@
 //   - Linearizability of the collection keys' histories ("chaos:h<i>",
 //     "chaos:s<i>", "chaos:l<i>", "chaos:z<i>", Config.CollectionKeys of
 //     each), in the same porcupine check: a model whose state per key is
-//     the hash (HSET, HGET, HDEL, HGETALL), set (SADD, SREM, SMEMBERS),
+//     the hash (HSET, HGET, HDEL, HGETALL), set (SADD, SREM, SPOP, whose
+//     random member makes the model nondeterministic, SMEMBERS),
 //     list (LPUSH, RPOP, LRANGE with Redis's index rules) or sorted set
 //     (ZADD, ZREM, ZSCORE, ZPOPMIN, ZRANGE WITHSCORES), with DEL on all
 //     four and Redis's rule that an emptied collection is gone. Each key

@@ -157,7 +157,7 @@ func sendQueue(ctx context.Context, cl *goredis.Client, in Input) (Output, error
 		v, err := cl.LRange(ctx, in.Key, 0, -1).Result()
 		return arrOut(v), err
 	case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
-		OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpZAdd, OpZRem, OpZScore, OpZRange, OpZPopMin, OpDel:
+		OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpSPop, OpLPush, OpRPop, OpZAdd, OpZRem, OpZScore, OpZRange, OpZPopMin, OpDel:
 		// Not sent to a queue key.
 	}
 	return Output{}, fmt.Errorf("chaos: no client for queue op %q", in.Op)
@@ -307,7 +307,7 @@ func CheckQueue(ops []Op) QueueResult {
 				f.done = op
 			}
 		case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
-			OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpZAdd, OpZRem, OpZScore, OpZRange, OpZPopMin, OpDel:
+			OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpSPop, OpLPush, OpRPop, OpZAdd, OpZRem, OpZScore, OpZRange, OpZPopMin, OpDel:
 			// The queue workload sends none of these.
 		}
 	}
