@@ -32,6 +32,7 @@ func runChaos(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "number of keys the clients share")
 	fs.IntVar(&cfg.ExpiryKeys, "expiry-keys", cfg.ExpiryKeys, "number of keys with short TTLs that expire during the run (0: none)")
 	workloads := fs.String("workload", "all", "comma-separated workloads to run, or all: "+strings.Join(chaos.Workloads(), ", "))
+	fs.BoolVar(&cfg.FailMissedWakeups, "fail-missed-wakeups", cfg.FailMissedWakeups, "fail the run on a blocking pop that timed out with nil while the queue certainly held an element")
 	fs.IntVar(&cfg.CollectionKeys, "collection-keys", cfg.CollectionKeys, "keys of each collection type (hash, set, list) of the collections workload")
 	out := fs.String("out", "", "results directory (default chaos-results/<time>-seed<N>)")
 	fs.DurationVar(&cfg.RecoveryBound, "recovery-bound", cfg.RecoveryBound, "every node must serve writes again this soon after a fault heals")

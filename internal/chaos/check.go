@@ -162,7 +162,7 @@ func contradicts(w Op, read Output) string {
 		}
 	case OpGet, OpPTTL:
 		// A read writes nothing: it cannot be the last write.
-	case OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpLRange, OpZAdd, OpZRem, OpZScore, OpZRange,
+	case OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpSPop, OpLPush, OpRPop, OpLRange, OpZAdd, OpZRem, OpZScore, OpZRange, OpZPopMin,
 		OpQPush, OpBLPop, OpBLMove:
 		// Not on a register key: lostWrites looks at register keys only.
 	}

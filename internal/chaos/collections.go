@@ -42,6 +42,9 @@ const (
 	OpSRem OpKind = "srem"
 	// OpSMembers is SMEMBERS key, compared as a sorted list.
 	OpSMembers OpKind = "smembers"
+	// OpSPop is SPOP key: a random member, removed, or nil. The model
+	// accepts any member the set holds (stepSPop).
+	OpSPop OpKind = "spop"
 	// OpLPush is LPUSH key Input.Arg: the length after the push.
 	OpLPush OpKind = "lpush"
 	// OpRPop is RPOP key: the last element, or nil.
@@ -59,6 +62,9 @@ const (
 	// OpZRange is ZRANGE key 0 -1 WITHSCORES: members and scores, by
 	// score then member.
 	OpZRange OpKind = "zrange"
+	// OpZPopMin is ZPOPMIN key: the lowest member and its score (ties by
+	// member), or an empty array.
+	OpZPopMin OpKind = "zpopmin"
 )
 
 // OutArr is an array reply. Output.Str holds its elements in the canonical
@@ -276,6 +282,13 @@ func applyColl(s coll, in Input) (coll, Output) {
 		return s, Output{Kind: OutNil}
 	case OpZRange:
 		return s, arrOut(elems)
+	case OpZPopMin:
+		if len(elems) < 2 {
+			return s, arrOut(nil)
+		}
+		return coll(encodeElems(elems[2:])), arrOut(elems[:2])
+	case OpSPop:
+		// Random: stepColl steps it (stepSPop), never through here.
 	case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
 		OpQPush, OpBLPop, OpBLMove:
 		// Not collection commands: the workload never sends them to a
@@ -356,13 +369,44 @@ func normalizeColl(in Input, out Output) Output {
 
 // stepColl is the collection model's porcupine Step. The partition's first
 // state is Init's register{}: on a collection key it is the missing key.
-func stepColl(state any, in Input, out Output) (bool, any) {
+func stepColl(state any, in Input, out Output) []any {
 	s, _ := state.(coll)
-	next, want := applyColl(s, in)
-	if out.Kind == OutUnknown {
-		return true, next
+	if in.Op == OpSPop {
+		return stepSPop(s, out)
 	}
-	return want == normalizeColl(in, out), next
+	next, want := applyColl(s, in)
+	if out.Kind != OutUnknown && want != normalizeColl(in, out) {
+		return nil
+	}
+	return []any{next}
+}
+
+// stepSPop is SPOP's step: the named member leaves the set, nil means the
+// set was empty, and an unknown reply may have taken any member.
+func stepSPop(s coll, out Output) []any {
+	members := decodeElems(string(s))
+	switch out.Kind {
+	case OutUnknown:
+		if len(members) == 0 {
+			return []any{s}
+		}
+		next := make([]any, 0, len(members))
+		for i := range members {
+			next = append(next, coll(encodeElems(slices.Delete(slices.Clone(members), i, i+1))))
+		}
+		return next
+	case OutNil:
+		if len(members) == 0 {
+			return []any{s}
+		}
+	case OutStr:
+		if i, found := slices.BinarySearch(members, out.Str); found {
+			return []any{coll(encodeElems(slices.Delete(slices.Clone(members), i, i+1)))}
+		}
+	case OutOK, OutInt, OutErr, OutArr:
+		// Not a reply SPOP gives.
+	}
+	return nil
 }
 
 func hashColl64(s coll) uint64 {
@@ -428,8 +472,10 @@ func randomCollInput(rng *rand.Rand, keys []string, id, seq int) Input {
 		switch {
 		case r < 40:
 			return Input{Op: OpSAdd, Key: key, Field: member}
-		case r < 70:
+		case r < 62:
 			return Input{Op: OpSRem, Key: key, Field: member}
+		case r < 70:
+			return Input{Op: OpSPop, Key: key}
 		case r < 96:
 			return Input{Op: OpSMembers, Key: key}
 		default:
@@ -440,8 +486,10 @@ func randomCollInput(rng *rand.Rand, keys []string, id, seq int) Input {
 		switch {
 		case r < 40:
 			return Input{Op: OpZAdd, Key: key, Field: member, Arg: strconv.Itoa(rng.IntN(zsetScores))}
-		case r < 60:
+		case r < 52:
 			return Input{Op: OpZRem, Key: key, Field: member}
+		case r < 60:
+			return Input{Op: OpZPopMin, Key: key}
 		case r < 75:
 			return Input{Op: OpZScore, Key: key, Field: member}
 		case r < 96:
@@ -492,6 +540,9 @@ func sendColl(ctx context.Context, cl *goredis.Client, in Input) (Output, error)
 	case OpSRem:
 		n, err := cl.SRem(ctx, in.Key, in.Field).Result()
 		return Output{Kind: OutInt, Int: n}, err
+	case OpSPop:
+		v, err := cl.SPop(ctx, in.Key).Result()
+		return Output{Kind: OutStr, Str: v}, err
 	case OpLPush:
 		n, err := cl.LPush(ctx, in.Key, in.Arg).Result()
 		return Output{Kind: OutInt, Int: n}, err
@@ -513,6 +564,9 @@ func sendColl(ctx context.Context, cl *goredis.Client, in Input) (Output, error)
 		return Output{Kind: OutStr, Str: v}, err
 	case OpZRange:
 		v, err := cl.Do(ctx, "zrange", in.Key, 0, -1, "withscores").StringSlice()
+		return arrOut(v), err
+	case OpZPopMin:
+		v, err := cl.Do(ctx, "zpopmin", in.Key).StringSlice()
 		return arrOut(v), err
 	case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
 		OpQPush, OpBLPop, OpBLMove:

@@ -93,11 +93,14 @@ func TestCollectionModelSemantics(t *testing.T) {
 		{zscore(z, "a"), str("3")},
 		{zadd(z, "0", "a"), intOut(0)},
 		{zrange(z), arr("a", "0", "c", "1", "b", "2")},
+		{Input{Op: OpZPopMin, Key: z}, arr("a", "0")},
+		{zadd(z, "0", "a"), intOut(1)},
 		{zrem(z, "d"), intOut(0)},
 		{zrem(z, "a"), intOut(1)},
 		{zrem(z, "b"), intOut(1)},
 		{zrem(z, "c"), intOut(1)},
 		{del(z), intOut(0)},
+		{Input{Op: OpZPopMin, Key: z}, arr()},
 	}
 	states := map[string]coll{}
 	for i, st := range steps {
@@ -194,6 +197,16 @@ func TestCollectionCheckerCatchesViolations(t *testing.T) {
 			op(0, zadd("chaos:z0", "1", "b"), intOut(1), OutcomeOK, 20, 30),
 			op(1, zrange("chaos:z0"), arr("a", "2", "b", "1"), OutcomeOK, 40, 50),
 		}},
+		{"ZPOPMIN took the wrong member", []Op{
+			op(0, zadd("chaos:z0", "2", "a"), intOut(1), OutcomeOK, 0, 10),
+			op(0, zadd("chaos:z0", "1", "b"), intOut(1), OutcomeOK, 20, 30),
+			op(1, Input{Op: OpZPopMin, Key: "chaos:z0"}, arr("a", "2"), OutcomeOK, 40, 50),
+		}},
+		{"a member popped twice", []Op{
+			op(0, zadd("chaos:z0", "2", "a"), intOut(1), OutcomeOK, 0, 10),
+			op(1, Input{Op: OpZPopMin, Key: "chaos:z0"}, arr("a", "2"), OutcomeOK, 20, 30),
+			op(2, Input{Op: OpZPopMin, Key: "chaos:z0"}, arr("a", "2"), OutcomeOK, 25, 35),
+		}},
 		{"a moved member counted as added", []Op{
 			op(0, zadd("chaos:z0", "2", "a"), intOut(1), OutcomeOK, 0, 10),
 			op(0, zadd("chaos:z0", "1", "a"), intOut(1), OutcomeOK, 20, 30),
@@ -251,9 +264,9 @@ func TestRandomCollInputStaysInFamily(t *testing.T) {
 	require.Len(t, keys, 8)
 	allowed := map[collFamily][]OpKind{
 		hashColl: {OpHSet, OpHGet, OpHDel, OpHGetAll, OpDel},
-		setColl:  {OpSAdd, OpSRem, OpSMembers, OpDel},
+		setColl:  {OpSAdd, OpSRem, OpSMembers, OpSPop, OpDel},
 		listColl: {OpLPush, OpRPop, OpLRange, OpDel},
-		zsetColl: {OpZAdd, OpZRem, OpZScore, OpZRange, OpDel},
+		zsetColl: {OpZAdd, OpZRem, OpZScore, OpZRange, OpZPopMin, OpDel},
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	seen := map[OpKind]bool{}
@@ -270,7 +283,7 @@ func TestRandomCollInputStaysInFamily(t *testing.T) {
 	for _, r := range []OpKind{OpHGet, OpHGetAll, OpSMembers, OpLRange, OpZScore, OpZRange} {
 		require.False(t, r.isWrite(), "%s is a read", r)
 	}
-	for _, w := range []OpKind{OpHSet, OpHDel, OpSAdd, OpSRem, OpLPush, OpRPop, OpZAdd, OpZRem, OpQPush, OpBLPop, OpBLMove} {
+	for _, w := range []OpKind{OpHSet, OpHDel, OpSAdd, OpSRem, OpSPop, OpLPush, OpRPop, OpZAdd, OpZRem, OpZPopMin, OpQPush, OpBLPop, OpBLMove} {
 		require.True(t, w.isWrite(), "%s is a write", w)
 	}
 	require.Equal(t, []string{"a b", "", "\"x\""}, decodeElems(encodeElems([]string{"a b", "", "\"x\""})))
@@ -305,5 +318,44 @@ func TestClassifyWrongType(t *testing.T) {
 		out, outcome := classify(k, Output{}, goredisError(errWrongType))
 		require.Equal(t, OutcomeOK, outcome, "%s", k)
 		require.Equal(t, Output{Kind: OutErr, Str: errWrongType}, out, "%s", k)
+	}
+}
+
+// TestSPopIsCheckedThoughRandom: SPOP may return any member the set holds,
+// once; nil only from an empty set; and an SPOP whose reply was lost may
+// have taken any one member, which later reads resolve.
+func TestSPopIsCheckedThoughRandom(t *testing.T) {
+	const s = "chaos:s0"
+	spop := Input{Op: OpSPop, Key: s}
+	base := []Op{
+		op(0, sadd(s, "m1"), intOut(1), OutcomeOK, 0, 10),
+		op(0, sadd(s, "m2"), intOut(1), OutcomeOK, 20, 30),
+	}
+	with := func(more ...Op) []Op { return append(append([]Op(nil), base...), more...) }
+
+	require.Equal(t, porcupine.Ok, check(t, with(
+		op(1, spop, str("m2"), OutcomeOK, 40, 50),
+		op(1, smembers(s), arr("m1"), OutcomeOK, 60, 70),
+	)))
+	require.Equal(t, porcupine.Ok, check(t, with(
+		op(1, spop, Output{}, OutcomeUnknown, 40, 50),
+		op(2, smembers(s), arr("m2"), OutcomeOK, 60, 70), // it took m1
+		op(2, spop, str("m2"), OutcomeOK, 80, 90),
+		op(2, spop, nilOut, OutcomeOK, 100, 110),
+	)))
+	for name, h := range map[string][]Op{
+		"a member the set never held": with(op(1, spop, str("m3"), OutcomeOK, 40, 50)),
+		"a member popped twice": with(
+			op(1, spop, str("m1"), OutcomeOK, 40, 50),
+			op(2, spop, str("m1"), OutcomeOK, 45, 55)),
+		"nil from a set that has members": with(op(1, spop, nilOut, OutcomeOK, 40, 50)),
+		"the popped member still there": with(
+			op(1, spop, str("m1"), OutcomeOK, 40, 50),
+			op(1, smembers(s), arr("m1", "m2"), OutcomeOK, 60, 70)),
+		"an unknown pop took two members": with(
+			op(1, spop, Output{}, OutcomeUnknown, 40, 50),
+			op(2, smembers(s), arr(), OutcomeOK, 60, 70)),
+	} {
+		require.Equal(t, porcupine.Illegal, check(t, h), name)
 	}
 }

@@ -18,12 +18,14 @@
 //   - Linearizability of the collection keys' histories ("chaos:h<i>",
 //     "chaos:s<i>", "chaos:l<i>", "chaos:z<i>", Config.CollectionKeys of
 //     each), in the same porcupine check: a model whose state per key is
-//     the hash (HSET, HGET, HDEL, HGETALL), set (SADD, SREM, SMEMBERS),
+//     the hash (HSET, HGET, HDEL, HGETALL), set (SADD, SREM, SPOP, whose
+//     random member makes the model nondeterministic, SMEMBERS),
 //     list (LPUSH, RPOP, LRANGE with Redis's index rules) or sorted set
-//     (ZADD, ZREM, ZSCORE, ZRANGE WITHSCORES), with DEL on all four and
-//     Redis's rule that an emptied collection is gone. Each key keeps one
-//     type, so WRONGTYPE fails the check; HGETALL and SMEMBERS replies are
-//     compared as unordered, duplicates included (collections.go).
+//     (ZADD, ZREM, ZSCORE, ZPOPMIN, ZRANGE WITHSCORES), with DEL on all
+//     four and Redis's rule that an emptied collection is gone. Each key
+//     keeps one type, so WRONGTYPE fails the check; HGETALL and SMEMBERS
+//     replies are compared as unordered, duplicates included
+//     (collections.go).
 //   - The job queue (issue #16, queue.go): producers RPUSH elements unique
 //     in the run, consumers on every node take them with BLPOP or BLMOVE
 //     to a done list, and CheckQueue accounts for each element: popped

@@ -38,7 +38,7 @@ func (k OpKind) isWrite() bool {
 	case OpGet, OpPTTL, OpHGet, OpHGetAll, OpSMembers, OpLRange, OpZScore, OpZRange:
 		return false
 	case OpSet, OpSetNX, OpIncr, OpAppend, OpDel, OpPExpire, OpPersist,
-		OpHSet, OpHDel, OpSAdd, OpSRem, OpLPush, OpRPop, OpZAdd, OpZRem, OpQPush, OpBLPop, OpBLMove:
+		OpHSet, OpHDel, OpSAdd, OpSRem, OpSPop, OpLPush, OpRPop, OpZAdd, OpZRem, OpZPopMin, OpQPush, OpBLPop, OpBLMove:
 		return true
 	}
 	return true
@@ -188,7 +188,7 @@ func apply(s register, in Input) (register, Output) {
 			return s, Output{Kind: OutInt, Int: -1}
 		}
 		return s, Output{Kind: OutInt, Int: pttlPositive}
-	case OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpLRange, OpZAdd, OpZRem, OpZScore, OpZRange,
+	case OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpSPop, OpLPush, OpRPop, OpLRange, OpZAdd, OpZRem, OpZScore, OpZRange, OpZPopMin,
 		OpQPush, OpBLPop, OpBLMove:
 		// Not register commands: step sends collection keys to applyColl,
 		// and the queue's keys are not in the model.
@@ -220,9 +220,11 @@ func parseRedisInt(s string) (int64, bool) {
 	return v, err == nil
 }
 
-// step is porcupine's Step: whether out is a reply the model allows for in
-// from state, and the next state.
-func step(state, input, output any) (bool, any) {
+// step is the model's porcupine Step: the states the model may be in after
+// in replied out from state, none when the reply is not allowed. Every
+// command has one next state, except SPOP, whose member is random
+// (stepColl).
+func step(state, input, output any) []any {
 	in := input.(Input)
 	out := output.(Output)
 	if IsCollectionKey(in.Key) {
@@ -230,10 +232,10 @@ func step(state, input, output any) (bool, any) {
 	}
 	s := state.(register)
 	next, want := apply(s, in)
-	if out.Kind == OutUnknown {
-		return true, next
+	if out.Kind != OutUnknown && want != normalize(in, out) {
+		return nil
 	}
-	return want == normalize(in, out), next
+	return []any{next}
 }
 
 // normalize folds a PTTL reply that shows time left into pttlPositive, the
@@ -248,15 +250,17 @@ func normalize(in Input, out Output) Output {
 }
 
 // Model returns the porcupine model of the workload: one Redis string
-// register per register key, and one hash, set or list per collection key
-// (collections.go), with histories partitioned by key (operations on
-// different keys commute, so each key is checked on its own). Every
-// partition starts from register{}, which the collection model reads as
-// the missing key.
+// register per register key, and one hash, set, list or sorted set per
+// collection key (collections.go), with histories partitioned by key
+// (operations on different keys commute, so each key is checked on its
+// own). Every partition starts from register{}, which the collection model
+// reads as the missing key. It is a nondeterministic model (a set of
+// possible states) because SPOP's member is random: an SPOP whose reply
+// was lost may have removed any member.
 func Model() porcupine.Model {
-	return porcupine.Model{
+	nm := &porcupine.NondeterministicModel{
 		Partition: partitionByKey,
-		Init:      func() any { return register{} },
+		Init:      func() []any { return []any{register{}} },
 		Step:      step,
 		Hash: func(state any) uint64 {
 			if c, ok := state.(coll); ok {
@@ -279,6 +283,7 @@ func Model() porcupine.Model {
 			return fmt.Sprint(info)
 		},
 	}
+	return nm.ToModel()
 }
 
 func b2u(b bool) byte {

@@ -157,7 +157,7 @@ func sendQueue(ctx context.Context, cl *goredis.Client, in Input) (Output, error
 		v, err := cl.LRange(ctx, in.Key, 0, -1).Result()
 		return arrOut(v), err
 	case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
-		OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpZAdd, OpZRem, OpZScore, OpZRange, OpDel:
+		OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpSPop, OpLPush, OpRPop, OpZAdd, OpZRem, OpZScore, OpZRange, OpZPopMin, OpDel:
 		// Not sent to a queue key.
 	}
 	return Output{}, fmt.Errorf("chaos: no client for queue op %q", in.Op)
@@ -192,9 +192,14 @@ type QueueResult struct {
 	// explained by one unknown BLPOP (there must be at least as many).
 	MaybePopped int `json:"maybe_popped"`
 	// Violations describe each element popped twice, lost, out of order,
-	// or never pushed, and each pop that timed out while the queue held
-	// an element throughout.
+	// or never pushed: the safety of the queue.
 	Violations []string `json:"violations,omitempty"`
+	// MissedWakeups describe each pop that timed out with nil while the
+	// queue held an element throughout its block: Redis would have served
+	// it. Kept apart from Violations because no element is lost or
+	// duplicated by one; Config.FailMissedWakeups decides whether they
+	// fail a run.
+	MissedWakeups []string `json:"missed_wakeups,omitempty"`
 }
 
 // CheckQueue checks a history of the queue workload: its pushes, pops and
@@ -221,7 +226,8 @@ type QueueResult struct {
 //     an element for its whole duration: from the return of the element's
 //     acknowledged push to the invocation of the known pop that took it
 //     (or the end, if it is still queued). A node that cannot tell must
-//     answer an error, not nil.
+//     answer an error, not nil. These are reported as MissedWakeups, not
+//     Violations.
 func CheckQueue(ops []Op) QueueResult {
 	var res QueueResult
 	violate := func(format string, args ...any) {
@@ -301,7 +307,7 @@ func CheckQueue(ops []Op) QueueResult {
 				f.done = op
 			}
 		case OpGet, OpSet, OpSetNX, OpIncr, OpAppend, OpPExpire, OpPersist, OpPTTL,
-			OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpZAdd, OpZRem, OpZScore, OpZRange, OpDel:
+			OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpSPop, OpLPush, OpRPop, OpZAdd, OpZRem, OpZScore, OpZRange, OpZPopMin, OpDel:
 			// The queue workload sends none of these.
 		}
 	}
@@ -414,8 +420,8 @@ func CheckQueue(ops []Op) QueueResult {
 		}
 		for _, p := range present {
 			if p.from < op.Call && op.Return < p.to {
-				violate("%s via %s timed out with nil (%v to %v), but %s was in the queue all that time (pushed by %v, taken at %v or later)",
-					op.Input.Op, op.Node, time.Duration(op.Call), time.Duration(op.Return), p.elem, time.Duration(p.from), time.Duration(p.to))
+				res.MissedWakeups = append(res.MissedWakeups, fmt.Sprintf("%s via %s timed out with nil (%v to %v), but %s was in the queue all that time (pushed by %v, taken at %v or later)",
+					op.Input.Op, op.Node, time.Duration(op.Call), time.Duration(op.Return), p.elem, time.Duration(p.from), time.Duration(p.to)))
 				break
 			}
 		}

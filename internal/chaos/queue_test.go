@@ -219,7 +219,9 @@ func TestCheckQueueNilWhileNonEmpty(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var q queueHistory
 			c.build(&q)
-			v := CheckQueue(q.ops).Violations
+			res := CheckQueue(q.ops)
+			require.Empty(t, res.Violations, "a missed wakeup is no safety violation")
+			v := res.MissedWakeups
 			if !c.violation {
 				require.Empty(t, v)
 				return
@@ -313,6 +315,7 @@ func TestCheckQueueSoundOnSimulatedHistories(t *testing.T) {
 		q.finals(queue, done)
 		res := CheckQueue(q.ops)
 		require.Empty(t, res.Violations, "seed %d", seed)
+		require.Empty(t, res.MissedWakeups, "seed %d", seed)
 		require.Positive(t, res.Popped+res.Moved, "seed %d: nothing popped", seed)
 		empty += res.Empty
 		maybe += res.MaybePopped

@@ -52,6 +52,10 @@ type Config struct {
 	// workload whose commands the binary lacks is left out and named in
 	// Report.Unsupported.
 	Workloads []string
+	// FailMissedWakeups makes a blocking pop that timed out with nil while
+	// the queue certainly held an element (QueueResult.MissedWakeups) fail
+	// the run; off, they are only counted in the report.
+	FailMissedWakeups bool
 	// CollectionKeys is the number of keys of each collection type (hash,
 	// set, list, sorted set) of the collections workload.
 	CollectionKeys int
@@ -106,6 +110,7 @@ func DefaultConfig() Config {
 		Keys:              10,
 		ExpiryKeys:        8,
 		Workloads:         Workloads(),
+		FailMissedWakeups: true,
 		CollectionKeys:    2,
 		ExpirySkew:        DefaultExpirySkew,
 		HeartbeatInterval: 50 * time.Millisecond,
@@ -327,8 +332,8 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, "collection keys: %d ops (%d ok, %d unknown, %d failed), in the linearizability check\n", c.Total, c.OK, c.Unknown, c.Failed)
 	}
 	if q := r.Queue; q != nil {
-		fmt.Fprintf(&b, "queue: %d pushed (+%d unknown), %d BLPOPed, %d BLMOVEd, %d empty, %d/%d BLPOP/BLMOVE unknown; at the end %d queued, %d done, %d maybe popped; %d violations\n",
-			q.Pushed, q.PushUnknown, q.Popped, q.Moved, q.Empty, q.UnknownPops, q.UnknownMoves, q.Remaining, q.Done, q.MaybePopped, len(q.Violations))
+		fmt.Fprintf(&b, "queue: %d pushed (+%d unknown), %d BLPOPed, %d BLMOVEd, %d empty, %d/%d BLPOP/BLMOVE unknown; at the end %d queued, %d done, %d maybe popped; %d violations, %d missed wakeups\n",
+			q.Pushed, q.PushUnknown, q.Popped, q.Moved, q.Empty, q.UnknownPops, q.UnknownMoves, q.Remaining, q.Done, q.MaybePopped, len(q.Violations), len(q.MissedWakeups))
 	}
 	switch {
 	case !slices.Contains(r.Workloads, WorkloadRegisters):
@@ -501,6 +506,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				break
 			}
 			rep.Failures = append(rep.Failures, "queue: "+v)
+		}
+		if cfg.FailMissedWakeups {
+			for i, v := range q.MissedWakeups {
+				if i == shown {
+					rep.Failures = append(rep.Failures, fmt.Sprintf("queue: %d more missed wakeups in summary.json", len(q.MissedWakeups)-shown))
+					break
+				}
+				rep.Failures = append(rep.Failures, "queue: missed wakeup: "+v)
+			}
 		}
 	}
 	if w.ttl {

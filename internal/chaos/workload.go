@@ -311,7 +311,7 @@ func sendRegister(ctx context.Context, cl *goredis.Client, in Input) (out Output
 		var n int64
 		n, err = cl.Do(ctx, args...).Int64()
 		out = Output{Kind: OutInt, Int: n}
-	case OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpLPush, OpRPop, OpLRange, OpZAdd, OpZRem, OpZScore, OpZRange,
+	case OpHSet, OpHGet, OpHDel, OpHGetAll, OpSAdd, OpSRem, OpSMembers, OpSPop, OpLPush, OpRPop, OpLRange, OpZAdd, OpZRem, OpZScore, OpZRange, OpZPopMin,
 		OpQPush, OpBLPop, OpBLMove:
 		err = fmt.Errorf("chaos: no client for op %q on a register key", in.Op)
 	}

@@ -190,7 +190,7 @@ func TestBLMoveMovesAtomically(t *testing.T) {
 		require.Equal(t, int64(0), c.Client(i).Exists(ctx, "src").Val())
 	}
 	// BRPOPLPUSH is BLMOVE RIGHT LEFT.
-	got = asyncResult(func() (string, error) { return blockingClient(t, c, f2).BRPopLPush(ctx, "src", "dst", 0).Result() })
+	got = asyncResult(func() (string, error) { return blockingClient(t, c, f2).Do(ctx, "BRPOPLPUSH", "src", "dst", 0).Text() })
 	c.waitBlocked(ctx, f2, 1)
 	require.NoError(t, c.Client(f1).RPush(ctx, "src", "b", "c").Err())
 	r = await(t, got, "BRPOPLPUSH")
@@ -277,7 +277,7 @@ func TestClientUnblockEndsABlockedPop(t *testing.T) {
 }
 
 // counterValue reads a counter (without labels) from node i's registry.
-func counterValue(t *testing.T, c *Cluster, i int, name string) float64 {
+func counterValue(t testing.TB, c *Cluster, i int, name string) float64 {
 	t.Helper()
 	mfs, err := c.Node(i).Registry().Gather()
 	require.NoError(t, err)
@@ -288,4 +288,35 @@ func counterValue(t *testing.T, c *Cluster, i int, name string) float64 {
 	}
 	t.Fatalf("no metric %s on %s", name, c.Name(i))
 	return 0
+}
+
+func TestBlockedSortedSetPopsOnFollowers(t *testing.T) {
+	c := New(t, 3)
+	ctx := c.Ctx(60 * time.Second)
+	f1, f2 := followers(c)
+	minPop := asyncResult(func() (*goredis.ZWithKey, error) {
+		return blockingClient(t, c, f1).BZPopMin(ctx, 0, "z1", "z2").Result()
+	})
+	c.waitBlocked(ctx, f1, 1)
+	require.NoError(t, c.Client(f2).ZAdd(ctx, "z2", goredis.Z{Score: 2, Member: "b"}, goredis.Z{Score: 1, Member: "a"}).Err())
+	r := await(t, minPop, "BZPOPMIN")
+	require.NoError(t, r.err)
+	require.Equal(t, &goredis.ZWithKey{Key: "z2", Z: goredis.Z{Score: 1, Member: "a"}}, r.v)
+
+	type mpop struct {
+		key string
+		zs  []goredis.Z
+	}
+	multi := asyncResult(func() (mpop, error) {
+		k, zs, err := blockingClient(t, c, f2).BZMPop(ctx, 0, "max", 5, "z3").Result()
+		return mpop{k, zs}, err
+	})
+	c.waitBlocked(ctx, f2, 1)
+	require.NoError(t, c.Client(f1).ZAdd(ctx, "z3", goredis.Z{Score: 1, Member: "x"}, goredis.Z{Score: 3, Member: "y"}).Err())
+	m := await(t, multi, "BZMPOP")
+	require.NoError(t, m.err)
+	require.Equal(t, mpop{"z3", []goredis.Z{{Score: 3, Member: "y"}, {Score: 1, Member: "x"}}}, m.v)
+	for i := range c.Size() {
+		require.Eventually(t, func() bool { return c.Client(i).Exists(ctx, "z3").Val() == 0 }, 5*time.Second, 5*time.Millisecond)
+	}
 }

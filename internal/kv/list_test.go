@@ -104,7 +104,7 @@ func TestListOpsMatchAModel(t *testing.T) {
 	d := newV3(t)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	m := listModel{}
-	keys := []string{"a", "b", "{a}c"}
+	keys := []string{"a", "b", "{a}c", "fresh"}
 	elems := []string{"x", "y", "z", "w"}
 	// pending are entries applied together as one chunk, so the ops read
 	// the rows earlier ops of the chunk wrote.
@@ -153,7 +153,7 @@ func TestListOpsMatchAModel(t *testing.T) {
 		e := elems[rnd.IntN(len(elems))]
 		var c Command
 		var want Result
-		switch rnd.IntN(9) {
+		switch rnd.IntN(11) {
 		case 0, 1:
 			left := rnd.IntN(2) == 0
 			vals := make([]string, 1+rnd.IntN(4))
@@ -311,6 +311,23 @@ func TestListOpsMatchAModel(t *testing.T) {
 				}
 			}
 			l = m[k]
+		case 9:
+			// DEL, so that a chunk may delete a list and make it again.
+			c = Command{Op: OpDel, Keys: kvs(k)}
+			want = Result{Kind: ResultInt, Int: int64(min(len(l), 1))}
+			l = nil
+		case 10:
+			// COPY with REPLACE onto another key.
+			dst := keys[rnd.IntN(len(keys))]
+			for dst == k {
+				dst = keys[rnd.IntN(len(keys))]
+			}
+			c = Command{Op: OpCopy, Flags: CopyReplace, Keys: strs(k, dst)}
+			want = Result{Kind: ResultInt, Int: 0}
+			if len(l) > 0 {
+				want = Result{Kind: ResultInt, Int: 1}
+				m[dst] = slices.Clone(l)
+			}
 		}
 		m[k] = l
 		pending = append(pending, step{c, want})
@@ -426,4 +443,35 @@ func TestListReads(t *testing.T) {
 		return err
 	})
 	require.ErrorIs(t, err, ErrWrongType)
+}
+
+// The list ops emit Redis's keyspace-notification names, and "del" when
+// they empty a list.
+func TestListEventsNameWhatEachOpDid(t *testing.T) {
+	s, got := eventLog(t, 1<<20)
+	_, err := s.Apply([]Entry{{Index: 2, Data: enc(*NewRaiseFormat(FormatV3)), Stamp: 1000}})
+	require.NoError(t, err)
+	cmds := []Command{
+		pushC("l", false, "a", "b"),                                       // 3
+		pushC("l", true, "z"),                                             // 4
+		{Op: OpListSet, Keys: kvs("l"), Values: kvs("Z")},                 // 5
+		{Op: OpListInsert, Keys: kvs("l"), Values: strs("a", "a2")},       // 6
+		{Op: OpListRem, Keys: kvs("l"), Values: kvs("a2")},                // 7
+		*NewListTrim([]byte("l"), 0, 1),                                   // 8
+		{Op: OpListMove, Flags: ListDstLeft, Keys: strs("l", "m")},        // 9: rpop a, lpush m
+		{Op: OpListPop, Flags: ListLeft, Keys: kvs("l")},                  // 10: empties l
+		{Op: OpListPop, Flags: ListKeyed, Keys: strs("l", "m")},           // 11: empties m
+		{Op: OpListPush, Flags: ListXX, Keys: kvs("m"), Values: kvs("x")}, // 12: no list, no event
+		*NewSortStore([]byte("n"), []byte("o"), SortQuery{}),              // 13: nothing stored, nothing deleted
+	}
+	ents := make([]Entry, len(cmds))
+	for i, c := range cmds {
+		ents[i] = Entry{Index: uint64(i + 3), Data: enc(c), Stamp: 1000}
+	}
+	_, err = s.Apply(ents)
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"3 l rpush", "4 l lpush", "5 l lset", "6 l linsert", "7 l lrem", "8 l ltrim",
+		"9 m lpush", "9 l rpop", "10 l lpop", "10 l del", "11 m rpop", "11 m del",
+	}, *got)
 }

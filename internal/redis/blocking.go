@@ -361,6 +361,11 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 			}
 			watch = watchClose(c)
 		}
+		// CLIENT UNBLOCK may have come while we looked, its signal
+		// drained by claim: the flag is what counts.
+		if s.blockUnblocked(c, w) {
+			return
+		}
 		if recheck == nil {
 			recheck = time.NewTimer(blockRecheckInterval)
 		} else {
@@ -378,18 +383,27 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 			c.err("ERR server is shutting down")
 			return
 		}
-		switch unblockMode(w.unblock.Load()) {
-		case unblockTimeout:
-			c.nullArray()
+		if s.blockUnblocked(c, w) {
 			return
-		case unblockError:
-			c.err(errTextUnblocked)
-			return
-		case unblockNone:
 		}
 		s.blocked.claim(w)
 		ready = s.blockCheckLocal(op)
 	}
+}
+
+// blockUnblocked replies as CLIENT UNBLOCK asked, if it did, and reports
+// whether it did.
+func (s *Server) blockUnblocked(c *client, w *waiter) bool {
+	switch unblockMode(w.unblock.Load()) {
+	case unblockTimeout:
+		c.nullArray()
+		return true
+	case unblockError:
+		c.err(errTextUnblocked)
+		return true
+	case unblockNone:
+	}
+	return false
 }
 
 // blockPause waits d, or less if the wait ends otherwise; false if it
@@ -408,16 +422,7 @@ func (s *Server) blockPause(c *client, w *waiter, watch *closeWatch, expired <-c
 		c.err("ERR server is shutting down")
 		return false
 	}
-	switch unblockMode(w.unblock.Load()) {
-	case unblockTimeout:
-		c.nullArray()
-		return false
-	case unblockError:
-		c.err(errTextUnblocked)
-		return false
-	case unblockNone:
-	}
-	return true
+	return !s.blockUnblocked(c, w)
 }
 
 // blockAttempt proposes op's command once.

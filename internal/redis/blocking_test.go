@@ -271,7 +271,7 @@ func TestBlockingArgumentErrors(t *testing.T) {
 // a second block starts before redcon has read all of it.
 func TestCloseWatchKeepsEarlyInputAcrossBlocks(t *testing.T) {
 	server, peer := net.Pipe()
-	defer peer.Close()
+	defer func() { _ = peer.Close() }()
 	lc := &limitConn{Conn: server}
 	lc.scan.limits.maxCommandBytes = 1 << 20
 	w := &closeWatch{lc: lc, closed: make(chan struct{}), done: make(chan struct{})}

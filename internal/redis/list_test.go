@@ -1,7 +1,10 @@
 package redis
 
 import (
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -216,4 +219,34 @@ func TestListCommandsPipelined(t *testing.T) {
 	require.Equal(t, int64(1), ln.Val())
 	require.Equal(t, "c", idx.Val())
 	require.Equal(t, int64(0), pos.Val())
+}
+
+// TestHostileLongListReadsStopAtDeadline: LRANGE, LPOS and SORT of a list
+// of 200k elements under a request timeout of a millisecond answer an
+// error naming the limit, while LINDEX and LLEN, O(1), answer.
+func TestHostileLongListReadsStopAtDeadline(t *testing.T) {
+	f := newFixture(t, generous)
+	ctx := f.ctx
+	chunk := make([]any, 1000)
+	for i := range chunk {
+		chunk[i] = strconv.Itoa(i)
+	}
+	p := f.rdb.Pipeline()
+	for range 200 {
+		p.RPush(ctx, "big", chunk...)
+	}
+	_, err := p.Exec(ctx)
+	require.NoError(t, err)
+	short := startServer(t, Config{Backend: leaseBackend{f.backend}, RequestTimeout: time.Millisecond})
+	rdb := newClient(t, short, func(o *goredis.Options) { o.MaxRetries = -1 })
+	for cmd, err := range map[string]error{
+		"LRANGE": rdb.LRange(ctx, "big", 0, -1).Err(),
+		"LPOS":   rdb.LPos(ctx, "big", "none", goredis.LPosArgs{}).Err(),
+		"SORT":   rdb.Sort(ctx, "big", &goredis.Sort{}).Err(),
+	} {
+		require.Error(t, err, cmd)
+		require.True(t, strings.HasPrefix(err.Error(), "ERR "+cmd+" exceeded its time limit of 1ms"), "%v", err)
+	}
+	require.Equal(t, "500", rdb.LIndex(ctx, "big", 100_500).Val())
+	require.Equal(t, int64(200_000), rdb.LLen(ctx, "big").Val())
 }
