@@ -164,6 +164,11 @@ func TestZSetPopsAndStores(t *testing.T) {
 	require.Equal(t, int64(0), f.do("EXISTS", "u").Val())
 	require.Equal(t, int64(2), f.do("ZRANGESTORE", "r", "s1", "2", "1", "BYSCORE", "REV").Val())
 	require.Equal(t, []any{"a", "1", "b", "2"}, f.do("ZRANGE", "r", "0", "-1", "WITHSCORES").Val())
+	// A destination that is also a source is read before it is replaced.
+	require.Equal(t, int64(1), f.do("ZRANGESTORE", "r", "r", "0", "0", "REV").Val())
+	require.Equal(t, []any{"b", "2"}, f.do("ZRANGE", "r", "0", "-1", "WITHSCORES").Val())
+	require.Equal(t, int64(3), f.do("ZUNIONSTORE", "r", "2", "r", "s1", "WEIGHTS", "10", "1").Val())
+	require.Equal(t, []any{"a", "1", "c", "3", "b", "22"}, f.do("ZRANGE", "r", "0", "-1", "WITHSCORES").Val())
 	// inf * 0 and inf + -inf count as 0, as in Redis.
 	f.do("ZADD", "i1", "+inf", "x")
 	f.do("ZADD", "i2", "-inf", "x")
