@@ -104,13 +104,6 @@ func runChaosWith(t *testing.T, seed uint64, duration time.Duration, tune func(*
 	cfg.Quiet = 500 * time.Millisecond
 	cfg.CheckTimeout = time.Minute
 	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	// Known issue (#16, found by this workload): a blocked client on a
-	// node can time out with nil while its list holds an element, most
-	// often under flapping or cut links (TestChaosLinks' seed shows it).
-	// No element is lost or popped twice, which the queue checks still
-	// fail on; the missed wakeups are logged until the fix lands, when
-	// this line goes.
-	cfg.FailMissedWakeups = false
 	if tune != nil {
 		tune(&cfg)
 	}

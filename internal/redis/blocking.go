@@ -290,22 +290,42 @@ func clientUnblock(s *Server, c *client, args [][]byte) {
 
 // runBlocking runs op until it finds something or stops waiting, and
 // writes exactly one reply, or none if the client left.
+//
+// Nil is the reply of a block that ended with nothing to pop, so it is
+// written only when this node knows there was nothing: at the timeout,
+// a pop refused with TRYAGAIN answers that error (we could not tell), and
+// otherwise a last linearizable look (blockExpired) decides, so that a
+// wake-up lost to any cause (a lagging follower, a node cut from its
+// leader, a snapshot installed without events) costs latency, never a
+// wrong nil.
 func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 	w, behind := s.blocked.register(c.id, op.keys)
 	defer s.blocked.unregister(w)
 	s.blockMetrics.blocked.Inc()
 	defer s.blockMetrics.blocked.Dec()
 
-	// Behind another waiter of this node, the newcomer does not pop at
-	// once: it would overtake a waiter that is being served (Redis serves
-	// blocked clients before it runs the next command). The pops of the
-	// waiters ahead emit events that pass the turn on (signalFirstLocked),
-	// and what they leave is found then.
-	ready := false
-	if !behind {
-		var ok bool
-		if ready, ok = s.blockCheckLinearizable(c, op); !ok {
-			return
+	// The first look is linearizable even behind another waiter of this
+	// node: it must not miss a push acknowledged before the command came,
+	// and a node that cannot reach a leader must answer an error, not wait
+	// for events that will not come and time out with nil.
+	exists, mismatch, ok := s.blockCheckLinearizable(c, op)
+	if !ok {
+		return
+	}
+	ready := exists
+	recheckEvery := blockRecheckInterval
+	if behind && !mismatch {
+		// Behind another waiter of this node, the newcomer does not pop
+		// at once: it would overtake a waiter that is being served
+		// (Redis serves blocked clients before it runs the next
+		// command). The pops of the waiters ahead emit events that pass
+		// the turn on (signalFirstLocked), and what they leave is found
+		// then; if the key still holds something after blockTurnInterval
+		// (the waiters ahead are stuck, or the element came without an
+		// event), the newcomer looks again on its own.
+		ready = false
+		if exists {
+			recheckEvery = blockTurnInterval
 		}
 	}
 	var expired <-chan time.Time
@@ -327,19 +347,17 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 			r, err := s.blockAttempt(op)
 			switch {
 			case err == nil && r.Kind != kv.ResultNil:
-				if op.reply != nil && r.Kind != kv.ResultError {
-					op.reply(c, r)
-				} else {
-					c.result(r)
-				}
+				s.blockReply(c, op, r)
 				return
 			case err == nil:
 				// Another waiter got there first: wait again.
 				s.blockMetrics.emptyPops.Inc()
 			case errors.Is(err, ErrTryAgain):
 				// Certainly not applied (no leader for the request's
-				// whole timeout): propose again later.
-				if !s.blockPause(c, w, watch, expired, blockRetryInterval) {
+				// whole timeout): propose again later. Should the
+				// timeout pass meanwhile, the client gets this error:
+				// we could not tell whether there was anything to pop.
+				if !s.blockPause(c, op, w, watch, expired, blockRetryInterval, err) {
 					return
 				}
 				s.blocked.claim(w)
@@ -367,15 +385,16 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 			return
 		}
 		if recheck == nil {
-			recheck = time.NewTimer(blockRecheckInterval)
+			recheck = time.NewTimer(recheckEvery)
 		} else {
-			recheck.Reset(blockRecheckInterval)
+			recheck.Reset(recheckEvery)
 		}
+		recheckEvery = blockRecheckInterval
 		select {
 		case <-w.wake:
 		case <-recheck.C:
 		case <-expired:
-			c.nullArray()
+			s.blockExpired(c, op, w, watch)
 			return
 		case <-watch.gone():
 			return // nobody to answer
@@ -389,6 +408,57 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 		s.blocked.claim(w)
 		ready = s.blockCheckLocal(op)
 	}
+}
+
+// blockTurnInterval is how long a newcomer queued behind another waiter
+// of this node, whose first look found its key holding something, leaves
+// the waiters ahead to take it before it looks again itself.
+const blockTurnInterval = 250 * time.Millisecond
+
+// blockReply writes the reply of a pop that ended the block: Nil (the
+// last look at the timeout found the keys emptied meanwhile) is the
+// timeout's null array.
+func (s *Server) blockReply(c *client, op *blockOp, r kv.Result) {
+	switch {
+	case r.Kind == kv.ResultNil:
+		c.nullArray()
+	case op.reply != nil && r.Kind != kv.ResultError:
+		op.reply(c, r)
+	default:
+		c.result(r)
+	}
+}
+
+// blockExpired answers a block whose timeout passed while it waited. Its
+// local looks may have missed a push (a follower lagging or cut from its
+// leader sees events late or never), so a last linearizable look
+// decides: keys still without the waited-for type mean nil; one holding
+// it means the pop is proposed, and its reply (the element, or Nil if a
+// concurrent pop emptied the keys first) is the answer; a look or pop
+// that fails answers its error, never nil. It costs one read barrier per
+// timed-out block.
+func (s *Server) blockExpired(c *client, op *blockOp, w *waiter, watch *closeWatch) {
+	if s.blockUnblocked(c, w) {
+		return
+	}
+	if watch.isGone() {
+		return // nobody to answer: propose nothing for it
+	}
+	s.blocked.claim(w)
+	ready, ok := s.blockCheckLinearizableWant(c, op)
+	if !ok {
+		return
+	}
+	if !ready {
+		c.nullArray()
+		return
+	}
+	r, err := s.blockAttempt(op)
+	if err != nil {
+		s.backendError(c, "write", err)
+		return
+	}
+	s.blockReply(c, op, r)
 }
 
 // blockUnblocked replies as CLIENT UNBLOCK asked, if it did, and reports
@@ -406,15 +476,19 @@ func (s *Server) blockUnblocked(c *client, w *waiter) bool {
 	return false
 }
 
-// blockPause waits d, or less if the wait ends otherwise; false if it
-// ended (the reply, if any, written).
-func (s *Server) blockPause(c *client, w *waiter, watch *closeWatch, expired <-chan time.Time, d time.Duration) bool {
+// blockPause waits d after a pop refused with tryAgain, or less if the
+// wait ends otherwise; false if it ended (the reply, if any, written). A
+// timeout that passes meanwhile answers tryAgain: the refused pop left it
+// unknown whether there was anything to pop.
+func (s *Server) blockPause(c *client, op *blockOp, w *waiter, watch *closeWatch, expired <-chan time.Time, d time.Duration, tryAgain error) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-expired:
-		c.nullArray()
+		if !s.blockUnblocked(c, w) {
+			s.backendError(c, "write", tryAgain)
+		}
 		return false
 	case <-watch.gone():
 		return false
@@ -435,25 +509,55 @@ func (s *Server) blockAttempt(op *blockOp) (kv.Result, error) {
 
 // blockCheckLinearizable reads op's keys linearizably (the first look,
 // which must not miss a push acknowledged before the command arrived):
-// any key that exists, of whatever type, means the op must be proposed
-// now, so that it replies what the non-blocking command would. On a
-// failure it writes the error reply and returns false.
-func (s *Server) blockCheckLinearizable(c *client, op *blockOp) (ready, ok bool) {
+// exists reports that a key exists, of whatever type, which means the op
+// must be proposed, so that it replies what the non-blocking command
+// would; mismatch that one of those holds another type than the one
+// waited for (the op will answer WRONGTYPE or pop from a later key). On
+// a failure it writes the error reply and returns ok false.
+func (s *Server) blockCheckLinearizable(c *client, op *blockOp) (exists, mismatch, ok bool) {
 	ok = s.read(c, func(v kv.View) error {
-		ready = false
+		exists, mismatch = false, false
 		for _, k := range op.keys {
-			found, err := v.Exists(k)
+			_, found, err := v.Collection(k, op.want)
+			if errors.Is(err, kv.ErrWrongType) {
+				exists, mismatch = true, true
+				continue
+			}
 			if err != nil {
 				return err
 			}
-			if found {
-				ready = true
-				return nil
-			}
+			exists = exists || found
 		}
 		return nil
 	})
+	return exists, mismatch, ok
+}
+
+// blockCheckLinearizableWant reads op's keys linearizably and reports
+// whether one holds the waited-for type (the look at the timeout, which
+// counts keys as blockCheckLocal does). On a failure it writes the error
+// reply and returns ok false.
+func (s *Server) blockCheckLinearizableWant(c *client, op *blockOp) (ready, ok bool) {
+	ok = s.read(c, func(v kv.View) error {
+		var err error
+		ready, err = collectionPresent(v, op)
+		return err
+	})
 	return ready, ok
+}
+
+// collectionPresent reports whether one of op's keys holds op's type.
+func collectionPresent(v kv.View, op *blockOp) (bool, error) {
+	for _, k := range op.keys {
+		_, found, err := v.Collection(k, op.want)
+		if err != nil && !errors.Is(err, kv.ErrWrongType) {
+			return false, err
+		}
+		if found {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // blockCheckLocal reads op's keys on the local store, without a read
@@ -465,18 +569,9 @@ func (s *Server) blockCheckLinearizable(c *client, op *blockOp) (ready, ok bool)
 func (s *Server) blockCheckLocal(op *blockOp) bool {
 	ready := false
 	fn := func(v kv.View) error {
-		ready = false
-		for _, k := range op.keys {
-			_, found, err := v.Collection(k, op.want)
-			if err != nil && !errors.Is(err, kv.ErrWrongType) {
-				return err
-			}
-			if found {
-				ready = true
-				return nil
-			}
-		}
-		return nil
+		var err error
+		ready, err = collectionPresent(v, op)
+		return err
 	}
 	var err error
 	if lr, isLocal := s.cfg.Backend.(LocalReader); isLocal {

@@ -2,11 +2,13 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/elastickv/elastickv/internal/kv"
@@ -17,9 +19,44 @@ import (
 // the server, as the node wires them (node/wake.go).
 func newBlockingFixture(t *testing.T) *fixture {
 	t.Helper()
+	f, _ := newFaultyBlockingFixture(t)
+	return f
+}
+
+// blockFaults lets a test take from a blocking fixture what a follower
+// can lose: the apply events (a snapshot install applies without them, a
+// node cut from its leader applies nothing) and the leader (pops refused
+// with TRYAGAIN).
+type blockFaults struct {
+	// muteEvents drops the store's apply events before they reach the
+	// server.
+	muteEvents atomic.Bool
+	// refusePops makes the Backend refuse list pops as a node without a
+	// leader does: TRYAGAIN, certainly not applied.
+	refusePops atomic.Bool
+}
+
+// faultyBackend is a storeBackend that refuses pops on demand.
+type faultyBackend struct {
+	*storeBackend
+	faults *blockFaults
+}
+
+func (b *faultyBackend) Write(ctx context.Context, cmd *kv.Command) (kv.Result, error) {
+	if b.faults.refusePops.Load() && cmd.Op == kv.OpListPop {
+		return kv.Result{}, fmt.Errorf("%w: no leader available", ErrTryAgain)
+	}
+	return b.storeBackend.Write(ctx, cmd)
+}
+
+// newFaultyBlockingFixture is newBlockingFixture with faults the test
+// switches on, and a client that does not retry TRYAGAIN by itself.
+func newFaultyBlockingFixture(t *testing.T) (*fixture, *blockFaults) {
+	t.Helper()
 	var srv atomic.Pointer[Server]
+	faults := &blockFaults{}
 	st, err := kv.Open(kv.Config{Dir: t.TempDir(), CacheBytes: 1 << 20, OnApplyEvents: func(ev []kv.ApplyEvent) {
-		if s := srv.Load(); s != nil {
+		if s := srv.Load(); s != nil && !faults.muteEvents.Load() {
 			s.KeysApplied(ev)
 		}
 	}})
@@ -32,9 +69,10 @@ func newBlockingFixture(t *testing.T) *fixture {
 	}
 	_, err = b.Write(context.Background(), kv.NewRaiseFormat(kv.MaxFormat))
 	require.NoError(t, err)
-	s := startServer(t, Config{Backend: b})
+	s := startServer(t, Config{Backend: &faultyBackend{storeBackend: b, faults: faults}})
 	srv.Store(s)
-	return &fixture{t: t, ctx: context.Background(), backend: b, srv: s, rdb: newClient(t, s)}
+	rdb := newClient(t, s, func(o *goredis.Options) { o.MaxRetries = -1 })
+	return &fixture{t: t, ctx: context.Background(), backend: b, srv: s, rdb: rdb}, faults
 }
 
 // installBGetDel adds a test-only blocking command, BGETDEL key [key ...]
@@ -320,5 +358,85 @@ func TestBlockedClientIsNotOvertaken(t *testing.T) {
 	f.waitBlocked(1)
 	require.NoError(t, f.rdb.Set(f.ctx, "k", "two", 0).Err())
 	require.Equal(t, "two", second.reply())
+	f.waitBlocked(0)
+}
+
+// TestBlockedPopRefusedUntilTimeoutAnswersTheError: a pop refused with
+// TRYAGAIN (no leader) until the timeout leaves it unknown whether there
+// was anything to pop, so the client gets the error, never nil (nil means
+// "nothing to pop"; the chaos queue checker's missed wakeup).
+func TestBlockedPopRefusedUntilTimeoutAnswersTheError(t *testing.T) {
+	f, faults := newFaultyBlockingFixture(t)
+	require.NoError(t, f.rdb.RPush(f.ctx, "q", "a").Err())
+	faults.refusePops.Store(true)
+	err := f.rdb.Do(f.ctx, "BLPOP", "q", "0.3").Err()
+	requireErr(t, err, "TRYAGAIN try again later: no leader available")
+	faults.refusePops.Store(false)
+	require.Equal(t, []string{"a"}, f.rdb.LRange(f.ctx, "q", 0, -1).Val())
+}
+
+// TestBlockedPopWithoutEventSeesPushAtTimeout: a push this node applied
+// without an event (a follower installing a snapshot; here the events are
+// dropped) must not end the block with nil while the list holds it: the
+// last linearizable look at the timeout finds and pops it.
+func TestBlockedPopWithoutEventSeesPushAtTimeout(t *testing.T) {
+	f, faults := newFaultyBlockingFixture(t)
+	faults.muteEvents.Store(true)
+	done := make(chan []string, 1)
+	go func() {
+		v, _ := f.rdb.Do(f.ctx, "BLPOP", "q", "0.4").StringSlice()
+		done <- v
+	}()
+	f.waitBlocked(1)
+	require.NoError(t, f.rdb.RPush(f.ctx, "q", "a").Err())
+	// The timeout (400 ms) comes before the periodic re-check (1 s).
+	select {
+	case v := <-done:
+		require.Equal(t, []string{"q", "a"}, v)
+	case <-time.After(5 * time.Second):
+		t.Fatal("BLPOP did not return")
+	}
+	require.Zero(t, f.rdb.Exists(f.ctx, "q").Val())
+}
+
+// TestBlockedPopTimesOutWithNilWhenEmptyAtTheEnd: the last look at the
+// timeout answers nil when the keys hold nothing of the waited-for type
+// (a key of another type included, as Redis keeps such a client blocked).
+func TestBlockedPopTimesOutWithNilWhenEmptyAtTheEnd(t *testing.T) {
+	f, faults := newFaultyBlockingFixture(t)
+	faults.muteEvents.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- f.rdb.Do(f.ctx, "BLPOP", "q", "0.3").Err() }()
+	f.waitBlocked(1)
+	require.NoError(t, f.rdb.Set(f.ctx, "q", "s", 0).Err())
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, goredis.Nil)
+	case <-time.After(5 * time.Second):
+		t.Fatal("BLPOP did not return")
+	}
+	require.Equal(t, "s", f.rdb.Get(f.ctx, "q").Val())
+}
+
+// TestNewcomerBehindAStuckWaiterStillPops: a client that blocks behind
+// another waiter of this node, on a list that holds an element the waiter
+// ahead was never woken for (its event lost), looks itself after its
+// turn interval instead of timing out with nil.
+func TestNewcomerBehindAStuckWaiterStillPops(t *testing.T) {
+	f, faults := newFaultyBlockingFixture(t)
+	installBGetDel(t)
+	first := dialRaw(t, f.srv)
+	first.send(cmd("BGETDEL", "other", "k", "0"))
+	f.waitBlocked(1)
+	faults.muteEvents.Store(true)
+	require.NoError(t, f.rdb.Set(f.ctx, "k", "v", 0).Err())
+	// The timeout (0.8 s) comes before the periodic re-check (1 s): the
+	// newcomer is served by its own look after blockTurnInterval.
+	v, err := f.rdb.Do(f.ctx, "BGETDEL", "k", "0.8").Result()
+	require.NoError(t, err)
+	require.Equal(t, "v", v)
+	faults.muteEvents.Store(false)
+	require.NoError(t, f.rdb.Set(f.ctx, "other", "w", 0).Err())
+	require.Equal(t, "w", first.reply())
 	f.waitBlocked(0)
 }
