@@ -320,3 +320,57 @@ func TestBlockedSortedSetPopsOnFollowers(t *testing.T) {
 		require.Eventually(t, func() bool { return c.Client(i).Exists(ctx, "z3").Val() == 0 }, 5*time.Second, 5*time.Millisecond)
 	}
 }
+
+// TestBlockedPopBehindAnotherWaiterSeesAnOldElement: a client that blocks
+// behind another waiter of its node (they share a key) on keys one of
+// which has long held an element must get it: no event will come for it,
+// so its own linearizable first look is what finds it. (It used to skip
+// that look and time out with nil: the chaos queue checker's missed
+// wakeup.)
+func TestBlockedPopBehindAnotherWaiterSeesAnOldElement(t *testing.T) {
+	c := New(t, 3)
+	ctx := c.Ctx(60 * time.Second)
+	f1, f2 := followers(c)
+	require.NoError(t, c.Client(f2).RPush(ctx, "q", "a").Err())
+	first := asyncResult(func() ([]string, error) { return blockingClient(t, c, f1).BLPop(ctx, 0, "z").Result() })
+	c.waitBlocked(ctx, f1, 1)
+	// The timeout (0.8 s) comes before the periodic re-check (1 s).
+	second := asyncResult(func() ([]string, error) {
+		return blockingClient(t, c, f1).Do(ctx, "BLPOP", "z", "q", "0.8").StringSlice()
+	})
+	r := await(t, second, "second BLPOP")
+	require.NoError(t, r.err)
+	require.Equal(t, []string{"q", "a"}, r.v)
+	require.NoError(t, c.Client(f2).RPush(ctx, "z", "b").Err())
+	r = await(t, first, "first BLPOP")
+	require.NoError(t, r.err)
+	require.Equal(t, []string{"z", "b"}, r.v)
+}
+
+// TestBlockedPopOnANodeWithoutLeaderAnswersAnError: a node that cannot
+// reach a leader cannot tell whether its list holds anything, so a
+// blocking pop there, behind another waiter or not, answers an error at
+// the latest at its timeout, never nil.
+func TestBlockedPopOnANodeWithoutLeaderAnswersAnError(t *testing.T) {
+	c := New(t, 3)
+	ctx := c.Ctx(60 * time.Second)
+	l := c.Leader()
+	f1, f2 := followers(c)
+	require.NoError(t, c.Client(l).RPush(ctx, "q", "a").Err())
+	first := asyncResult(func() ([]string, error) { return blockingClient(t, c, f1).BLPop(ctx, 0, "z").Result() })
+	c.waitBlocked(ctx, f1, 1)
+	c.Stop(l)
+	c.Stop(f2)
+	for _, keys := range [][]string{{"z", "q"}, {"q"}} {
+		args := []any{"BLPOP"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		args = append(args, "0.5")
+		err := blockingClient(t, c, f1).Do(ctx, args...).Err()
+		require.Error(t, err, "BLPOP %v", keys)
+		require.NotErrorIs(t, err, goredis.Nil, "BLPOP %v", keys)
+		require.Contains(t, err.Error(), "TRYAGAIN", "BLPOP %v", keys)
+	}
+	_ = first // ends with the cluster
+}
