@@ -26,7 +26,9 @@ import (
 //  2. A linearizable read decides whether to try at once: if any key
 //     exists, the op is proposed, and its apply replies exactly what the
 //     non-blocking command would (the element, or WRONGTYPE). Nothing is
-//     proposed for keys that are all missing.
+//     proposed for keys that are all missing. A newcomer queued behind
+//     another waiter of this node leaves the waiters ahead their turn
+//     instead, and looks again itself after blockTurnInterval.
 //  3. Otherwise the client waits. An apply event on one of its keys wakes
 //     the first idle waiter of that key on this node, which reads its keys
 //     on the local store (fresh enough: the event comes after the apply
@@ -35,6 +37,12 @@ import (
 //     popped twice: a waiter whose pop finds nothing, because a waiter on
 //     another node (or a non-blocking pop) got there first, waits again
 //     without losing its place.
+//  4. At the timeout, nil is answered only if a last linearizable look
+//     finds no key of the waited-for type; otherwise the op is proposed a
+//     last time and its reply is the answer. A pop refused with TRYAGAIN
+//     until the timeout answers that error. Nil thus always means "there
+//     was nothing to pop", however late or lost the events of a lagging
+//     follower or of a node cut from its leader are.
 //
 // Order: first come first served per key on each node; across nodes, in
 // the order in which their pops reach the leader's log. A pop whose reply
