@@ -34,6 +34,21 @@ import (
 //     with one DeleteRange at writeTo2 (dropAbandoned), and no read in
 //     between can meet them: nothing names that id any more.
 
+// readsElements reports whether applying cmd (with subs, an OpBatch's
+// commands) may read element rows through the apply batch, which must
+// then be an indexed one: the collection ops, and COPY (of a collection).
+func readsElements(cmd *Command, subs []Command) bool {
+	if cmd.Op != OpBatch {
+		return cmd.Op >= firstFamilyOp || cmd.Op == OpCopy
+	}
+	for i := range subs {
+		if readsElements(&subs[i], nil) {
+			return true
+		}
+	}
+	return false
+}
+
 // createdSID is a storage id a collection op created in this chunk.
 type createdSID struct {
 	slot uint16 // the slot of the element rows
