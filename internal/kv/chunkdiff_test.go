@@ -293,41 +293,49 @@ func cdCheckColls(t *testing.T, s *Store) {
 func TestCollectionsWhereverChunksEnd(t *testing.T) {
 	for seed := uint64(1); seed <= 12; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(seed, 99))
-			var log []Entry
-			clock := uint64(1000)
-			for i := uint64(2); i < 1500; i++ {
-				clock += uint64(rng.IntN(30))
-				c := cdCmd(rng)
-				require.NoError(t, c.Validate(), "%+v", c)
-				log = append(log, Entry{Index: i, Data: enc(c), Stamp: clock})
-			}
-			var ev1, ev2 []string
-			one := cdOpen(t, 0, &ev1)
-			var want []Result
-			for _, e := range log {
-				res, err := one.Apply([]Entry{e})
-				require.NoError(t, err, "entry %d", e.Index)
-				want = append(want, res[0])
-			}
-			grouped := cdOpen(t, 1+rng.IntN(4<<10), &ev2)
-			for at := 0; at < len(log); {
-				end := min(at+1+rng.IntN(60), len(log))
-				res, err := grouped.Apply(log[at:end])
-				require.NoError(t, err)
-				for j := range res {
-					requireSameResult(t, want[at+j], res[j], "grouped entry %d %x", log[at+j].Index, log[at+j].Data)
-				}
-				at = end
-			}
-			requireCountsMatchRows(t, one)
-			requireCountsMatchRows(t, grouped)
-			cdCheckColls(t, one)
-			cdCheckColls(t, grouped)
-			require.Equal(t, cdDump(t, one), cdDump(t, grouped))
-			require.Equal(t, ev1, ev2)
+			requireSameWhereverChunksEnd(t, rand.New(rand.NewPCG(seed, 99)), cdCmd, 1500, 4<<10)
 		})
 	}
+}
+
+// requireSameWhereverChunksEnd builds a log of n-2 commands from gen and
+// applies it twice: an entry per Apply, and in random groups under a
+// random batch budget below maxBudget. Replies, events, rows and the
+// collection invariants must agree.
+func requireSameWhereverChunksEnd(t *testing.T, rng *rand.Rand, gen func(*rand.Rand) Command, n uint64, maxBudget int) {
+	t.Helper()
+	var log []Entry
+	clock := uint64(1000)
+	for i := uint64(2); i < n; i++ {
+		clock += uint64(rng.IntN(30))
+		c := gen(rng)
+		require.NoError(t, c.Validate(), "%+v", c)
+		log = append(log, Entry{Index: i, Data: enc(c), Stamp: clock})
+	}
+	var ev1, ev2 []string
+	one := cdOpen(t, 0, &ev1)
+	var want []Result
+	for _, e := range log {
+		res, err := one.Apply([]Entry{e})
+		require.NoError(t, err, "entry %d", e.Index)
+		want = append(want, res[0])
+	}
+	grouped := cdOpen(t, 1+rng.IntN(maxBudget), &ev2)
+	for at := 0; at < len(log); {
+		end := min(at+1+rng.IntN(60), len(log))
+		res, err := grouped.Apply(log[at:end])
+		require.NoError(t, err)
+		for j := range res {
+			requireSameResult(t, want[at+j], res[j], "grouped entry %d %x", log[at+j].Index, log[at+j].Data)
+		}
+		at = end
+	}
+	requireCountsMatchRows(t, one)
+	requireCountsMatchRows(t, grouped)
+	cdCheckColls(t, one)
+	cdCheckColls(t, grouped)
+	require.Equal(t, cdDump(t, one), cdDump(t, grouped))
+	require.Equal(t, ev1, ev2)
 }
 
 func cdCmd2(rng *rand.Rand) Command {
@@ -394,39 +402,7 @@ func cdCmd2(rng *rand.Rand) Command {
 func TestMixedWhereverChunksEnd(t *testing.T) {
 	for seed := uint64(1); seed <= 12; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(seed, 77))
-			var log []Entry
-			clock := uint64(1000)
-			for i := uint64(2); i < 1200; i++ {
-				clock += uint64(rng.IntN(30))
-				c := cdCmd2(rng)
-				require.NoError(t, c.Validate(), "%+v", c)
-				log = append(log, Entry{Index: i, Data: enc(c), Stamp: clock})
-			}
-			var ev1, ev2 []string
-			one := cdOpen(t, 0, &ev1)
-			var want []Result
-			for _, e := range log {
-				res, err := one.Apply([]Entry{e})
-				require.NoError(t, err, "entry %d", e.Index)
-				want = append(want, res[0])
-			}
-			grouped := cdOpen(t, 1+rng.IntN(16<<10), &ev2)
-			for at := 0; at < len(log); {
-				end := min(at+1+rng.IntN(60), len(log))
-				res, err := grouped.Apply(log[at:end])
-				require.NoError(t, err)
-				for j := range res {
-					requireSameResult(t, want[at+j], res[j], "grouped entry %d %x", log[at+j].Index, log[at+j].Data)
-				}
-				at = end
-			}
-			requireCountsMatchRows(t, one)
-			requireCountsMatchRows(t, grouped)
-			cdCheckColls(t, one)
-			cdCheckColls(t, grouped)
-			require.Equal(t, cdDump(t, one), cdDump(t, grouped))
-			require.Equal(t, ev1, ev2)
+			requireSameWhereverChunksEnd(t, rand.New(rand.NewPCG(seed, 77)), cdCmd2, 1200, 16<<10)
 		})
 	}
 }

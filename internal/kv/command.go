@@ -361,44 +361,22 @@ func decodeResult(b []byte, depth int) (Result, error) {
 	case ResultError:
 		r.Err = string(d.bytes())
 	case ResultBatch:
-		n := d.uvarint()
-		if d.err != nil || n > uint64(len(d.b)) || n > MaxBatch {
-			return r, ErrMalformed
-		}
-		r.Batch = make([]Result, n)
-		for i := range r.Batch {
-			sub := d.bytes()
-			if d.err != nil {
-				return r, ErrMalformed
-			}
-			var err error
-			if r.Batch[i], err = decodeResult(sub, depth); err != nil || r.Batch[i].Kind == ResultBatch {
-				return r, ErrMalformed
-			}
+		// One result per command; a batch never nests.
+		var err error
+		r.Batch, err = d.results(depth, MaxBatch, func(k ResultKind) bool { return k != ResultBatch })
+		if err != nil {
+			return r, err
 		}
 	case ResultArray:
-		n := d.uvarint()
-		if d.err != nil || n > uint64(len(d.b)) || depth >= maxArrayDepth {
+		if depth >= maxArrayDepth {
 			return r, ErrMalformed
 		}
-		r.Batch = make([]Result, n)
-		for i := range r.Batch {
-			sub := d.bytes()
-			if d.err != nil {
-				return r, ErrMalformed
-			}
-			var err error
-			r.Batch[i], err = decodeResult(sub, depth+1)
-			if err != nil {
-				return r, ErrMalformed
-			}
-			switch r.Batch[i].Kind {
-			case ResultBytes, ResultNil, ResultInt, ResultArray:
-			case ResultOK, ResultError, ResultBatch:
-				return r, ErrMalformed
-			default:
-				return r, ErrMalformed
-			}
+		var err error
+		r.Batch, err = d.results(depth+1, len(d.b), func(k ResultKind) bool {
+			return k == ResultBytes || k == ResultNil || k == ResultInt || k == ResultArray
+		})
+		if err != nil {
+			return r, err
 		}
 	default:
 		return r, fmt.Errorf("%w: result kind %d", ErrMalformed, b[0])
@@ -407,6 +385,27 @@ func decodeResult(b []byte, depth int) (Result, error) {
 		return r, ErrMalformed
 	}
 	return r, nil
+}
+
+// results reads a count, then that many length-prefixed results, each at
+// the given depth and of a kind ok accepts; at most limit of them.
+func (d *decoder) results(depth, limit int, ok func(ResultKind) bool) ([]Result, error) {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) || n > uint64(limit) {
+		return nil, ErrMalformed
+	}
+	out := make([]Result, n)
+	for i := range out {
+		sub := d.bytes()
+		if d.err != nil {
+			return nil, ErrMalformed
+		}
+		var err error
+		if out[i], err = decodeResult(sub, depth); err != nil || !ok(out[i].Kind) {
+			return nil, ErrMalformed
+		}
+	}
+	return out, nil
 }
 
 // decoder reads varint-framed fields; the first failure sticks in err.
