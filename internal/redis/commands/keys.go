@@ -39,6 +39,9 @@ func (s *Spec) HasKeys() bool {
 // arity: the caller does.
 func (s *Spec) Keys(argv [][]byte) ([]KeyRef, error) {
 	if s.Name == "sort" || s.Name == "sort_ro" {
+		if len(argv) < 2 {
+			return nil, ErrKeysUnknown // no sorted key: the caller checks arity
+		}
 		return sortKeys(s, argv), nil // its STORE key must be parsed out
 	}
 	var keys []KeyRef
