@@ -558,10 +558,8 @@ func applyListInsert(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
 				return Result{}, err
 			}
 		}
-		for j, v := range before {
-			if err := w.elemSet(i, listSeq(head-1+uint64(j)), v); err != nil {
-				return Result{}, err
-			}
+		if err := w.listSetRun(i, head-1, before); err != nil {
+			return Result{}, err
 		}
 		if err := w.elemSet(i, listSeq(head-1+q), elem); err != nil {
 			return Result{}, err
@@ -576,10 +574,8 @@ func applyListInsert(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		for j, v := range after {
-			if err := w.elemSet(i, listSeq(head+q+1+uint64(j)), v); err != nil {
-				return Result{}, err
-			}
+		if err := w.listSetRun(i, head+q+1, after); err != nil {
+			return Result{}, err
 		}
 		if err := w.elemSet(i, listSeq(head+q), elem); err != nil {
 			return Result{}, err
@@ -590,6 +586,17 @@ func applyListInsert(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {
 	w.collTouch(i)
 	w.event(key, EventLInsert)
 	return Result{Kind: ResultInt, Int: int64(tail - head)}, nil
+}
+
+// listSetRun writes rows at consecutive sequence numbers from seq: a run
+// of elements that LINSERT moved one step.
+func (w *writeSet) listSetRun(i int, seq uint64, rows [][]byte) error {
+	for j, v := range rows {
+		if err := w.elemSet(i, listSeq(seq+uint64(j)), v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func applyListRem(w *writeSet, _ *pebble.Batch, c *Command) (Result, error) {

@@ -190,28 +190,25 @@ func (x zindex) setSuper(w zwriter, sp super) error {
 
 // firstFence returns the first fence iter gives, if any.
 func (x zindex) firstFence(lo, hi []byte, reverse bool) (fence, bool, error) {
-	var f fence
-	var found bool
-	err := x.r.iter(lo, hi, reverse, func(s, v []byte) (bool, error) {
-		var err error
-		f, err = decodeFence(s, v)
-		found = err == nil
-		return false, err
-	})
-	return f, found, err
+	return firstRow(x.r, lo, hi, reverse, decodeFence)
 }
 
 // firstSuper returns the first super iter gives, if any.
 func (x zindex) firstSuper(lo, hi []byte, reverse bool) (super, bool, error) {
-	var sp super
+	return firstRow(x.r, lo, hi, reverse, decodeSuper)
+}
+
+// firstRow decodes the first row r's iter gives in [lo, hi), if any.
+func firstRow[T any](r zrows, lo, hi []byte, reverse bool, decode func(s, v []byte) (T, error)) (T, bool, error) {
+	var row T
 	var found bool
-	err := x.r.iter(lo, hi, reverse, func(s, v []byte) (bool, error) {
+	err := r.iter(lo, hi, reverse, func(s, v []byte) (bool, error) {
 		var err error
-		sp, err = decodeSuper(s, v)
+		row, err = decode(s, v)
 		found = err == nil
 		return false, err
 	})
-	return sp, found, err
+	return row, found, err
 }
 
 // fenceOf returns the fence of pos's bucket: the smallest end > pos.
