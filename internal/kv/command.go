@@ -115,8 +115,8 @@ func NewBatch(cmds []*Command) (*Command, error) {
 	}
 	bc := &Command{Op: OpBatch, Values: make([][]byte, len(cmds))}
 	for i, c := range cmds {
-		if c.Op == OpBatch || c.Op == OpRaiseFormat {
-			return nil, fmt.Errorf("kv: batches do not nest or carry a format raise")
+		if c.Op == OpBatch || c.Op == OpRaiseFormat || c.Op == OpExec {
+			return nil, fmt.Errorf("kv: batches do not nest or carry a format raise or an EXEC")
 		}
 		if err := c.Validate(); err != nil {
 			return nil, fmt.Errorf("kv: batch command %d: %w", i, err)
@@ -142,6 +142,9 @@ const (
 	// ResultBytes, ResultNil, ResultInt or a nested ResultArray (LMPOP's
 	// [key, [elements]]), at most maxArrayDepth deep. Format 3 ops use it.
 	ResultArray ResultKind = 7
+	// ResultRaw is a complete RESP reply in Bytes, written to the client
+	// as it is: an EXEC's or a script's reply (format 4, exec.go).
+	ResultRaw ResultKind = 8
 )
 
 // maxArrayDepth bounds the nesting of ResultArray, so a hostile encoding
@@ -212,8 +215,8 @@ func (c *Command) batchCommands() ([]Command, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kv: batch command %d: %w", i, err)
 		}
-		if sub.Op == OpBatch || sub.Op == OpRaiseFormat {
-			return nil, fmt.Errorf("kv: batches do not nest or carry a format raise")
+		if sub.Op == OpBatch || sub.Op == OpRaiseFormat || sub.Op == OpExec {
+			return nil, fmt.Errorf("kv: batches do not nest or carry a format raise or an EXEC")
 		}
 		if err := sub.Validate(); err != nil {
 			return nil, fmt.Errorf("kv: batch command %d: %w", i, err)
@@ -319,7 +322,7 @@ func (r *Result) AppendEncode(dst []byte) []byte {
 		// The kind is the whole encoding.
 	case ResultInt:
 		dst = binary.AppendVarint(dst, r.Int)
-	case ResultBytes:
+	case ResultBytes, ResultRaw:
 		dst = binary.AppendUvarint(dst, uint64(len(r.Bytes)))
 		dst = append(dst, r.Bytes...)
 	case ResultError:
@@ -353,7 +356,7 @@ func decodeResult(b []byte, depth int) (Result, error) {
 	case ResultOK, ResultNil:
 	case ResultInt:
 		r.Int = d.varint()
-	case ResultBytes:
+	case ResultBytes, ResultRaw:
 		r.Bytes = d.bytes()
 		if r.Bytes == nil && d.err == nil {
 			r.Bytes = []byte{}

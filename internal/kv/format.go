@@ -33,7 +33,7 @@ const (
 	FormatV3 uint8 = 3
 	// MaxFormat is the highest cluster format version this binary can
 	// apply; the node advertises it to the leader.
-	MaxFormat uint8 = FormatV3
+	MaxFormat uint8 = FormatV4
 )
 
 var (

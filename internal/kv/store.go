@@ -127,6 +127,8 @@ type Store struct {
 	applyTime atomic.Uint64 // ApplyTime
 	format    atomic.Uint32 // FormatVersion
 	legacy    atomic.Bool   // keyspace.LegacyPresentRow exists
+	// executor runs OpExec entries (SetExecutor); nil until installed.
+	executor atomic.Pointer[Executor]
 	// expiredKeys counts keys apply deleted on expiry (node-local).
 	expiredKeys atomic.Uint64
 
@@ -333,6 +335,10 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 	defer w.reset()
 	w.now, w.format, w.legacy = s.applyTime.Load(), s.FormatVersion(), s.legacy.Load()
 	w.emit = s.cfg.OnApplyEvents != nil
+	w.executor = nil
+	if e := s.executor.Load(); e != nil {
+		w.executor = *e
+	}
 	// A plain batch until the first op that reads element rows; from its
 	// chunk on, an indexed one, so that the op reads the rows the chunk
 	// has written (coll_apply.go). Plain batches are kept for everything
@@ -369,9 +375,10 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 				s.undecodable.Add(1)
 				return nil, fmt.Errorf("%w: index %d: %v", ErrUndecodable, e.Index, err)
 			}
-			if cmd.Op == OpRaiseFormat && last != s.applied.Load() {
+			if (cmd.Op == OpRaiseFormat || cmd.Op == OpExec) && last != s.applied.Load() {
 				// A raise is alone in its chunk: what precedes it is
-				// committed in the old layout, what follows reads it.
+				// committed in the old layout, what follows reads it. An
+				// EXEC too: its reads go through the batch (exec.go).
 				if err := commit(); err != nil {
 					return nil, err
 				}
@@ -410,7 +417,7 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 		if i == len(entries)-1 {
 			break
 		}
-		if cmd.Op == OpRaiseFormat && e.Data != nil {
+		if (cmd.Op == OpRaiseFormat || cmd.Op == OpExec) && e.Data != nil {
 			if err := commit(); err != nil {
 				return nil, err
 			}

@@ -82,6 +82,8 @@ type writeSet struct {
 	// created lists the storage ids collection ops created in this chunk
 	// (coll_apply.go, dropAbandoned).
 	created []createdSID
+	// executor runs OpExec entries (exec.go), from the Store.
+	executor Executor
 }
 
 // slot is one key's state inside a writeSet.

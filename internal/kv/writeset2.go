@@ -347,6 +347,11 @@ func (w *writeSet) setExpire(i int, at uint64) {
 // flushAll2 deletes every key of both layouts: two range deletions and the
 // counts zeroed, whatever the keyspace's size.
 func (w *writeSet) flushAll2(b *pebble.Batch) error {
+	if w.format >= FormatV4 {
+		if err := w.writeFlushRow(b); err != nil {
+			return err
+		}
+	}
 	if err := b.DeleteRange([]byte{0, 0}, []byte{keyspace.SlotCount >> 8}, nil); err != nil {
 		return fmt.Errorf("flushall: %w", err)
 	}
@@ -368,6 +373,11 @@ func (w *writeSet) flushAll2(b *pebble.Batch) error {
 // writeTo2 puts every dirty v2 slot's row changes into b, in first-touch
 // order, then the folded counts.
 func (w *writeSet) writeTo2(b *pebble.Batch) error {
+	if w.format >= FormatV4 {
+		if err := w.writeWatchRows(b); err != nil {
+			return err
+		}
+	}
 	var dKeys, dExp int64
 	// refs maps, after a RENAME, every storage id some key still
 	// references to whether that key is Foreign.

@@ -121,6 +121,13 @@ func Start(cfg Config) (n *Node, err error) {
 	if err := n.checkFormat(); err != nil {
 		return nil, err
 	}
+	// EXEC entries run their commands through the Redis handlers on
+	// apply (kv/exec.go, redis/exec.go); installed before Raft replays.
+	execr, err := redis.NewApplyExecutor()
+	if err != nil {
+		return nil, fmt.Errorf("apply executor: %w", err)
+	}
+	n.store.SetExecutor(execr)
 	n.reg.MustRegister(n.store.Collector())
 
 	tcfg := transport.DefaultConfig()

@@ -307,6 +307,15 @@ func clientUnblock(s *Server, c *client, args [][]byte) {
 // leader, a snapshot installed without events) costs latency, never a
 // wrong nil.
 func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
+	if c.exec != nil {
+		// On apply (inside an EXEC) nothing can arrive while the command
+		// waits: it is its non-blocking form, nil when there is nothing,
+		// as in Redis.
+		if r, ok := s.write(c, op.cmd); ok {
+			s.blockReply(c, op, r)
+		}
+		return
+	}
 	w, behind := s.blocked.register(c.id, op.keys)
 	defer s.blocked.unregister(w)
 	s.blockMetrics.blocked.Inc()

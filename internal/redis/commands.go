@@ -191,6 +191,13 @@ var implemented = []struct {
 	{name: "hello", run: cmdHello},
 	{name: "auth", run: cmdAuth},
 
+	// multi.go (issue #17)
+	{name: "multi", run: cmdMulti},
+	{name: "exec", run: cmdExec},
+	{name: "discard", run: cmdDiscard},
+	{name: "watch", run: cmdWatch},
+	{name: "unwatch", run: cmdUnwatch},
+
 	// admin.go, command_info.go, debug.go
 	{name: "info", run: cmdInfo},
 	{name: "time", run: cmdTime},

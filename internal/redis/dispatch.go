@@ -77,6 +77,11 @@ type client struct {
 	// cut: the client was closed by its output limit, or its output could
 	// not be written; nothing more is replied or run.
 	cut bool
+	// exec is set on the client an Executor runs a command with, on apply
+	// (exec.go); nil on a connection.
+	exec *execCtx
+	// tx is the connection's MULTI and WATCH state (multi.go).
+	tx txState
 }
 
 // handle is redcon's handler: it runs every command of one connection, in
@@ -86,7 +91,7 @@ func (s *Server) handle(conn redcon.Conn, rc redcon.Command) {
 	if c == nil || c.quit || len(rc.Args) == 0 {
 		return
 	}
-	if s.runPipeline(conn, c, rc.Args) {
+	if !c.tx.multi && s.runPipeline(conn, c, rc.Args) {
 		return
 	}
 	s.handleArgs(c, rc.Args)
@@ -99,7 +104,12 @@ func (s *Server) handleArgs(c *client, args [][]byte) {
 	}
 	cmd := lookupCommand(args[0])
 	s.observe(c, cmd, func() {
-		if msg := checkArgs(cmd, args); msg != "" {
+		msg := checkArgs(cmd, args)
+		if c.tx.multi && !txControl(cmd) {
+			s.queueCommand(c, cmd, args, msg)
+			return
+		}
+		if msg != "" {
 			c.err(msg)
 			return
 		}
@@ -269,6 +279,10 @@ func (c *client) result(r kv.Result) {
 		for _, e := range r.Batch {
 			c.result(e)
 		}
+	case kv.ResultRaw:
+		if !c.mute && c.charge(len(r.Bytes)) {
+			c.conn.WriteRaw(r.Bytes)
+		}
 	case kv.ResultBatch:
 		c.err("ERR unexpected result from the state machine")
 	default:
@@ -279,6 +293,9 @@ func (c *client) result(r kv.Result) {
 // write proposes cmd and waits for its result. On a Backend failure it
 // writes the error reply and returns false.
 func (s *Server) write(c *client, cmd *kv.Command) (kv.Result, bool) {
+	if c.exec != nil {
+		return c.exec.write(c, cmd)
+	}
 	if c.batch.mode == modeCollect || c.batch.mode == modeReplay {
 		return s.batchedWrite(c, cmd)
 	}
@@ -297,6 +314,9 @@ func (s *Server) write(c *client, cmd *kv.Command) (kv.Result, bool) {
 // command with that reply. fn must not write replies itself, and must
 // reset what it gathers on entry, because a Backend may retry it.
 func (s *Server) read(c *client, fn func(v kv.View) error) bool {
+	if c.exec != nil {
+		return s.execRead(c, fn)
+	}
 	switch c.batch.mode {
 	case modeCollect:
 		return false // never for batchable writes; stay silent if it happens

@@ -66,7 +66,7 @@ func expireCommand(name string, unit int64, abs bool) func(s *Server, c *client,
 			c.err(err.Error())
 			return
 		}
-		ms, ok := expireMillis(when, unit, abs)
+		ms, ok := expireMillis(c.nowMillis(), when, unit, abs)
 		if !ok {
 			c.err(string(expireErr(name)))
 			return
@@ -82,14 +82,14 @@ func expireCommand(name string, unit int64, abs bool) func(s *Server, c *client,
 // Redis's overflow rules: the unit conversion and the addition of the
 // current time (for a relative time) must both fit in int64. Negative
 // values are allowed: they delete the key.
-func expireMillis(when, unit int64, abs bool) (int64, bool) {
+func expireMillis(now, when, unit int64, abs bool) (int64, bool) {
 	if unit != 1 {
 		if when > math.MaxInt64/unit || when < math.MinInt64/unit {
 			return 0, false
 		}
 		when *= unit
 	}
-	if !abs && when > math.MaxInt64-nowMillis() {
+	if !abs && when > math.MaxInt64-now {
 		return 0, false
 	}
 	return when, true
@@ -212,7 +212,7 @@ func timeOption(a []byte, cur setExpiry) (setExpiry, bool) {
 
 // resolve checks the time argument as Redis's getExpireMillisecondsOrReply
 // does and returns the command's flags and Delta.
-func (e setExpiry) resolve(cmd string) (kv.SetFlags, int64, error) {
+func (e setExpiry) resolve(now int64, cmd string) (kv.SetFlags, int64, error) {
 	if e.arg == nil {
 		return e.flags, 0, nil
 	}
@@ -224,7 +224,7 @@ func (e setExpiry) resolve(cmd string) (kv.SetFlags, int64, error) {
 		return 0, 0, expireErr(cmd)
 	}
 	n *= e.unit
-	if e.flags == kv.SetPX && n > math.MaxInt64-nowMillis() {
+	if e.flags == kv.SetPX && n > math.MaxInt64-now {
 		return 0, 0, expireErr(cmd)
 	}
 	return e.flags, n, nil
@@ -236,7 +236,7 @@ func cmdSet(s *Server, c *client, args [][]byte) {
 		c.err(err.Error())
 		return
 	}
-	ef, delta, err := o.expiry.resolve("set")
+	ef, delta, err := o.expiry.resolve(c.nowMillis(), "set")
 	if err != nil {
 		c.err(err.Error())
 		return
@@ -254,7 +254,7 @@ func cmdSet(s *Server, c *client, args [][]byte) {
 func setexCommand(name string, unit int64) func(s *Server, c *client, args [][]byte) {
 	return func(s *Server, c *client, args [][]byte) {
 		e := setExpiry{flags: kv.SetPX, unit: unit, arg: args[2]}
-		ef, delta, err := e.resolve(name)
+		ef, delta, err := e.resolve(c.nowMillis(), name)
 		if err != nil {
 			c.err(err.Error())
 			return
@@ -287,7 +287,7 @@ func cmdGetEx(s *Server, c *client, args [][]byte) {
 		cmdGet(s, c, args[:2])
 		return
 	}
-	ef, delta, err := e.resolve("getex")
+	ef, delta, err := e.resolve(c.nowMillis(), "getex")
 	if err != nil {
 		c.err(err.Error())
 		return

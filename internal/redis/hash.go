@@ -306,7 +306,7 @@ func cmdHRandField(s *Server, c *client, args [][]byte) {
 		if withValues {
 			perItem *= 2
 		}
-		picked, err = randomPick(h.Len(), a, perItem, s.maxReply(), func(fn func(k, v []byte) bool) error {
+		picked, err = randomPick(c.rng(), h.Len(), a, perItem, s.maxReply(), func(fn func(k, v []byte) bool) error {
 			return h.Iter(nil, fn)
 		})
 		return err
@@ -339,7 +339,7 @@ func cmdHRandField(s *Server, c *client, args [][]byte) {
 // walks in a fixed order (key and value of each), and returns copies of
 // them in a random order: uniform, O(n). perItem is the reply's framing
 // per element, for the limit maxReply.
-func randomPick(n uint64, a randArgs, perItem, maxReply int, iter func(fn func(k, v []byte) bool) error) ([][2][]byte, error) {
+func randomPick(rnd *rand.Rand, n uint64, a randArgs, perItem, maxReply int, iter func(fn func(k, v []byte) bool) error) ([][2][]byte, error) {
 	if n == 0 || (a.counted && a.count == 0) {
 		return nil, nil
 	}
@@ -362,15 +362,15 @@ func randomPick(n uint64, a randArgs, perItem, maxReply int, iter func(fn func(k
 	case repeats:
 		pos = make([]uint64, want)
 		for i := range pos {
-			pos[i] = rand.Uint64N(n)
+			pos[i] = rnd.Uint64N(n)
 		}
 	case want == n:
 		// Every element: no draw.
 	case want > n/2:
 		// Most elements: draw the ones to leave out.
-		pos = distinctPositions(n, n-want, true)
+		pos = distinctPositions(rnd, n, n-want, true)
 	default:
-		pos = distinctPositions(n, want, false)
+		pos = distinctPositions(rnd, n, want, false)
 	}
 	slices.Sort(pos)
 	out := make([][2][]byte, 0, want)
@@ -405,18 +405,18 @@ func randomPick(n uint64, a randArgs, perItem, maxReply int, iter func(fn func(k
 	if held > maxReply {
 		return nil, errCollReplyTooLarge
 	}
-	rand.Shuffle(len(out), func(x, y int) { out[x], out[y] = out[y], out[x] })
+	rnd.Shuffle(len(out), func(x, y int) { out[x], out[y] = out[y], out[x] })
 	return out, nil
 }
 
 // distinctPositions draws k distinct positions in [0, n) uniformly
 // (Floyd's algorithm: k draws, whatever n); with complement, it returns
 // the other n-k positions instead, sorted.
-func distinctPositions(n, k uint64, complement bool) []uint64 {
+func distinctPositions(rnd *rand.Rand, n, k uint64, complement bool) []uint64 {
 	chosen := make(map[uint64]struct{}, k) // lookups only
 	drawn := make([]uint64, 0, k)
 	for j := n - k; j < n; j++ {
-		t := rand.Uint64N(j + 1)
+		t := rnd.Uint64N(j + 1)
 		if _, dup := chosen[t]; dup {
 			t = j
 		}

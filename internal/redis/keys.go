@@ -2,7 +2,6 @@ package redis
 
 import (
 	"bytes"
-	"math/rand/v2"
 
 	"github.com/elastickv/elastickv/internal/kv"
 )
@@ -33,7 +32,7 @@ func cmdTouch(s *Server, c *client, args [][]byte) {
 // there are none. The pick is made here, on the node serving the read, with
 // its own random draws; it is not uniform (see kv's RandomKey).
 func cmdRandomKey(s *Server, c *client, _ [][]byte) {
-	rnd := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	rnd := c.rng()
 	var key []byte
 	var found bool
 	ok := s.read(c, func(v kv.View) error {

@@ -83,7 +83,7 @@ func TestSetExpiryResolve(t *testing.T) {
 		{setExpiry{flags: kv.SetPXAT, unit: 1, arg: []byte("9223372036854775807")}, kv.SetPXAT, 9223372036854775807, ""},
 		{setExpiry{flags: kv.SetPX, unit: 1, arg: []byte("x")}, 0, 0, kv.ErrTextNotInteger},
 	} {
-		f, d, err := tc.e.resolve("set")
+		f, d, err := tc.e.resolve(nowMillis(), "set")
 		if tc.err != "" {
 			require.EqualError(t, err, tc.err, "%+v", tc.e)
 			continue
@@ -120,16 +120,16 @@ func TestParseExpireFlags(t *testing.T) {
 }
 
 func TestExpireMillisOverflow(t *testing.T) {
-	_, ok := expireMillis(math.MaxInt64/1000+1, 1000, true)
+	_, ok := expireMillis(nowMillis(), math.MaxInt64/1000+1, 1000, true)
 	require.False(t, ok)
-	_, ok = expireMillis(math.MinInt64/1000-1, 1000, false)
+	_, ok = expireMillis(nowMillis(), math.MinInt64/1000-1, 1000, false)
 	require.False(t, ok)
-	_, ok = expireMillis(math.MaxInt64-1000, 1, false) // plus now overflows
+	_, ok = expireMillis(nowMillis(), math.MaxInt64-1000, 1, false) // plus now overflows
 	require.False(t, ok)
-	ms, ok := expireMillis(math.MaxInt64-1000, 1, true) // absolute: no addition
+	ms, ok := expireMillis(nowMillis(), math.MaxInt64-1000, 1, true) // absolute: no addition
 	require.True(t, ok)
 	require.Equal(t, int64(math.MaxInt64-1000), ms)
-	ms, ok = expireMillis(-10, 1000, false) // negative deletes the key
+	ms, ok = expireMillis(nowMillis(), -10, 1000, false) // negative deletes the key
 	require.True(t, ok)
 	require.Equal(t, int64(-10000), ms)
 }

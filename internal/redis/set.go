@@ -244,7 +244,7 @@ func cmdSRandMember(s *Server, c *client, args [][]byte) {
 		if err != nil || !found {
 			return wrongTypeOr(err)
 		}
-		picked, err = randomPick(st.Len(), a, respOverhead, s.maxReply(), func(fn func(k, v []byte) bool) error {
+		picked, err = randomPick(c.rng(), st.Len(), a, respOverhead, s.maxReply(), func(fn func(k, v []byte) bool) error {
 			return st.Iter(nil, func(m []byte) bool { return fn(m, nil) })
 		})
 		return err
@@ -304,7 +304,7 @@ func cmdSPop(s *Server, c *client, args [][]byte) {
 			if count == 0 || uint64(count) >= size {
 				return nil // nothing, or everything: no choice to make
 			}
-			chosen, err = randomPick(size, randArgs{counted: true, count: count}, respOverhead, s.maxReply(), func(fn func(k, v []byte) bool) error {
+			chosen, err = randomPick(c.rng(), size, randArgs{counted: true, count: count}, respOverhead, s.maxReply(), func(fn func(k, v []byte) bool) error {
 				return st.Iter(nil, func(m []byte) bool { return fn(m, nil) })
 			})
 			return err

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"math"
-	"math/rand/v2"
 	"strings"
 
 	"github.com/elastickv/elastickv/internal/kv"
@@ -522,7 +521,7 @@ func cmdZRandMember(s *Server, c *client, args [][]byte) {
 		var found bool
 		ok := s.read(c, func(v kv.View) error {
 			var err error
-			es, found, err = kv.ZRandMember(v, args[1], 1, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+			es, found, err = kv.ZRandMember(v, args[1], 1, c.rng())
 			return wrongTypeReply(err)
 		})
 		switch {
@@ -556,7 +555,7 @@ func cmdZRandMember(s *Server, c *client, args [][]byte) {
 	var es []kv.ZEntry
 	ok := s.readBounded(c, "zrandmember", func(v kv.View, _ *budget) error {
 		var err error
-		es, _, err = kv.ZRandMember(v, args[1], count, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+		es, _, err = kv.ZRandMember(v, args[1], count, c.rng())
 		return wrongTypeReply(err)
 	})
 	if ok {
