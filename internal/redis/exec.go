@@ -3,9 +3,9 @@ package redis
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
-	"io"
 	"net"
 	"strconv"
 	"time"
@@ -205,17 +205,17 @@ type captureConn struct {
 	ctx any
 }
 
-func (w *captureConn) RemoteAddr() string             { return "apply" }
-func (w *captureConn) Close() error                   { return nil }
-func (w *captureConn) WriteError(msg string)          { w.buf = redcon.AppendError(w.buf, msg) }
-func (w *captureConn) WriteString(str string)         { w.buf = redcon.AppendString(w.buf, str) }
-func (w *captureConn) WriteBulk(bulk []byte)          { w.buf = redcon.AppendBulk(w.buf, bulk) }
-func (w *captureConn) WriteBulkString(bulk string)    { w.buf = redcon.AppendBulkString(w.buf, bulk) }
-func (w *captureConn) WriteInt(num int)               { w.buf = redcon.AppendInt(w.buf, int64(num)) }
-func (w *captureConn) WriteInt64(num int64)           { w.buf = redcon.AppendInt(w.buf, num) }
-func (w *captureConn) WriteUint64(num uint64)         { w.buf = redcon.AppendUint(w.buf, num) }
-func (w *captureConn) WriteArray(count int)           { w.buf = redcon.AppendArray(w.buf, count) }
-func (w *captureConn) WriteNull()                     { w.buf = redcon.AppendNull(w.buf) }
+func (w *captureConn) RemoteAddr() string          { return "apply" }
+func (w *captureConn) Close() error                { return nil }
+func (w *captureConn) WriteError(msg string)       { w.buf = redcon.AppendError(w.buf, msg) }
+func (w *captureConn) WriteString(str string)      { w.buf = redcon.AppendString(w.buf, str) }
+func (w *captureConn) WriteBulk(bulk []byte)       { w.buf = redcon.AppendBulk(w.buf, bulk) }
+func (w *captureConn) WriteBulkString(bulk string) { w.buf = redcon.AppendBulkString(w.buf, bulk) }
+func (w *captureConn) WriteInt(num int)            { w.buf = redcon.AppendInt(w.buf, int64(num)) }
+func (w *captureConn) WriteInt64(num int64)        { w.buf = redcon.AppendInt(w.buf, num) }
+func (w *captureConn) WriteUint64(num uint64)      { w.buf = redcon.AppendUint(w.buf, num) }
+func (w *captureConn) WriteArray(count int)        { w.buf = redcon.AppendArray(w.buf, count) }
+func (w *captureConn) WriteNull()                  { w.buf = redcon.AppendNull(w.buf) }
 func (w *captureConn) WriteBulkFrom(n int64, r io.Reader) {
 	w.buf = append(w.buf, '$')
 	w.buf = strconv.AppendInt(w.buf, n, 10)
