@@ -57,8 +57,10 @@ var ErrNoExecutor = errors.New("kv: an EXEC entry needs an executor, and this st
 type Executor interface {
 	// Exec runs cmds (each an argv: name, then arguments) in order inside
 	// tx and returns the entry's reply, a complete RESP reply in a
-	// ResultRaw. It returns an error only when tx.Err is set.
-	Exec(tx Txn, cmds [][][]byte) (Result, error)
+	// ResultRaw: an array of one reply per command, or with bare (one
+	// command, ExecBare) that command's reply alone. It returns an error
+	// only when tx.Err is set.
+	Exec(tx Txn, cmds [][][]byte, bare bool) (Result, error)
 }
 
 // Txn is the entry being applied, as an Executor sees it.
@@ -95,6 +97,16 @@ type WatchRecord struct {
 // SetExecutor installs the Executor that applies OpExec entries. It must
 // be called before the store applies any entry of format 4.
 func (s *Store) SetExecutor(e Executor) { s.executor.Store(&e) }
+
+// ExecBare marks an OpExec of one command that replies that command's
+// reply rather than an array of one: a script (EVAL) sent outside MULTI.
+const ExecBare SetFlags = 1
+
+// NewBareExec returns the OpExec that runs argv alone, unwatched, and
+// replies its reply.
+func NewBareExec(argv [][]byte) *Command {
+	return &Command{Op: OpExec, Flags: ExecBare, Values: [][]byte{nil, AppendArgv(nil, argv)}}
+}
 
 // NewExec returns the OpExec of cmds (each an argv of at least one
 // argument) guarded by watches (keys[i] watched as recs[i]).
@@ -183,8 +195,11 @@ func DecodeArgv(b []byte) ([][]byte, error) {
 }
 
 func validateExec(c *Command) error {
-	if len(c.Keys) > MaxWatchedKeys || len(c.Values) == 0 || len(c.Values)-1 > MaxExecCommands || c.Delta != 0 || c.Flags != 0 {
+	if len(c.Keys) > MaxWatchedKeys || len(c.Values) == 0 || len(c.Values)-1 > MaxExecCommands || c.Delta != 0 || c.Flags&^ExecBare != 0 {
 		return fmt.Errorf("kv: an EXEC holds up to %d watches and %d commands", MaxWatchedKeys, MaxExecCommands)
+	}
+	if c.Flags&ExecBare != 0 && (len(c.Keys) != 0 || len(c.Values) != 2) {
+		return fmt.Errorf("kv: a bare EXEC holds one command and no watches")
 	}
 	if _, err := decodeWatches(c.Values[0], len(c.Keys)); err != nil {
 		return fmt.Errorf("kv: EXEC watches: %w", err)
@@ -239,7 +254,7 @@ func applyExec(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 		}
 	}
 	tx := &execTxn{w: w, b: b}
-	r, err := w.executor.Exec(tx, cmds)
+	r, err := w.executor.Exec(tx, cmds, c.Flags&ExecBare != 0)
 	if tx.err != nil {
 		return Result{}, tx.err
 	}

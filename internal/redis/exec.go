@@ -152,11 +152,14 @@ func (noListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
 func (noListener) Close() error              { return nil }
 func (noListener) Addr() net.Addr            { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
-// Exec runs cmds in order and replies their replies as one RESP array.
-func (e *ApplyExecutor) Exec(tx kv.Txn, cmds [][][]byte) (kv.Result, error) {
+// Exec runs cmds in order and replies their replies as one RESP array,
+// or with bare the one command's reply alone.
+func (e *ApplyExecutor) Exec(tx kv.Txn, cmds [][][]byte, bare bool) (kv.Result, error) {
 	out := &captureConn{}
 	c := &client{conn: out, exec: &execCtx{tx: tx, rnd: rand.New(rand.NewPCG(tx.Index(), 0x65786563))}}
-	out.buf = redcon.AppendArray(out.buf, len(cmds))
+	if !bare {
+		out.buf = redcon.AppendArray(out.buf, len(cmds))
+	}
 	for _, argv := range cmds {
 		e.s.runOnApply(c, argv)
 		if err := tx.Err(); err != nil {
