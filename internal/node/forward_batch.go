@@ -219,6 +219,11 @@ func combineForwarded(payloads [][]byte) (forwardedEntry, error) {
 		if err != nil {
 			return e, fmt.Errorf("command %d: %w", i, err)
 		}
+		if cmd.Op == kv.OpExec && len(payloads) > 1 {
+			// An EXEC is applied alone in its entry; an OpBatch holding
+			// one would commit an entry no replica can apply.
+			return e, fmt.Errorf("command %d: an EXEC cannot share a batch", i)
+		}
 		e.minFormat = max(e.minFormat, cmd.MinFormat())
 		e.spans[i] = -1
 		total++
@@ -610,6 +615,11 @@ func forwardShape(cmd *kv.Command) (subs int, solo bool) {
 	// (commitChunk). Chunked strings (keyspace v2) remove that case.
 	returnsValue := func(op kv.Op, flags kv.SetFlags) bool {
 		return op == kv.OpGetDel || (op == kv.OpSet && flags&kv.SetGet != 0)
+	}
+	if cmd.Op == kv.OpExec {
+		// An EXEC must be its own log entry (kv.OpExec), and its reply
+		// may carry stored values: it always travels alone.
+		return 1, true
 	}
 	if cmd.Op != kv.OpBatch {
 		return 1, returnsValue(cmd.Op, cmd.Flags)
