@@ -517,6 +517,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	ops := h.Ops()
 	rep.Counts = CountOps(ops)
 	countEventOps(rep.Events, ops)
+	w.countTxn(rep)
 	if err := WriteHistoryJSON(filepath.Join(cfg.OutDir, "history.json"), ops); err != nil {
 		log.Warn("saving history failed", "err", err)
 	}

@@ -737,9 +737,8 @@ func (w *workload) startTxn(proc int) int {
 func (w *workload) txnEnabled() bool { return w.tx.txn || w.tx.cas || w.tx.lock }
 
 // reportTxn reads the transaction workloads' keys through every node,
-// saves their history, runs their checkers, and adds what they found to
-// rep: counts, per-fault operation counts, results and failures. It is
-// called once the cluster has converged.
+// saves their history, runs their checkers, and adds their results and
+// failures to rep. It is called once the cluster has converged.
 func (w *workload) reportTxn(ctx context.Context, cfg *Config, rep *Report) {
 	if !w.txnEnabled() {
 		return
@@ -750,24 +749,6 @@ func (w *workload) reportTxn(ctx context.Context, cfg *Config, rep *Report) {
 	ops := w.tx.h.Ops()
 	if err := WriteTxnHistoryJSON(filepath.Join(cfg.OutDir, "txn-history.json"), ops); err != nil {
 		rep.Failures = append(rep.Failures, err.Error())
-	}
-	c := txnCounts(ops)
-	rep.Counts.Total += c.Total
-	rep.Counts.OK += c.OK
-	rep.Counts.Failed += c.Failed
-	rep.Counts.Unknown += c.Unknown
-	rep.Counts.Reads += c.Reads
-	rep.Counts.Writes += c.Writes
-	for i := range rep.Events {
-		end := int64(1<<63 - 1)
-		if i+1 < len(rep.Events) {
-			end = rep.Events[i+1].Start
-		}
-		for _, op := range ops {
-			if op.Call >= rep.Events[i].Start && op.Call < end {
-				rep.Events[i].Ops++
-			}
-		}
 	}
 	fail := func(prefix string, vs []string) {
 		const shown = 20
@@ -793,6 +774,34 @@ func (w *workload) reportTxn(ctx context.Context, cfg *Config, rep *Report) {
 		r := CheckLock(ops, w.tx.lockTTL, cfg.ExpirySkew)
 		rep.Lock = &r
 		fail("lock", r.Violations)
+	}
+}
+
+// countTxn adds the transaction workloads' operations to rep's counts and
+// to its faults' operation counts; called after Run has counted the
+// other workloads'.
+func (w *workload) countTxn(rep *Report) {
+	if !w.txnEnabled() {
+		return
+	}
+	ops := w.tx.h.Ops()
+	c := txnCounts(ops)
+	rep.Counts.Total += c.Total
+	rep.Counts.OK += c.OK
+	rep.Counts.Failed += c.Failed
+	rep.Counts.Unknown += c.Unknown
+	rep.Counts.Reads += c.Reads
+	rep.Counts.Writes += c.Writes
+	for i := range rep.Events {
+		end := int64(1<<63 - 1)
+		if i+1 < len(rep.Events) {
+			end = rep.Events[i+1].Start
+		}
+		for _, op := range ops {
+			if op.Call >= rep.Events[i].Start && op.Call < end {
+				rep.Events[i].Ops++
+			}
+		}
 	}
 }
 

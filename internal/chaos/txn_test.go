@@ -30,6 +30,14 @@ func (h *txnHist) add(op TxnOp) *txnHist {
 	return h
 }
 
+// afterAll moves the clock past every operation so far, as the final
+// reads come after the run.
+func (h *txnHist) afterAll() {
+	for _, op := range h.ops {
+		h.now = max(h.now, op.Return+10)
+	}
+}
+
 // at returns op with its interval set.
 func at(op TxnOp, call, ret int64) TxnOp {
 	op.Call, op.Return = call, ret
@@ -56,6 +64,7 @@ func mget(pair int, a, b int64) TxnOp {
 // finalPairs adds final reads of every pair through three nodes, pair p
 // showing vals[p] in both keys.
 func (h *txnHist) finalPairs(vals ...int64) *txnHist {
+	h.afterAll()
 	for _, n := range []string{"n1", "n2", "n3"} {
 		for p, v := range vals {
 			op := mget(p, v, v)

@@ -91,6 +91,14 @@ func (s *Server) runPipeline(conn redcon.Conn, c *client, first [][]byte) bool {
 		cmds = append(cmds, rc.Args)
 	}
 	for i := 0; i < len(cmds) && !c.quit; {
+		if c.tx.multi {
+			// Inside MULTI every command is queued, one by one: a MULTI
+			// pipelined ahead of its commands must not let them run now
+			// as a batch.
+			s.handleArgs(c, cmds[i])
+			i++
+			continue
+		}
 		n := s.writeRun(cmds[i:])
 		if n > 1 {
 			s.execWrites(c, cmds[i:i+n])
