@@ -108,7 +108,7 @@ type ApplyExecutor struct {
 // Server never listens and starts no goroutine; it only runs handlers.
 func NewApplyExecutor() (*ApplyExecutor, error) {
 	cfg, err := Config{Addr: "apply", Backend: refusingBackend{}, Params: config.New(),
-		Logger: slog.New(slog.DiscardHandler)}.withDefaults()
+		Logger: slog.New(slog.DiscardHandler), RequestTimeout: execNoDeadline}.withDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +144,13 @@ func NewApplyExecutor() (*ApplyExecutor, error) {
 	}
 	return &ApplyExecutor{s: s}, nil
 }
+
+// execNoDeadline is the executor Server's request timeout: budgets that a
+// deadline would cut (KEYS, SRANDMEMBER, SPOP's read) must not be cut on
+// apply, where the clock differs between replicas and a cut SPOP would
+// write on one and not on another. A command on apply is bounded by the
+// entry's size and by reply limits, which are constants.
+const execNoDeadline = 100 * 365 * 24 * time.Hour
 
 // noListener is the executor Server's listener: it accepts nothing.
 type noListener struct{}
