@@ -28,7 +28,7 @@ func openExecStore(t *testing.T) *execStore {
 	s, err := kv.Open(kv.DefaultConfig(t.TempDir()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
-	ex, err := redis.NewApplyExecutor()
+	ex, err := redis.NewApplyExecutor(nil)
 	require.NoError(t, err)
 	s.SetExecutor(ex)
 	d := &execStore{t: t, s: s, clock: 1_000_000}
