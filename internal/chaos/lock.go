@@ -2,10 +2,14 @@ package chaos
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -20,6 +24,12 @@ import (
 // milliseconds, plus the operations' own latency, each bounded by
 // Config.OpTimeout), so under a correct store no lock expires while held.
 //
+// Half the releases run the script by its SHA1 (EVALSHA), loaded once with
+// SCRIPT LOAD through one node before the run: the script cache is
+// replicated, so EVALSHA must find it on every node, through every fault,
+// on members that joined later and on nodes restored from a snapshot. A
+// NOSCRIPT reply is a violation.
+//
 // What CheckLock can catch, and what it cannot: see its comment.
 
 // The lock workload's keys: the lock and the fencing counter.
@@ -31,6 +41,37 @@ const (
 // lockReleaseScript deletes KEYS[1] if it holds ARGV[1]: the release of
 // the Redis documentation's lock pattern.
 const lockReleaseScript = "if redis.call('get',KEYS[1])==ARGV[1] then return redis.call('del',KEYS[1]) else return 0 end"
+
+// lockReleaseSHA is lockReleaseScript's SHA1, the name EVALSHA gives it.
+var lockReleaseSHA = func() string {
+	sum := sha1.Sum([]byte(lockReleaseScript))
+	return hex.EncodeToString(sum[:])
+}()
+
+// loadLockScript loads the release script through one node with SCRIPT
+// LOAD, retrying (the load is idempotent) until the node acknowledges it
+// or limit passes.
+func loadLockScript(ctx context.Context, c *cluster, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	n := c.nodes[0]
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+		sha, err := n.admin.ScriptLoad(cctx, lockReleaseScript).Result()
+		ccancel()
+		switch {
+		case err == nil && sha == lockReleaseSHA:
+			return nil
+		case err == nil:
+			return fmt.Errorf("SCRIPT LOAD via %s answered %q, not the script's SHA1 %s", n.name, sha, lockReleaseSHA)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("SCRIPT LOAD via %s: %w", n.name, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
 
 // The lock workload's shape. lockTTL is long against a hold (a few
 // operations) so holds end by release, not expiry; lockReleaseTries
@@ -50,7 +91,7 @@ func (w *workload) lockWorker(id, proc int) {
 	defer closeAll(conns)
 	send := func(kind TxnKind, token string) TxnOp {
 		node := rng.IntN(len(conns))
-		op := w.sendLock(conns[node], kind, token)
+		op := w.sendLock(conns[node], kind, token, kind == LockRelease && rng.IntN(2) == 0)
 		op.Process, op.Node = proc, w.names[node]
 		w.tx.h.Add(op)
 		return op
@@ -98,11 +139,12 @@ func (w *workload) releaseLock(send func(TxnKind, string) TxnOp, rng *rand.Rand,
 	}
 }
 
-// sendLock sends one operation of the lock workload.
-func (w *workload) sendLock(cl *goredis.Client, kind TxnKind, token string) TxnOp {
+// sendLock sends one operation of the lock workload; a release runs the
+// script by its SHA1 when byHash is set.
+func (w *workload) sendLock(cl *goredis.Client, kind TxnKind, token string, byHash bool) TxnOp {
 	ctx, cancel := context.WithTimeout(context.Background(), w.opTimeout)
 	defer cancel()
-	op := TxnOp{Kind: kind, Key: lockKey, Token: token, Call: w.h.Now()}
+	op := TxnOp{Kind: kind, Key: lockKey, Token: token, Call: w.h.Now(), ByHash: byHash}
 	var (
 		n   int64
 		err error
@@ -119,13 +161,21 @@ func (w *workload) sendLock(cl *goredis.Client, kind TxnKind, token string) TxnO
 		n, err = cl.Incr(ctx, fenceKey).Result()
 		op.Values = []int64{n}
 	case LockRelease:
-		n, err = cl.Eval(ctx, lockReleaseScript, []string{lockKey}, token).Int64()
+		if byHash {
+			n, err = cl.EvalSha(ctx, lockReleaseSHA, []string{lockKey}, token).Int64()
+		} else {
+			n, err = cl.Eval(ctx, lockReleaseScript, []string{lockKey}, token).Int64()
+		}
 		op.Values = []int64{n}
 	case TxnIncrPair, TxnMGet, TxnMultiGet, CASGet, CASExec, CounterGet:
 		err = fmt.Errorf("chaos: %s is not a lock workload operation", kind)
 	}
 	op.Return = w.h.Now()
 	op.Outcome, op.Nil = classifyTxn(kind, err)
+	if noScript(err) {
+		// The script did not run: nothing applied. CheckLock reports it.
+		op.Outcome = OutcomeFail
+	}
 	if err != nil {
 		op.Values = nil
 		if op.Outcome != OutcomeOK || !op.Nil {
@@ -133,6 +183,12 @@ func (w *workload) sendLock(cl *goredis.Client, kind TxnKind, token string) TxnO
 		}
 	}
 	return op
+}
+
+// noScript reports whether err is EVALSHA's NOSCRIPT reply.
+func noScript(err error) bool {
+	var rerr goredis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 // LockResult is CheckLock's account of the lock workload. Violations empty
@@ -150,10 +206,12 @@ type LockResult struct {
 	Held   int `json:"held"`
 	Fenced int `json:"fenced"`
 	// Released counts releases that answered 1, NotHeld those that
-	// answered 0, ReleaseUnknown those of unknown outcome.
+	// answered 0, ReleaseUnknown those of unknown outcome; ByHash the
+	// releases by EVALSHA that answered 0 or 1.
 	Released       int      `json:"released"`
 	NotHeld        int      `json:"not_held"`
 	ReleaseUnknown int      `json:"release_unknown"`
+	ByHash         int      `json:"by_hash"`
 	Violations     []string `json:"violations,omitempty"`
 }
 
@@ -196,7 +254,9 @@ type lockHold struct {
 //     earlier release of the same token that may have applied, shows the
 //     lock was deleted or replaced while held;
 //   - the fencing counter's own history (checkCounter and the final reads
-//     through every node) is that of a counter that only increments.
+//     through every node) is that of a counter that only increments;
+//   - EVALSHA never answers NOSCRIPT: the script was loaded before the
+//     run, and the script cache is replicated.
 //
 // What it cannot catch: anything about acquisitions of unknown outcome
 // (their start is unknown); overlaps within the skew of a TTL's end, or
@@ -246,6 +306,13 @@ func CheckLock(ops []TxnOp, ttl, skew time.Duration) LockResult {
 				fenceObs = append(fenceObs, counterObs{op.Values[0], op.Call, op.Return, op})
 			}
 		case LockRelease:
+			if strings.HasPrefix(op.Err, "NOSCRIPT") {
+				violate("EVALSHA of the release script, loaded with SCRIPT LOAD before the run, answered NOSCRIPT: %s", op)
+				continue
+			}
+			if op.ByHash && op.Outcome == OutcomeOK {
+				res.ByHash++
+			}
 			switch {
 			case op.Outcome == OutcomeUnknown:
 				res.ReleaseUnknown++

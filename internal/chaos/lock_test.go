@@ -134,3 +134,16 @@ func TestCheckLockChecksTheFenceCounter(t *testing.T) {
 	vs := checkLock(&h).Violations
 	requireViolation(t, vs, "stale or undone")
 }
+
+func TestCheckLockFindsNoScript(t *testing.T) {
+	var h txnHist
+	h.add(at(TxnOp{Kind: LockAcquire, Key: lockKey, Token: "a"}, 0, 5)).
+		add(at(TxnOp{Kind: LockRelease, Key: lockKey, Token: "a", ByHash: true, Outcome: OutcomeFail,
+			Err: "NOSCRIPT No matching script. Please use EVAL."}, 10, 15)).
+		add(at(TxnOp{Kind: LockRelease, Key: lockKey, Token: "a", Values: []int64{1}}, 20, 25)).
+		finalCounter(fenceKey, 0)
+	res := checkLock(&h)
+	requireViolation(t, res.Violations, "answered NOSCRIPT")
+	require.Len(t, res.Violations, 1)
+	require.Equal(t, 1, res.Released)
+}

@@ -647,7 +647,7 @@ func (w *workload) setUpFamilies(ctx context.Context, c *cluster, cfg *Config, r
 			rep.Workloads = append(rep.Workloads, WorkloadQueue)
 		}
 	}
-	if err := w.setUpTxn(cfg, rep, supported); err != nil {
+	if err := w.setUpTxn(ctx, c, cfg, rep, supported); err != nil {
 		return err
 	}
 	if len(rep.Workloads) == 0 {

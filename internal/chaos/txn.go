@@ -86,6 +86,8 @@ type TxnOp struct {
 	Return  int64   `json:"return"`
 	// Final marks the reads made through every node after the heal.
 	Final bool `json:"final,omitempty"`
+	// ByHash marks a LockRelease sent as EVALSHA rather than EVAL.
+	ByHash bool `json:"by_hash,omitempty"`
 	// Err is the client-side error text, kept for post-mortems.
 	Err string `json:"err,omitempty"`
 }
@@ -679,7 +681,7 @@ func checkCounter(obs []counterObs, incCalls []int64) []string {
 // setUpTxn gives the workload the transaction workloads cfg asks for
 // whose commands the binary has (probed with supported), and records them
 // in rep.Workloads in the order of Workloads.
-func (w *workload) setUpTxn(cfg *Config, rep *Report, supported func(what string, args ...any) (bool, error)) error {
+func (w *workload) setUpTxn(ctx context.Context, c *cluster, cfg *Config, rep *Report, supported func(what string, args ...any) (bool, error)) error {
 	w.tx.h = &TxnHistory{}
 	w.tx.lockTTL = lockTTL
 	txn, cas, lock := slices.Contains(cfg.Workloads, WorkloadTxn), slices.Contains(cfg.Workloads, WorkloadCAS), slices.Contains(cfg.Workloads, WorkloadLock)
@@ -696,6 +698,11 @@ func (w *workload) setUpTxn(cfg *Config, rep *Report, supported func(what string
 		ok, err := supported("scripts", "eval", "return 0", "0")
 		if err != nil {
 			return err
+		}
+		if ok {
+			if err := loadLockScript(ctx, c, 30*time.Second); err != nil {
+				return err
+			}
 		}
 		w.tx.lock = ok
 	}
@@ -840,7 +847,7 @@ func (r *Report) summaryTxn(b *strings.Builder) {
 			c.Commits, c.Aborts, c.Unknown, c.Reads, c.Final, len(c.Violations))
 	}
 	if l := r.Lock; l != nil {
-		fmt.Fprintf(b, "lock: %d acquired (%d held surely, %d fenced), %d refused, %d unknown; releases %d ok, %d not held, %d unknown; %d violations\n",
-			l.Acquired, l.Held, l.Fenced, l.Refused, l.AcquireUnknown, l.Released, l.NotHeld, l.ReleaseUnknown, len(l.Violations))
+		fmt.Fprintf(b, "lock: %d acquired (%d held surely, %d fenced), %d refused, %d unknown; releases %d ok, %d not held, %d unknown, %d by EVALSHA; %d violations\n",
+			l.Acquired, l.Held, l.Fenced, l.Refused, l.AcquireUnknown, l.Released, l.NotHeld, l.ReleaseUnknown, l.ByHash, len(l.Violations))
 	}
 }
