@@ -91,6 +91,13 @@ func (s *Server) runPipeline(conn redcon.Conn, c *client, first [][]byte) bool {
 		cmds = append(cmds, rc.Args)
 	}
 	for i := 0; i < len(cmds) && !c.quit; {
+		if c.tx.multi {
+			// Inside MULTI every command is queued (or is EXEC, DISCARD...),
+			// one at a time: none may run now in a batch.
+			s.handleArgs(c, cmds[i])
+			i++
+			continue
+		}
 		n := s.writeRun(cmds[i:])
 		if n > 1 {
 			s.execWrites(c, cmds[i:i+n])
