@@ -311,7 +311,14 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 		// On apply (inside an EXEC) nothing can arrive while the command
 		// waits: it is its non-blocking form, nil when there is nothing,
 		// as in Redis.
-		if r, ok := s.write(c, op.cmd); ok {
+		r, ok := s.write(c, op.cmd)
+		switch {
+		case !ok:
+		case r.Kind == kv.ResultNil && op.cmd.Op == kv.OpListMove:
+			// BLMOVE and BRPOPLPUSH run as LMOVE: its nil is the null
+			// bulk, not the timeout's null array (Redis 7.2 replies so).
+			c.null()
+		default:
 			s.blockReply(c, op, r)
 		}
 		return
