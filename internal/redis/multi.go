@@ -150,6 +150,20 @@ func (s *Server) queueCommand(c *client, cmd *command, args [][]byte, msg string
 	c.simple("QUEUED")
 }
 
+// rejectInMulti answers a transaction command (EXEC, DISCARD, MULTI,
+// WATCH, UNWATCH) that the dispatcher refused inside MULTI (msg: wrong
+// arity), as Redis does: the transaction is flagged to abort, and an EXEC
+// so refused aborts it at once, naming the error.
+func rejectInMulti(c *client, cmd *command, msg string) {
+	if cmd != nil && cmd.name == "exec" {
+		c.tx.reset()
+		c.err("EXECABORT Transaction discarded because of: " + strings.TrimPrefix(msg, "ERR "))
+		return
+	}
+	c.tx.aborted = true
+	c.err(msg)
+}
+
 // noMultiInRedis reports whether args names a command this server does
 // not implement and Redis refuses inside MULTI (its no-multi flag).
 func noMultiInRedis(args [][]byte) bool {

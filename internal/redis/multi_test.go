@@ -573,3 +573,38 @@ func TestPipelinedMultiQueuesEveryCommand(t *testing.T) {
 		[]any{int64(1), int64(2)}}, got)
 	require.Equal(t, int64(0), f.rdb.Exists(f.ctx, "a", "b").Val(), "the discarded writes never ran")
 }
+
+func TestTransactionCommandsWithWrongArityInsideMulti(t *testing.T) {
+	f := newMultiFixture(t)
+	r := dialRaw(t, f.srv)
+	// EXEC refused aborts at once, naming the error; the transaction is
+	// gone.
+	require.Equal(t, []any{"+OK", "+QUEUED", "-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command",
+		"-ERR DISCARD without MULTI"},
+		r.tx(words("MULTI"), words("SET", "a", "1"), words("EXEC", "extra"), words("DISCARD")))
+	require.Equal(t, int64(0), f.rdb.Exists(f.ctx, "a").Val())
+	// The others flag the transaction, which EXEC then aborts.
+	for _, bad := range [][]string{words("MULTI", "extra"), words("DISCARD", "extra"), words("UNWATCH", "extra"), words("WATCH")} {
+		got := r.tx(words("MULTI"), words("SET", "a", "1"), bad, words("EXEC"))
+		require.Equal(t, "-EXECABORT Transaction discarded because of previous errors.", got[3], "%v", bad)
+		require.Regexp(t, `^-ERR wrong number of arguments for '[a-z]+' command$`, got[2])
+	}
+	require.Equal(t, int64(0), f.rdb.Exists(f.ctx, "a").Val())
+}
+
+func TestMultiRunsObjectAndMemoryOnApply(t *testing.T) {
+	f := newMultiFixture(t)
+	r := dialRaw(t, f.srv)
+	got := r.tx(words("MULTI"), words("SET", "k", "v"), words("OBJECT", "ENCODING", "k"), words("OBJECT", "REFCOUNT", "nokey"),
+		words("MEMORY", "USAGE", "nokey"), words("EXEC"))
+	require.Equal(t, []any{"+OK", "+QUEUED", "+QUEUED", "+QUEUED", "+QUEUED", []any{"+OK", "embstr", nil, nil}}, got)
+}
+
+func TestMultiSeesOneTimeForTheWholeEntry(t *testing.T) {
+	f := newMultiFixture(t)
+	r := dialRaw(t, f.srv)
+	// A key set with the shortest TTL is still there for the commands
+	// after it: the entry has one apply time.
+	got := r.tx(words("MULTI"), words("SET", "k", "v", "PX", "1"), words("GET", "k"), words("PTTL", "k"), words("EXEC"))
+	require.Equal(t, []any{"+OK", "v", int64(1)}, got[4])
+}
