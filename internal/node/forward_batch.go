@@ -219,6 +219,11 @@ func combineForwarded(payloads [][]byte) (forwardedEntry, error) {
 		if err != nil {
 			return e, fmt.Errorf("command %d: %w", i, err)
 		}
+		if len(payloads) > 1 && (cmd.Op == kv.OpExec || cmd.Op == kv.OpRaiseFormat) {
+			// An OpBatch cannot carry them (kv.NewBatch): combined, they
+			// would commit an entry no replica can apply.
+			return e, fmt.Errorf("command %d: an EXEC or a format raise travels alone", i)
+		}
 		e.minFormat = max(e.minFormat, cmd.MinFormat())
 		e.spans[i] = -1
 		total++
@@ -610,6 +615,11 @@ func forwardShape(cmd *kv.Command) (subs int, solo bool) {
 	// (commitChunk). Chunked strings (keyspace v2) remove that case.
 	returnsValue := func(op kv.Op, flags kv.SetFlags) bool {
 		return op == kv.OpGetDel || (op == kv.OpSet && flags&kv.SetGet != 0)
+	}
+	if cmd.Op == kv.OpExec || cmd.Op == kv.OpRaiseFormat {
+		// Never inside an OpBatch (kv.NewBatch); an EXEC's reply is every
+		// reply of its commands, as large as any value.
+		return 1, true
 	}
 	if cmd.Op != kv.OpBatch {
 		return 1, returnsValue(cmd.Op, cmd.Flags)
