@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/elastickv/elastickv/internal/kv"
 )
 
 // MULTI, EXEC, DISCARD, WATCH and UNWATCH against a real store, with the
@@ -607,4 +610,61 @@ func TestMultiSeesOneTimeForTheWholeEntry(t *testing.T) {
 	// after it: the entry has one apply time.
 	got := r.tx(words("MULTI"), words("SET", "k", "v", "PX", "1"), words("GET", "k"), words("PTTL", "k"), words("EXEC"))
 	require.Equal(t, []any{"+OK", "v", int64(1)}, got[4])
+}
+
+// TestExecRandomChoicesAreTheSameOnEveryReplica applies the same EXEC
+// entries, with random commands, to two stores as two replicas would
+// (same indexes, same stamps): their replies and their states match byte
+// for byte, because the randomness comes from the entry's index.
+func TestExecRandomChoicesAreTheSameOnEveryReplica(t *testing.T) {
+	replicas := []*storeBackend{newStoreBackend(t), newStoreBackend(t)}
+	replicas[1].clock = replicas[0].clock
+	for _, b := range replicas {
+		e, err := NewApplyExecutor()
+		require.NoError(t, err)
+		b.store.SetExecutor(e)
+	}
+	argv := func(ws ...string) [][]byte {
+		out := make([][]byte, len(ws))
+		for i, w := range ws {
+			out[i] = []byte(w)
+		}
+		return out
+	}
+	seed := [][][]byte{argv("SET", "k1", "v"), argv("SET", "k2", "v"), argv("SET", "k3", "v")}
+	sadd, zadd, hset := argv("SADD", "s"), argv("ZADD", "z"), argv("HSET", "h")
+	for i := range 40 {
+		m := fmt.Sprintf("m%02d", i)
+		sadd = append(sadd, []byte(m))
+		zadd = append(zadd, []byte(strconv.Itoa(i)), []byte(m))
+		hset = append(hset, []byte(m), []byte("v"))
+	}
+	seed = append(seed, sadd, zadd, hset)
+	random := [][][]byte{
+		argv("SPOP", "s", "3"), argv("SRANDMEMBER", "s", "-5"), argv("SRANDMEMBER", "s", "5"),
+		argv("RANDOMKEY"), argv("HRANDFIELD", "h", "-4", "WITHVALUES"), argv("ZRANDMEMBER", "z", "3"),
+		argv("SPOP", "s"), argv("SMEMBERS", "s"),
+		// A cursor's id is drawn too: the same on both replicas.
+		argv("SCAN", "0", "COUNT", "1"),
+	}
+	entries := []*kv.Command{kv.NewExec(nil, nil, seed)}
+	for range 5 {
+		entries = append(entries, kv.NewExec(nil, nil, random))
+	}
+	var replies [2][]string
+	for i, b := range replicas {
+		for _, e := range entries {
+			r, err := b.Write(context.Background(), e)
+			require.NoError(t, err)
+			require.Equal(t, kv.ResultRaw, r.Kind)
+			replies[i] = append(replies[i], string(r.Bytes))
+		}
+	}
+	require.Equal(t, replies[0], replies[1], "the same replies on both replicas")
+	require.NotEqual(t, replies[0][1], replies[0][2], "the second entry sees the first one's pops")
+	_, h0, err := replicas[0].store.Hash()
+	require.NoError(t, err)
+	_, h1, err := replicas[1].store.Hash()
+	require.NoError(t, err)
+	require.Equal(t, h0, h1, "the same state on both replicas")
 }
