@@ -219,11 +219,6 @@ func combineForwarded(payloads [][]byte) (forwardedEntry, error) {
 		if err != nil {
 			return e, fmt.Errorf("command %d: %w", i, err)
 		}
-		if len(payloads) > 1 && (cmd.Op == kv.OpExec || cmd.Op == kv.OpRaiseFormat) {
-			// An OpBatch cannot carry them (kv.NewBatch): combined, they
-			// would commit an entry no replica can apply.
-			return e, fmt.Errorf("command %d: an EXEC or a format raise travels alone", i)
-		}
 		e.minFormat = max(e.minFormat, cmd.MinFormat())
 		e.spans[i] = -1
 		total++
@@ -236,6 +231,14 @@ func combineForwarded(payloads [][]byte) (forwardedEntry, error) {
 	if len(payloads) == 1 {
 		e.payload = payloads[0]
 		return e, nil
+	}
+	for i := range cmds {
+		// A follower sends these alone (forwardShape); one that did not
+		// would have the leader propose a batch that apply refuses,
+		// halting the group.
+		if cmds[i].Op != kv.OpBatch && !kv.Batchable(cmds[i].Op) {
+			return e, fmt.Errorf("command %d: op %d travels alone", i, cmds[i].Op)
+		}
 	}
 	if total > kv.MaxBatch {
 		return e, fmt.Errorf("%d commands exceed the %d of one batch", total, kv.MaxBatch)
@@ -616,13 +619,10 @@ func forwardShape(cmd *kv.Command) (subs int, solo bool) {
 	returnsValue := func(op kv.Op, flags kv.SetFlags) bool {
 		return op == kv.OpGetDel || (op == kv.OpSet && flags&kv.SetGet != 0)
 	}
-	if cmd.Op == kv.OpExec || cmd.Op == kv.OpRaiseFormat {
-		// Never inside an OpBatch (kv.NewBatch); an EXEC's reply is every
-		// reply of its commands, as large as any value.
-		return 1, true
-	}
 	if cmd.Op != kv.OpBatch {
-		return 1, returnsValue(cmd.Op, cmd.Flags)
+		// An EXEC is applied alone in its chunk and may reply values: it
+		// must be its own entry.
+		return 1, returnsValue(cmd.Op, cmd.Flags) || !kv.Batchable(cmd.Op)
 	}
 	for _, v := range cmd.Values {
 		if len(v) < 2 || returnsValue(kv.Op(v[0]), kv.SetFlags(v[1])) {

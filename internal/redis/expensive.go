@@ -186,7 +186,7 @@ func (w boundedView) DBSize() (int64, error) {
 // for work of its own (glob matching). A cut read is answered with the
 // budget's error and counted.
 func (s *Server) readBounded(c *client, cmd string, fn func(v kv.View, b *budget) error) bool {
-	b := onApplyBudget(c, s.newBudget(cmd, s.cfg.RequestTimeout))
+	b := s.newBudget(cmd, s.cfg.RequestTimeout)
 	s.metrics.expensiveInFlight.Inc()
 	defer s.metrics.expensiveInFlight.Dec()
 	ok := s.read(c, func(v kv.View) error { return fn(boundedView{v: v, b: b}, b) })

@@ -21,14 +21,11 @@ import (
 // ApplyExecutor installed as the node installs it. Expected replies are
 // Redis 7.2's (checked against redis-server where the docs are silent).
 
-// newMultiFixture is a fixture whose store runs EXEC entries.
+// newMultiFixture is a fixture whose store runs EXEC entries (every
+// fixture's does: newStoreBackend installs the executor).
 func newMultiFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := newFixture(t)
-	e, err := NewApplyExecutor()
-	require.NoError(t, err)
-	f.backend.store.SetExecutor(e)
-	return f
+	return newFixture(t)
 }
 
 // txReply reads one RESP value like rawConn.reply, and also the null
@@ -561,7 +558,7 @@ func TestSplitRESPArray(t *testing.T) {
 	require.Error(t, err, "count mismatch")
 }
 
-func TestPipelinedMultiQueuesEveryCommand(t *testing.T) {
+func TestPipelinedMultiWithDiscardQueuesEveryCommand(t *testing.T) {
 	// Writes pipelined behind MULTI would otherwise join a write batch and
 	// run at once, outside the transaction (pipeline.go).
 	f := newMultiFixture(t)
@@ -619,11 +616,6 @@ func TestMultiSeesOneTimeForTheWholeEntry(t *testing.T) {
 func TestExecRandomChoicesAreTheSameOnEveryReplica(t *testing.T) {
 	replicas := []*storeBackend{newStoreBackend(t), newStoreBackend(t)}
 	replicas[1].clock = replicas[0].clock
-	for _, b := range replicas {
-		e, err := NewApplyExecutor()
-		require.NoError(t, err)
-		b.store.SetExecutor(e)
-	}
 	argv := func(ws ...string) [][]byte {
 		out := make([][]byte, len(ws))
 		for i, w := range ws {

@@ -92,8 +92,9 @@ func (s *Server) runPipeline(conn redcon.Conn, c *client, first [][]byte) bool {
 	}
 	for i := 0; i < len(cmds) && !c.quit; {
 		if c.tx.multi {
-			// Inside MULTI every command is queued (or is EXEC, DISCARD...),
-			// one at a time: none may run now in a batch.
+			// Inside MULTI every command is queued, one at a time: a
+			// batched run would execute it at once (a client pipelines
+			// MULTI ... EXEC in one write).
 			s.handleArgs(c, cmds[i])
 			i++
 			continue

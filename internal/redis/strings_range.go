@@ -222,7 +222,7 @@ func cmdLCS(s *Server, c *client, args [][]byte) {
 	}
 	s.metrics.expensiveInFlight.Inc()
 	defer s.metrics.expensiveInFlight.Dec()
-	bud := onApplyBudget(c, s.newBudget("lcs", s.cfg.RequestTimeout))
+	bud := s.newBudget("lcs", s.cfg.RequestTimeout)
 	// On apply no slot is taken: waiting for one would make the reply
 	// depend on this node's other clients, and the apply loop computes one
 	// table at a time anyway.
