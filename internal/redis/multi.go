@@ -75,7 +75,7 @@ func notInMultiMessage(cmd *command) string {
 	if cmd.spec.Flags&commands.FlagNoMulti != 0 {
 		return errTextNoMulti
 	}
-	return "ERR '" + strings.ToUpper(cmd.name) + "' cannot run inside MULTI on elastickv: only keyspace commands, PING, ECHO and TIME can"
+	return "ERR '" + strings.ToUpper(cmd.name) + "' cannot run inside MULTI on elastickv: only keyspace, connection and server-information commands can"
 }
 
 // txControl reports whether cmd runs at once even inside MULTI.
