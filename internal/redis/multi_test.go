@@ -207,6 +207,10 @@ func TestEmptyMultiExecRepliesAnEmptyArray(t *testing.T) {
 	require.Equal(t, []any{"+OK", []any{}}, r.tx(words("MULTI"), words("EXEC")))
 	// Watched, and the watch holds: still an empty array.
 	require.Equal(t, []any{"+OK", "+OK", []any{}}, r.tx(words("WATCH", "w"), words("MULTI"), words("EXEC")))
+	// Watched, and the watch fails: the null array.
+	require.Equal(t, []any{"+OK"}, r.tx(words("WATCH", "w")))
+	require.NoError(t, f.rdb.Set(f.ctx, "w", "1", 0).Err())
+	require.Equal(t, []any{"+OK", nilArray{}}, r.tx(words("MULTI"), words("EXEC")))
 }
 
 func TestDiscardForgetsQueueAndWatches(t *testing.T) {
