@@ -190,7 +190,7 @@ func CheckCAS(ops []TxnOp) CASResult {
 			}
 		case CASExec:
 			execs = append(execs, op)
-		case TxnIncrPair, TxnMGet, TxnMultiGet, LockAcquire, LockFence, LockRelease:
+		case TxnIncrPair, TxnEvalPair, TxnMGet, TxnMultiGet, LockAcquire, LockFence, LockRelease:
 			// Other workloads'.
 		}
 	}

@@ -167,7 +167,7 @@ func (w *workload) sendLock(cl *goredis.Client, kind TxnKind, token string, byHa
 			n, err = cl.Eval(ctx, lockReleaseScript, []string{lockKey}, token).Int64()
 		}
 		op.Values = []int64{n}
-	case TxnIncrPair, TxnMGet, TxnMultiGet, CASGet, CASExec, CounterGet:
+	case TxnIncrPair, TxnEvalPair, TxnMGet, TxnMultiGet, CASGet, CASExec, CounterGet:
 		err = fmt.Errorf("chaos: %s is not a lock workload operation", kind)
 	}
 	op.Return = w.h.Now()
@@ -324,7 +324,7 @@ func CheckLock(ops []TxnOp, ttl, skew time.Duration) LockResult {
 			default:
 				res.NotHeld++
 			}
-		case TxnIncrPair, TxnMGet, TxnMultiGet, CASGet, CASExec:
+		case TxnIncrPair, TxnEvalPair, TxnMGet, TxnMultiGet, CASGet, CASExec:
 			// Other workloads'.
 		}
 	}
@@ -343,7 +343,7 @@ func CheckLock(ops []TxnOp, ttl, skew time.Duration) LockResult {
 			}
 		case LockRelease:
 			h.releases = append(h.releases, op)
-		case LockAcquire, TxnIncrPair, TxnMGet, TxnMultiGet, CASGet, CASExec, CounterGet:
+		case LockAcquire, TxnIncrPair, TxnEvalPair, TxnMGet, TxnMultiGet, CASGet, CASExec, CounterGet:
 		}
 	}
 	var held []*lockHold

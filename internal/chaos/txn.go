@@ -31,7 +31,9 @@ import (
 // of keys (chaos:txn{i}:a and :b, a few pairs), readers send MGET a b or
 // MULTI; GET a; GET b; EXEC. Both keys of a pair start absent and are only
 // ever incremented together, so every state the store may expose has
-// a == b, and each counter only grows.
+// a == b, and each counter only grows. When the binary has scripting, a
+// third of the writers' increments are a Lua script instead
+// (pairIncrScript), which must be exactly as atomic as an EXEC.
 
 // TxnKind names one recorded operation of the transaction workloads.
 type TxnKind string
@@ -41,6 +43,9 @@ const (
 	// TxnIncrPair is MULTI; INCR a; INCR b; EXEC. Values are the two INCR
 	// replies.
 	TxnIncrPair TxnKind = "multi-incr"
+	// TxnEvalPair is EVAL of pairIncrScript, which increments both keys
+	// in one script. Values are the two INCR replies it returns.
+	TxnEvalPair TxnKind = "eval-incr"
 	// TxnMGet is MGET a b; TxnMultiGet is MULTI; GET a; GET b; EXEC.
 	// Values are the two values, an absent key read as 0.
 	TxnMGet     TxnKind = "mget"
@@ -170,6 +175,10 @@ const (
 	txnReaders = 2
 )
 
+// pairIncrScript increments both keys of a pair in one script and returns
+// the two new values.
+const pairIncrScript = "return {redis.call('incr',KEYS[1]), redis.call('incr',KEYS[2])}"
+
 // txnKeyPrefix starts every key of the txn workload. A pair's two keys
 // share a hash tag, so the transaction stays within one slot, as Redis
 // Cluster would require.
@@ -183,8 +192,11 @@ func txnPair(i int) (a, b string) {
 
 // txnClients owns the transaction workloads' state inside a workload.
 type txnClients struct {
-	h       *TxnHistory
-	txn     bool
+	h   *TxnHistory
+	txn bool
+	// scripts makes a third of the txn writers' increments EVALs of
+	// pairIncrScript; on when the binary has EVAL.
+	scripts bool
 	cas     bool
 	lock    bool
 	lockTTL time.Duration
@@ -204,6 +216,9 @@ func (w *workload) txnWorker(id, proc int, reader bool) {
 		node := rng.IntN(len(conns))
 		a, _ := txnPair(rng.IntN(txnPairs))
 		kind := TxnIncrPair
+		if w.tx.scripts && rng.IntN(3) == 0 {
+			kind = TxnEvalPair
+		}
 		if reader {
 			kind = TxnMGet
 			if rng.IntN(2) == 0 {
@@ -281,6 +296,11 @@ func (w *workload) sendTxn(cl *goredis.Client, kind TxnKind, a string) TxnOp {
 		})
 		if err == nil {
 			op.Values, err = intReplies(cmds)
+		}
+	case TxnEvalPair:
+		op.Values, err = cl.Eval(ctx, pairIncrScript, []string{a, b}).Int64Slice()
+		if err == nil && len(op.Values) != 2 {
+			err = fmt.Errorf("%w: the script returned %d values", errBadReply, len(op.Values))
 		}
 	case TxnMGet:
 		var vs []any
@@ -407,7 +427,7 @@ func classifyTxn(kind TxnKind, err error) (Outcome, bool) {
 	case errors.Is(err, errBadReply):
 		return OutcomeOK, false
 	}
-	write := kind == TxnIncrPair || kind == CASExec || kind == LockAcquire || kind == LockFence || kind == LockRelease
+	write := kind == TxnIncrPair || kind == TxnEvalPair || kind == CASExec || kind == LockAcquire || kind == LockFence || kind == LockRelease
 	var rerr goredis.Error
 	execAbort := errors.As(err, &rerr) && strings.HasPrefix(err.Error(), "EXECABORT")
 	if !write || execAbort || goredis.IsTryAgainError(err) || neverSent(err) || formatRefused(err) {
@@ -479,10 +499,12 @@ func (w *workload) finalTxnReads(ctx context.Context) error {
 // TxnResult is CheckTxn's account of the txn workload. Violations empty
 // means every check held.
 type TxnResult struct {
-	// Execs counts acknowledged MULTI/INCR/INCR/EXECs, ExecUnknown those
-	// whose outcome the client never learned, Reads the reads that
-	// returned (MGET and MULTI/GET/GET/EXEC), final reads included.
+	// Execs counts acknowledged MULTI/INCR/INCR/EXECs and scripts (of
+	// which Scripts are scripts), ExecUnknown those whose outcome the
+	// client never learned, Reads the reads that returned (MGET and
+	// MULTI/GET/GET/EXEC), final reads included.
 	Execs       int `json:"execs"`
+	Scripts     int `json:"scripts"`
 	ExecUnknown int `json:"exec_unknown"`
 	Reads       int `json:"reads"`
 	// Final is each pair's final value, in pair order.
@@ -539,7 +561,7 @@ func CheckTxn(ops []TxnOp) TxnResult {
 			continue
 		}
 		switch op.Kind {
-		case TxnIncrPair:
+		case TxnIncrPair, TxnEvalPair:
 			p := get(op.Key)
 			p.incs = append(p.incs, op.Call)
 			if op.Outcome == OutcomeUnknown {
@@ -547,19 +569,22 @@ func CheckTxn(ops []TxnOp) TxnResult {
 				continue
 			}
 			res.Execs++
+			if op.Kind == TxnEvalPair {
+				res.Scripts++
+			}
 			p.ackedN++
 			switch {
 			case op.Nil:
 				violate("torn or refused transaction: EXEC without WATCH replied nil: %s", op)
 				continue
 			case len(op.Values) != 2:
-				violate("EXEC's reply is not two integers: %s", op)
+				violate("the reply is not two integers: %s", op)
 				continue
 			case op.Values[0] != op.Values[1]:
-				violate("torn transaction: the two INCRs of one EXEC replied %d and %d: %s", op.Values[0], op.Values[1], op)
+				violate("torn transaction: the two INCRs of one EXEC or script replied %d and %d: %s", op.Values[0], op.Values[1], op)
 			}
 			if prev, dup := p.acked[op.Values[0]]; dup {
-				violate("increment applied twice or lost: two acknowledged EXECs replied %d: %s and %s", op.Values[0], prev, op)
+				violate("increment applied twice or lost: two acknowledged EXECs or scripts replied %d: %s and %s", op.Values[0], prev, op)
 			}
 			p.acked[op.Values[0]] = op
 			p.obs = append(p.obs, counterObs{op.Values[0], op.Call, op.Return, op})
@@ -694,17 +719,25 @@ func (w *workload) setUpTxn(ctx context.Context, c *cluster, cfg *Config, rep *R
 		}
 		w.tx.txn, w.tx.cas = ok && txn, ok && cas
 	}
-	if lock {
-		ok, err := supported("scripts", "eval", "return 0", "0")
+	if w.tx.txn || lock {
+		// Probed directly, not through supported: scripts are part of
+		// txn only when the binary has them, and their absence is
+		// reported only for the lock, which needs them.
+		reply, err := commandSupported(ctx, c, 30*time.Second, "eval", "return 0", "0")
 		if err != nil {
-			return err
+			return fmt.Errorf("cluster did not accept scripts: %w", err)
 		}
-		if ok {
+		scripts := reply == ""
+		w.tx.scripts = scripts && w.tx.txn
+		if lock && !scripts {
+			rep.Unsupported = append(rep.Unsupported, "scripts: "+reply)
+		}
+		if lock && scripts {
 			if err := loadLockScript(ctx, c, 30*time.Second); err != nil {
 				return err
 			}
 		}
-		w.tx.lock = ok
+		w.tx.lock = lock && scripts
 	}
 	for _, on := range []struct {
 		name string
@@ -828,7 +861,7 @@ func txnCounts(ops []TxnOp) Counts {
 		switch op.Kind {
 		case TxnMGet, TxnMultiGet, CASGet, CounterGet:
 			c.Reads++
-		case TxnIncrPair, CASExec, LockAcquire, LockFence, LockRelease:
+		case TxnIncrPair, TxnEvalPair, CASExec, LockAcquire, LockFence, LockRelease:
 			c.Writes++
 		}
 	}
@@ -839,8 +872,8 @@ func txnCounts(ops []TxnOp) Counts {
 // Report.Summary.
 func (r *Report) summaryTxn(b *strings.Builder) {
 	if t := r.Txn; t != nil {
-		fmt.Fprintf(b, "txn: %d EXECs acknowledged (+%d unknown), %d reads, final values %v; %d violations\n",
-			t.Execs, t.ExecUnknown, t.Reads, t.Final, len(t.Violations))
+		fmt.Fprintf(b, "txn: %d EXECs and scripts acknowledged (%d scripts, +%d unknown), %d reads, final values %v; %d violations\n",
+			t.Execs, t.Scripts, t.ExecUnknown, t.Reads, t.Final, len(t.Violations))
 	}
 	if c := r.CAS; c != nil {
 		fmt.Fprintf(b, "cas: %d commits, %d aborts, %d unknown, %d reads, final value %d; %d violations\n",

@@ -92,6 +92,7 @@ func TestCheckTxnAcceptsAtomicIncrementsAndUnknownOutcomes(t *testing.T) {
 		add(TxnOp{Kind: TxnMultiGet, Key: pairKey(0), Values: []int64{1, 1}}).
 		add(unknownIncr(0)). // applied: the final value counts it
 		add(incrPair(0, 3, 3)).
+		add(TxnOp{Kind: TxnEvalPair, Key: pairKey(0), Values: []int64{4, 4}}).
 		add(unknownIncr(1)). // never applied
 		add(incrPair(1, 1, 1)).
 		add(TxnOp{Kind: TxnIncrPair, Key: pairKey(1), Outcome: OutcomeFail, Err: "TRYAGAIN"}).
@@ -99,18 +100,24 @@ func TestCheckTxnAcceptsAtomicIncrementsAndUnknownOutcomes(t *testing.T) {
 		// Concurrent increments may return in any order.
 		add(at(incrPair(2, 2, 2), 1000, 1010)).add(at(incrPair(2, 1, 1), 1001, 1011))
 	h.now = 2000
-	h.finalPairs(3, 1, 2)
+	h.finalPairs(4, 1, 2)
 	res := CheckTxn(h.ops)
 	require.Empty(t, res.Violations)
-	require.Equal(t, 5, res.Execs)
+	require.Equal(t, 6, res.Execs)
+	require.Equal(t, 1, res.Scripts)
 	require.Equal(t, 2, res.ExecUnknown)
-	require.Equal(t, []int64{3, 1, 2}, res.Final)
+	require.Equal(t, []int64{4, 1, 2}, res.Final)
 }
 
 func TestCheckTxnFindsTornTransactions(t *testing.T) {
 	t.Run("exec", func(t *testing.T) {
 		var h txnHist
 		h.add(incrPair(0, 1, 2)).finalPairs(1, 0, 0)
+		requireViolation(t, CheckTxn(h.ops).Violations, "torn transaction")
+	})
+	t.Run("script", func(t *testing.T) {
+		var h txnHist
+		h.add(TxnOp{Kind: TxnEvalPair, Key: pairKey(0), Values: []int64{2, 1}}).finalPairs(1, 0, 0)
 		requireViolation(t, CheckTxn(h.ops).Violations, "torn transaction")
 	})
 	t.Run("read", func(t *testing.T) {
@@ -139,7 +146,7 @@ func TestCheckTxnFindsLostAndPhantomIncrements(t *testing.T) {
 	t.Run("same reply twice", func(t *testing.T) {
 		var h txnHist
 		h.add(at(incrPair(0, 1, 1), 0, 10)).add(at(incrPair(0, 1, 1), 2, 12)).add(unknownIncr(0)).finalPairs(2, 0, 0)
-		requireViolation(t, CheckTxn(h.ops).Violations, "two acknowledged EXECs replied 1")
+		requireViolation(t, CheckTxn(h.ops).Violations, "two acknowledged EXECs or scripts replied 1")
 	})
 	t.Run("final above acknowledged plus unknown", func(t *testing.T) {
 		var h txnHist
