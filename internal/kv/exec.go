@@ -45,6 +45,15 @@ const FormatV4 uint8 = 4
 // this is refused when EXEC is sent, never on apply.
 const MaxExecCommands = 1 << 20
 
+// MaxExecReplyBytes bounds the reply an Executor builds for one OpExec.
+// Every replica builds it (only the proposer's is sent), and a follower
+// that forwarded the EXEC receives it in one message: without a bound, one
+// transaction of many large reads would exhaust every replica's memory at
+// once, and again at each replay of the entry, and its reply could not
+// reach the follower. Past the bound the commands still run; their
+// replies are errors.
+const MaxExecReplyBytes = 32 << 20
+
 // MaxWatchedKeys bounds the watched keys of one OpExec.
 const MaxWatchedKeys = 1 << 16
 

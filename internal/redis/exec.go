@@ -176,14 +176,33 @@ func (e *ApplyExecutor) Exec(tx kv.Txn, cmds [][][]byte, bare bool) (kv.Result, 
 	if !bare {
 		out.buf = redcon.AppendArray(out.buf, len(cmds))
 	}
+	over := false
 	for _, argv := range cmds {
+		mark := len(out.buf)
 		e.s.runOnApply(c, argv)
 		if err := tx.Err(); err != nil {
 			return kv.Result{}, err
 		}
+		// The bound is a constant, so every replica drops the same
+		// replies. Once past it, every later reply is the short error:
+		// with kv.MaxExecCommands of them the reply still fits a
+		// forwarded message.
+		switch {
+		case over:
+			out.buf = redcon.AppendError(out.buf[:mark], errTextExecReplyDropped)
+		case len(out.buf) > kv.MaxExecReplyBytes:
+			over = true
+			out.buf = redcon.AppendError(out.buf[:mark], errTextExecReplyLimit)
+		}
 	}
 	return kv.Result{Kind: kv.ResultRaw, Bytes: out.buf}, nil
 }
+
+// Replies in place of those past kv.MaxExecReplyBytes (the command ran).
+var errTextExecReplyLimit = "ERR the reply of this command would take the transaction's reply past its limit of " +
+	strconv.Itoa(kv.MaxExecReplyBytes>>20) + " MiB; the command ran"
+
+const errTextExecReplyDropped = "ERR EXEC reply limit"
 
 // runOnApply runs one command of an entry, checking it again as the
 // dispatcher would: the entry may come from a peer that checked nothing.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -663,4 +664,29 @@ func TestExecRandomChoicesAreTheSameOnEveryReplica(t *testing.T) {
 	_, h1, err := replicas[1].store.Hash()
 	require.NoError(t, err)
 	require.Equal(t, h0, h1, "the same state on both replicas")
+}
+
+// TestExecReplyIsBounded: past kv.MaxExecReplyBytes, replies become
+// errors, on every replica alike; the commands still run.
+func TestExecReplyIsBounded(t *testing.T) {
+	f := newMultiFixture(t)
+	big := strings.Repeat("x", 12<<20)
+	require.NoError(t, f.rdb.Set(f.ctx, "big", big, 0).Err())
+	r := dialRaw(t, f.srv)
+	got := r.tx(
+		words("MULTI"),
+		words("GET", "big"),
+		words("GET", "big"),
+		words("GET", "big"),
+		words("INCR", "n"),
+		words("GET", "n"),
+		words("EXEC"),
+	)
+	res := got[len(got)-1].([]any)
+	require.Len(t, res, 5)
+	require.Equal(t, big, res[0])
+	require.Equal(t, big, res[1])
+	require.Equal(t, "-ERR the reply of this command would take the transaction's reply past its limit of 32 MiB; the command ran", res[2])
+	require.Equal(t, []any{"-ERR EXEC reply limit", "-ERR EXEC reply limit"}, res[3:])
+	require.Equal(t, "1", f.rdb.Get(f.ctx, "n").Val(), "the commands past the limit ran")
 }
