@@ -41,6 +41,9 @@ import (
 type execCtx struct {
 	tx  kv.Txn
 	rnd *rand.Rand
+	// busy tracks a running script for BUSY (script.go); nil outside the
+	// executor.
+	busy *scriptBusy
 }
 
 // rng returns the client's source of randomness: the entry's seeded one
@@ -92,6 +95,8 @@ func execRunnable(cmd *command) bool {
 	switch cmd.name {
 	case "ping", "echo", "time":
 		return true
+	case "eval", "evalsha", "eval_ro", "evalsha_ro": // scripting (script.go)
+		return true
 	case "client", "config", "debug", "info", "command", "hello", "auth", "select", "quit", "multi", "exec", "discard", "watch", "unwatch":
 		return false
 	}
@@ -101,7 +106,8 @@ func execRunnable(cmd *command) bool {
 // ApplyExecutor runs the commands of EXEC entries on apply; it implements
 // kv.Executor. Install one per store with Store.SetExecutor.
 type ApplyExecutor struct {
-	s *Server
+	s    *Server
+	busy scriptBusy // the script running now (script.go)
 }
 
 // NewApplyExecutor returns an executor with Redis's default limits. Its
@@ -156,7 +162,7 @@ func (noListener) Addr() net.Addr            { return &net.TCPAddr{IP: net.IPv4(
 // or with bare the one command's reply alone.
 func (e *ApplyExecutor) Exec(tx kv.Txn, cmds [][][]byte, bare bool) (kv.Result, error) {
 	out := &captureConn{}
-	c := &client{conn: out, exec: &execCtx{tx: tx, rnd: rand.New(rand.NewPCG(tx.Index(), 0x65786563))}}
+	c := &client{conn: out, exec: &execCtx{tx: tx, rnd: rand.New(rand.NewPCG(tx.Index(), 0x65786563)), busy: &e.busy}}
 	if !bare {
 		out.buf = redcon.AppendArray(out.buf, len(cmds))
 	}
