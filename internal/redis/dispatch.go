@@ -104,7 +104,7 @@ func (s *Server) handleArgs(c *client, args [][]byte) {
 	}
 	cmd := lookupCommand(args[0])
 	s.observe(c, cmd, func() {
-		if s.busyReply(cmd) { // a script holds up apply (script.go)
+		if s.busyReply(cmd, args) { // a script holds up apply (script.go)
 			c.err(errTextBusy)
 			return
 		}

@@ -80,6 +80,11 @@ const (
 	errTextScriptSubcmds = "ERR unknown subcommand or wrong number of arguments for '%s'. Try SCRIPT HELP."
 )
 
+// instructionBudget is lua.InstructionBudget; a variable only so that
+// this package's tests can run budget-bound scripts quickly (under -race
+// the full budget takes seconds). Nothing else sets it.
+var instructionBudget uint64 = lua.InstructionBudget
+
 // scriptBusy tracks the script the applier is running, for BUSY and
 // SCRIPT KILL; the executor owns one and the node's Server reads it.
 type scriptBusy struct {
@@ -113,9 +118,14 @@ func (s *Server) scriptRunning() bool {
 // busyReply is the BUSY check of the dispatcher: a command that Redis
 // refuses while a script runs gets BUSY once the applier's script has run
 // past busy-reply-threshold.
-func (s *Server) busyReply(cmd *command) bool {
+func (s *Server) busyReply(cmd *command, args [][]byte) bool {
 	if s.cfg.ScriptRunning == nil || cmd == nil || cmd.spec.Flags&commands.FlagAllowBusy != 0 {
 		return false
+	}
+	if cmd.subs != nil && len(args) >= 2 {
+		if sub := cmd.subs[strings.ToLower(string(args[1]))]; sub != nil && sub.spec.Flags&commands.FlagAllowBusy != 0 {
+			return false
+		}
 	}
 	d := s.cfg.ScriptRunning()
 	if d == 0 || s.params == nil {
@@ -272,7 +282,7 @@ func (s *Server) runScript(c *client, x *execCtx, script []byte, byHash, readOnl
 			return
 		}
 	}
-	vm := lua.New(x.rnd.Uint64(), lua.InstructionBudget)
+	vm := lua.New(x.rnd.Uint64(), instructionBudget)
 	defer vm.Close()
 	sc := &scriptCall{s: s, x: x, readOnly: readOnly, vm: vm}
 	sc.install(vm)

@@ -313,7 +313,7 @@ func (vm *VM) Run(proto *glua.FunctionProto) (ret glua.LValue, err error) {
 // toError turns a PCall failure into the reply's error.
 func (vm *VM) toError(perr error) *Error {
 	if vm.Budget.Exhausted() {
-		return &Error{Msg: fmt.Sprintf("ERR Script stopped at its budget of %d Lua instructions (elastickv cannot stop a script by time: SCRIPT KILL does not apply)", vm.Budget.max), Budget: true}
+		return &Error{Msg: fmt.Sprintf("ERR Script stopped at its budget of %d Lua instructions (elastickv stops scripts by instruction count, not time, so that every replica stops them alike)", vm.Budget.max), Budget: true}
 	}
 	var ae *glua.ApiError
 	if !errors.As(perr, &ae) {
