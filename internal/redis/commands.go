@@ -204,6 +204,9 @@ var implemented = []struct {
 	{name: "eval_ro", run: cmdEvalRO},
 	{name: "evalsha_ro", run: cmdEvalSHARO},
 	{name: "script", run: cmdScript, subs: []string{"exists", "flush", "help", "kill", "load"}},
+	{name: "fcall", run: cmdFCall},
+	{name: "fcall_ro", run: cmdFCallRO},
+	{name: "function", run: cmdFunction, subs: []string{"delete", "flush", "help", "kill", "list", "load", "stats"}},
 
 	// admin.go, command_info.go, debug.go
 	{name: "info", run: cmdInfo},

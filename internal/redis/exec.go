@@ -95,7 +95,7 @@ func execRunnable(cmd *command) bool {
 	switch cmd.name {
 	case "ping", "echo", "time":
 		return true
-	case "eval", "evalsha", "eval_ro", "evalsha_ro": // scripting (script.go)
+	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script", "function": // scripting (script*.go)
 		return true
 	case "client", "config", "debug", "info", "command", "hello", "auth", "select", "quit", "multi", "exec", "discard", "watch", "unwatch":
 		return false

@@ -288,30 +288,42 @@ func (s *Server) runScript(c *client, x *execCtx, script []byte, byHash, readOnl
 	sc.install(vm)
 	vm.SetGlobal("KEYS", stringTable(vm.L, keys))
 	vm.SetGlobal("ARGV", stringTable(vm.L, argv))
+	s.scriptReply(c, x, func() (glua.LValue, error) { return vm.Run(proto) }, sha, lua.ChunkName)
+}
+
+// scriptReply runs a script (run), marking the executor busy meanwhile,
+// and writes its reply or its error to c. name is what the error says
+// failed (a SHA1, a function name), chunk the chunk's name.
+func (s *Server) scriptReply(c *client, x *execCtx, run func() (glua.LValue, error), name, chunk string) {
 	if x.busy != nil {
 		x.busy.since.Store(time.Now().UnixNano())
 		defer x.busy.since.Store(0)
 	}
-	ret, err := vm.Run(proto)
+	ret, err := run()
 	if x.tx.Err() != nil {
 		return // the store failed; the entry stops with it
 	}
 	if err != nil {
-		var le *lua.Error
-		if !errors.As(err, &le) {
-			c.err("ERR " + err.Error())
-			return
-		}
-		msg := lua.ErrorText(le.Msg)
-		if le.Line > 0 {
-			msg += " script: " + sha + ", on @" + lua.ChunkName + ":" + strconv.Itoa(le.Line) + "."
-		} else if !le.Budget {
-			msg += " script: " + sha
-		}
-		c.err(msg)
+		c.err(scriptErrorText(err, name, chunk))
 		return
 	}
 	c.result(kv.Result{Kind: kv.ResultRaw, Bytes: lua.ToRESP(nil, ret)})
+}
+
+// scriptErrorText is the error reply of a failed script, with Redis's
+// suffix naming the script and the line.
+func scriptErrorText(err error, name, chunk string) string {
+	var le *lua.Error
+	if !errors.As(err, &le) {
+		return "ERR " + err.Error()
+	}
+	msg := lua.ErrorText(le.Msg)
+	if le.Line > 0 {
+		msg += " script: " + name + ", on @" + chunk + ":" + strconv.Itoa(le.Line) + "."
+	} else if !le.Budget {
+		msg += " script: " + name
+	}
+	return msg
 }
 
 func stringTable(L *glua.LState, items [][]byte) *glua.LTable {
@@ -328,6 +340,10 @@ type scriptCall struct {
 	x        *execCtx
 	readOnly bool
 	vm       *lua.VM
+	// loading: the VM runs a library's code (FUNCTION LOAD), which may
+	// register functions and call no command; registered collects them.
+	loading    bool
+	registered []registeredFunction
 }
 
 // Log levels of redis.log, as Redis numbers them.
@@ -356,6 +372,7 @@ func (sc *scriptCall) install(vm *lua.VM) {
 	set("breakpoint", func(L *glua.LState) int { L.Push(glua.LFalse); return 1 })
 	set("debug", func(L *glua.LState) int { return 0 })
 	set("acl_check_cmd", sc.aclCheckCmd)
+	set("register_function", sc.registerFunction)
 	for _, c := range []struct {
 		name string
 		v    int
@@ -428,6 +445,9 @@ func (sc *scriptCall) check(argv [][]byte) string {
 
 // call is redis.call (raise) and redis.pcall.
 func (sc *scriptCall) call(L *glua.LState, raise bool) int {
+	if sc.loading {
+		L.RaiseError("redis.call and redis.pcall cannot be used while a library loads")
+	}
 	argv, msg := callArgv(L)
 	if msg == "" {
 		msg = sc.check(argv)

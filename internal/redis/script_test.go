@@ -231,3 +231,65 @@ func TestBusyWhileAScriptRunsAndScriptKill(t *testing.T) {
 	require.NoError(t, other.Ping(f.ctx).Err(), "no BUSY once the script ended")
 	requireErr(t, other.Do(f.ctx, "SCRIPT", "KILL").Err(), errTextNotBusy)
 }
+
+func TestFunctions(t *testing.T) {
+	f, _ := newScriptFixture(t)
+	lib := "#!lua name=mylib\nredis.register_function('myfunc', function(keys, args) return redis.call('incrby', keys[1], args[1]) end)\n" +
+		"redis.register_function{function_name='ro', callback=function(keys) return redis.call('get', keys[1]) end, flags={'no-writes'}, description='reads'}"
+	for _, tc := range []struct {
+		args []any
+		want any // an error reply's text, or the reply
+		err  bool
+	}{
+		{[]any{"FUNCTION", "LOAD", lib}, "mylib", false},
+		{[]any{"FUNCTION", "LOAD", lib}, "ERR Library 'mylib' already exists", true},
+		{[]any{"FUNCTION", "LOAD", "REPLACE", lib}, "mylib", false},
+		{[]any{"FUNCTION", "LOAD", "FOO", lib}, "ERR Unknown option given: FOO", true},
+		{[]any{"FCALL", "myfunc", 1, "k", 5}, int64(5), false},
+		{[]any{"FCALL", "MYFUNC", 1, "k", 5}, int64(10), false},
+		{[]any{"FCALL_RO", "ro", 1, "k"}, "10", false},
+		{[]any{"FCALL_RO", "myfunc", 1, "k", 1}, "ERR Can not execute a script with write flag using *_ro command.", true},
+		{[]any{"FCALL", "nosuch", 0}, "ERR Function not found", true},
+		{[]any{"FCALL", "myfunc", "x"}, "ERR Bad number of keys provided", true},
+		{[]any{"FUNCTION", "LIST"}, []any{[]any{"library_name", "mylib", "engine", "LUA", "functions", []any{
+			[]any{"name", "myfunc", "description", nil, "flags", []any{}},
+			[]any{"name", "ro", "description", "reads", "flags", []any{"no-writes"}}}}}, false},
+		{[]any{"FUNCTION", "LIST", "LIBRARYNAME", "other*"}, []any{}, false},
+		{[]any{"FUNCTION", "STATS"}, []any{"running_script", nil, "engines", []any{"LUA", []any{"libraries_count", int64(1), "functions_count", int64(2)}}}, false},
+		{[]any{"FUNCTION", "LOAD", "#!lua name=lib2\nreturn math.random()"},
+			"ERR Error registering functions: user_function:1: Script attempted to access nonexistent global variable 'math'", true},
+		{[]any{"FUNCTION", "LOAD", "#!lua name=lib2\nreturn redis.call('ping')"},
+			"ERR Error registering functions: user_function:1: Script attempted to access nonexistent global variable 'call'", true},
+		{[]any{"FUNCTION", "LOAD", "#!lua name=lib2\nredis.register_function('myfunc', function() end)"}, "ERR Function myfunc already exists", true},
+		{[]any{"FUNCTION", "LOAD", "#!lua name=lib2\nlocal x = 1"}, "ERR No functions registered", true},
+		{[]any{"FUNCTION", "LOAD", "#!lua\nlocal x = 1"}, "ERR Library name was not given", true},
+		{[]any{"FUNCTION", "LOAD", "#!lua name=a-b\nlocal x = 1"}, errTextBadLibName, true},
+		{[]any{"FUNCTION", "LOAD", "#!foo name=x\nlocal x = 1"}, "ERR Engine 'foo' not found", true},
+		{[]any{"FUNCTION", "LOAD", "local x = 1"}, "ERR Missing library metadata", true},
+		{[]any{"FLUSHALL"}, "OK", false},
+		{[]any{"FCALL", "myfunc", 1, "k", 5}, int64(5), false},
+		{[]any{"FUNCTION", "DELETE", "mylib"}, "OK", false},
+		{[]any{"FUNCTION", "DELETE", "mylib"}, "ERR Library not found", true},
+		{[]any{"FCALL", "myfunc", 1, "k", 5}, "ERR Function not found", true},
+		{[]any{"FUNCTION", "KILL"}, "NOTBUSY No scripts in execution right now.", true},
+	} {
+		got, err := f.do(tc.args...).Result()
+		if tc.err {
+			requireErr(t, err, tc.want.(string))
+			continue
+		}
+		require.NoError(t, err, "%v", tc.args)
+		require.Equal(t, tc.want, got, "%v", tc.args)
+	}
+	require.NoError(t, f.do("FUNCTION", "LOAD", lib).Err())
+	require.NoError(t, f.do("FUNCTION", "FLUSH").Err())
+	requireErr(t, f.do("FCALL", "myfunc", 1, "k", 5).Err(), "ERR Function not found")
+}
+
+func TestFunctionRegisterOnlyWhileLoading(t *testing.T) {
+	f, _ := newScriptFixture(t)
+	require.NoError(t, f.do("FUNCTION", "LOAD", "#!lua name=lib1\nlocal lib = redis\n"+
+		"lib.register_function('f2', function() lib.register_function('f1', function() end) end)").Err())
+	err := f.do("FCALL", "f2", 0).Err()
+	require.ErrorContains(t, err, "can only be called on FUNCTION LOAD command")
+}

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,8 +65,12 @@ const (
 	MaxReplyBytes = 512 << 20
 )
 
-// ChunkName is the name Redis gives an EVAL body in error positions.
-const ChunkName = "user_script"
+// ChunkName is the name Redis gives an EVAL body in error positions;
+// FunctionChunkName that of a function library's code.
+const (
+	ChunkName         = "user_script"
+	FunctionChunkName = "user_function"
+)
 
 // errReadonly is the message of a write to a protected table, in Redis's
 // words.
@@ -121,6 +126,7 @@ type VM struct {
 	globals  *glua.LTable // the real globals, behind the protected env
 	readonly map[*glua.LTable]bool
 	rnd      uint64
+	hidden   []string // globals Hide made unreachable
 }
 
 // New returns a VM with Redis's libraries, its math.random seeded by seed,
@@ -214,6 +220,27 @@ func (vm *VM) SetLibrary(name string, t *glua.LTable, protected bool) {
 	vm.globals.RawSetString(name, v)
 }
 
+// SetStrictLibrary is SetLibrary(name, t, true) for a table whose missing
+// fields are errors, in Redis's words for a missing global (the redis
+// table a function library sees while it loads).
+func (vm *VM) SetStrictLibrary(name string, t *glua.LTable) {
+	p := vm.protect(t)
+	mt := p.Metatable.(*glua.LTable)
+	mt.RawSetString("__index", vm.L.NewFunction(func(L *glua.LState) int {
+		v := t.RawGet(L.Get(2))
+		if v == glua.LNil {
+			L.RaiseError("Script attempted to access nonexistent global variable '%s'", glua.LVAsString(L.Get(2)))
+		}
+		L.Push(v)
+		return 1
+	}))
+	vm.globals.RawSetString(name, p)
+}
+
+// Hide makes the globals names unreachable (nil unhides them all): a
+// function library loads without math, as in Redis.
+func (vm *VM) Hide(names ...string) { vm.hidden = names }
+
 // protect returns a read-only proxy of t.
 func (vm *VM) protect(t *glua.LTable) *glua.LTable {
 	p := vm.L.NewTable()
@@ -234,6 +261,9 @@ func readonlyNewIndex(L *glua.LState) int {
 func (vm *VM) globalIndex(L *glua.LState) int {
 	key := L.Get(2)
 	v := vm.globals.RawGet(key)
+	if s, ok := key.(glua.LString); ok && slices.Contains(vm.hidden, string(s)) {
+		v = glua.LNil
+	}
 	if v == glua.LNil {
 		L.RaiseError("Script attempted to access nonexistent global variable '%s'", glua.LVAsString(key))
 	}
@@ -272,11 +302,16 @@ func (vm *VM) rawSet(L *glua.LState) int {
 // Compilation is a pure function of body; the proto may be cached and
 // shared by VMs.
 func Compile(body []byte) (*glua.FunctionProto, error) {
-	chunk, err := parse.Parse(bytes.NewReader(body), ChunkName)
+	return CompileNamed(body, ChunkName)
+}
+
+// CompileNamed is Compile with another chunk name (FunctionChunkName).
+func CompileNamed(body []byte, name string) (*glua.FunctionProto, error) {
+	chunk, err := parse.Parse(bytes.NewReader(body), name)
 	if err != nil {
 		return nil, err
 	}
-	return glua.Compile(chunk, ChunkName)
+	return glua.Compile(chunk, name)
 }
 
 // Error is a script's failure, as Redis reports it.
@@ -294,15 +329,22 @@ func (e *Error) Error() string { return e.Msg }
 // Run runs proto and returns its first result. A Go panic inside the VM
 // (gopher-lua recovers them into errors) ends the run like a Lua error.
 func (vm *VM) Run(proto *glua.FunctionProto) (ret glua.LValue, err error) {
+	return vm.Call(vm.L.NewFunctionFromProto(proto))
+}
+
+// Call calls fn with args inside the VM, as Run does.
+func (vm *VM) Call(fn *glua.LFunction, args ...glua.LValue) (ret glua.LValue, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			ret, err = nil, &Error{Msg: fmt.Sprintf("ERR script failed: %v", r)}
 		}
 	}()
 	L := vm.L
-	fn := L.NewFunctionFromProto(proto)
 	L.Push(fn)
-	if perr := L.PCall(0, 1, nil); perr != nil {
+	for _, a := range args {
+		L.Push(a)
+	}
+	if perr := L.PCall(len(args), 1, nil); perr != nil {
 		return nil, vm.toError(perr)
 	}
 	ret = L.Get(-1)
@@ -339,11 +381,14 @@ func (vm *VM) toError(perr error) *Error {
 	}
 }
 
-// lineOf extracts N from a message that starts "user_script:N:".
+// lineOf extracts N from a message that starts "user_script:N:" (or
+// "user_function:N:").
 func lineOf(msg string) int {
 	rest, ok := strings.CutPrefix(msg, ChunkName+":")
 	if !ok {
-		return 0
+		if rest, ok = strings.CutPrefix(msg, FunctionChunkName+":"); !ok {
+			return 0
+		}
 	}
 	end := strings.IndexByte(rest, ':')
 	if end < 0 {
