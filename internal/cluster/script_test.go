@@ -149,6 +149,34 @@ func TestScriptCacheReachesANodeBySnapshot(t *testing.T) {
 	require.Equal(t, "from the cache", got)
 }
 
+func TestFunctionLibraryIsReplicatedToEveryNode(t *testing.T) {
+	c := New(t, 3)
+	ctx := c.Ctx(60 * time.Second)
+	leader := c.WaitLeader(10 * time.Second)
+	f := follower(c, leader)
+	lib := "#!lua name=counters\n" +
+		"redis.register_function('bump', function(keys, args) return redis.call('incrby', keys[1], args[1]) end)\n" +
+		"redis.register_function{function_name='peek', callback=function(keys) return redis.call('get', keys[1]) end, flags={'no-writes'}}"
+	name, err := c.Client(f).FunctionLoad(ctx, lib).Result()
+	require.NoError(t, err, "FUNCTION LOAD sent to a follower")
+	require.Equal(t, "counters", name)
+	for i := range c.Size() {
+		got, err := c.Client(i).FCall(ctx, "bump", []string{"n"}, 2).Int64()
+		require.NoError(t, err, "FCALL on node %d", i)
+		require.Equal(t, int64(2*(i+1)), got)
+	}
+	c.WaitConverged(20 * time.Second)
+	for i := range c.Size() {
+		got, err := c.Client(i).FCallRO(ctx, "peek", []string{"n"}).Text()
+		require.NoError(t, err, "FCALL_RO on node %d", i)
+		require.Equal(t, "6", got)
+	}
+	require.NoError(t, c.Client(leader).FunctionDelete(ctx, "counters").Err())
+	for i := range c.Size() {
+		require.EqualError(t, c.Client(i).FCall(ctx, "bump", []string{"n"}, 1).Err(), "ERR Function not found", "node %d", i)
+	}
+}
+
 // BenchmarkEvalSHA measures EVALSHA of a small writing script on a
 // 3-node cluster, from parallel clients to the leader.
 func BenchmarkEvalSHA(b *testing.B) {
