@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"strconv"
-	"unicode/utf8"
 
 	glua "github.com/yuin/gopher-lua"
 )
@@ -29,14 +29,15 @@ const maxJSONDepth = 1000
 
 func newCJSON(L *glua.LState) *glua.LTable {
 	null := L.NewUserData()
+	// The library's settings, per VM (a VM serves one script run).
+	encodeDepth, decodeDepth, invalidNumbers := maxJSONDepth, maxJSONDepth, false
 	t := L.NewTable()
 	t.RawSetString("null", null)
 	t.RawSetString("encode", L.NewFunction(func(L *glua.LState) int {
 		if L.GetTop() != 1 {
 			L.ArgError(1, "expected 1 argument")
 		}
-		var e jsonEncoder
-		e.null = null
+		e := jsonEncoder{null: null, maxDepth: encodeDepth, invalidNumbers: invalidNumbers}
 		if err := e.encode(L.Get(1), 0); err != nil {
 			L.RaiseError("%s", err.Error())
 		}
@@ -47,7 +48,7 @@ func newCJSON(L *glua.LState) *glua.LTable {
 		s := L.CheckString(1)
 		dec := json.NewDecoder(bytes.NewReader([]byte(s)))
 		dec.UseNumber()
-		v, err := decodeJSON(L, dec, null, 0)
+		v, err := decodeJSON(L, dec, null, 0, decodeDepth)
 		if err == nil {
 			if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
 				err = errors.New("trailing garbage")
@@ -59,12 +60,40 @@ func newCJSON(L *glua.LState) *glua.LTable {
 		L.Push(v)
 		return 1
 	}))
+	depthSetter := func(dst *int) glua.LGFunction {
+		return func(L *glua.LState) int {
+			if L.GetTop() >= 1 {
+				n := L.CheckInt(1)
+				if n < 1 || n > maxJSONDepth {
+					L.ArgError(1, "expected integer between 1 and 1000")
+				}
+				*dst = n
+			}
+			L.Push(glua.LNumber(*dst))
+			return 1
+		}
+	}
+	t.RawSetString("encode_max_depth", L.NewFunction(depthSetter(&encodeDepth)))
+	t.RawSetString("decode_max_depth", L.NewFunction(depthSetter(&decodeDepth)))
+	t.RawSetString("encode_invalid_numbers", L.NewFunction(func(L *glua.LState) int {
+		if L.GetTop() >= 1 {
+			invalidNumbers = L.ToBool(1)
+		}
+		L.Push(glua.LBool(invalidNumbers))
+		return 1
+	}))
+	// Settings this encoder does not need: accepted and ignored.
+	for _, name := range []string{"encode_keep_buffer", "encode_number_precision", "encode_sparse_array", "decode_invalid_numbers"} {
+		t.RawSetString(name, L.NewFunction(func(*glua.LState) int { return 0 }))
+	}
 	return t
 }
 
 type jsonEncoder struct {
-	buf  bytes.Buffer
-	null *glua.LUserData
+	buf            bytes.Buffer
+	null           *glua.LUserData
+	maxDepth       int
+	invalidNumbers bool // NaN and infinities encode (as nan, inf, -inf)
 }
 
 func (e *jsonEncoder) encode(v glua.LValue, depth int) error {
@@ -79,7 +108,18 @@ func (e *jsonEncoder) encode(v glua.LValue, depth int) error {
 	case glua.LNumber:
 		f := float64(x)
 		if math.IsInf(f, 0) || math.IsNaN(f) {
-			return errors.New("Cannot serialise number: must not be NaN or Inf")
+			if !e.invalidNumbers {
+				return errors.New("Cannot serialise number: must not be NaN or Inf")
+			}
+			switch {
+			case math.IsNaN(f):
+				e.buf.WriteString("nan")
+			case f > 0:
+				e.buf.WriteString("inf")
+			default:
+				e.buf.WriteString("-inf")
+			}
+			return nil
 		}
 		e.buf.WriteString(formatNumber(f))
 	case glua.LString:
@@ -91,8 +131,8 @@ func (e *jsonEncoder) encode(v glua.LValue, depth int) error {
 		}
 		return errors.New("Cannot serialise userdata: type not supported")
 	case *glua.LTable:
-		if depth >= maxJSONDepth {
-			return errors.New("Cannot serialise, excessive nesting (1001)")
+		if depth >= e.maxDepth {
+			return fmt.Errorf("Cannot serialise, excessive nesting (%d)", depth+1)
 		}
 		n, isArray := arrayLen(x)
 		if isArray && n > 0 {
@@ -194,10 +234,7 @@ func (e *jsonEncoder) str(s string) {
 	e.buf.WriteByte('"')
 }
 
-func decodeJSON(L *glua.LState, dec *json.Decoder, null *glua.LUserData, depth int) (glua.LValue, error) {
-	if depth > maxJSONDepth {
-		return nil, errors.New("Found too many nested data structures (1001)")
-	}
+func decodeJSON(L *glua.LState, dec *json.Decoder, null *glua.LUserData, depth, maxDepth int) (glua.LValue, error) {
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, err
@@ -214,16 +251,16 @@ func decodeJSON(L *glua.LState, dec *json.Decoder, null *glua.LUserData, depth i
 		}
 		return glua.LNumber(f), nil
 	case string:
-		if !utf8.ValidString(x) {
-			return glua.LString(x), nil
-		}
 		return glua.LString(x), nil
 	case json.Delim:
+		if depth+1 > maxDepth {
+			return nil, fmt.Errorf("Found too many nested data structures (%d)", depth+1)
+		}
 		t := L.NewTable()
 		switch x {
 		case '[':
 			for i := 1; dec.More(); i++ {
-				v, err := decodeJSON(L, dec, null, depth+1)
+				v, err := decodeJSON(L, dec, null, depth+1, maxDepth)
 				if err != nil {
 					return nil, err
 				}
@@ -236,7 +273,7 @@ func decodeJSON(L *glua.LState, dec *json.Decoder, null *glua.LUserData, depth i
 					return nil, err
 				}
 				key, _ := k.(string)
-				v, err := decodeJSON(L, dec, null, depth+1)
+				v, err := decodeJSON(L, dec, null, depth+1, maxDepth)
 				if err != nil {
 					return nil, err
 				}

@@ -198,3 +198,42 @@ func TestBit(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, glua.LString("000000ff FFFF 34"), ret)
 }
+
+func TestCMsgpack(t *testing.T) {
+	hex := func(expr string) string {
+		t.Helper()
+		ret, _, err := run(t, "local e = "+expr+" local h = '' for i = 1, #e do h = h .. string.format('%02x', string.byte(e, i)) end return h", InstructionBudget)
+		require.NoError(t, err, expr)
+		return string(ret.(glua.LString))
+	}
+	require.Equal(t, "cb3fb999999999999a", hex("cmsgpack.pack(0.1)"))
+	require.Equal(t, "d3ffffff0000000000", hex("cmsgpack.pack(-1099511627776)"))
+	require.Equal(t, "93010203", hex("cmsgpack.pack({1, 2, 3})"))
+	require.Equal(t, "81a161c3", hex("cmsgpack.pack({a = true})"))
+	require.Equal(t, "82a17905a17881a17882a17905a17881a17882a17905a17881a17882a17905a17881a17882a17905a17881a17882a17905a17881a17882a17905a17881a17882a17905a17881a178c0",
+		hex("(function() local a = {x = nil, y = 5} local b = {x = a} a['x'] = b return cmsgpack.pack(a) end)()"), "a cycle ends at the nesting limit")
+	ret, _, err := run(t, `
+		local s = cmsgpack.pack({1, 'two', {k = 3.5}, false}, string.rep('x', 300))
+		local a, b = cmsgpack.unpack(s)
+		local off, one = cmsgpack.unpack_one(s, 0)
+		local off2, two = cmsgpack.unpack_one(s, off)
+		return {a[1], a[2], tostring(a[3].k), tostring(a[4]), #b, #two, off2}`, InstructionBudget)
+	require.NoError(t, err)
+	require.Equal(t, "*7\r\n:1\r\n$3\r\ntwo\r\n$3\r\n3.5\r\n$5\r\nfalse\r\n:300\r\n:300\r\n:-1\r\n", string(ToRESP(nil, ret)))
+	_, _, err = run(t, "return cmsgpack.unpack('\\205')", InstructionBudget)
+	require.ErrorContains(t, err, "Missing bytes")
+}
+
+func TestCJSONSettings(t *testing.T) {
+	_, _, err := run(t, "cjson.encode_max_depth(1) return cjson.encode({{1}})", InstructionBudget)
+	require.ErrorContains(t, err, "excessive nesting")
+	_, _, err = run(t, `cjson.decode_max_depth(1) return cjson.decode('{"a":{"b":1}}')`, InstructionBudget)
+	require.ErrorContains(t, err, "too many nested")
+	_, _, err = run(t, "return cjson.encode({n = 0/0})", InstructionBudget)
+	require.Error(t, err)
+	ret, _, err := run(t, "cjson.encode_invalid_numbers(true) return cjson.encode({n = 1/0})", InstructionBudget)
+	require.NoError(t, err)
+	require.Equal(t, glua.LString(`{"n":inf}`), ret)
+	_, _, err = run(t, "local t = {} t[false] = 1 return cjson.encode(t)", InstructionBudget)
+	require.Error(t, err, "a boolean key cannot be serialised")
+}
