@@ -464,6 +464,10 @@ func (sc *scriptCall) call(L *glua.LState, raise bool) int {
 		if err := sc.x.tx.Err(); err != nil {
 			L.RaiseError("store failure")
 		}
+		// The reply becomes Lua values of about its size.
+		if !sc.vm.Budget.Charge(len(out.buf)) {
+			L.RaiseError("ERR the script's replies passed its budget of %d bytes", lua.MaxStringBytes)
+		}
 		v, _, err := lua.FromRESP(L, out.buf)
 		if err != nil {
 			L.RaiseError("ERR the reply of %s could not be read", strings.ToUpper(string(argv[0])))

@@ -27,7 +27,7 @@ import (
 // (1000) does.
 const maxJSONDepth = 1000
 
-func newCJSON(L *glua.LState) *glua.LTable {
+func newCJSON(L *glua.LState, budget *Budget) *glua.LTable {
 	null := L.NewUserData()
 	// The library's settings, per VM (a VM serves one script run).
 	encodeDepth, decodeDepth, invalidNumbers := maxJSONDepth, maxJSONDepth, false
@@ -37,7 +37,7 @@ func newCJSON(L *glua.LState) *glua.LTable {
 		if L.GetTop() != 1 {
 			L.ArgError(1, "expected 1 argument")
 		}
-		e := jsonEncoder{null: null, maxDepth: encodeDepth, invalidNumbers: invalidNumbers}
+		e := jsonEncoder{null: null, maxDepth: encodeDepth, invalidNumbers: invalidNumbers, limit: budget.remaining()}
 		if err := e.encode(L.Get(1), 0); err != nil {
 			L.RaiseError("%s", err.Error())
 		}
@@ -46,6 +46,10 @@ func newCJSON(L *glua.LState) *glua.LTable {
 	}))
 	t.RawSetString("decode", L.NewFunction(func(L *glua.LState) int {
 		s := L.CheckString(1)
+		// The values decoded take about the input's size.
+		if !budget.Charge(len(s)) {
+			L.RaiseError(errTooLarge)
+		}
 		dec := json.NewDecoder(bytes.NewReader([]byte(s)))
 		dec.UseNumber()
 		v, err := decodeJSON(L, dec, null, 0, decodeDepth)
@@ -93,11 +97,12 @@ type jsonEncoder struct {
 	buf            bytes.Buffer
 	null           *glua.LUserData
 	maxDepth       int
-	invalidNumbers bool // NaN and infinities encode (as nan, inf, -inf)
+	invalidNumbers bool   // NaN and infinities encode (as nan, inf, -inf)
+	limit          uint64 // the script's string budget left
 }
 
 func (e *jsonEncoder) encode(v glua.LValue, depth int) error {
-	if e.buf.Len() > MaxStringBytes {
+	if uint64(e.buf.Len()) > e.limit {
 		return errors.New("Cannot serialise: result too large")
 	}
 	switch x := v.(type) {

@@ -24,7 +24,7 @@ import (
 // msgpackMaxNesting is lua-cmsgpack's LUACMSGPACK_MAX_NESTING.
 const msgpackMaxNesting = 16
 
-func newCMsgpack(L *glua.LState) *glua.LTable {
+func newCMsgpack(L *glua.LState, budget *Budget) *glua.LTable {
 	t := L.NewTable()
 	t.RawSetString("pack", L.NewFunction(func(L *glua.LState) int {
 		if L.GetTop() == 0 {
@@ -32,8 +32,8 @@ func newCMsgpack(L *glua.LState) *glua.LTable {
 		}
 		var buf []byte
 		for i := 1; i <= L.GetTop(); i++ {
-			buf = msgpackEncode(buf, L.Get(i), 0)
-			if len(buf) > MaxStringBytes {
+			buf = msgpackEncode(buf, L.Get(i), 0, budget.remaining())
+			if uint64(len(buf)) > budget.remaining() {
 				L.RaiseError("MessagePack pack: result too large")
 			}
 		}
@@ -42,6 +42,10 @@ func newCMsgpack(L *glua.LState) *glua.LTable {
 	}))
 	t.RawSetString("unpack", L.NewFunction(func(L *glua.LState) int {
 		s := []byte(L.CheckString(1))
+		// The values decoded take about the input's size.
+		if !budget.Charge(len(s)) {
+			L.RaiseError(errTooLarge)
+		}
 		n := 0
 		for len(s) > 0 {
 			v, rest, err := msgpackDecode(L, s, 0)
@@ -70,6 +74,11 @@ func newCMsgpack(L *glua.LState) *glua.LTable {
 			rest = r
 		}
 		next := len(s) - len(rest)
+		// Charged after decoding: what was decoded is bounded by the
+		// bytes it came from.
+		if !budget.Charge(next - offset) {
+			L.RaiseError(errTooLarge)
+		}
 		if len(rest) == 0 {
 			next = -1
 		}
@@ -88,7 +97,10 @@ func newCMsgpack(L *glua.LState) *glua.LTable {
 	return t
 }
 
-func msgpackEncode(b []byte, v glua.LValue, depth int) []byte {
+func msgpackEncode(b []byte, v glua.LValue, depth int, limit uint64) []byte {
+	if uint64(len(b)) > limit {
+		return b // the caller refuses the result
+	}
 	switch x := v.(type) {
 	case glua.LBool:
 		if x {
@@ -117,7 +129,7 @@ func msgpackEncode(b []byte, v glua.LValue, depth int) []byte {
 		if n, ok := arrayLen(x); ok {
 			b = msgpackHeader(b, n, 0x90, 0xdc, 0xdd)
 			for i := 1; i <= n; i++ {
-				b = msgpackEncode(b, x.RawGetInt(i), depth+1)
+				b = msgpackEncode(b, x.RawGetInt(i), depth+1, limit)
 			}
 			return b
 		}
@@ -127,8 +139,8 @@ func msgpackEncode(b []byte, v glua.LValue, depth int) []byte {
 		}
 		b = msgpackHeader(b, count, 0x80, 0xde, 0xdf)
 		for k, val := x.Next(glua.LNil); k != glua.LNil; k, val = x.Next(k) {
-			b = msgpackEncode(b, k, depth+1)
-			b = msgpackEncode(b, val, depth+1)
+			b = msgpackEncode(b, k, depth+1, limit)
+			b = msgpackEncode(b, val, depth+1, limit)
 		}
 		return b
 	}

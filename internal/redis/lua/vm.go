@@ -33,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	glua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/parse"
@@ -43,21 +44,23 @@ import (
 // diverge.
 const (
 	// InstructionBudget is how many Lua VM instructions a script may run
-	// (commands it calls are not counted). On the machine this was written
-	// on (2 shared cores) a tight loop runs about 30-60M instructions a
-	// second, so a script at the budget keeps the applier busy for a few
-	// seconds: the equivalent of Redis's 5 s lua-time-limit, but counted
-	// the same on every replica.
-	InstructionBudget = 100_000_000
+	// (commands it calls are not counted). It bounds both time and
+	// memory: on the machine this was written on (2 shared cores) a tight
+	// loop runs about 25M instructions a second with the checks, so a
+	// script at the budget holds the applier for about a second, and a
+	// loop that does nothing but allocate tables reaches about 650 MB of
+	// heap by the end of it (measured; strings are bounded apart, by
+	// MaxStringBytes). Redis stops scripts by time (5 s lua-time-limit,
+	// then SCRIPT KILL); a count is the same on every replica.
+	InstructionBudget = 20_000_000
 	// CallStackDepth bounds nested Lua calls (recursion ends with "stack
 	// overflow" long before the Go stack grows large).
 	CallStackDepth = 200
 	// RegistryMax bounds the VM's value stack, in slots.
 	RegistryMax = 1 << 20
-	// MaxStringBytes bounds a string the libraries build (string.rep,
-	// table.concat, cjson.encode), as Redis's proto-max-bulk-len bounds a
-	// value.
-	MaxStringBytes = 512 << 20
+	// MaxStringBytes bounds the bytes of the large strings a script
+	// builds, all together (Budget), and so any one of them.
+	MaxStringBytes = 256 << 20
 	// MaxReplyDepth bounds the nesting of a script's reply: a cyclic
 	// table ends in an error there instead of recursing forever.
 	MaxReplyDepth = 1000
@@ -66,7 +69,7 @@ const (
 )
 
 // clockRate is os.clock's nominal speed, in instructions a second.
-const clockRate = 50e6
+const clockRate = 10e6
 
 // ChunkName is the name Redis gives an EVAL body in error positions;
 // FunctionChunkName that of a function library's code.
@@ -81,12 +84,34 @@ const errReadonly = "Attempt to modify a readonly table"
 
 // Budget is a context.Context whose Done channel closes (as the VM sees
 // it) after a fixed number of checks; the VM checks once per instruction.
+//
+// It also bounds the script's large strings, which the instruction count
+// alone does not: s = s .. s doubles a string in a few instructions. On
+// each check it looks at the registers of the running Lua function, where
+// every string an instruction builds lands (CONCAT writes its register),
+// and charges each string of at least largeString bytes it has not seen
+// before (by the address of its bytes) to a byte budget. The check is a
+// pure function of the script's execution, like the count.
 type Budget struct {
 	used, max uint64
+	// L is the state whose registers are checked (nil: none).
+	L *glua.LState
+	// bytes are the large-string bytes charged; seen their addresses.
+	bytes uint64
+	seen  map[*byte]struct{}
+	// memory: the script passed MaxStringBytes (sticky, like the count).
+	memory bool
 }
 
 // ErrBudget is the error of a script stopped at its instruction budget.
 var ErrBudget = errors.New("script stopped at its budget of Lua instructions")
+
+// ErrMemory is the error of a script that built too many large strings.
+var ErrMemory = errors.New("script built more than its budget of string bytes")
+
+// largeString is the size from which a string is charged to the byte
+// budget: smaller ones are bounded by the instruction count.
+const largeString = 4096
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
@@ -97,25 +122,65 @@ func (b *Budget) Deadline() (time.Time, bool) { return time.Time{}, false }
 // is spent (nil, which never fires, before).
 func (b *Budget) Done() <-chan struct{} {
 	b.used++
-	if b.used > b.max {
+	if b.used > b.max || b.memory {
 		return closedChan
+	}
+	if b.L != nil {
+		L := b.L
+		for i, top := 1, L.GetTop(); i <= top; i++ {
+			s, ok := L.Get(i).(glua.LString)
+			if !ok || len(s) < largeString {
+				continue
+			}
+			p := unsafe.StringData(string(s))
+			if _, seen := b.seen[p]; seen {
+				continue
+			}
+			if b.seen == nil {
+				b.seen = make(map[*byte]struct{})
+			}
+			b.seen[p] = struct{}{}
+			b.bytes += uint64(len(s))
+			if b.bytes > MaxStringBytes {
+				b.memory = true
+				return closedChan
+			}
+		}
 	}
 	return nil
 }
 
 // Err implements context.Context.
 func (b *Budget) Err() error {
-	if b.used > b.max {
+	switch {
+	case b.memory:
+		return ErrMemory
+	case b.used > b.max:
 		return ErrBudget
 	}
 	return nil
 }
 
+// Charge counts n bytes a library function is about to build; it reports
+// false (and stops the script at its next instruction) past the budget.
+func (b *Budget) Charge(n int) bool {
+	if n < largeString {
+		return true
+	}
+	b.bytes += uint64(n)
+	if b.bytes > MaxStringBytes {
+		b.memory = true
+		return false
+	}
+	return true
+}
+
 // Value implements context.Context.
 func (b *Budget) Value(any) any { return nil }
 
-// Exhausted reports whether the script ran out of budget.
-func (b *Budget) Exhausted() bool { return b.used > b.max }
+// Exhausted reports whether the script ran out of budget (instructions
+// or string bytes).
+func (b *Budget) Exhausted() bool { return b.used > b.max || b.memory }
 
 // Used returns the instructions counted so far.
 func (b *Budget) Used() uint64 { return b.used }
@@ -141,7 +206,7 @@ func New(seed, budget uint64) *VM {
 		RegistrySize:    1024,
 		RegistryMaxSize: RegistryMax,
 	})
-	vm := &VM{L: L, Budget: &Budget{max: budget}, readonly: make(map[*glua.LTable]bool)}
+	vm := &VM{L: L, Budget: &Budget{max: budget, L: L}, readonly: make(map[*glua.LTable]bool)}
 	vm.seed(seed)
 	for _, lib := range []struct {
 		name string
@@ -172,10 +237,13 @@ func New(seed, budget uint64) *VM {
 	g.RawSetString("rawset", L.NewFunction(vm.rawSet))
 	g.RawSetString("_VERSION", glua.LString("Lua 5.1"))
 	str := g.RawGetString(glua.StringLibName).(*glua.LTable)
-	str.RawSetString("rep", L.NewFunction(strRep))
+	str.RawSetString("rep", L.NewFunction(vm.strRep))
 	str.RawSetString("dump", glua.LNil)
+	str.RawSetString("format", L.NewFunction(vm.wrapFormat(str.RawGetString("format").(*glua.LFunction).GFunction)))
+	str.RawSetString("gsub", L.NewFunction(vm.wrapGsub(str.RawGetString("gsub").(*glua.LFunction).GFunction)))
+	str.RawSetString("gmatch", L.NewFunction(wrapGmatch(str.RawGetString("gmatch").(*glua.LFunction).GFunction)))
 	tab := g.RawGetString(glua.TabLibName).(*glua.LTable)
-	tab.RawSetString("concat", L.NewFunction(tableConcat))
+	tab.RawSetString("concat", L.NewFunction(vm.tableConcat))
 	m := g.RawGetString(glua.MathLibName).(*glua.LTable)
 	m.RawSetString("random", L.NewFunction(vm.mathRandom))
 	m.RawSetString("randomseed", L.NewFunction(vm.mathRandomseed))
@@ -184,9 +252,9 @@ func New(seed, budget uint64) *VM {
 	os := L.NewTable()
 	os.RawSetString("clock", L.NewFunction(vm.osClock))
 	vm.SetLibrary("os", os, false)
-	vm.SetLibrary("cjson", newCJSON(L), true)
+	vm.SetLibrary("cjson", newCJSON(L, vm.Budget), true)
 	vm.SetLibrary("bit", newBit(L), true)
-	vm.SetLibrary("cmsgpack", newCMsgpack(L), true)
+	vm.SetLibrary("cmsgpack", newCMsgpack(L, vm.Budget), true)
 	for _, name := range []string{glua.StringLibName, glua.TabLibName, glua.MathLibName} {
 		vm.SetLibrary(name, g.RawGetString(name).(*glua.LTable), false)
 	}
@@ -358,6 +426,9 @@ func (vm *VM) Call(fn *glua.LFunction, args ...glua.LValue) (ret glua.LValue, er
 
 // toError turns a PCall failure into the reply's error.
 func (vm *VM) toError(perr error) *Error {
+	if vm.Budget.memory {
+		return &Error{Msg: fmt.Sprintf("ERR Script stopped at its budget of %d bytes of large strings", MaxStringBytes), Budget: true}
+	}
 	if vm.Budget.Exhausted() {
 		return &Error{Msg: fmt.Sprintf("ERR Script stopped at its budget of %d Lua instructions (elastickv stops scripts by instruction count, not time, so that every replica stops them alike)", vm.Budget.max), Budget: true}
 	}
@@ -409,44 +480,6 @@ func lineOf(msg string) int {
 // function running now (0 if none).
 func CurrentLine(L *glua.LState) int { return lineOf(L.Where(1)) }
 
-func strRep(L *glua.LState) int {
-	str := L.CheckString(1)
-	n := L.CheckInt(2)
-	if n <= 0 || len(str) == 0 {
-		L.Push(glua.LString(""))
-		return 1
-	}
-	if uint64(len(str))*uint64(n) > MaxStringBytes {
-		L.RaiseError("resulting string too large")
-	}
-	L.Push(glua.LString(strings.Repeat(str, n)))
-	return 1
-}
-
-// tableConcat is table.concat with the result bounded by MaxStringBytes.
-func tableConcat(L *glua.LState) int {
-	tbl := L.CheckTable(1)
-	sep := L.OptString(2, "")
-	i := L.OptInt(3, 1)
-	j := L.OptInt(4, tbl.Len())
-	var b strings.Builder
-	for k := i; k <= j; k++ {
-		v := tbl.RawGetInt(k)
-		if !glua.LVCanConvToString(v) {
-			L.RaiseError("invalid value (at index %d) in table for concat", k)
-		}
-		if b.Len()+len(sep)+len(glua.LVAsString(v)) > MaxStringBytes {
-			L.RaiseError("resulting string too large")
-		}
-		b.WriteString(glua.LVAsString(v))
-		if k != j {
-			b.WriteString(sep)
-		}
-	}
-	L.Push(glua.LString(b.String()))
-	return 1
-}
-
 // seed sets the PRNG state (a SplitMix64 stream: small, and the same on
 // every platform).
 func (vm *VM) seed(s uint64) { vm.rnd = s }
@@ -490,8 +523,9 @@ func (vm *VM) mathRandomseed(L *glua.LState) int {
 }
 
 // osClock reports the instructions run so far as seconds at a nominal
-// 50M instructions a second (about what this VM runs on one core): a
-// clock that advances with the script's work, the same on every replica.
+// 10M instructions a second: a clock that advances with the script's
+// work, the same on every replica, and that reaches a few seconds within
+// the budget.
 func (vm *VM) osClock(L *glua.LState) int {
 	L.Push(glua.LNumber(float64(vm.Budget.used) / clockRate))
 	return 1

@@ -237,3 +237,28 @@ func TestCJSONSettings(t *testing.T) {
 	_, _, err = run(t, "local t = {} t[false] = 1 return cjson.encode(t)", InstructionBudget)
 	require.Error(t, err, "a boolean key cannot be serialised")
 }
+
+func TestStringMemoryIsBounded(t *testing.T) {
+	for _, tc := range []struct{ name, body string }{
+		{"doubling by concatenation", "local s = 'x' for i = 1, 60 do s = s .. s end return #s"},
+		{"doubling through an upvalue", "local s = 'x' local function f() s = s .. s end for i = 1, 60 do f() end return #s"},
+		{"many large strings kept", "local t = {} local s = string.rep('x', 1e6) for i = 1, 1e6 do t[i] = s .. i end return #t"},
+		{"format width", "return string.format('%999999999d', 1)"},
+		{"format of many copies", "local s = string.rep('x', 1e6) local t = {} for i = 1, 1000 do t[i] = s end return string.format(string.rep('%s', 1000), unpack(t))"},
+		{"gsub blow-up", "local s = string.rep('x', 1e5) return string.gsub(s, '.', s)"},
+		{"gsub through a function", "local s = string.rep('x', 1e5) return string.gsub(s, '.', function() return s end)"},
+		{"gmatch on a huge subject", "for w in string.gmatch(string.rep('x', 1e7), '.') do end"},
+		{"cjson.encode of shared strings", "local s = string.rep('x', 1e6) local t = {} for i = 1, 1000 do t[i] = s end return cjson.encode(t)"},
+		{"cmsgpack.pack of shared strings", "local s = string.rep('x', 1e6) local t = {} for i = 1, 1000 do t[i] = s end return cmsgpack.pack(t)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, vm, err := run(t, tc.body, InstructionBudget)
+			require.Error(t, err)
+			require.LessOrEqual(t, vm.Budget.bytes, uint64(MaxStringBytes)+1<<30, "the charge stops soon after the limit")
+		})
+	}
+	// Below the limits, the same operations run.
+	ret, _, err := run(t, "local s = 'x' for i = 1, 20 do s = s .. s end return #string.gsub(string.rep('ab', 1000), 'a', '%0%0')", InstructionBudget)
+	require.NoError(t, err)
+	require.Equal(t, glua.LNumber(3000), ret)
+}
