@@ -334,6 +334,11 @@ func stringTable(L *glua.LState, items [][]byte) *glua.LTable {
 	return t
 }
 
+// callInstructions is what one redis.call or redis.pcall costs from the
+// instruction budget: about the time of a simple command, measured in
+// instructions of a tight loop on the machine this was written on.
+const callInstructions = 100
+
 // scriptCall is the redis table of one script run.
 type scriptCall struct {
 	s        *Server
@@ -417,6 +422,11 @@ func callArgv(L *glua.LState) ([][]byte, string) {
 func (sc *scriptCall) check(argv [][]byte) string {
 	cmd := lookupCommand(argv[0])
 	if cmd == nil {
+		// A Redis command elastickv lacks gets the reply Redis gives
+		// scripts for it if it is one scripts may never call.
+		if spec := commands.LookupArgs(argv); spec != nil && spec.Flags&commands.FlagNoscript != 0 {
+			return errTextCallNoScript
+		}
 		return errTextCallUnknown
 	}
 	if msg := checkArgs(cmd, argv); msg != "" {
@@ -448,6 +458,10 @@ func (sc *scriptCall) call(L *glua.LState, raise bool) int {
 	if sc.loading {
 		L.RaiseError("redis.call and redis.pcall cannot be used while a library loads")
 	}
+	// A command costs far more than an instruction: count it as
+	// callInstructions of them, so that the budget bounds time for
+	// scripts that mostly call commands too.
+	sc.vm.Budget.Spend(callInstructions)
 	argv, msg := callArgv(L)
 	if msg == "" {
 		msg = sc.check(argv)

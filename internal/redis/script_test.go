@@ -293,3 +293,11 @@ func TestFunctionRegisterOnlyWhileLoading(t *testing.T) {
 	err := f.do("FCALL", "f2", 0).Err()
 	require.ErrorContains(t, err, "can only be called on FUNCTION LOAD command")
 }
+
+func TestScriptCommandsElastickvLacks(t *testing.T) {
+	f, _ := newScriptFixture(t)
+	err := f.do("EVAL", "return redis.call('cluster', 'reset', 'hard')", 0).Err()
+	require.ErrorContains(t, err, "ERR This Redis command is not allowed from script", "Redis refuses it in scripts, so elastickv says so")
+	err = f.do("EVAL", "return redis.call('nosuchcommand')", 0).Err()
+	require.ErrorContains(t, err, "ERR Unknown Redis command called from script")
+}

@@ -161,6 +161,11 @@ func (b *Budget) Err() error {
 	return nil
 }
 
+// Spend counts n instructions of work done outside the VM (a command a
+// script calls); the script stops at its next instruction past the
+// budget.
+func (b *Budget) Spend(n uint64) { b.used += n }
+
 // Charge counts n bytes a library function is about to build; it reports
 // false (and stops the script at its next instruction) past the budget.
 func (b *Budget) Charge(n int) bool {
