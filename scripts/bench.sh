@@ -9,8 +9,10 @@
 #                         [--port-offset N]
 # -t takes redis-benchmark's test names (default: set,get and the
 # collection tests hset,sadd,zadd,lpush,rpush,lpop,rpop,lrange_100,spop,
-# zpopmin); a test whose command elastickv does not have yet is skipped,
-# and said so. --repeat runs elastickv and Redis N times each, alternating,
+# zpopmin), and two of scripts/txbench's, which redis-benchmark cannot
+# express: multi3 (MULTI; INCR a; INCR b; GET a; EXEC) and evalsha (EVALSHA
+# of a one-INCR script), run without pipelining only; a test whose command
+# elastickv does not have yet is skipped, and said so. --repeat runs elastickv and Redis N times each, alternating,
 # and reports medians and the ratio of each pair (Redis alone moves by up to
 # 1.5x between runs on a shared machine). --out appends the rows (with the
 # configuration) to FILE.tsv, for scripts/plot-bench.sh. --port-offset
@@ -67,6 +69,7 @@ cleanup() {
 trap cleanup EXIT
 
 go build -o "$work/elastickv" ./cmd/elastickv
+go build -o "$work/txbench" ./scripts/txbench
 server_args=()
 [ -n "$read_mode" ] && server_args=(-- --read-mode "$read_mode")
 "$work/elastickv" dev --dir "$work/dev" --port-offset "$off" "${server_args[@]}" >"$work/dev.out" 2>&1 &
@@ -95,6 +98,7 @@ for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && brea
 test_command() {
   case "$1" in
     lrange_*) echo lrange ;;
+    multi3) echo exec ;;
     *) echo "$1" ;;
   esac
 }
@@ -117,8 +121,20 @@ done
 # word of redis-benchmark's ("LRANGE_100 (first 100 elements)"); the LPUSH
 # that only fills the list for LRANGE is not a result.
 run() {
-  redis-benchmark -p "$1" -t "$run_tests" -c "$c" -n "$n" -P "$2" -r 100000 --csv 2>/dev/null |
-    tr -d '"' | awk -F, 'NR>1 && $1 !~ /needed to benchmark/ { split($1, name, " "); print name[1], $2, $5, $7 }'
+  local rb="" tx="" t
+  for t in ${run_tests//,/ }; do
+    case "$t" in
+      multi3|evalsha) tx="${tx:+$tx,}$t" ;;
+      *) rb="${rb:+$rb,}$t" ;;
+    esac
+  done
+  {
+    [ -z "$rb" ] || redis-benchmark -p "$1" -t "$rb" -c "$c" -n "$n" -P "$2" -r 100000 --csv 2>/dev/null
+    if [ -n "$tx" ] && [ "$2" = 1 ]; then
+      echo '"test"'
+      "$work/txbench" -addr "127.0.0.1:$1" -t "$tx" -c "$c" -n "$n" -r 100000
+    fi
+  } | tr -d '"' | awk -F, '$1 != "test" && $1 !~ /needed to benchmark/ { split($1, name, " "); print name[1], $2, $5, $7 }'
 }
 
 printf "machine: %s, %s cores; %s\n" "$(uname -m)" "$(nproc)" "$(date -u +%Y-%m-%d)"

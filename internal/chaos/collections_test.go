@@ -292,7 +292,9 @@ func TestRandomCollInputStaysInFamily(t *testing.T) {
 func TestParseWorkloads(t *testing.T) {
 	all, err := ParseWorkloads("all")
 	require.NoError(t, err)
-	require.Equal(t, []string{WorkloadRegisters, WorkloadCollections, WorkloadQueue}, all)
+	require.Equal(t, []string{WorkloadRegisters, WorkloadCollections, WorkloadQueue, WorkloadTxn, WorkloadCAS, WorkloadLock}, all)
+	// The transaction workloads run only when asked for.
+	require.Equal(t, []string{WorkloadRegisters, WorkloadCollections, WorkloadQueue}, DefaultConfig().Workloads)
 	got, err := ParseWorkloads(" queue, collections,queue ")
 	require.NoError(t, err)
 	require.Equal(t, []string{WorkloadQueue, WorkloadCollections}, got)

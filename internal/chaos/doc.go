@@ -58,6 +58,18 @@
 //     of one machine; expiry.go states the time model in full. Every rule
 //     is sound against unknown outcomes: such a write may apply at any
 //     time after its invocation, or never.
+//   - The transaction workloads (issue #17; txn.go, cas.go, lock.go),
+//     recorded as TxnOps in a history of their own: MULTI/INCR/INCR/EXEC
+//     on pairs of keys, whose every read (MGET, MULTI/GET/GET/EXEC) must
+//     show both equal, whose acknowledged EXECs reply two equal values no
+//     other EXEC got, and whose final values lie between the acknowledged
+//     EXECs and those plus the unknown ones (CheckTxn); a WATCH
+//     check-and-set counter that loses no increment and aborts only when
+//     another commit may have applied (CheckCAS); a lock taken with SET NX
+//     PX and released by a Lua compare-and-delete, whose holders' certain
+//     intervals never overlap and whose fencing values follow the order
+//     of acquisition (CheckLock). Each counter involved must only grow in
+//     real time and never exceed the increments sent (checkCounter).
 //   - No acknowledged write is lost: after the final heal, every key is read
 //     through every node and those reads are part of the checked history.
 //   - Replicas converge: with writes stopped, every node reports the same
@@ -74,12 +86,14 @@
 // while cluster membership keeps the real addresses. Cutting i->j therefore
 // stops what i sends on its own connections to j, and leaves j->i alone.
 //
-// Config.Workloads picks which of the three key families run: the register
-// and expiry keys ("registers"), the collection keys ("collections"), the
-// queue ("queue"); all by default, minus any whose commands the binary
-// lacks (Report.Unsupported).
+// Config.Workloads picks which workloads run: the register and expiry
+// keys ("registers"), the collection keys ("collections"), the queue
+// ("queue"), and the transaction workloads ("txn", "cas", "lock"); the
+// first three by default (`elastickv chaos --workload all` runs all six),
+// minus any whose commands the binary lacks (Report.Unsupported).
 //
 // Entry points: Run (used by `elastickv chaos` and the TestChaos tests),
-// CheckLinearizable, CheckExpiry, CheckQueue and WriteVisualization for
-// saved histories.
+// CheckLinearizable, CheckExpiry, CheckQueue, CheckTxn, CheckCAS,
+// CheckLock and WriteVisualization for saved histories (history.json,
+// txn-history.json).
 package chaos

@@ -109,7 +109,7 @@ func DefaultConfig() Config {
 		Clients:           5,
 		Keys:              10,
 		ExpiryKeys:        8,
-		Workloads:         Workloads(),
+		Workloads:         defaultWorkloads(),
 		FailMissedWakeups: true,
 		CollectionKeys:    2,
 		ExpirySkew:        DefaultExpirySkew,
@@ -180,10 +180,29 @@ const (
 	WorkloadCollections = "collections"
 	// WorkloadQueue: a job queue on lists with blocking pops (queue.go).
 	WorkloadQueue = "queue"
+	// WorkloadTxn: MULTI/INCR/INCR/EXEC on pairs of keys and reads of
+	// both, all-or-nothing and isolated (txn.go, CheckTxn).
+	WorkloadTxn = "txn"
+	// WorkloadCAS: a WATCH-based check-and-set counter (cas.go,
+	// CheckCAS).
+	WorkloadCAS = "cas"
+	// WorkloadLock: a lock with a Lua compare-and-delete release and a
+	// fencing counter (lock.go, CheckLock).
+	WorkloadLock = "lock"
 )
 
 // Workloads lists every workload, the meaning of "all".
-func Workloads() []string { return []string{WorkloadRegisters, WorkloadCollections, WorkloadQueue} }
+func Workloads() []string {
+	return []string{WorkloadRegisters, WorkloadCollections, WorkloadQueue, WorkloadTxn, WorkloadCAS, WorkloadLock}
+}
+
+// defaultWorkloads are DefaultConfig's: all but the transaction workloads,
+// which run when asked for (`elastickv chaos --workload`, whose "all"
+// includes them, and TestChaosTransactions); in every short chaos test
+// they would lengthen the suite.
+func defaultWorkloads() []string {
+	return []string{WorkloadRegisters, WorkloadCollections, WorkloadQueue}
+}
 
 // ParseWorkloads turns "all" or a comma-separated list into workload
 // names.
@@ -257,6 +276,11 @@ type Report struct {
 	Collections Counts `json:"collections"`
 	// Queue is CheckQueue's account of the queue workload.
 	Queue *QueueResult `json:"queue,omitempty"`
+	// Txn, CAS and Lock are the transaction workloads' checkers' accounts
+	// (txn.go, cas.go, lock.go).
+	Txn  *TxnResult  `json:"txn,omitempty"`
+	CAS  *CASResult  `json:"cas,omitempty"`
+	Lock *LockResult `json:"lock,omitempty"`
 	// Linearizable is porcupine's verdict (Ok, Illegal or Unknown).
 	Linearizable porcupine.CheckResult `json:"linearizable"`
 	CheckTime    time.Duration         `json:"check_time_ns"`
@@ -335,6 +359,7 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, "queue: %d pushed (+%d unknown), %d BLPOPed, %d BLMOVEd, %d empty, %d/%d BLPOP/BLMOVE unknown; at the end %d queued, %d done, %d maybe popped; %d violations, %d missed wakeups\n",
 			q.Pushed, q.PushUnknown, q.Popped, q.Moved, q.Empty, q.UnknownPops, q.UnknownMoves, q.Remaining, q.Done, q.MaybePopped, len(q.Violations), len(q.MissedWakeups))
 	}
+	r.summaryTxn(&b)
 	switch {
 	case !slices.Contains(r.Workloads, WorkloadRegisters):
 		// No TTL workload was asked for.
@@ -475,6 +500,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		rep.Failures = append(rep.Failures, err.Error())
 	}
+	w.reportTxn(ctx, &cfg, rep)
 	rep.Failures = append(rep.Failures, c.takeUnexpected()...)
 	// Stop the servers so their logs are complete, then fail the run on
 	// any race report in them (servers built with -race; BuildServer).
@@ -491,6 +517,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	ops := h.Ops()
 	rep.Counts = CountOps(ops)
 	countEventOps(rep.Events, ops)
+	w.countTxn(rep)
 	if err := WriteHistoryJSON(filepath.Join(cfg.OutDir, "history.json"), ops); err != nil {
 		log.Warn("saving history failed", "err", err)
 	}
@@ -619,6 +646,9 @@ func (w *workload) setUpFamilies(ctx context.Context, c *cluster, cfg *Config, r
 			w.queue = true
 			rep.Workloads = append(rep.Workloads, WorkloadQueue)
 		}
+	}
+	if err := w.setUpTxn(cfg, rep, supported); err != nil {
+		return err
 	}
 	if len(rep.Workloads) == 0 {
 		return fmt.Errorf("the binary has the commands of none of the workloads %s: %s", strings.Join(cfg.Workloads, ", "), strings.Join(rep.Unsupported, "; "))

@@ -48,6 +48,8 @@ type workload struct {
 	collKeys []string
 	// queue runs the queue workload's producers and consumers (queue.go).
 	queue bool
+	// tx runs the transaction workloads (txn.go, cas.go, lock.go).
+	tx txnClients
 
 	nextProc atomic.Int64 // fresh process ids for clients after an unknown op
 	stop     chan struct{}
@@ -89,6 +91,7 @@ func (w *workload) start() {
 		}
 		procs += queueProducers + queueConsumers
 	}
+	procs = w.startTxn(procs)
 	w.nextProc.Store(int64(procs))
 }
 

@@ -32,12 +32,15 @@ func commandSeeds() [][]byte {
 		{Op: OpMSetNX, Keys: [][]byte{k, []byte("k2")}, Values: [][]byte{v, {}}},
 		{Op: OpRename, Flags: RenameNX, Keys: [][]byte{k, []byte("k2")}},
 		{Op: OpCopy, Flags: CopyReplace, Keys: [][]byte{k, []byte("k2")}},
+		NewExec([][]byte{k}, []WatchRecord{{Live: true, Version: keyspace.Stamp{Index: 9, Pos: 2}, LastWrite: keyspace.Stamp{Index: 11}, ExpireAt: 1 << 41, Applied: 12}},
+			[][][]byte{{[]byte("SET"), k, v}, {[]byte("GET"), k}}),
+		NewBareExec([][]byte{[]byte("EVAL"), []byte("return 1"), []byte("0")}),
 	}
 	var out [][]byte
 	for _, c := range cmds {
 		out = append(out, c.AppendEncode(nil))
 	}
-	b, err := NewBatch(append(cmds[:3:3], cmds[9:]...))
+	b, err := NewBatch(append(cmds[:3:3], cmds[9:len(cmds)-2]...)) // EXECs never batch
 	if err != nil {
 		panic(err) // the seeds above are valid
 	}
@@ -105,6 +108,7 @@ func FuzzDecodeResult(f *testing.F) {
 		{Kind: ResultBytes, Bytes: []byte("value")},
 		{Kind: ResultBytes, Bytes: []byte{}},
 		{Kind: ResultError, Err: ErrTextWrongType},
+		{Kind: ResultRaw, Bytes: []byte("*2\r\n:1\r\n$-1\r\n")},
 		{Kind: ResultBatch, Batch: []Result{{Kind: ResultOK}, {Kind: ResultInt, Int: 7}, {Kind: ResultError, Err: ErrTextTooLarge}}},
 	} {
 		f.Add(r.AppendEncode(nil))

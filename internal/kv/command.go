@@ -107,6 +107,15 @@ type Command struct {
 	checked bool
 }
 
+// Batchable reports whether a command of op may ride in an OpBatch: not a
+// batch, a format raise or an EXEC, which apply must see alone in their
+// chunk. Anything that builds a batch (NewBatch, the leader combining
+// forwarded writes) must check it: apply refuses such a batch, which halts
+// the group.
+func Batchable(op Op) bool {
+	return op != OpBatch && op != OpRaiseFormat && op != OpExec
+}
+
 // NewBatch returns an OpBatch command carrying cmds (1 to MaxBatch valid
 // commands, none a batch itself) in order.
 func NewBatch(cmds []*Command) (*Command, error) {
@@ -115,7 +124,7 @@ func NewBatch(cmds []*Command) (*Command, error) {
 	}
 	bc := &Command{Op: OpBatch, Values: make([][]byte, len(cmds))}
 	for i, c := range cmds {
-		if c.Op == OpBatch || c.Op == OpRaiseFormat || c.Op == OpExec {
+		if !Batchable(c.Op) {
 			return nil, fmt.Errorf("kv: batches do not nest or carry a format raise or an EXEC")
 		}
 		if err := c.Validate(); err != nil {
@@ -215,7 +224,7 @@ func (c *Command) batchCommands() ([]Command, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kv: batch command %d: %w", i, err)
 		}
-		if sub.Op == OpBatch || sub.Op == OpRaiseFormat || sub.Op == OpExec {
+		if !Batchable(sub.Op) {
 			return nil, fmt.Errorf("kv: batches do not nest or carry a format raise or an EXEC")
 		}
 		if err := sub.Validate(); err != nil {

@@ -352,12 +352,13 @@ func (t *execTxn) Write(c *Command) (Result, error) {
 	if t.err != nil {
 		return Result{}, t.err
 	}
-	switch c.Op {
-	case OpBatch, OpRaiseFormat, OpExec, OpInvalid:
+	if c.Op == OpBatch || c.Op == OpRaiseFormat || c.Op == OpExec || c.Op == OpInvalid {
 		return Result{Kind: ResultError, Err: "ERR this command cannot run inside a transaction"}, nil
 	}
-	if err := c.Validate(); err != nil {
-		return Result{Kind: ResultError, Err: "ERR " + err.Error()}, nil
+	if verr := c.Validate(); verr != nil {
+		// The handler built a command apply refuses: its reply, the same
+		// on every replica, not a store failure.
+		return Result{Kind: ResultError, Err: "ERR " + verr.Error()}, nil //nolint:nilerr // a reply
 	}
 	r, err := applyCommand(t.w, t.b, c)
 	if err != nil {

@@ -232,6 +232,14 @@ func combineForwarded(payloads [][]byte) (forwardedEntry, error) {
 		e.payload = payloads[0]
 		return e, nil
 	}
+	for i := range cmds {
+		// A follower sends these alone (forwardShape); one that did not
+		// would have the leader propose a batch that apply refuses,
+		// halting the group.
+		if cmds[i].Op != kv.OpBatch && !kv.Batchable(cmds[i].Op) {
+			return e, fmt.Errorf("command %d: op %d travels alone", i, cmds[i].Op)
+		}
+	}
 	if total > kv.MaxBatch {
 		return e, fmt.Errorf("%d commands exceed the %d of one batch", total, kv.MaxBatch)
 	}
@@ -612,7 +620,9 @@ func forwardShape(cmd *kv.Command) (subs int, solo bool) {
 		return op == kv.OpGetDel || (op == kv.OpSet && flags&kv.SetGet != 0)
 	}
 	if cmd.Op != kv.OpBatch {
-		return 1, returnsValue(cmd.Op, cmd.Flags)
+		// An EXEC is applied alone in its chunk and may reply values: it
+		// must be its own entry.
+		return 1, returnsValue(cmd.Op, cmd.Flags) || !kv.Batchable(cmd.Op)
 	}
 	for _, v := range cmd.Values {
 		if len(v) < 2 || returnsValue(kv.Op(v[0]), kv.SetFlags(v[1])) {

@@ -16,6 +16,7 @@ func FuzzForwardBatchRequestDecode(f *testing.F) {
 	f.Add(appendForwardBatchRequest(nil, groupID, [][]byte{setCmd("a", "1")}))
 	f.Add(appendForwardBatchRequest(nil, groupID, [][]byte{setCmd("a", "1"), incrCmd("n")}))
 	f.Add(appendForwardBatchRequest(nil, groupID, [][]byte{batchCmd(setCmd("a", "1"), incrCmd("n")), incrCmd("m")}))
+	f.Add(appendForwardBatchRequest(nil, groupID, [][]byte{execCmd(), setCmd("a", "1")}))
 	for _, frame := range malformedBatchRequests() {
 		f.Add(frame)
 	}

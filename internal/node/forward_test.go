@@ -173,6 +173,29 @@ func TestCombineForwardedSplicesBatchesAndSplitsResults(t *testing.T) {
 	require.Equal(t, []kv.Result{{Kind: kv.ResultBatch, Batch: applied.Batch[:2]}}, got)
 }
 
+// execCmd encodes an EXEC of one command.
+func execCmd() []byte {
+	return encodeCmd(*kv.NewExec(nil, nil, [][][]byte{{[]byte("INCR"), []byte("n")}}))
+}
+
+// TestCombineForwardedKeepsAnExecAlone: an EXEC is applied alone in its
+// chunk, so a batch that carried one would be refused on apply and halt
+// the group. A follower sends it alone (forwardShape); the leader refuses
+// one that came with others rather than propose such a batch.
+func TestCombineForwardedKeepsAnExecAlone(t *testing.T) {
+	e, err := combineForwarded([][]byte{execCmd()})
+	require.NoError(t, err)
+	require.Equal(t, execCmd(), e.payload, "a lone EXEC is proposed as it came")
+	for _, payloads := range [][][]byte{
+		{execCmd(), setCmd("a", "1")},
+		{setCmd("a", "1"), execCmd()},
+		{execCmd(), execCmd()},
+	} {
+		_, err := combineForwarded(payloads)
+		require.Error(t, err)
+	}
+}
+
 func TestForwardShape(t *testing.T) {
 	getset := kv.Command{Op: kv.OpSet, Flags: kv.SetGet, Keys: [][]byte{[]byte("k")}, Values: [][]byte{[]byte("v")}}
 	for name, tc := range map[string]struct {
@@ -184,6 +207,7 @@ func TestForwardShape(t *testing.T) {
 		"getset": {getset, 1, true},
 		"getdel": {kv.Command{Op: kv.OpGetDel, Keys: [][]byte{[]byte("k")}}, 1, true},
 		"append": {kv.Command{Op: kv.OpAppend, Keys: [][]byte{[]byte("k")}, Values: [][]byte{[]byte("x")}}, 1, false},
+		"exec":   {*kv.NewExec(nil, nil, [][][]byte{{[]byte("PING")}}), 1, true},
 		"batch":  {kv.Command{Op: kv.OpBatch, Values: [][]byte{setCmd("a", "1"), incrCmd("n")}}, 2, false},
 		"batch with getset": {kv.Command{Op: kv.OpBatch,
 			Values: [][]byte{setCmd("a", "1"), encodeCmd(getset), incrCmd("n")}}, 3, true},

@@ -123,7 +123,7 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	// EXEC entries run their commands through the Redis handlers on
 	// apply (kv/exec.go, redis/exec.go); installed before Raft replays.
-	execr, err := redis.NewApplyExecutor()
+	execr, err := redis.NewApplyExecutor(log)
 	if err != nil {
 		return nil, fmt.Errorf("apply executor: %w", err)
 	}

@@ -131,7 +131,7 @@ func cmdBLPop(s *Server, c *client, args [][]byte) { blockingPop(s, c, args, tru
 func cmdBRPop(s *Server, c *client, args [][]byte) { blockingPop(s, c, args, false) }
 
 func blockingPop(s *Server, c *client, args [][]byte, left bool) {
-	timeout, err := parseBlockTimeout(args[len(args)-1], time.Now())
+	timeout, err := parseBlockTimeout(args[len(args)-1], time.UnixMilli(c.nowMillis()))
 	if err != nil {
 		c.err(err.Error())
 		return
@@ -142,7 +142,7 @@ func blockingPop(s *Server, c *client, args [][]byte, left bool) {
 
 // cmdBLMPop is BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count].
 func cmdBLMPop(s *Server, c *client, args [][]byte) {
-	timeout, err := parseBlockTimeout(args[1], time.Now())
+	timeout, err := parseBlockTimeout(args[1], time.UnixMilli(c.nowMillis()))
 	if err != nil {
 		c.err(err.Error())
 		return
@@ -204,7 +204,7 @@ func cmdBLMove(s *Server, c *client, args [][]byte) {
 		c.err(errTextSyntax)
 		return
 	}
-	timeout, err := parseBlockTimeout(args[5], time.Now())
+	timeout, err := parseBlockTimeout(args[5], time.UnixMilli(c.nowMillis()))
 	if err != nil {
 		c.err(err.Error())
 		return
@@ -215,7 +215,7 @@ func cmdBLMove(s *Server, c *client, args [][]byte) {
 // cmdBRPopLPush is BRPOPLPUSH source destination timeout: BLMOVE source
 // destination RIGHT LEFT.
 func cmdBRPopLPush(s *Server, c *client, args [][]byte) {
-	timeout, err := parseBlockTimeout(args[3], time.Now())
+	timeout, err := parseBlockTimeout(args[3], time.UnixMilli(c.nowMillis()))
 	if err != nil {
 		c.err(err.Error())
 		return
@@ -232,7 +232,7 @@ func cmdBZPopMax(s *Server, c *client, args [][]byte) { blockingZPop(s, c, args,
 // blockingZPop pops one member from the first non-empty sorted set of the
 // keys: [key, member, score], the op's own reply with a count of 1.
 func blockingZPop(s *Server, c *client, args [][]byte, max bool) {
-	timeout, err := parseBlockTimeout(args[len(args)-1], time.Now())
+	timeout, err := parseBlockTimeout(args[len(args)-1], time.UnixMilli(c.nowMillis()))
 	if err != nil {
 		c.err(err.Error())
 		return
@@ -243,7 +243,7 @@ func blockingZPop(s *Server, c *client, args [][]byte, max bool) {
 
 // cmdBZMPop is BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count].
 func cmdBZMPop(s *Server, c *client, args [][]byte) {
-	timeout, err := parseBlockTimeout(args[1], time.Now())
+	timeout, err := parseBlockTimeout(args[1], time.UnixMilli(c.nowMillis()))
 	if err != nil {
 		c.err(err.Error())
 		return
@@ -311,7 +311,14 @@ func (s *Server) runBlocking(c *client, op *blockOp, timeout time.Duration) {
 		// On apply (inside an EXEC) nothing can arrive while the command
 		// waits: it is its non-blocking form, nil when there is nothing,
 		// as in Redis.
-		if r, ok := s.write(c, op.cmd); ok {
+		r, ok := s.write(c, op.cmd)
+		switch {
+		case !ok:
+		case r.Kind == kv.ResultNil && op.cmd.Op == kv.OpListMove:
+			// BLMOVE and BRPOPLPUSH run as LMOVE: its nil is the null
+			// bulk, not the timeout's null array (Redis 7.2 replies so).
+			c.null()
+		default:
 			s.blockReply(c, op, r)
 		}
 		return

@@ -167,7 +167,7 @@ func (s *Server) collScanWith(c *client, name string, args [][]byte, walk collWa
 	}
 	var id uint64
 	if next != nil {
-		id = s.cursors.put(next)
+		id = s.cursors.putRand(next, cursorRand(c))
 	}
 	writeScanReply(c, id, items)
 }

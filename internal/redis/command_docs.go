@@ -130,6 +130,15 @@ var summaries = map[string]string{
 	"bzmpop":         "Pops up to COUNT lowest- or highest-scored members of the first non-empty sorted set among the keys, waiting up to a timeout for one.",
 	"client|unblock": "Ends another connection's blocking command, as a timeout or with an error.",
 
+	// multi.go (issue #17)
+	"multi":   "Starts a transaction: the commands that follow are queued until EXEC.",
+	"exec":    "Runs the queued commands as one log entry, atomically on every replica; nil if a watched key changed.",
+	"discard": "Drops the queued commands and the watches.",
+	"watch":   "Makes the next EXEC fail if any of these keys changes before it applies.",
+	"unwatch": "Forgets the watched keys.",
+
+	// scripting (issue #17)
+
 	// sort.go (issue #16)
 	"sort":    "Sorts a list, set or sorted set, by value or by keys a pattern names, optionally storing the result as a list.",
 	"sort_ro": "Sorts a list, set or sorted set, by value or by keys a pattern names; the read-only form of SORT.",

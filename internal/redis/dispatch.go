@@ -114,6 +114,10 @@ func (s *Server) handleArgs(c *client, args [][]byte) {
 			return
 		}
 		if msg != "" {
+			if c.tx.multi {
+				rejectInMulti(c, cmd, msg) // multi.go
+				return
+			}
 			c.err(msg)
 			return
 		}

@@ -97,6 +97,11 @@ func execRunnable(cmd *command) bool {
 		return true
 	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script", "function": // scripting (script*.go)
 		return true
+	case "object", "memory":
+		// Containers without flags of their own: every implemented
+		// subcommand reads the keyspace (Redis flags them read-only) or
+		// answers its HELP text.
+		return true
 	case "client", "config", "debug", "info", "command", "hello", "auth", "select", "quit", "multi", "exec", "discard", "watch", "unwatch":
 		return false
 	}
@@ -112,9 +117,13 @@ type ApplyExecutor struct {
 
 // NewApplyExecutor returns an executor with Redis's default limits. Its
 // Server never listens and starts no goroutine; it only runs handlers.
-func NewApplyExecutor() (*ApplyExecutor, error) {
+// log receives what goes wrong on apply; nil discards it.
+func NewApplyExecutor(log *slog.Logger) (*ApplyExecutor, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	cfg, err := Config{Addr: "apply", Backend: refusingBackend{}, Params: config.New(),
-		Logger: slog.New(slog.DiscardHandler)}.withDefaults()
+		Logger: log.With("component", "apply-executor"), RequestTimeout: execNoDeadline}.withDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +159,13 @@ func NewApplyExecutor() (*ApplyExecutor, error) {
 	}
 	return &ApplyExecutor{s: s}, nil
 }
+
+// execNoDeadline is the executor Server's request timeout: budgets that a
+// deadline would cut (KEYS, SRANDMEMBER, SPOP's read) must not be cut on
+// apply, where the clock differs between replicas and a cut SPOP would
+// write on one and not on another. A command on apply is bounded by the
+// entry's size and by reply limits, which are constants.
+const execNoDeadline = 100 * 365 * 24 * time.Hour
 
 // noListener is the executor Server's listener: it accepts nothing.
 type noListener struct{}
@@ -191,6 +207,17 @@ func (s *Server) runOnApply(c *client, args [][]byte) {
 		c.err(errTextValueTooLarge)
 		return
 	}
+	defer func() {
+		// A handler that panics on some input would crash every replica
+		// on the same entry, and again at each restart's replay: the
+		// whole cluster, for good. The panic is as deterministic as the
+		// handler, so every replica answers this error instead and keeps
+		// what the command wrote before it.
+		if r := recover(); r != nil {
+			s.log.Error("command panicked on apply", "cmd", cmd.name, "panic", r)
+			c.err("ERR internal error running '" + cmd.name + "' on apply")
+		}
+	}()
 	cmd.run(s, c, args)
 }
 

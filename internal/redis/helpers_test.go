@@ -71,6 +71,9 @@ func newStoreBackend(t testing.TB) *storeBackend {
 	st, err := kv.Open(kv.Config{Dir: t.TempDir(), CacheBytes: 1 << 20})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, st.Close()) })
+	ex, err := NewApplyExecutor(nil)
+	require.NoError(t, err)
+	st.SetExecutor(ex) // EXEC entries run their commands on apply
 	b := &storeBackend{
 		store:  st,
 		status: Status{NodeID: "n1", RaftState: "leader", LeaderID: "n1", Term: 3},

@@ -91,6 +91,14 @@ func (s *Server) runPipeline(conn redcon.Conn, c *client, first [][]byte) bool {
 		cmds = append(cmds, rc.Args)
 	}
 	for i := 0; i < len(cmds) && !c.quit; {
+		if c.tx.multi {
+			// Inside MULTI every command is queued, one at a time: a
+			// batched run would execute it at once (a client pipelines
+			// MULTI ... EXEC in one write).
+			s.handleArgs(c, cmds[i])
+			i++
+			continue
+		}
 		n := s.writeRun(cmds[i:])
 		if n > 1 {
 			s.execWrites(c, cmds[i:i+n])

@@ -111,7 +111,7 @@ func cmdScan(s *Server, c *client, args [][]byte) {
 	}
 	var id uint64
 	if next != nil {
-		id = s.cursors.put(bytes.Clone(next))
+		id = s.cursors.putRand(bytes.Clone(next), cursorRand(c))
 	}
 	writeScanReply(c, id, keys)
 }
@@ -161,12 +161,19 @@ func (t *cursorTable) get(id uint64) ([]byte, bool) {
 
 // put stores a resume key under a fresh, non-zero, random id. Random ids
 // keep one client from stumbling onto another's cursor by counting.
-func (t *cursorTable) put(next []byte) uint64 {
+func (t *cursorTable) put(next []byte) uint64 { return t.putRand(next, nil) }
+
+// putRand is put with ids drawn from rnd (nil: the global source).
+func (t *cursorTable) putRand(next []byte, rnd *rand.Rand) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	id := rand.Uint64()
+	draw := rand.Uint64
+	if rnd != nil {
+		draw = rnd.Uint64
+	}
+	id := draw()
 	for id == 0 || t.ids[id] != nil {
-		id = rand.Uint64()
+		id = draw()
 	}
 	t.ids[id] = t.lru.PushFront(&cursorEntry{id: id, next: next})
 	t.bytes += len(next)

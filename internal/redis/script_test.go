@@ -18,7 +18,7 @@ import (
 // that executor runs a script.
 func newScriptFixture(t *testing.T) (*fixture, *ApplyExecutor) {
 	t.Helper()
-	e, err := NewApplyExecutor()
+	e, err := NewApplyExecutor(nil)
 	require.NoError(t, err)
 	b := newStoreBackend(t)
 	b.store.SetExecutor(e)

@@ -223,7 +223,10 @@ func cmdLCS(s *Server, c *client, args [][]byte) {
 	s.metrics.expensiveInFlight.Inc()
 	defer s.metrics.expensiveInFlight.Dec()
 	bud := s.newBudget("lcs", s.cfg.RequestTimeout)
-	if (len(a)+1)*(len(b)+1) > lcsSmallCells {
+	// On apply no slot is taken: waiting for one would make the reply
+	// depend on this node's other clients, and the apply loop computes one
+	// table at a time anyway.
+	if c.exec == nil && (len(a)+1)*(len(b)+1) > lcsSmallCells {
 		if err := s.acquireLCSSlot(bud.deadline); err != nil {
 			c.err(err.Error())
 			return

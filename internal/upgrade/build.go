@@ -24,6 +24,12 @@ const OldRelease = "e75b20e05f9ec2c2b8489129c195bc950137729e"
 // rolling upgrade starts from it.
 const Format2Release = "0e2add66689cdc369417b95962e6f30d0b58acb2"
 
+// Format3Release is the full hash of the last release before
+// transactions and scripts (commit 763774d, issues #15 and #16): its
+// binaries run a cluster at log format 3 (collections) and know nothing of
+// format 4 (kv.OpExec). The third rolling upgrade starts from it.
+const Format3Release = "763774ddb2c554beac4144025507313058585401"
+
 // ErrCommitMissing is returned by BuildCommit when the commit is not in the
 // repository's history (a shallow clone, say). Tests fail on it: an upgrade
 // test that silently skipped would prove nothing.

@@ -55,6 +55,15 @@ func TestRollingUpgradeFromFormat2Release(t *testing.T) {
 	testRollingUpgrade(t, release{commit: Format2Release, format: kv.FormatV2, reportsFormat: true, refusesNewer: true})
 }
 
+// TestRollingUpgradeFromFormat3Release upgrades a cluster of the format-3
+// release (Format3Release: collections, no transactions) to this tree's
+// binary: HSET (format 3) keeps working through the upgrade, MULTI/EXEC
+// (format 4) is refused until the last member runs this binary, and the
+// old binary refuses a member's directory once the cluster is at format 4.
+func TestRollingUpgradeFromFormat3Release(t *testing.T) {
+	testRollingUpgrade(t, release{commit: Format3Release, format: kv.FormatV3, reportsFormat: true, refusesNewer: true})
+}
+
 // testRollingUpgrade builds rel from this repository's history, starts a
 // 3-node cluster of it, and replaces its nodes one at a time with this
 // tree's binary (same data directory, same command line) while clients
@@ -189,7 +198,8 @@ type gatedWrite struct {
 }
 
 // gatedWrites are the writes whose format a rolling upgrade checks: SET PX
-// (format 2, TTLs) and HSET (format 3, the collection ops).
+// (format 2, TTLs), HSET (format 3, the collection ops) and MULTI/EXEC
+// (format 4, kv.OpExec).
 var gatedWrites = []gatedWrite{
 	{
 		format: kv.FormatV2, name: "setpx",
@@ -221,6 +231,23 @@ var gatedWrites = []gatedWrite{
 			v, err := n.cl.HGet(ctx, key, "field").Result()
 			require.NoError(t, err, "HGET %s field on %s", key, n.ID)
 			require.Equal(t, "value", v, "HGET %s field on %s", key, n.ID)
+		},
+	},
+	{
+		format: kv.FormatV4, name: "exec",
+		write: func(ctx context.Context, cl *goredis.Client, key string) error {
+			_, err := cl.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+				p.Set(ctx, key, "one", 0)
+				p.Append(ctx, key, "two")
+				return nil
+			})
+			return err
+		},
+		check: func(ctx context.Context, t *testing.T, n *node, key string) {
+			t.Helper()
+			v, err := n.cl.Get(ctx, key).Result()
+			require.NoError(t, err, "GET %s on %s", key, n.ID)
+			require.Equal(t, "onetwo", v, "GET %s on %s", key, n.ID)
 		},
 	},
 }
