@@ -1,8 +1,10 @@
 package redis
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -173,7 +175,12 @@ func (s *Server) evalCommand(c *client, args [][]byte, byHash, readOnly bool) {
 	}
 	if !byHash {
 		// A script that does not compile needs no log entry.
-		if _, err := compileScript(args[1]); err != nil {
+		code, _, msg := scriptShebang(args[1])
+		if msg != "" {
+			c.err(msg)
+			return
+		}
+		if _, err := compileScript(code); err != nil {
 			c.err(compileError(err))
 			return
 		}
@@ -237,6 +244,44 @@ func compileScript(body []byte) (*glua.FunctionProto, error) {
 	return lua.Compile(body)
 }
 
+// scriptShebang parses an EVAL body's "#!lua [flags=a,b]" first line, as
+// Redis 7 does. It returns the body to compile (the shebang line left
+// empty, so that line numbers stay those of the script), whether the
+// script declared no-writes, and an error reply.
+func scriptShebang(body []byte) (code []byte, noWrites bool, msg string) {
+	if !bytes.HasPrefix(body, []byte("#!")) {
+		return body, false, ""
+	}
+	line, rest, found := bytes.Cut(body[2:], []byte("\n"))
+	parts := strings.Fields(string(line))
+	if len(parts) == 0 || parts[0] != "lua" {
+		engine := ""
+		if len(parts) > 0 {
+			engine = parts[0]
+		}
+		return nil, false, "ERR Unexpected engine in script shebang: " + engine
+	}
+	for _, p := range parts[1:] {
+		flags, ok := strings.CutPrefix(p, "flags=")
+		if !ok {
+			return nil, false, "ERR Unknown lua shebang option: " + p
+		}
+		for _, f := range strings.Split(flags, ",") {
+			if f == "" {
+				continue
+			}
+			if !slices.Contains(functionFlags, f) {
+				return nil, false, "ERR Unexpected flag in script shebang: " + f
+			}
+			noWrites = noWrites || f == "no-writes"
+		}
+	}
+	if !found {
+		return nil, noWrites, ""
+	}
+	return append([]byte("\n"), rest...), noWrites, ""
+}
+
 func compileError(err error) string {
 	msg := strings.ReplaceAll(err.Error(), "\n", " ")
 	return "ERR Error compiling script (new function): " + msg
@@ -271,7 +316,12 @@ func (s *Server) runScript(c *client, x *execCtx, script []byte, byHash, readOnl
 		body = script
 		sha = kv.ScriptSHA(body)
 	}
-	proto, err := compileScript(body)
+	code, noWrites, msg := scriptShebang(body)
+	if msg != "" {
+		c.err(msg)
+		return
+	}
+	proto, err := compileScript(code)
 	if err != nil {
 		c.err(compileError(err))
 		return
@@ -284,7 +334,7 @@ func (s *Server) runScript(c *client, x *execCtx, script []byte, byHash, readOnl
 	}
 	vm := lua.New(x.rnd.Uint64(), instructionBudget)
 	defer vm.Close()
-	sc := &scriptCall{s: s, x: x, readOnly: readOnly, vm: vm}
+	sc := &scriptCall{s: s, x: x, readOnly: readOnly || noWrites, vm: vm}
 	sc.install(vm)
 	vm.SetGlobal("KEYS", stringTable(vm.L, keys))
 	vm.SetGlobal("ARGV", stringTable(vm.L, argv))
@@ -585,7 +635,12 @@ func (sc *scriptCall) aclCheckCmd(L *glua.LState) int {
 func cmdScript(s *Server, c *client, args [][]byte) {
 	switch strings.ToLower(string(args[1])) {
 	case "load":
-		if _, err := compileScript(args[2]); err != nil {
+		code, _, msg := scriptShebang(args[2])
+		if msg != "" {
+			c.err(msg)
+			return
+		}
+		if _, err := compileScript(code); err != nil {
 			c.err(compileError(err))
 			return
 		}

@@ -301,3 +301,16 @@ func TestScriptCommandsElastickvLacks(t *testing.T) {
 	err = f.do("EVAL", "return redis.call('nosuchcommand')", 0).Err()
 	require.ErrorContains(t, err, "ERR Unknown Redis command called from script")
 }
+
+func TestEvalShebang(t *testing.T) {
+	f, _ := newScriptFixture(t)
+	got, err := f.do("EVAL", "#!lua\nreturn 1", 0).Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), got)
+	requireErr(t, f.do("EVAL", "#!not-lua\nreturn 1", 0).Err(), "ERR Unexpected engine in script shebang: not-lua")
+	requireErr(t, f.do("EVAL", "#!lua badger=data\nreturn 1", 0).Err(), "ERR Unknown lua shebang option: badger=data")
+	requireErr(t, f.do("EVAL", "#!lua flags=allow-oom,what?\nreturn 1", 0).Err(), "ERR Unexpected flag in script shebang: what?")
+	err = f.do("EVAL", "#!lua flags=no-writes\nreturn redis.call('set', KEYS[1], 1)", 1, "k").Err()
+	require.ErrorContains(t, err, "ERR Write commands are not allowed from read-only scripts. script: ")
+	require.ErrorContains(t, err, "on @user_script:2.", "line numbers count the shebang line")
+}
