@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -194,7 +195,7 @@ func BenchmarkEvalSHA(b *testing.B) {
 		i := 0
 		for pb.Next() {
 			i++
-			if err := cl.EvalSha(ctx, sha, []string{fmt.Sprintf("k%d", i%64)}).Err(); err != nil && err != goredis.Nil {
+			if err := cl.EvalSha(ctx, sha, []string{fmt.Sprintf("k%d", i%64)}).Err(); err != nil && !errors.Is(err, goredis.Nil) {
 				b.Error(err)
 				return
 			}

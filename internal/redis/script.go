@@ -557,9 +557,7 @@ func scriptErrorReply(L *glua.LState) int {
 		L.RaiseError("wrong number or type of arguments")
 	}
 	msg := string(L.Get(1).(glua.LString))
-	if strings.HasPrefix(msg, "-") {
-		msg = msg[1:]
-	}
+	msg = strings.TrimPrefix(msg, "-")
 	if msg == "" {
 		msg = "ERR"
 	}

@@ -23,6 +23,15 @@ import (
 // which is insertion order in this VM, so the output is the same on
 // every replica.
 
+// libError is an error whose text a script sees as is: the libraries'
+// messages keep the words of the C libraries Redis embeds (capitalised,
+// with their punctuation), which Go's error-string style would change.
+type libError string
+
+func (e libError) Error() string { return string(e) }
+
+func libErrorf(format string, args ...any) error { return libError(fmt.Sprintf(format, args...)) }
+
 // maxJSONDepth bounds nesting in both directions, as lua-cjson's default
 // (1000) does.
 const maxJSONDepth = 1000
@@ -103,7 +112,7 @@ type jsonEncoder struct {
 
 func (e *jsonEncoder) encode(v glua.LValue, depth int) error {
 	if uint64(e.buf.Len()) > e.limit {
-		return errors.New("Cannot serialise: result too large")
+		return libError("Cannot serialise: result too large")
 	}
 	switch x := v.(type) {
 	case *glua.LNilType:
@@ -114,7 +123,7 @@ func (e *jsonEncoder) encode(v glua.LValue, depth int) error {
 		f := float64(x)
 		if math.IsInf(f, 0) || math.IsNaN(f) {
 			if !e.invalidNumbers {
-				return errors.New("Cannot serialise number: must not be NaN or Inf")
+				return libError("Cannot serialise number: must not be NaN or Inf")
 			}
 			switch {
 			case math.IsNaN(f):
@@ -134,10 +143,10 @@ func (e *jsonEncoder) encode(v glua.LValue, depth int) error {
 			e.buf.WriteString("null")
 			return nil
 		}
-		return errors.New("Cannot serialise userdata: type not supported")
+		return libError("Cannot serialise userdata: type not supported")
 	case *glua.LTable:
 		if depth >= e.maxDepth {
-			return fmt.Errorf("Cannot serialise, excessive nesting (%d)", depth+1)
+			return libErrorf("Cannot serialise, excessive nesting (%d)", depth+1)
 		}
 		n, isArray := arrayLen(x)
 		if isArray && n > 0 {
@@ -259,7 +268,7 @@ func decodeJSON(L *glua.LState, dec *json.Decoder, null *glua.LUserData, depth, 
 		return glua.LString(x), nil
 	case json.Delim:
 		if depth+1 > maxDepth {
-			return nil, fmt.Errorf("Found too many nested data structures (%d)", depth+1)
+			return nil, libErrorf("Found too many nested data structures (%d)", depth+1)
 		}
 		t := L.NewTable()
 		switch x {

@@ -2,7 +2,6 @@ package lua
 
 import (
 	"encoding/binary"
-	"errors"
 	"math"
 
 	glua "github.com/yuin/gopher-lua"
@@ -188,14 +187,14 @@ func msgpackNumber(b []byte, f float64) []byte {
 	return binary.BigEndian.AppendUint64(append(b, 0xcb), math.Float64bits(f))
 }
 
-var errMsgpackShort = errors.New("Missing bytes in input.")
+var errMsgpackShort error = libError("Missing bytes in input.")
 
 func msgpackDecode(L *glua.LState, b []byte, depth int) (glua.LValue, []byte, error) {
 	if len(b) == 0 {
 		return nil, nil, errMsgpackShort
 	}
 	if depth > 2*msgpackMaxNesting+MaxReplyDepth {
-		return nil, nil, errors.New("Bad data format in input.")
+		return nil, nil, libError("Bad data format in input.")
 	}
 	c := b[0]
 	b = b[1:]
@@ -230,7 +229,8 @@ func msgpackDecode(L *glua.LState, b []byte, depth int) (glua.LValue, []byte, er
 		}
 		t := L.NewTable()
 		for i := uint64(1); i <= n; i++ {
-			var k, v glua.LValue = glua.LNumber(i), nil
+			var k glua.LValue = glua.LNumber(i)
+			var v glua.LValue
 			var err error
 			if isMap {
 				if k, b, err = msgpackDecode(L, b, depth+1); err != nil {
@@ -316,7 +316,7 @@ func msgpackDecode(L *glua.LState, b []byte, depth int) (glua.LValue, []byte, er
 			return seq(n, true)
 		}
 	default:
-		return nil, nil, errors.New("Bad data format in input.")
+		return nil, nil, libError("Bad data format in input.")
 	}
 	return nil, nil, err
 }
