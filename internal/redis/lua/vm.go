@@ -200,16 +200,20 @@ type VM struct {
 	readonly map[*glua.LTable]bool
 	rnd      uint64
 	hidden   []string // globals Hide made unreachable
+	// lazy builds the protected libraries not built yet, by name.
+	lazy map[string]func() *glua.LTable
 }
 
 // New returns a VM with Redis's libraries, its math.random seeded by seed,
 // and a budget of budget instructions.
 func New(seed, budget uint64) *VM {
 	L := glua.NewState(glua.Options{
-		SkipOpenLibs:    true,
-		CallStackSize:   CallStackDepth,
-		RegistrySize:    1024,
-		RegistryMaxSize: RegistryMax,
+		SkipOpenLibs:        true,
+		CallStackSize:       CallStackDepth,
+		RegistrySize:        256,
+		RegistryGrowStep:    256,
+		MinimizeStackMemory: true,
+		RegistryMaxSize:     RegistryMax,
 	})
 	vm := &VM{L: L, Budget: &Budget{max: budget, L: L}, readonly: make(map[*glua.LTable]bool)}
 	vm.seed(seed)
@@ -257,9 +261,14 @@ func New(seed, budget uint64) *VM {
 	os := L.NewTable()
 	os.RawSetString("clock", L.NewFunction(vm.osClock))
 	vm.SetLibrary("os", os, false)
-	vm.SetLibrary("cjson", newCJSON(L, vm.Budget), true)
-	vm.SetLibrary("bit", newBit(L), true)
-	vm.SetLibrary("cmsgpack", newCMsgpack(L, vm.Budget), true)
+	// Built on first use (globalIndex): most scripts use none of them,
+	// and building a VM is most of a small script's cost. Scripts cannot
+	// tell when a library was built, so this changes nothing they see.
+	vm.lazy = map[string]func() *glua.LTable{
+		"cjson":    func() *glua.LTable { return newCJSON(L, vm.Budget) },
+		"bit":      func() *glua.LTable { return newBit(L) },
+		"cmsgpack": func() *glua.LTable { return newCMsgpack(L, vm.Budget) },
+	}
 	for _, name := range []string{glua.StringLibName, glua.TabLibName, glua.MathLibName} {
 		vm.SetLibrary(name, g.RawGetString(name).(*glua.LTable), false)
 	}
@@ -338,6 +347,13 @@ func readonlyNewIndex(L *glua.LState) int {
 func (vm *VM) globalIndex(L *glua.LState) int {
 	key := L.Get(2)
 	v := vm.globals.RawGet(key)
+	if s, ok := key.(glua.LString); ok && v == glua.LNil {
+		if build := vm.lazy[string(s)]; build != nil {
+			delete(vm.lazy, string(s))
+			vm.SetLibrary(string(s), build(), true)
+			v = vm.globals.RawGet(key)
+		}
+	}
 	if s, ok := key.(glua.LString); ok && slices.Contains(vm.hidden, string(s)) {
 		v = glua.LNil
 	}
