@@ -74,6 +74,8 @@ func TestScriptSentToAFollowerRunsOnce(t *testing.T) {
 func scriptWorkload(t *testing.T, c *Cluster, via []int, rounds int) {
 	t.Helper()
 	ctx := c.Ctx(120 * time.Second)
+	require.NoError(t, c.Client(via[0]).FunctionLoad(ctx, "#!lua name=wl\nredis.register_function('wl_add', function(keys, args) "+
+		"return redis.call('zadd', keys[1], math.random(), args[1] .. tostring(math.random(100))) end)").Err())
 	for r := range rounds {
 		cl := c.Client(via[r%len(via)])
 		key := fmt.Sprintf("{w}k%d", r%7)
@@ -84,12 +86,16 @@ func scriptWorkload(t *testing.T, c *Cluster, via []int, rounds int) {
 			redis.call('sadd', KEYS[3], redis.call('srandmember', KEYS[3]) or 'seed', ARGV[1])
 			local t = redis.call('time')
 			redis.call('set', KEYS[4], t[1] .. '.' .. t[2])
-			return n`, []string{key, "{w}z", "{w}s", "{w}t"}, r).Result()
+			local order = {}
+			for k in pairs({x = 1, y = 2, [3] = 3, z = {}}) do order[#order + 1] = tostring(k) end
+			redis.call('rpush', KEYS[5], tostring({}) .. table.concat(order, ','), cjson.encode({a = math.random(), b = {1, 2}}))
+			return n`, []string{key, "{w}z", "{w}s", "{w}t", "{w}desc"}, r).Result()
 		require.NoError(t, err)
 		err = cl.Eval(ctx, "redis.call('incr', KEYS[1]); redis.call('incr', KEYS[2])", []string{"{w}count", key}).Err()
 		require.Error(t, err, "INCR of a hash fails after the first INCR wrote")
 		err = cl.Eval(ctx, "redis.call('lpush', KEYS[1], ARGV[1]); error('after the write')", []string{"{w}l"}, r).Err()
 		require.ErrorContains(t, err, "after the write")
+		require.NoError(t, cl.FCall(ctx, "wl_add", []string{"{w}f"}, r).Err())
 	}
 	n, err := c.Client(via[0]).Get(ctx, "{w}count").Int64()
 	require.NoError(t, err)

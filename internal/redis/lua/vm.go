@@ -202,6 +202,9 @@ type VM struct {
 	hidden   []string // globals Hide made unreachable
 	// lazy builds the protected libraries not built yet, by name.
 	lazy map[string]func() *glua.LTable
+	// ids numbers the tables, functions and userdata tostring has
+	// described, in the order it met them (describe).
+	ids map[glua.LValue]int
 }
 
 // New returns a VM with Redis's libraries, its math.random seeded by seed,
@@ -243,12 +246,13 @@ func New(seed, budget uint64) *VM {
 		g.RawSetString(name, glua.LNil)
 	}
 	g.RawSetString("setmetatable", L.NewFunction(vm.setMetatable))
+	g.RawSetString("tostring", L.NewFunction(vm.toString))
 	g.RawSetString("rawset", L.NewFunction(vm.rawSet))
 	g.RawSetString("_VERSION", glua.LString("Lua 5.1"))
 	str := g.RawGetString(glua.StringLibName).(*glua.LTable)
 	str.RawSetString("rep", L.NewFunction(vm.strRep))
 	str.RawSetString("dump", glua.LNil)
-	str.RawSetString("format", L.NewFunction(vm.wrapFormat(str.RawGetString("format").(*glua.LFunction).GFunction)))
+	str.RawSetString("format", L.NewFunction(vm.wrapFormat(vm.describeArgs(str.RawGetString("format").(*glua.LFunction).GFunction))))
 	str.RawSetString("gsub", L.NewFunction(vm.wrapGsub(str.RawGetString("gsub").(*glua.LFunction).GFunction)))
 	str.RawSetString("gmatch", L.NewFunction(wrapGmatch(str.RawGetString("gmatch").(*glua.LFunction).GFunction)))
 	tab := g.RawGetString(glua.TabLibName).(*glua.LTable)
@@ -553,6 +557,58 @@ func (vm *VM) osClock(L *glua.LState) int {
 }
 
 var _ context.Context = (*Budget)(nil)
+
+// describe is tostring's text for a table, function or userdata. Lua
+// prints their address, which differs from one replica to the next and
+// would diverge a script that stores it; here each gets a number in the
+// order tostring first met it, a function of the script alone.
+func (vm *VM) describe(v glua.LValue) (string, bool) {
+	switch v.(type) {
+	case *glua.LTable, *glua.LFunction, *glua.LUserData, *glua.LState:
+	default:
+		return "", false
+	}
+	id, ok := vm.ids[v]
+	if !ok {
+		if vm.ids == nil {
+			vm.ids = make(map[glua.LValue]int)
+		}
+		id = len(vm.ids) + 1
+		vm.ids[v] = id
+	}
+	return fmt.Sprintf("%s: 0x%08x", v.Type().String(), id), true
+}
+
+// toString is tostring with describe's text for tables, functions and
+// userdata (a __tostring metamethod still wins).
+func (vm *VM) toString(L *glua.LState) int {
+	v := L.CheckAny(1)
+	if fn, ok := L.GetMetaField(v, "__tostring").(*glua.LFunction); ok {
+		L.Push(fn)
+		L.Push(v)
+		L.Call(1, 1)
+		return 1
+	}
+	if s, ok := vm.describe(v); ok {
+		L.Push(glua.LString(s))
+		return 1
+	}
+	L.Push(glua.LString(v.String()))
+	return 1
+}
+
+// describeArgs makes string.format print describe's text for tables,
+// functions and userdata, instead of their addresses.
+func (vm *VM) describeArgs(orig glua.LGFunction) glua.LGFunction {
+	return func(L *glua.LState) int {
+		for i := 2; i <= L.GetTop(); i++ {
+			if s, ok := vm.describe(L.Get(i)); ok {
+				L.Replace(i, glua.LString(s))
+			}
+		}
+		return orig(L)
+	}
+}
 
 // sortedCopy returns a copy of t with its keys inserted in order: integer
 // keys first, then string keys by byte order (other keys are dropped;

@@ -262,3 +262,13 @@ func TestStringMemoryIsBounded(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, glua.LNumber(3000), ret)
 }
+
+func TestToStringIsTheSameInEveryVM(t *testing.T) {
+	const body = "local a, b = {}, function() end return tostring(a) .. ' ' .. tostring(b) .. ' ' .. tostring(a) .. ' ' .. string.format('%s', {})"
+	first, _, err := run(t, body, InstructionBudget)
+	require.NoError(t, err)
+	require.Equal(t, glua.LString("table: 0x00000001 function: 0x00000002 table: 0x00000001 table: 0x00000003"), first)
+	ret, _, err := run(t, "return tostring(setmetatable({}, {__tostring = function() return 'mine' end}))", InstructionBudget)
+	require.NoError(t, err)
+	require.Equal(t, glua.LString("mine"), ret)
+}
