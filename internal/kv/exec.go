@@ -48,6 +48,23 @@ const MaxExecCommands = 1 << 20
 // MaxWatchedKeys bounds the watched keys of one OpExec.
 const MaxWatchedKeys = 1 << 16
 
+// Bounds of one OpExec on apply, constants of format 4 like the two
+// above. A queue of a few bytes can ask for unbounded work (a hundred GETs
+// of a large value, COPYs of one, KEYS over the keyspace), which every
+// replica would do at once, and again at each replay: an entry that passes
+// one of these bounds is rolled back whole and answers an error instead.
+const (
+	// MaxExecReplyBytes bounds an entry's reply: it must fit the reply of
+	// a forwarded write.
+	MaxExecReplyBytes = 32 << 20
+	// MaxExecBatchBytes bounds what an entry writes (its share of the
+	// apply batch), far below Pebble's 4 GiB batch limit.
+	MaxExecBatchBytes = 512 << 20
+	// MaxExecWork bounds an entry's work units: one per command, plus the
+	// keys and elements its reads examine (the Executor counts them).
+	MaxExecWork = 10_000_000
+)
+
 // ErrNoExecutor is the apply failure of an OpExec on a store without an
 // Executor: the node must stop rather than skip the entry.
 var ErrNoExecutor = errors.New("kv: an EXEC entry needs an executor, and this store has none")
@@ -79,6 +96,13 @@ type Txn interface {
 	Format() uint8
 	// Err is the store failure met inside the entry, if any.
 	Err() error
+	// Abort rolls the whole entry back: nothing it wrote is kept, and its
+	// reply is the error reply (without '-'). The Executor calls it when
+	// the entry passes one of its bounds (MaxExecReplyBytes,
+	// MaxExecWork); Write calls it at MaxExecBatchBytes. Aborted reports
+	// whether it was called; the Executor runs nothing more once it was.
+	Abort(reply string)
+	Aborted() bool
 }
 
 // WatchRecord is what WATCH saw of a key, read after a read barrier.
@@ -235,11 +259,25 @@ func applyExec(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 			return Result{}, fmt.Errorf("%w: EXEC command %d: %v", ErrUndecodable, i, err)
 		}
 	}
-	// Reads inside the entry go through the batch: the write set's reads
-	// too, so that a key flushed into the batch (flushInto) reads back.
-	saved := w.db
-	w.db = b
-	defer func() { w.db = saved }()
+	// The entry writes into a batch of its own, merged into the chunk's
+	// (which holds only this entry's metadata records: it is alone in its
+	// chunk) once it has run, so that an aborted entry is dropped whole.
+	// Reads inside the entry go through that batch: the write set's reads
+	// too, so that a key flushed into it (flushInto) reads back.
+	xb := w.newBatch()
+	defer func() { _ = xb.Close() }()
+	savedDB, savedB, savedLegacy := w.db, w.b, w.legacy
+	w.db, w.b = xb, xb
+	defer func() { w.db, w.b = savedDB, savedB }()
+	commit := func() error {
+		if err := w.flushInto(xb); err != nil {
+			return err
+		}
+		if err := b.Apply(xb, nil); err != nil {
+			return fmt.Errorf("exec: merge the entry's batch: %w", err)
+		}
+		return nil
+	}
 	for i, key := range c.Keys {
 		ok, err := w.watchHolds(key, &recs[i])
 		if err != nil {
@@ -247,13 +285,14 @@ func applyExec(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 		}
 		if !ok {
 			// Keys the checks expired stay deleted, as a read would.
-			if err := w.flushInto(b); err != nil {
+			if err := commit(); err != nil {
 				return Result{}, err
 			}
 			return Result{Kind: ResultNil}, nil
 		}
 	}
-	tx := &execTxn{w: w, b: b}
+	events, expired := len(w.events), w.expired
+	tx := &execTxn{w: w, b: xb}
 	r, err := w.executor.Exec(tx, cmds, c.Flags&ExecBare != 0)
 	if tx.err != nil {
 		return Result{}, tx.err
@@ -261,9 +300,20 @@ func applyExec(w *writeSet, b *pebble.Batch, c *Command) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("exec: %w", err)
 	}
-	// The batch holds the counts the flushes wrote; the write set's last
-	// changes must fold onto them before w.db goes back to the store.
-	if err := w.flushInto(b); err != nil {
+	if tx.abort == "" && r.Kind == ResultRaw && len(r.Bytes) > MaxExecReplyBytes {
+		tx.Abort(fmt.Sprintf("ERR the transaction's reply passed %d bytes; nothing of it was applied", MaxExecReplyBytes))
+	}
+	if tx.abort != "" {
+		// Nothing of the entry reaches the chunk's batch: its slots,
+		// events and counters go too.
+		w.clearSlots()
+		w.flushed, w.renamed, w.legacy = false, false, savedLegacy
+		w.created = w.created[:0]
+		clear(w.events[events:])
+		w.events, w.expired = w.events[:events], expired
+		return Result{Kind: ResultError, Err: tx.abort}, nil
+	}
+	if err := commit(); err != nil {
 		return Result{}, err
 	}
 	return r, nil
@@ -332,9 +382,10 @@ func (w *writeSet) flushInto(b *pebble.Batch) error {
 
 // execTxn is the Txn of one OpExec entry.
 type execTxn struct {
-	w   *writeSet
-	b   *pebble.Batch
-	err error
+	w     *writeSet
+	b     *pebble.Batch
+	err   error
+	abort string // the reply of an aborted entry
 }
 
 func (t *execTxn) Read(fn func(v View) error) error {
@@ -345,7 +396,7 @@ func (t *execTxn) Read(fn func(v View) error) error {
 		t.err = err
 		return err
 	}
-	return fn(&view2{r: t.b, now: t.w.now, legacy: t.w.legacy})
+	return fn(&view2{r: t.b, now: t.w.now, legacy: t.w.legacy, format: t.w.format})
 }
 
 func (t *execTxn) Write(c *Command) (Result, error) {
@@ -360,24 +411,44 @@ func (t *execTxn) Write(c *Command) (Result, error) {
 		// on every replica, not a store failure.
 		return Result{Kind: ResultError, Err: "ERR " + verr.Error()}, nil //nolint:nilerr // a reply
 	}
+	if t.abort != "" {
+		return Result{Kind: ResultError, Err: t.abort}, nil
+	}
 	r, err := applyCommand(t.w, t.b, c)
 	if err != nil {
 		t.err = err
+		return r, err
 	}
-	return r, err
+	if t.w.bytes+t.b.Len() > MaxExecBatchBytes {
+		t.Abort(fmt.Sprintf("ERR the transaction wrote more than %d bytes; nothing of it was applied", MaxExecBatchBytes))
+	}
+	return r, nil
 }
+
+func (t *execTxn) Abort(reply string) {
+	if t.abort == "" {
+		t.abort = reply
+	}
+}
+
+func (t *execTxn) Aborted() bool { return t.abort != "" }
 
 func (t *execTxn) Index() uint64 { return t.w.entryIndex }
 func (t *execTxn) Now() uint64   { return t.w.now }
 func (t *execTxn) Format() uint8 { return t.w.format }
 func (t *execTxn) Err() error    { return t.err }
 
+// ErrWatchFormat is Watch's error below format 4: the rows that tell a
+// key written and deleted since a WATCH are only written from format 4 on,
+// so a record taken before would miss such a change.
+var ErrWatchFormat = errors.New("kv: WATCH needs the cluster at log format 4")
+
 // Watch returns what WATCH records of key in v, a view Store.Read (or
-// ReadAt) handed out. It needs format 4.
+// ReadAt) handed out. It needs format 4 (ErrWatchFormat).
 func Watch(v View, key []byte) (WatchRecord, error) {
 	wv, ok := v.(*view2)
-	if !ok {
-		return WatchRecord{}, errors.New("kv: WATCH needs the cluster at format 4")
+	if !ok || wv.format < FormatV4 {
+		return WatchRecord{}, ErrWatchFormat
 	}
 	return wv.watch(key)
 }

@@ -83,6 +83,9 @@ func (d *execStore) exec(keys []string, recs []kv.WatchRecord, cmds ...[]string)
 	if r.Kind == kv.ResultNil {
 		return "nil"
 	}
+	if r.Kind == kv.ResultError { // an aborted entry
+		return "-" + r.Err + "\r\n"
+	}
 	require.Equal(d.t, kv.ResultRaw, r.Kind)
 	return string(r.Bytes)
 }
@@ -357,4 +360,80 @@ func TestExecShapeIsValidated(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, dec.Validate())
 	require.Equal(t, kv.FormatV4, good.MinFormat())
+}
+
+// TestExecPastItsBoundsIsRolledBackWhole: an entry whose reply or work
+// passes the format's bounds answers an error, and nothing it wrote is
+// kept, on every replica alike.
+func TestExecPastItsBoundsIsRolledBackWhole(t *testing.T) {
+	d := openExecStore(t)
+	d.do("SET", "big", strings.Repeat("x", 1<<20))
+	cmds := [][]string{{"SET", "first", "1"}, {"DEL", "big"}, {"SET", "big", strings.Repeat("y", 1<<20)}}
+	for range kv.MaxExecReplyBytes>>20 + 1 {
+		cmds = append(cmds, []string{"GET", "big"})
+	}
+	got := d.exec(nil, nil, cmds...)
+	require.Equal(t, fmt.Sprintf("-ERR the transaction's reply passed %d bytes; nothing of it was applied\r\n", kv.MaxExecReplyBytes), got)
+	require.Equal(t, ":0\r\n", d.do("EXISTS", "first"), "a write before the bound was rolled back")
+	require.Equal(t, "x", d.do("GETRANGE", "big", "0", "0")[4:5], "the overwrite was rolled back")
+	require.Equal(t, ":1\r\n", d.do("DBSIZE"), "the key counts were rolled back")
+
+	// Work: LCS tables count toward the entry's bound.
+	a, b := strings.Repeat("ab", 2000), strings.Repeat("ba", 2000)
+	d.do("MSET", "a", a, "b", b)
+	cmds = [][]string{{"SET", "second", "1"}}
+	for range 12 {
+		cmds = append(cmds, []string{"LCS", "a", "b", "LEN"})
+	}
+	got = d.exec(nil, nil, cmds...)
+	require.Contains(t, got, "on apply; nothing of it was applied")
+	require.Equal(t, ":0\r\n", d.do("EXISTS", "second"))
+	// Below the bounds the same commands run.
+	require.Equal(t, "*2\r\n+OK\r\n:3999\r\n", d.exec(nil, nil, []string{"SET", "second", "1"}, []string{"LCS", "a", "b", "LEN"}))
+}
+
+// TestExecScanOnApplyKeepsNoCursor: SCAN on apply must not depend on node
+// memory (a cursor table a restarted replica does not have), or a later
+// random draw of the same entry would differ between replicas.
+func TestExecScanOnApplyKeepsNoCursor(t *testing.T) {
+	a, b := openExecStore(t), openExecStore(t)
+	var cursor string
+	for _, d := range []*execStore{a, b} {
+		d.do("SADD", "s", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
+		d.do("MSET", "k1", "1", "k2", "2", "k3", "3")
+		reply := d.exec(nil, nil, []string{"SCAN", "0", "COUNT", "1"})
+		c := strings.Split(reply, "\r\n")[2] // *1, *2, $N, cursor
+		if cursor != "" {
+			require.Equal(t, cursor, c, "replicas reply the same cursor")
+		}
+		cursor = c
+	}
+	// b restarts: a fresh executor, with no node memory.
+	ex, err := redis.NewApplyExecutor(nil)
+	require.NoError(t, err)
+	b.s.SetExecutor(ex)
+	ra := a.exec(nil, nil, []string{"SCAN", cursor}, []string{"SPOP", "s"})
+	rb := b.exec(nil, nil, []string{"SCAN", cursor}, []string{"SPOP", "s"})
+	require.Equal(t, ra, rb)
+	require.Contains(t, ra, "-ERR invalid cursor")
+	ha, _, err := a.s.Hash()
+	require.NoError(t, err)
+	hb, _, err := b.s.Hash()
+	require.NoError(t, err)
+	require.Equal(t, ha, hb)
+}
+
+// TestWatchNeedsFormat4: below format 4 no deletion rows are written, so
+// a WATCH record taken then could miss a key written and deleted since.
+func TestWatchNeedsFormat4(t *testing.T) {
+	s, err := kv.Open(kv.DefaultConfig(t.TempDir()))
+	require.NoError(t, err)
+	defer func() { _ = s.Close() }()
+	raise := kv.NewRaiseFormat(kv.FormatV3)
+	_, err = s.Apply([]kv.Entry{{Index: 1, Data: raise.AppendEncode(nil), Stamp: 1}})
+	require.NoError(t, err)
+	require.ErrorIs(t, s.Read(func(v kv.View) error {
+		_, err := kv.Watch(v, []byte("k"))
+		return err
+	}), kv.ErrWatchFormat)
 }

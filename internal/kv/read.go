@@ -54,13 +54,13 @@ func (s *Store) ReadAt(now uint64, fn func(v View) error) error {
 	// closing a Pebble snapshot per read would cost more than the lookup.
 	now = max(now, s.applyTime.Load())
 	var err error
-	if s.FormatVersion() >= FormatV2 {
+	if f := s.FormatVersion(); f >= FormatV2 {
 		legacy := s.legacy.Load()
-		lv := view2{r: s.db, gate: &liveGate{}, closing: &s.closing, now: now, legacy: legacy}
+		lv := view2{r: s.db, gate: &liveGate{}, closing: &s.closing, now: now, legacy: legacy, format: f}
 		err = fn(&lv)
 		if lv.gate.refused {
 			snap := s.db.NewSnapshot()
-			err = fn(&view2{r: snap, closing: &s.closing, now: now, legacy: legacy})
+			err = fn(&view2{r: snap, closing: &s.closing, now: now, legacy: legacy, format: f})
 			_ = snap.Close()
 		}
 	} else {

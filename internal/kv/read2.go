@@ -77,6 +77,9 @@ type view2 struct {
 	closing *atomic.Bool
 	now     uint64 // the view's time: expired keys are missing
 	legacy  bool
+	// format is the cluster format the view reads at (2 or more); WATCH
+	// needs 4.
+	format uint8
 }
 
 // access is called before every Pebble access.

@@ -335,7 +335,7 @@ func (s *Store) Apply(entries []Entry) ([]Result, error) {
 	defer w.reset()
 	w.now, w.format, w.legacy = s.applyTime.Load(), s.FormatVersion(), s.legacy.Load()
 	w.emit = s.cfg.OnApplyEvents != nil
-	w.executor = nil
+	w.executor, w.newBatch = nil, s.db.NewIndexedBatch
 	if e := s.executor.Load(); e != nil {
 		w.executor = *e
 	}

@@ -82,8 +82,10 @@ type writeSet struct {
 	// created lists the storage ids collection ops created in this chunk
 	// (coll_apply.go, dropAbandoned).
 	created []createdSID
-	// executor runs OpExec entries (exec.go), from the Store.
+	// executor runs OpExec entries (exec.go), from the Store, and
+	// newBatch makes the separate batch an OpExec writes into.
 	executor Executor
+	newBatch func() *pebble.Batch
 }
 
 // slot is one key's state inside a writeSet.

@@ -210,7 +210,10 @@ func (c *forwardClient) readyConn(ctx context.Context, addr string) (*grpc.Clien
 }
 
 // forward sends cmd (encoded as payload) to the leader at addr, batched
-// with concurrent writes, and returns its result. Like send it returns
+// with concurrent writes, and returns its result. A command that cannot
+// ride in a batch (an EXEC) takes a Forward call of its own: through the
+// batcher it would wait for one of its maxForwardInflight senders, so
+// concurrent EXECs from a follower's clients went one at a time. Like send it returns
 // errNotProposed when nothing was proposed; every other error after the
 // command left this node means its outcome is unknown.
 func (c *forwardClient) forward(ctx context.Context, addr string, cmd *kv.Command, payload []byte) (kv.Result, error) {
@@ -221,7 +224,7 @@ func (c *forwardClient) forward(ctx context.Context, addr string, cmd *kv.Comman
 		legacy = false
 	}
 	c.mu.Unlock()
-	if !legacy {
+	if !legacy && kv.Batchable(cmd.Op) {
 		subs, solo := forwardShape(cmd)
 		r, err := c.batcher.do(ctx, addr, payload, subs, solo)
 		if !errors.Is(err, errBatchUnsupported) {

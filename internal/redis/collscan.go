@@ -105,7 +105,7 @@ func (s *Server) collScanWith(c *client, name string, args [][]byte, walk collWa
 	}
 	var from []byte
 	if cur != 0 {
-		stored, ok := s.cursors.get(cur)
+		stored, ok := s.cursorGet(c, cur)
 		if !ok || len(stored) == 0 || stored[0] != collCursorTag {
 			c.err(string(errInvalidCursor))
 			return
@@ -167,7 +167,7 @@ func (s *Server) collScanWith(c *client, name string, args [][]byte, walk collWa
 	}
 	var id uint64
 	if next != nil {
-		id = s.cursors.putRand(next, cursorRand(c))
+		id = s.cursorPut(c, next)
 	}
 	writeScanReply(c, id, items)
 }

@@ -44,6 +44,29 @@ type execCtx struct {
 	// busy tracks a running script for BUSY (script.go); nil outside the
 	// executor.
 	busy *scriptBusy
+	// n counts the commands run so far: each gets its own source, seeded
+	// by the entry's index and n, so that one command's draws (however
+	// many a replica-independent input makes it take) never shift
+	// another's.
+	n uint64
+	// work counts the entry's work units (kv.MaxExecWork): one per
+	// command plus what its budgeted reads examined.
+	work int64
+}
+
+// begin prepares the context for the next command of the entry.
+func (x *execCtx) begin() {
+	x.n++
+	x.rnd = rand.New(rand.NewPCG(x.tx.Index(), x.n))
+	x.work++
+}
+
+// charge adds work units, aborting the entry past kv.MaxExecWork.
+func (x *execCtx) charge(units int64) {
+	if x.work += units; x.work > kv.MaxExecWork && !x.tx.Aborted() {
+		x.tx.Abort("ERR the transaction examined more than " + strconv.Itoa(kv.MaxExecWork) +
+			" keys or elements on apply; nothing of it was applied")
+	}
 }
 
 // rng returns the client's source of randomness: the entry's seeded one
@@ -178,7 +201,7 @@ func (noListener) Addr() net.Addr            { return &net.TCPAddr{IP: net.IPv4(
 // or with bare the one command's reply alone.
 func (e *ApplyExecutor) Exec(tx kv.Txn, cmds [][][]byte, bare bool) (kv.Result, error) {
 	out := &captureConn{}
-	c := &client{conn: out, exec: &execCtx{tx: tx, rnd: rand.New(rand.NewPCG(tx.Index(), 0x65786563)), busy: &e.busy}}
+	c := &client{conn: out, exec: &execCtx{tx: tx, busy: &e.busy}}
 	if !bare {
 		out.buf = redcon.AppendArray(out.buf, len(cmds))
 	}
@@ -187,6 +210,13 @@ func (e *ApplyExecutor) Exec(tx kv.Txn, cmds [][][]byte, bare bool) (kv.Result, 
 		if err := tx.Err(); err != nil {
 			return kv.Result{}, err
 		}
+		if len(out.buf) > kv.MaxExecReplyBytes {
+			tx.Abort("ERR the transaction's reply passed " + strconv.Itoa(kv.MaxExecReplyBytes) + " bytes; nothing of it was applied")
+		}
+		if tx.Aborted() {
+			// kv rolls the entry back and replies the abort's error.
+			return kv.Result{Kind: kv.ResultNil}, nil
+		}
 	}
 	return kv.Result{Kind: kv.ResultRaw, Bytes: out.buf}, nil
 }
@@ -194,6 +224,7 @@ func (e *ApplyExecutor) Exec(tx kv.Txn, cmds [][][]byte, bare bool) (kv.Result, 
 // runOnApply runs one command of an entry, checking it again as the
 // dispatcher would: the entry may come from a peer that checked nothing.
 func (s *Server) runOnApply(c *client, args [][]byte) {
+	c.exec.begin()
 	cmd := lookupCommand(args[0])
 	if msg := checkArgs(cmd, args); msg != "" {
 		c.err(msg)

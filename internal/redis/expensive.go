@@ -190,6 +190,11 @@ func (s *Server) readBounded(c *client, cmd string, fn func(v kv.View, b *budget
 	s.metrics.expensiveInFlight.Inc()
 	defer s.metrics.expensiveInFlight.Dec()
 	ok := s.read(c, func(v kv.View) error { return fn(boundedView{v: v, b: b}, b) })
+	if c.exec != nil {
+		// On apply the budget has no deadline; what it examined counts
+		// toward the entry's bound instead.
+		c.exec.charge(b.examined)
+	}
 	if !ok && b.reason != "" {
 		s.metrics.commandAborted(cmd, b.reason)
 	}

@@ -47,6 +47,10 @@ type txState struct {
 	// watchKeys[i] was watched as watchRecs[i]; a key is watched once.
 	watchKeys [][]byte
 	watchRecs []kv.WatchRecord
+	// watchSet holds watchKeys for lookups; watchBytes sums their bytes
+	// (maxWatchBytes).
+	watchSet   map[string]struct{}
+	watchBytes int
 }
 
 // Error replies, as Redis 7.2 words them.
@@ -62,7 +66,7 @@ const (
 
 // unwatch forgets the watches.
 func (t *txState) unwatch() {
-	t.watchKeys, t.watchRecs = nil, nil
+	t.watchKeys, t.watchRecs, t.watchSet, t.watchBytes = nil, nil, nil, 0
 }
 
 // reset leaves MULTI and forgets the watches.
@@ -126,7 +130,7 @@ func (s *Server) queueCommand(c *client, cmd *command, args [][]byte, msg string
 	for _, a := range args {
 		size += len(a) + respOverhead
 	}
-	if msg == "" && t.queued+size > s.cfg.MaxCommandBytes {
+	if msg == "" && t.queued+size > min(s.cfg.MaxCommandBytes, maxQueueBytes) {
 		msg = errTextTxTooLarge
 	}
 	if msg != "" {
@@ -200,12 +204,17 @@ func cmdWatch(s *Server, c *client, args [][]byte) {
 		return
 	}
 	var keys [][]byte
+	size := c.tx.watchBytes
+	seen := make(map[string]struct{}, len(args)-1) // lookups only
 	for _, k := range args[1:] {
-		if !c.tx.watching(k) && !containsKey(keys, k) {
-			keys = append(keys, append([]byte(nil), k...))
+		if _, dup := seen[string(k)]; dup || c.tx.watching(k) {
+			continue
 		}
+		seen[string(k)] = struct{}{}
+		keys = append(keys, append([]byte(nil), k...))
+		size += len(k) + watchRecordBytes
 	}
-	if len(c.tx.watchKeys)+len(keys) > kv.MaxWatchedKeys {
+	if len(c.tx.watchKeys)+len(keys) > kv.MaxWatchedKeys || size > maxWatchBytes {
 		c.err("ERR too many watched keys")
 		return
 	}
@@ -213,7 +222,11 @@ func cmdWatch(s *Server, c *client, args [][]byte) {
 	ok := s.read(c, func(v kv.View) error {
 		for i, k := range keys {
 			var err error
-			if recs[i], err = kv.Watch(v, k); err != nil {
+			recs[i], err = kv.Watch(v, k)
+			if errors.Is(err, kv.ErrWatchFormat) {
+				return replyError("ERR WATCH needs log format 4: it works once every member runs a binary that supports it (INFO raft: cluster_format)")
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -222,21 +235,35 @@ func cmdWatch(s *Server, c *client, args [][]byte) {
 	if !ok {
 		return
 	}
+	if c.tx.watchSet == nil {
+		c.tx.watchSet = make(map[string]struct{}, len(keys))
+	}
+	for _, k := range keys {
+		c.tx.watchSet[string(k)] = struct{}{}
+	}
 	c.tx.watchKeys = append(c.tx.watchKeys, keys...)
 	c.tx.watchRecs = append(c.tx.watchRecs, recs...)
+	c.tx.watchBytes = size
 	c.ok()
 }
 
-// watching reports whether key is watched already.
-func (t *txState) watching(key []byte) bool { return containsKey(t.watchKeys, key) }
+// maxQueueBytes bounds a MULTI queue's argument bytes: the EXEC entry
+// must fit the log's entry limit (raft.DefaultMaxEntryBytes, 32 MiB) with
+// its watches, so a queue past it is refused command by command rather
+// than all at EXEC.
+const maxQueueBytes = 24 << 20
 
-func containsKey(keys [][]byte, key []byte) bool {
-	for _, k := range keys {
-		if string(k) == string(key) {
-			return true
-		}
-	}
-	return false
+// Bounds of a connection's watches: an EXEC entry carries them, and the
+// entry must fit the log (with maxQueueBytes, under the entry limit).
+const (
+	maxWatchBytes    = 4 << 20
+	watchRecordBytes = 40 // an encoded kv.WatchRecord, at most
+)
+
+// watching reports whether key is watched already.
+func (t *txState) watching(key []byte) bool {
+	_, ok := t.watchSet[string(key)]
+	return ok
 }
 
 func cmdExec(s *Server, c *client, _ [][]byte) {

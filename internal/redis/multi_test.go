@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -663,4 +664,27 @@ func TestExecRandomChoicesAreTheSameOnEveryReplica(t *testing.T) {
 	_, h1, err := replicas[1].store.Hash()
 	require.NoError(t, err)
 	require.Equal(t, h0, h1, "the same state on both replicas")
+}
+
+// TestExecReplyIsBounded: a transaction whose reply passes
+// kv.MaxExecReplyBytes is rolled back whole, on every replica alike, and
+// EXEC answers the error.
+func TestExecReplyIsBounded(t *testing.T) {
+	f := newMultiFixture(t)
+	big := strings.Repeat("x", 12<<20)
+	require.NoError(t, f.rdb.Set(f.ctx, "big", big, 0).Err())
+	r := dialRaw(t, f.srv)
+	got := r.tx(
+		words("MULTI"),
+		words("INCR", "n"),
+		words("GET", "big"),
+		words("GET", "big"),
+		words("GET", "big"),
+		words("EXEC"),
+	)
+	require.Equal(t, fmt.Sprintf("-ERR the transaction's reply passed %d bytes; nothing of it was applied", kv.MaxExecReplyBytes), got[len(got)-1])
+	require.ErrorIs(t, f.rdb.Get(f.ctx, "n").Err(), goredis.Nil, "the INCR before the limit was rolled back")
+	// Two fit.
+	got = r.tx(words("MULTI"), words("INCR", "n"), words("GET", "big"), words("GET", "big"), words("EXEC"))
+	require.Equal(t, []any{int64(1), big, big}, got[len(got)-1])
 }

@@ -48,7 +48,7 @@ func cmdScan(s *Server, c *client, args [][]byte) {
 	var start []byte
 	if a.cursor != 0 {
 		var ok bool
-		if start, ok = s.cursors.get(a.cursor); !ok {
+		if start, ok = s.cursorGet(c, a.cursor); !ok {
 			c.err(string(errInvalidCursor))
 			return
 		}
@@ -111,7 +111,7 @@ func cmdScan(s *Server, c *client, args [][]byte) {
 	}
 	var id uint64
 	if next != nil {
-		id = s.cursors.putRand(bytes.Clone(next), cursorRand(c))
+		id = s.cursorPut(c, bytes.Clone(next))
 	}
 	writeScanReply(c, id, keys)
 }
@@ -161,19 +161,12 @@ func (t *cursorTable) get(id uint64) ([]byte, bool) {
 
 // put stores a resume key under a fresh, non-zero, random id. Random ids
 // keep one client from stumbling onto another's cursor by counting.
-func (t *cursorTable) put(next []byte) uint64 { return t.putRand(next, nil) }
-
-// putRand is put with ids drawn from rnd (nil: the global source).
-func (t *cursorTable) putRand(next []byte, rnd *rand.Rand) uint64 {
+func (t *cursorTable) put(next []byte) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	draw := rand.Uint64
-	if rnd != nil {
-		draw = rnd.Uint64
-	}
-	id := draw()
+	id := rand.Uint64()
 	for id == 0 || t.ids[id] != nil {
-		id = draw()
+		id = rand.Uint64()
 	}
 	t.ids[id] = t.lru.PushFront(&cursorEntry{id: id, next: next})
 	t.bytes += len(next)

@@ -12,6 +12,8 @@ import (
 
 	glua "github.com/yuin/gopher-lua"
 
+	"github.com/tidwall/redcon"
+
 	"github.com/elastickv/elastickv/internal/kv"
 	"github.com/elastickv/elastickv/internal/redis/commands"
 	"github.com/elastickv/elastickv/internal/redis/lua"
@@ -202,10 +204,10 @@ func (s *Server) evalCommand(c *client, args [][]byte, byHash, readOnly bool) {
 func (s *Server) evalReadOnly(c *client, script []byte, byHash bool, keys, argv [][]byte) {
 	var reply []byte
 	ok := s.read(c, func(v kv.View) error {
-		out := &captureConn{}
-		inner := &client{conn: out, exec: &execCtx{tx: &readTxn{v: v, now: uint64(nowMillis())}, rnd: c.rng()}}
-		s.runScript(inner, inner.exec, script, byHash, true, keys, argv)
-		reply = out.buf // a retry starts afresh: out is new each time
+		// A retry starts afresh: runReadOnly builds a new reply each time.
+		reply = runReadOnly(c, v, func(inner *client) {
+			s.runScript(inner, inner.exec, script, byHash, true, keys, argv)
+		})
 		return nil
 	})
 	if !ok {
@@ -224,10 +226,12 @@ func copyArgs(args [][]byte) [][]byte {
 }
 
 // readTxn is the kv.Txn of a read-only script outside the log: reads see
-// the view, writes are refused.
+// the view, writes are refused. Abort (the script's commands passed
+// kv.MaxExecWork) makes the script's reply that error.
 type readTxn struct {
-	v   kv.View
-	now uint64
+	v     kv.View
+	now   uint64
+	abort string
 }
 
 func (t *readTxn) Read(fn func(v kv.View) error) error { return fn(t.v) }
@@ -238,6 +242,27 @@ func (t *readTxn) Index() uint64 { return 0 }
 func (t *readTxn) Now() uint64   { return t.now }
 func (t *readTxn) Format() uint8 { return t.v.Format() }
 func (t *readTxn) Err() error    { return nil }
+
+func (t *readTxn) Abort(reply string) {
+	if t.abort == "" {
+		t.abort = reply
+	}
+}
+
+func (t *readTxn) Aborted() bool { return t.abort != "" }
+
+// runReadOnly runs fn (which runs a script into inner) on a read-only
+// Txn over v, and returns the reply: the script's, or the abort's error.
+func runReadOnly(c *client, v kv.View, fn func(inner *client)) []byte {
+	out := &captureConn{}
+	t := &readTxn{v: v, now: uint64(nowMillis())}
+	inner := &client{conn: out, exec: &execCtx{tx: t, rnd: c.rng()}}
+	fn(inner)
+	if t.abort != "" {
+		return redcon.AppendError(nil, t.abort)
+	}
+	return out.buf
+}
 
 // compileScript compiles a body (pure: the same on every replica).
 func compileScript(body []byte) (*glua.FunctionProto, error) {
@@ -527,6 +552,11 @@ func (sc *scriptCall) call(L *glua.LState, raise bool) int {
 		sc.s.runOnApply(inner, argv)
 		if err := sc.x.tx.Err(); err != nil {
 			L.RaiseError("store failure")
+		}
+		if sc.x.tx.Aborted() {
+			// The entry passed one of its bounds and is rolled back; kv
+			// replies the abort's error. Stop the script here.
+			L.RaiseError("the script's entry was aborted")
 		}
 		// The reply becomes Lua values of about its size.
 		if !sc.vm.Budget.Charge(len(out.buf)) {

@@ -430,10 +430,9 @@ func (s *Server) fcallCommand(c *client, args [][]byte, readOnly bool) {
 	case readOnly:
 		var reply []byte
 		ok := s.read(c, func(v kv.View) error {
-			out := &captureConn{}
-			inner := &client{conn: out, exec: &execCtx{tx: &readTxn{v: v, now: uint64(nowMillis())}, rnd: c.rng()}}
-			s.runFunction(inner, inner.exec, string(args[1]), true, keys, argv)
-			reply = out.buf
+			reply = runReadOnly(c, v, func(inner *client) {
+				s.runFunction(inner, inner.exec, string(args[1]), true, keys, argv)
+			})
 			return nil
 		})
 		if ok {

@@ -209,6 +209,15 @@ func cmdLCS(s *Server, c *client, args [][]byte) {
 		c.err("ERR The specified keys must contain string values")
 		return
 	}
+	if c.exec != nil {
+		// A table cell costs about as much as examining a key takes
+		// sixteen of: the entry's bound (kv.MaxExecWork) covers LCS too.
+		c.exec.charge((int64(len(a)) + 1) * (int64(len(b)) + 1) / 16)
+		if c.exec.tx.Aborted() {
+			c.err("ERR the transaction examined too much on apply")
+			return
+		}
+	}
 	o, err := parseLCSOptions(args[3:])
 	if err != nil {
 		c.err(err.Error())
