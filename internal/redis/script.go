@@ -452,7 +452,6 @@ func (sc *scriptCall) install(vm *lua.VM) {
 	set("breakpoint", func(L *glua.LState) int { L.Push(glua.LFalse); return 1 })
 	set("debug", func(L *glua.LState) int { return 0 })
 	set("acl_check_cmd", sc.aclCheckCmd)
-	set("register_function", sc.registerFunction)
 	for _, c := range []struct {
 		name string
 		v    int

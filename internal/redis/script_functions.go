@@ -3,6 +3,7 @@ package redis
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"strings"
 
 	glua "github.com/yuin/gopher-lua"
@@ -38,10 +39,17 @@ const (
 	errTextNoLibName      = "ERR Library name was not given"
 	errTextLibNameTwice   = "ERR Invalid metadata value, name argument was given multiple times"
 	errTextBadLibName     = "ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long"
-	errTextBadFuncName    = "Function names can only contain letters, numbers, or underscores(_) and must be at least one character long"
+	// errTextBadFuncName is what Redis 7.2 answers to a bad function name:
+	// the library names' message, word for word.
+	errTextBadFuncName = "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long"
 	errTextWriteFlagRO    = "ERR Can not execute a script with write flag using *_ro command."
 	errTextRegisterOnLoad = "redis.register_function can only be called on FUNCTION LOAD command"
 )
+
+// loadInstructions is the budget of a library's code while it loads
+// (Redis gives FUNCTION LOAD 500 ms): the same at FUNCTION LOAD and at
+// every FCALL, which loads the library again.
+const loadInstructions = 1_000_000
 
 // registeredFunction is a function a library registers.
 type registeredFunction struct {
@@ -75,12 +83,10 @@ func parseLibraryCode(code []byte) (name string, body []byte, msg string) {
 		return "", nil, errTextMissingMeta
 	}
 	line, rest, _ := bytes.Cut(code[2:], []byte("\n"))
-	parts := strings.Fields(string(line))
-	engine := ""
-	if len(parts) > 0 {
-		engine = parts[0]
-		parts = parts[1:]
-	}
+	// The engine is what follows "#!" up to the first space (maybe
+	// nothing), then space-separated name=value pairs.
+	engine, params, _ := strings.Cut(string(line), " ")
+	parts := strings.Fields(params)
 	if !strings.EqualFold(engine, "lua") {
 		return "", nil, "ERR Engine '" + engine + "' not found"
 	}
@@ -92,6 +98,9 @@ func parseLibraryCode(code []byte) (name string, body []byte, msg string) {
 		}
 		if seen {
 			return "", nil, errTextLibNameTwice
+		}
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1] // Redis splits the line as arguments, quotes and all
 		}
 		seen, name = true, v
 	}
@@ -127,12 +136,18 @@ func (sc *scriptCall) loadLibrary(body []byte) ([]registeredFunction, string) {
 	load.RawSetString("REDIS_VERSION_NUM", glua.LNumber(redisVersionNum))
 	vm.SetStrictLibrary("redis", load)
 	vm.SetStrictLibrary("server", load)
-	vm.Hide("math")
+	vm.Hide("math", "getmetatable")
 	sc.loading, sc.registered = true, nil
+	restore := vm.Budget.Limit(loadInstructions)
 	_, err = vm.Run(proto)
+	timedOut := vm.Budget.Exhausted()
+	restore()
 	sc.loading = false
 	vm.Hide()
 	sc.install(vm) // the full redis table, for the functions' calls
+	if timedOut {
+		return nil, "ERR FUNCTION LOAD timeout: the library's code ran past its budget of " + strconv.Itoa(loadInstructions) + " Lua instructions"
+	}
 	if err != nil {
 		var le *lua.Error
 		if errors.As(err, &le) {
@@ -268,7 +283,11 @@ func cmdFunction(s *Server, c *client, args [][]byte) {
 		}
 		c.result(r)
 	case "flush":
-		if len(args) > 3 || (len(args) == 3 && !equalFold(args[2], "async") && !equalFold(args[2], "sync")) {
+		if len(args) > 3 {
+			c.err("ERR unknown subcommand or wrong number of arguments for '" + string(args[1]) + "'. Try FUNCTION HELP.")
+			return
+		}
+		if len(args) == 3 && !equalFold(args[2], "async") && !equalFold(args[2], "sync") {
 			c.err("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
 			return
 		}

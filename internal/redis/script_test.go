@@ -314,3 +314,18 @@ func TestEvalShebang(t *testing.T) {
 	require.ErrorContains(t, err, "ERR Write commands are not allowed from read-only scripts. script: ")
 	require.ErrorContains(t, err, "on @user_script:2.", "line numbers count the shebang line")
 }
+
+func TestFunctionLoadEdgeCases(t *testing.T) {
+	f, _ := newScriptFixture(t)
+	requireErr(t, f.do("FUNCTION", "LOAD", "#!lua name=slow\nwhile true do end").Err(),
+		"ERR FUNCTION LOAD timeout: the library's code ran past its budget of 1000000 Lua instructions")
+	requireErr(t, f.do("FUNCTION", "LOAD", "#! name=test\nredis.register_function('foo', function() return 1 end)").Err(), "ERR Engine '' not found")
+	got, err := f.do("FUNCTION", "LOAD", "#!lua name=\"foo\"\nredis.register_function('foo', function() return 1 end)").Text()
+	require.NoError(t, err)
+	require.Equal(t, "foo", got, "the name may be quoted")
+	err = f.do("FUNCTION", "LOAD", "#!lua name=bad\nredis.register_function('a-b', function() end)").Err()
+	require.ErrorContains(t, err, "Library names can only contain letters", "Redis 7.2 answers a bad function name with the library names' message")
+	err = f.do("FUNCTION", "LOAD", "#!lua name=bad\nmt = getmetatable(_G)").Err()
+	require.ErrorContains(t, err, "Script attempted to access nonexistent global variable 'getmetatable'")
+	requireErr(t, f.do("FUNCTION", "FLUSH", "SYNC", "extra").Err(), "ERR unknown subcommand or wrong number of arguments for 'FLUSH'. Try FUNCTION HELP.")
+}

@@ -161,6 +161,14 @@ func (b *Budget) Err() error {
 	return nil
 }
 
+// Limit lowers the budget to n instructions from now until restore is
+// called (a function library's load, inside a script's VM).
+func (b *Budget) Limit(n uint64) (restore func()) {
+	full := b.max
+	b.max = min(full, b.used+n)
+	return func() { b.max = full }
+}
+
 // Spend counts n instructions of work done outside the VM (a command a
 // script calls); the script stops at its next instruction past the
 // budget.
