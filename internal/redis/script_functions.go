@@ -31,17 +31,17 @@ import (
 
 // Error replies of functions, in Redis 7.2's words.
 const (
-	errTextFuncNotFound   = "ERR Function not found"
-	errTextLibNotFound    = "ERR Library not found"
-	errTextBadKeys        = "ERR Bad number of keys provided"
-	errTextNoFunctions    = "ERR No functions registered"
-	errTextMissingMeta    = "ERR Missing library metadata"
-	errTextNoLibName      = "ERR Library name was not given"
-	errTextLibNameTwice   = "ERR Invalid metadata value, name argument was given multiple times"
-	errTextBadLibName     = "ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long"
+	errTextFuncNotFound = "ERR Function not found"
+	errTextLibNotFound  = "ERR Library not found"
+	errTextBadKeys      = "ERR Bad number of keys provided"
+	errTextNoFunctions  = "ERR No functions registered"
+	errTextMissingMeta  = "ERR Missing library metadata"
+	errTextNoLibName    = "ERR Library name was not given"
+	errTextLibNameTwice = "ERR Invalid metadata value, name argument was given multiple times"
+	errTextBadLibName   = "ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long"
 	// errTextBadFuncName is what Redis 7.2 answers to a bad function name:
 	// the library names' message, word for word.
-	errTextBadFuncName = "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long"
+	errTextBadFuncName    = "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long"
 	errTextWriteFlagRO    = "ERR Can not execute a script with write flag using *_ro command."
 	errTextRegisterOnLoad = "redis.register_function can only be called on FUNCTION LOAD command"
 )
