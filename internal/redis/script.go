@@ -44,14 +44,18 @@ import (
 //     the entry sees it.
 //   - math.random is seeded from the entry's RNG (seeded by the log
 //     index); commands use the entry's RNG and time (client.rng,
-//     client.nowMillis); table iteration (pairs) is insertion order, which
-//     is a function of the script.
-//   - The only limit that can stop a script is a number of Lua
-//     instructions (lua.InstructionBudget), never time: every replica stops
-//     it at the same instruction with the same error. The other limits
-//     (stack depth, string and reply sizes) are constants too.
-//   - A Go panic inside the VM becomes an error reply (lua.VM.Run), so a
-//     hostile script cannot crash the applier.
+//     client.nowMillis, TIME); table iteration (pairs) is insertion
+//     order, and tostring names tables and functions by a number in order
+//     of first use, not by address: functions of the script alone.
+//   - The limits that can stop a script count, never time: Lua
+//     instructions (lua.InstructionBudget, each redis.call counting
+//     callInstructions) and bytes of large strings (lua.MaxStringBytes).
+//     Every replica stops it at the same instruction with the same error.
+//     The other limits (stack depth, reply size, the entry's kv bounds)
+//     are constants too.
+//   - Memory is bounded by those counts, so a hostile script cannot make
+//     every replica run out of memory (which its replay would repeat),
+//     and a Go panic inside the VM becomes an error reply (lua.VM.Run).
 //
 // What this costs, compared with Redis: a script holds up the apply of its
 // group's log while it runs, as it holds up Redis's event loop. Redis stops
@@ -69,19 +73,18 @@ import (
 
 // Error replies of scripting, in Redis 7.2's words.
 const (
-	errTextNoScript      = "NOSCRIPT No matching script. Please use EVAL."
-	errTextNegKeys       = "ERR Number of keys can't be negative"
-	errTextTooManyKeys   = "ERR Number of keys can't be greater than number of args"
-	errTextROWrite       = "ERR Write commands are not allowed from read-only scripts."
-	errTextNotBusy       = "NOTBUSY No scripts in execution right now."
-	errTextBusy          = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
-	errTextCallNoArgs    = "ERR Please specify at least one argument for this redis lib call"
-	errTextCallArgType   = "ERR Lua redis lib command arguments must be strings or integers"
-	errTextCallUnknown   = "ERR Unknown Redis command called from script"
-	errTextCallArity     = "ERR Wrong number of args calling Redis command from script"
-	errTextCallNoScript  = "ERR This Redis command is not allowed from script"
-	errTextUnkillable    = "UNKILLABLE elastickv cannot stop a running script: every replica runs it on apply and stops it only at its budget of Lua instructions, so that they all stop it at the same point. Wait for it to end."
-	errTextScriptSubcmds = "ERR unknown subcommand or wrong number of arguments for '%s'. Try SCRIPT HELP."
+	errTextNoScript     = "NOSCRIPT No matching script. Please use EVAL."
+	errTextNegKeys      = "ERR Number of keys can't be negative"
+	errTextTooManyKeys  = "ERR Number of keys can't be greater than number of args"
+	errTextROWrite      = "ERR Write commands are not allowed from read-only scripts."
+	errTextNotBusy      = "NOTBUSY No scripts in execution right now."
+	errTextBusy         = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+	errTextCallNoArgs   = "ERR Please specify at least one argument for this redis lib call"
+	errTextCallArgType  = "ERR Lua redis lib command arguments must be strings or integers"
+	errTextCallUnknown  = "ERR Unknown Redis command called from script"
+	errTextCallArity    = "ERR Wrong number of args calling Redis command from script"
+	errTextCallNoScript = "ERR This Redis command is not allowed from script"
+	errTextUnkillable   = "UNKILLABLE elastickv cannot stop a running script: every replica runs it on apply and stops it only at its budget of Lua instructions, so that they all stop it at the same point. Wait for it to end."
 )
 
 // instructionBudget is lua.InstructionBudget; a variable only so that
