@@ -272,3 +272,13 @@ func TestToStringIsTheSameInEveryVM(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, glua.LString("mine"), ret)
 }
+
+func TestStringMethodsAreTheBoundedOnes(t *testing.T) {
+	_, _, err := run(t, "return ('x'):rep(1e12)", InstructionBudget)
+	require.ErrorContains(t, err, "resulting string too large")
+	_, _, err = run(t, "return ('%999999999d'):format(1)", InstructionBudget)
+	require.ErrorContains(t, err, "invalid format")
+	ret, _, err := run(t, "return ('%s-%s'):format({}, 'a')", InstructionBudget)
+	require.NoError(t, err)
+	require.Equal(t, glua.LString("table: 0x00000001-a"), ret)
+}
