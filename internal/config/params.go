@@ -34,6 +34,9 @@ func Table() []Param {
 			Usage: "largest command, and most unexecuted input, one client may send (e.g. 64mb); the default follows --max-value-bytes: 4 x it + 1mb"},
 		{Name: ClientOutputLimit, Kind: OutputLimit, Default: "normal 128mb 1mb 60", Mutable: true, Flag: ClientOutputLimit,
 			Usage: "\"[normal] <hard> <soft> <seconds>\" or one size (the hard limit): a client whose unsent replies would pass hard is closed; past soft the server waits for the client to read, at most seconds; 0 disables each"},
+		// Scripting (issue 17), node-local: it decides only when this
+		// node answers BUSY while its applier runs a script, never apply.
+		{Name: "busy-reply-threshold", Aliases: []string{"lua-time-limit"}, Kind: Int, Default: "5000", Min: 0, Max: math.MaxInt32, Mutable: true},
 		{Name: MaxMemoryClients, Kind: Bytes, Default: "512mb", Min: 0, Max: 1 << 62, Mutable: true, Flag: MaxMemoryClients,
 			Usage: "all Redis clients' input and output buffers together; past it the largest clients are closed; 0 means no limit"},
 

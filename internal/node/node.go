@@ -237,6 +237,7 @@ func Start(cfg Config) (n *Node, err error) {
 	rdcfg.Params = cfg.Params
 	rdcfg.Backend = backend{n}
 	rdcfg.RequestTimeout = cfg.RequestTimeout
+	rdcfg.ScriptRunning = execr.ScriptRunning // BUSY and SCRIPT KILL (issue 17)
 	rdcfg.Logger = log
 	rdcfg.Registerer = n.reg
 	if n.redis, err = redis.NewServer(rdcfg); err != nil {

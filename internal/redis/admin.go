@@ -213,6 +213,11 @@ func sampleAvgTTL(v kv.View, rnd *rand.Rand) (uint64, error) {
 // not use it: deadlines follow the replicated time (docs/keyspace.md).
 func cmdTime(_ *Server, c *client, _ [][]byte) {
 	now := time.Now()
+	if c.exec != nil {
+		// On apply (EXEC, scripts) every replica must reply alike: the
+		// entry's apply time, to the millisecond.
+		now = time.UnixMilli(c.nowMillis())
+	}
 	c.array(2)
 	c.bulkString(strconv.FormatInt(now.Unix(), 10))
 	c.bulkString(strconv.FormatInt(int64(now.Nanosecond()/1000), 10))

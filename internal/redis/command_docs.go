@@ -4,6 +4,28 @@ package redis
 // elastickv implements, in the project's own words (the reference's prose
 // is not copied). redis-cli prints them in HELP.
 var summaries = map[string]string{
+	// scripting: script.go (issue #17)
+	"eval":            "Runs a Lua script on apply, atomically, on every replica; replies with its result.",
+	"evalsha":         "Runs a cached Lua script, named by its SHA1, like EVAL.",
+	"eval_ro":         "Runs a read-only Lua script on the node asked, inside one linearizable read.",
+	"evalsha_ro":      "Runs a cached read-only Lua script, named by its SHA1, like EVAL_RO.",
+	"script":          "Manages the replicated Lua script cache.",
+	"script|exists":   "Replies, for each SHA1, whether the script is cached.",
+	"script|flush":    "Empties the script cache on every node.",
+	"script|help":     "Describes the SCRIPT subcommands.",
+	"script|kill":     "Answers NOTBUSY, or UNKILLABLE while a script runs: scripts stop only at their instruction budget.",
+	"script|load":     "Caches a Lua script on every node and replies with its SHA1.",
+	"fcall":           "Calls a function of a loaded library on apply, atomically, on every replica.",
+	"fcall_ro":        "Calls a read-only function on the node asked, inside one linearizable read.",
+	"function":        "Manages the replicated Lua function libraries.",
+	"function|delete": "Deletes a library and its functions on every node.",
+	"function|flush":  "Deletes every library on every node.",
+	"function|help":   "Describes the FUNCTION subcommands.",
+	"function|kill":   "Answers NOTBUSY, or UNKILLABLE while a script runs: scripts stop only at their instruction budget.",
+	"function|list":   "Lists the libraries, their functions and optionally their code.",
+	"function|load":   "Loads a library of functions on every node and replies with its name.",
+	"function|stats":  "Reports the number of libraries and functions.",
+
 	// hash.go (issue #15)
 	"hset":         "Sets fields of a hash, creating it if needed; replies with the number of fields added.",
 	"hmset":        "Sets fields of a hash, creating it if needed (deprecated form of HSET replying OK).",

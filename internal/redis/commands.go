@@ -198,6 +198,16 @@ var implemented = []struct {
 	{name: "watch", run: cmdWatch},
 	{name: "unwatch", run: cmdUnwatch},
 
+	// scripting: script.go (issue #17)
+	{name: "eval", run: cmdEval},
+	{name: "evalsha", run: cmdEvalSHA},
+	{name: "eval_ro", run: cmdEvalRO},
+	{name: "evalsha_ro", run: cmdEvalSHARO},
+	{name: "script", run: cmdScript, subs: []string{"exists", "flush", "help", "kill", "load"}},
+	{name: "fcall", run: cmdFCall},
+	{name: "fcall_ro", run: cmdFCallRO},
+	{name: "function", run: cmdFunction, subs: []string{"delete", "flush", "help", "kill", "list", "load", "stats"}},
+
 	// admin.go, command_info.go, debug.go
 	{name: "info", run: cmdInfo},
 	{name: "time", run: cmdTime},

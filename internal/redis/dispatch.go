@@ -91,7 +91,7 @@ func (s *Server) handle(conn redcon.Conn, rc redcon.Command) {
 	if c == nil || c.quit || len(rc.Args) == 0 {
 		return
 	}
-	if !c.tx.multi && s.runPipeline(conn, c, rc.Args) {
+	if !c.tx.multi && !s.scriptRunning() && s.runPipeline(conn, c, rc.Args) {
 		return
 	}
 	s.handleArgs(c, rc.Args)
@@ -104,6 +104,10 @@ func (s *Server) handleArgs(c *client, args [][]byte) {
 	}
 	cmd := lookupCommand(args[0])
 	s.observe(c, cmd, func() {
+		if s.busyReply(cmd, args) { // a script holds up apply (script.go)
+			c.err(errTextBusy)
+			return
+		}
 		msg := checkArgs(cmd, args)
 		if c.tx.multi && !txControl(cmd) {
 			s.queueCommand(c, cmd, args, msg)

@@ -41,6 +41,9 @@ import (
 type execCtx struct {
 	tx  kv.Txn
 	rnd *rand.Rand
+	// busy tracks a running script for BUSY (script.go); nil outside the
+	// executor.
+	busy *scriptBusy
 	// n counts the commands run so far: each gets its own source, seeded
 	// by the entry's index and n, so that one command's draws (however
 	// many a replica-independent input makes it take) never shift
@@ -115,6 +118,8 @@ func execRunnable(cmd *command) bool {
 	switch cmd.name {
 	case "ping", "echo", "time":
 		return true
+	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script", "function": // scripting (script*.go)
+		return true
 	case "object", "memory":
 		// Containers without flags of their own: every implemented
 		// subcommand reads the keyspace (Redis flags them read-only) or
@@ -129,7 +134,8 @@ func execRunnable(cmd *command) bool {
 // ApplyExecutor runs the commands of EXEC entries on apply; it implements
 // kv.Executor. Install one per store with Store.SetExecutor.
 type ApplyExecutor struct {
-	s *Server
+	s    *Server
+	busy scriptBusy // the script running now (script.go)
 }
 
 // NewApplyExecutor returns an executor with Redis's default limits. Its
@@ -195,7 +201,7 @@ func (noListener) Addr() net.Addr            { return &net.TCPAddr{IP: net.IPv4(
 // or with bare the one command's reply alone.
 func (e *ApplyExecutor) Exec(tx kv.Txn, cmds [][][]byte, bare bool) (kv.Result, error) {
 	out := &captureConn{}
-	c := &client{conn: out, exec: &execCtx{tx: tx}}
+	c := &client{conn: out, exec: &execCtx{tx: tx, busy: &e.busy}}
 	if !bare {
 		out.buf = redcon.AppendArray(out.buf, len(cmds))
 	}

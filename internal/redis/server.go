@@ -53,6 +53,10 @@ type Config struct {
 	// RequestTimeout bounds each Backend call; a command that runs out of
 	// it is answered "-TRYAGAIN".
 	RequestTimeout time.Duration
+	// ScriptRunning, if set, says for how long the node's applier has been
+	// running a script (0: none); the node wires it to its
+	// ApplyExecutor's. It drives BUSY and SCRIPT KILL (script.go).
+	ScriptRunning func() time.Duration
 	// Logger receives connection and failure events; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the server's metrics; nil registers nothing.
