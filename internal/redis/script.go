@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,14 +63,17 @@ import (
 // a script that runs past lua-time-limit when a client sends SCRIPT KILL;
 // elastickv cannot, because a replica that stopped it by its own clock
 // would diverge from one that did not. SCRIPT KILL therefore answers
-// NOTBUSY when no script runs, and otherwise UNKILLABLE with the reason:
-// the script will stop at its instruction budget. While a script has run
-// longer than busy-reply-threshold, other commands on that node get
-// Redis's BUSY error, so clients see why the node does not answer.
+// UNKILLABLE, with the reason, while the applier runs a script: it will
+// stop at its instruction budget. While a script has run longer than
+// busy-reply-threshold, other commands on that node get Redis's BUSY
+// error, so clients see why the node does not answer.
 //
 // EVAL_RO and EVALSHA_RO write nothing, so they need no log entry: they
 // run on the node that receives them, on any node, inside one
-// linearizable read (s.read), with a read-only Txn over the view.
+// linearizable read (s.read), with a read-only Txn over the view. As no
+// replica replays them, SCRIPT KILL can and does stop them (OK); they
+// hold up nobody else, so they never make a node answer BUSY. With no
+// script running, SCRIPT KILL answers NOTBUSY.
 
 // Error replies of scripting, in Redis 7.2's words.
 const (
@@ -91,6 +95,55 @@ const (
 // this package's tests can run budget-bound scripts quickly (under -race
 // the full budget takes seconds). Nothing else sets it.
 var instructionBudget uint64 = lua.InstructionBudget
+
+// roScripts are the read-only scripts running on a node outside the log
+// (EVAL_RO, EVALSHA_RO, FCALL_RO): each has a kill flag its VM checks
+// before every instruction.
+type roScripts struct {
+	mu      sync.Mutex
+	running map[*atomic.Bool]struct{}
+}
+
+func (r *roScripts) add(kill *atomic.Bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running == nil {
+		r.running = make(map[*atomic.Bool]struct{})
+	}
+	r.running[kill] = struct{}{}
+}
+
+func (r *roScripts) remove(kill *atomic.Bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.running, kill)
+}
+
+// killAll stops every running read-only script and reports how many.
+func (r *roScripts) killAll() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.running {
+		k.Store(true)
+	}
+	return len(r.running)
+}
+
+// killScripts answers SCRIPT KILL and FUNCTION KILL: the read-only
+// scripts running on this node outside the log stop (nothing replays
+// them); a script the applier runs cannot be stopped (UNKILLABLE); with
+// neither, NOTBUSY.
+func (s *Server) killScripts(c *client) {
+	if s.roScripts.killAll() > 0 {
+		c.ok()
+		return
+	}
+	if s.cfg.ScriptRunning != nil && s.cfg.ScriptRunning() > 0 {
+		c.err(errTextUnkillable)
+		return
+	}
+	c.err(errTextNotBusy)
+}
 
 // scriptBusy tracks the script the applier is running, for BUSY and
 // SCRIPT KILL; the executor owns one and the node's Server reads it.
@@ -208,7 +261,7 @@ func (s *Server) evalReadOnly(c *client, script []byte, byHash bool, keys, argv 
 	var reply []byte
 	ok := s.read(c, func(v kv.View) error {
 		// A retry starts afresh: runReadOnly builds a new reply each time.
-		reply = runReadOnly(c, v, func(inner *client) {
+		reply = s.runReadOnly(c, v, func(inner *client) {
 			s.runScript(inner, inner.exec, script, byHash, true, keys, argv)
 		})
 		return nil
@@ -235,6 +288,8 @@ type readTxn struct {
 	v     kv.View
 	now   uint64
 	abort string
+	// kill stops the script (SCRIPT KILL); nil for none.
+	kill *atomic.Bool
 }
 
 func (t *readTxn) Read(fn func(v kv.View) error) error { return fn(t.v) }
@@ -256,9 +311,12 @@ func (t *readTxn) Aborted() bool { return t.abort != "" }
 
 // runReadOnly runs fn (which runs a script into inner) on a read-only
 // Txn over v, and returns the reply: the script's, or the abort's error.
-func runReadOnly(c *client, v kv.View, fn func(inner *client)) []byte {
+// SCRIPT KILL may stop the script meanwhile: it runs on this node alone.
+func (s *Server) runReadOnly(c *client, v kv.View, fn func(inner *client)) []byte {
 	out := &captureConn{}
-	t := &readTxn{v: v, now: uint64(nowMillis())}
+	t := &readTxn{v: v, now: uint64(nowMillis()), kill: new(atomic.Bool)}
+	s.roScripts.add(t.kill)
+	defer s.roScripts.remove(t.kill)
 	inner := &client{conn: out, exec: &execCtx{tx: t, rnd: c.rng()}}
 	fn(inner)
 	if t.abort != "" {
@@ -362,6 +420,9 @@ func (s *Server) runScript(c *client, x *execCtx, script []byte, byHash, readOnl
 	}
 	vm := lua.New(x.rnd.Uint64(), instructionBudget)
 	defer vm.Close()
+	if rt, ok := x.tx.(*readTxn); ok {
+		vm.Budget.Kill = rt.kill
+	}
 	sc := &scriptCall{s: s, x: x, readOnly: readOnly || noWrites, vm: vm}
 	sc.install(vm)
 	vm.SetGlobal("KEYS", stringTable(vm.L, keys))
@@ -718,11 +779,7 @@ func cmdScript(s *Server, c *client, args [][]byte) {
 		}
 		c.result(r)
 	case "kill":
-		if s.cfg.ScriptRunning == nil || s.cfg.ScriptRunning() == 0 {
-			c.err(errTextNotBusy)
-			return
-		}
-		c.err(errTextUnkillable)
+		s.killScripts(c)
 	case "help":
 		lines := []string{
 			"SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -731,7 +788,7 @@ func cmdScript(s *Server, c *client, args [][]byte) {
 			"FLUSH [ASYNC|SYNC]",
 			"    Flush the Lua scripts cache (on every node: the cache is replicated).",
 			"KILL",
-			"    Answers NOTBUSY, or UNKILLABLE while a script runs: elastickv stops a script only at its instruction budget.",
+			"    Stop the read-only scripts (EVAL_RO) running on this node; a script run on apply is UNKILLABLE: it stops at its instruction budget.",
 			"LOAD <script>",
 			"    Load a script into the scripts cache without executing it.",
 			"HELP",

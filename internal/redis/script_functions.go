@@ -260,6 +260,9 @@ func containsFold(list []string, s string) bool {
 // newScriptCall builds a VM and its redis table for one run inside x.
 func (s *Server) newScriptCall(x *execCtx, readOnly bool) *scriptCall {
 	vm := lua.New(x.rnd.Uint64(), instructionBudget)
+	if rt, ok := x.tx.(*readTxn); ok {
+		vm.Budget.Kill = rt.kill
+	}
 	sc := &scriptCall{s: s, x: x, readOnly: readOnly, vm: vm}
 	sc.install(vm)
 	return sc
@@ -297,11 +300,7 @@ func cmdFunction(s *Server, c *client, args [][]byte) {
 		}
 		c.result(r)
 	case "kill":
-		if s.cfg.ScriptRunning == nil || s.cfg.ScriptRunning() == 0 {
-			c.err(errTextNotBusy)
-			return
-		}
-		c.err(errTextUnkillable)
+		s.killScripts(c)
 	case "list":
 		s.functionList(c, args)
 	case "stats":
@@ -318,7 +317,7 @@ func cmdFunction(s *Server, c *client, args [][]byte) {
 			"FLUSH [ASYNC|SYNC]",
 			"    Delete all the libraries.",
 			"KILL",
-			"    Answers NOTBUSY, or UNKILLABLE while a script runs: elastickv stops a script only at its instruction budget.",
+			"    Stop the read-only functions (FCALL_RO) running on this node; one run on apply is UNKILLABLE: it stops at its instruction budget.",
 			"STATS",
 			"    Return information about the libraries.",
 			"HELP",
@@ -449,7 +448,7 @@ func (s *Server) fcallCommand(c *client, args [][]byte, readOnly bool) {
 	case readOnly:
 		var reply []byte
 		ok := s.read(c, func(v kv.View) error {
-			reply = runReadOnly(c, v, func(inner *client) {
+			reply = s.runReadOnly(c, v, func(inner *client) {
 				s.runFunction(inner, inner.exec, string(args[1]), true, keys, argv)
 			})
 			return nil

@@ -329,3 +329,28 @@ func TestFunctionLoadEdgeCases(t *testing.T) {
 	require.ErrorContains(t, err, "Script attempted to access nonexistent global variable 'getmetatable'")
 	requireErr(t, f.do("FUNCTION", "FLUSH", "SYNC", "extra").Err(), "ERR unknown subcommand or wrong number of arguments for 'FLUSH'. Try FUNCTION HELP.")
 }
+
+func TestScriptKillStopsAReadOnlyScript(t *testing.T) {
+	f, _ := newScriptFixture(t)
+	instructionBudget = 1 << 40 // the script runs until it is killed
+	other := newClient(t, f.srv)
+	done := make(chan error, 1)
+	go func() { done <- f.do("EVAL_RO", "while true do end", 0).Err() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		require.True(t, time.Now().Before(deadline), "the script never showed as running")
+		err := other.Do(f.ctx, "SCRIPT", "KILL").Err()
+		if err == nil {
+			break // it was running, and is stopped
+		}
+		requireErr(t, err, errTextNotBusy)
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		require.ErrorContains(t, err, "ERR Script killed by user with SCRIPT KILL")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the killed script did not end")
+	}
+	requireErr(t, other.Do(f.ctx, "FUNCTION", "KILL").Err(), errTextNotBusy)
+}

@@ -175,6 +175,10 @@ type Server struct {
 	blocked      blockRegistry
 	blockMetrics *blockMetrics
 
+	// roScripts are the EVAL_RO and FCALL_RO scripts running on this
+	// node, which SCRIPT KILL may stop (script.go).
+	roScripts roScripts
+
 	mu        sync.Mutex
 	closed    bool
 	serving   bool

@@ -32,6 +32,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -102,10 +103,20 @@ type Budget struct {
 	seen  map[*byte]struct{}
 	// memory: the script passed MaxStringBytes (sticky, like the count).
 	memory bool
+	// Kill, when set, stops the script at its next instruction once it
+	// holds true: SCRIPT KILL of a read-only script outside the log,
+	// which no replica replays. Nil on apply, where nothing but the
+	// counts may stop a script.
+	Kill *atomic.Bool
+	// killed: Kill stopped the script (sticky).
+	killed bool
 }
 
 // ErrBudget is the error of a script stopped at its instruction budget.
 var ErrBudget = errors.New("script stopped at its budget of Lua instructions")
+
+// ErrKilled is the error of a script SCRIPT KILL stopped.
+var ErrKilled = errors.New("script killed by user with SCRIPT KILL")
 
 // ErrMemory is the error of a script that built too many large strings.
 var ErrMemory = errors.New("script built more than its budget of string bytes")
@@ -123,7 +134,11 @@ func (b *Budget) Deadline() (time.Time, bool) { return time.Time{}, false }
 // is spent (nil, which never fires, before).
 func (b *Budget) Done() <-chan struct{} {
 	b.used++
-	if b.used > b.max || b.memory {
+	if b.used > b.max || b.memory || b.killed {
+		return closedChan
+	}
+	if b.Kill != nil && b.Kill.Load() {
+		b.killed = true
 		return closedChan
 	}
 	if b.L != nil {
@@ -154,6 +169,8 @@ func (b *Budget) Done() <-chan struct{} {
 // Err implements context.Context.
 func (b *Budget) Err() error {
 	switch {
+	case b.killed:
+		return ErrKilled
 	case b.memory:
 		return ErrMemory
 	case b.used > b.max:
@@ -194,7 +211,7 @@ func (b *Budget) Value(any) any { return nil }
 
 // Exhausted reports whether the script ran out of budget (instructions
 // or string bytes).
-func (b *Budget) Exhausted() bool { return b.used > b.max || b.memory }
+func (b *Budget) Exhausted() bool { return b.used > b.max || b.memory || b.killed }
 
 // Used returns the instructions counted so far.
 func (b *Budget) Used() uint64 { return b.used }
@@ -460,6 +477,9 @@ func (vm *VM) Call(fn *glua.LFunction, args ...glua.LValue) (ret glua.LValue, er
 
 // toError turns a PCall failure into the reply's error.
 func (vm *VM) toError(perr error) *Error {
+	if vm.Budget.killed {
+		return &Error{Msg: "ERR Script killed by user with SCRIPT KILL...", Budget: true}
+	}
 	if vm.Budget.memory {
 		return &Error{Msg: fmt.Sprintf("ERR Script stopped at its budget of %d bytes of large strings", MaxStringBytes), Budget: true}
 	}
