@@ -136,27 +136,33 @@ func (op Op) meta() string {
 }
 
 // WriteHistoryJSON writes ops as indented JSON.
-func WriteHistoryJSON(path string, ops []Op) error {
+func WriteHistoryJSON(path string, ops []Op) error { return writeJSON(path, "history", ops) }
+
+// ReadHistoryJSON reads a history written by WriteHistoryJSON, so a saved
+// failure can be checked again offline.
+func ReadHistoryJSON(path string) ([]Op, error) { return readJSON[Op](path, "history") }
+
+// writeJSON writes ops, a history of kind what, as indented JSON.
+func writeJSON[T any](path, what string, ops []T) error {
 	b, err := json.MarshalIndent(ops, "", " ")
 	if err != nil {
-		return fmt.Errorf("encode history: %w", err)
+		return fmt.Errorf("encode %s: %w", what, err)
 	}
 	if err := os.WriteFile(path, b, 0o640); err != nil {
-		return fmt.Errorf("write history: %w", err)
+		return fmt.Errorf("write %s: %w", what, err)
 	}
 	return nil
 }
 
-// ReadHistoryJSON reads a history written by WriteHistoryJSON, so a saved
-// failure can be checked again offline.
-func ReadHistoryJSON(path string) ([]Op, error) {
+// readJSON reads what writeJSON wrote.
+func readJSON[T any](path, what string) ([]T, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read history: %w", err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
-	var ops []Op
+	var ops []T
 	if err := json.Unmarshal(b, &ops); err != nil {
-		return nil, fmt.Errorf("decode history %s: %w", path, err)
+		return nil, fmt.Errorf("decode %s %s: %w", what, path, err)
 	}
 	return ops, nil
 }

@@ -2,11 +2,9 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -143,28 +141,13 @@ func (h *TxnHistory) Ops() []TxnOp {
 
 // WriteTxnHistoryJSON writes ops as indented JSON.
 func WriteTxnHistoryJSON(path string, ops []TxnOp) error {
-	b, err := json.MarshalIndent(ops, "", " ")
-	if err != nil {
-		return fmt.Errorf("encode transaction history: %w", err)
-	}
-	if err := os.WriteFile(path, b, 0o640); err != nil {
-		return fmt.Errorf("write transaction history: %w", err)
-	}
-	return nil
+	return writeJSON(path, "transaction history", ops)
 }
 
 // ReadTxnHistoryJSON reads a history written by WriteTxnHistoryJSON, so a
 // saved failure can be checked again offline.
 func ReadTxnHistoryJSON(path string) ([]TxnOp, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read transaction history: %w", err)
-	}
-	var ops []TxnOp
-	if err := json.Unmarshal(b, &ops); err != nil {
-		return nil, fmt.Errorf("decode transaction history %s: %w", path, err)
-	}
-	return ops, nil
+	return readJSON[TxnOp](path, "transaction history")
 }
 
 // The txn workload's shape: its own goroutines, beside the other

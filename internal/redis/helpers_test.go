@@ -278,6 +278,9 @@ func (r *rawConn) reply() any {
 	case '*':
 		n, err := strconv.Atoi(l[1:])
 		require.NoError(r.t, err)
+		if n < 0 {
+			return nilArray{} // a failed EXEC's null array
+		}
 		out := make([]any, n)
 		for i := range out {
 			out[i] = r.reply()
@@ -287,6 +290,9 @@ func (r *rawConn) reply() any {
 	r.t.Fatalf("unexpected reply line %q", l)
 	return nil
 }
+
+// nilArray is the null array (RESP2 "*-1").
+type nilArray struct{}
 
 // requireClosed asserts that the server closes the connection, reading
 // (and failing on) anything it still sends.

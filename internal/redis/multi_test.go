@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,55 +28,6 @@ func newMultiFixture(t *testing.T) *fixture {
 	return newFixture(t)
 }
 
-// txReply reads one RESP value like rawConn.reply, and also the null
-// array ("*-1", returned as nilArray) that a failed EXEC replies.
-func txReply(r *rawConn) any {
-	r.t.Helper()
-	l := r.line()
-	require.NotEmpty(r.t, l)
-	if l[0] != '*' {
-		// Push the line back through a one-shot reader: reply parses it.
-		return replyFromLine(r, l)
-	}
-	n, err := strconv.Atoi(l[1:])
-	require.NoError(r.t, err)
-	if n < 0 {
-		return nilArray{}
-	}
-	out := make([]any, n)
-	for i := range out {
-		out[i] = txReply(r)
-	}
-	return out
-}
-
-// nilArray is the null array (RESP2 "*-1").
-type nilArray struct{}
-
-// replyFromLine finishes parsing a non-array value whose first line is l.
-func replyFromLine(r *rawConn, l string) any {
-	r.t.Helper()
-	switch l[0] {
-	case '+', '-':
-		return l
-	case ':':
-		n, err := strconv.ParseInt(l[1:], 10, 64)
-		require.NoError(r.t, err)
-		return n
-	case '$':
-		n, err := strconv.Atoi(l[1:])
-		require.NoError(r.t, err)
-		if n < 0 {
-			return nil
-		}
-		buf := make([]byte, n+2)
-		_, err = io.ReadFull(r.rd, buf)
-		require.NoError(r.t, err)
-		return string(buf[:n])
-	}
-	r.t.Fatalf("unexpected reply line %q", l)
-	return nil
-}
 
 // tx sends each command (space-separated words) and returns the replies.
 func (r *rawConn) tx(lines ...[]string) []any {
@@ -85,7 +35,7 @@ func (r *rawConn) tx(lines ...[]string) []any {
 	out := make([]any, len(lines))
 	for i, l := range lines {
 		r.send(cmd(l...))
-		out[i] = txReply(r)
+		out[i] = r.reply()
 	}
 	return out
 }
@@ -572,7 +522,7 @@ func TestPipelinedMultiWithDiscardQueuesEveryCommand(t *testing.T) {
 		cmd("GET", "a") + cmd("DISCARD") + cmd("GET", "a") + cmd("MULTI") + cmd("INCR", "c") + cmd("INCR", "c") + cmd("EXEC"))
 	got := make([]any, 11)
 	for i := range got {
-		got[i] = txReply(r)
+		got[i] = r.reply()
 	}
 	require.Equal(t, []any{"+OK", "+OK", "+QUEUED", "+QUEUED", "+QUEUED", "+OK", nil, "+OK", "+QUEUED", "+QUEUED",
 		[]any{int64(1), int64(2)}}, got)
