@@ -28,7 +28,6 @@ func newMultiFixture(t *testing.T) *fixture {
 	return newFixture(t)
 }
 
-
 // tx sends each command (space-separated words) and returns the replies.
 func (r *rawConn) tx(lines ...[]string) []any {
 	r.t.Helper()
