@@ -368,18 +368,12 @@ func (s *Server) functionOnApply(c *client, args [][]byte) {
 	}
 	replace := len(args) > 3
 	code := args[len(args)-1]
-	name, body, msg := parseLibraryCode(code)
+	sc, name, fns, msg := s.compileLibrary(x, false, code)
 	if msg != "" {
 		c.err(msg)
 		return
 	}
-	sc := s.newScriptCall(x, false)
 	defer sc.vm.Close()
-	fns, msg := sc.loadLibrary(body)
-	if msg != "" {
-		c.err(msg)
-		return
-	}
 	names := make([]string, len(fns))
 	for i, f := range fns {
 		names[i] = strings.ToLower(f.name)
@@ -464,6 +458,23 @@ func (s *Server) fcallCommand(c *client, args [][]byte, readOnly bool) {
 	}
 }
 
+// compileLibrary parses a library's code and runs its registrations on a
+// new VM of x (FUNCTION LOAD checks a library this way; FCALL loads the
+// stored one again, since no VM outlives a run). On success the caller
+// closes sc.vm; otherwise msg is the error reply and no VM is left open.
+func (s *Server) compileLibrary(x *execCtx, readOnly bool, code []byte) (sc *scriptCall, name string, fns []registeredFunction, msg string) {
+	name, body, msg := parseLibraryCode(code)
+	if msg != "" {
+		return nil, "", nil, msg
+	}
+	sc = s.newScriptCall(x, readOnly)
+	if fns, msg = sc.loadLibrary(body); msg != "" {
+		sc.vm.Close()
+		return nil, "", nil, msg
+	}
+	return sc, name, fns, ""
+}
+
 // runFunction runs function name inside x and writes its reply to c.
 func (s *Server) runFunction(c *client, x *execCtx, name string, readOnly bool, keys, argv [][]byte) {
 	fname := strings.ToLower(name)
@@ -485,18 +496,12 @@ func (s *Server) runFunction(c *client, x *execCtx, name string, readOnly bool, 
 		c.err(errTextFuncNotFound)
 		return
 	}
-	_, body, msg := parseLibraryCode(lib.Code)
+	sc, _, fns, msg := s.compileLibrary(x, readOnly, lib.Code)
 	if msg != "" {
 		c.err(msg)
 		return
 	}
-	sc := s.newScriptCall(x, readOnly)
 	defer sc.vm.Close()
-	fns, msg := sc.loadLibrary(body)
-	if msg != "" {
-		c.err(msg)
-		return
-	}
 	var fn *registeredFunction
 	for i := range fns {
 		if strings.ToLower(fns[i].name) == fname {
