@@ -29,14 +29,7 @@ const casClients = 3
 
 // casWorker runs one CAS client until the workload stops.
 func (w *workload) casWorker(id, proc int) {
-	defer w.wg.Done()
-	rng := rand.New(rand.NewPCG(w.seed, 0x636173+uint64(id)))
-	conns := w.dialAll()
-	defer closeAll(conns)
-	for seq := 0; ; seq++ {
-		if w.stopped() {
-			return
-		}
+	w.runClient(0x636173+uint64(id), func(rng *rand.Rand, conns []*goredis.Client, seq int) bool {
 		node := rng.IntN(len(conns))
 		get, exec, sent := w.casAttempt(conns[node], "c"+strconv.Itoa(id)+"-"+strconv.Itoa(seq))
 		get.Process, get.Node = proc, w.names[node]
@@ -45,10 +38,8 @@ func (w *workload) casWorker(id, proc int) {
 			exec.Process, exec.Node = proc, w.names[node]
 			w.tx.h.Add(exec)
 		}
-		if (get.Outcome == OutcomeFail || (sent && exec.Outcome == OutcomeFail)) && !w.pause(rng) {
-			return
-		}
-	}
+		return !(get.Outcome == OutcomeFail || (sent && exec.Outcome == OutcomeFail)) || w.pause(rng)
+	})
 }
 
 // casAttempt runs one WATCH/GET/MULTI/SET/EXEC round on one connection.

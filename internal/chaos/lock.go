@@ -85,20 +85,13 @@ const (
 
 // lockWorker runs one lock client until the workload stops.
 func (w *workload) lockWorker(id, proc int) {
-	defer w.wg.Done()
-	rng := rand.New(rand.NewPCG(w.seed, 0x6c6f636b+uint64(id)))
-	conns := w.dialAll()
-	defer closeAll(conns)
-	send := func(kind TxnKind, token string) TxnOp {
-		node := rng.IntN(len(conns))
-		op := w.sendLock(conns[node], kind, token, kind == LockRelease && rng.IntN(2) == 0)
-		op.Process, op.Node = proc, w.names[node]
-		w.tx.h.Add(op)
-		return op
-	}
-	for seq := 0; ; seq++ {
-		if w.stopped() {
-			return
+	w.runClient(0x6c6f636b+uint64(id), func(rng *rand.Rand, conns []*goredis.Client, seq int) bool {
+		send := func(kind TxnKind, token string) TxnOp {
+			node := rng.IntN(len(conns))
+			op := w.sendLock(conns[node], kind, token, kind == LockRelease && rng.IntN(2) == 0)
+			op.Process, op.Node = proc, w.names[node]
+			w.tx.h.Add(op)
+			return op
 		}
 		token := "L" + strconv.Itoa(id) + "-" + strconv.Itoa(seq)
 		acq := send(LockAcquire, token)
@@ -115,15 +108,12 @@ func (w *workload) lockWorker(id, proc int) {
 			w.releaseLock(send, rng, token)
 		case acq.Outcome == OutcomeOK:
 			// Held by another client: try again shortly.
-			if !w.sleep(time.Duration(5+rng.IntN(20)) * time.Millisecond) {
-				return
-			}
+			return w.sleep(time.Duration(5+rng.IntN(20)) * time.Millisecond)
 		default:
-			if !w.pause(rng) {
-				return
-			}
+			return w.pause(rng)
 		}
-	}
+		return true
+	})
 }
 
 // releaseLock sends the release until its outcome is known (replied 1 or

@@ -188,14 +188,7 @@ type txnClients struct {
 // txnWorker runs one writer (reader=false) or reader of the txn workload
 // until the workload stops.
 func (w *workload) txnWorker(id, proc int, reader bool) {
-	defer w.wg.Done()
-	rng := rand.New(rand.NewPCG(w.seed, 0x74786e+uint64(id)))
-	conns := w.dialAll()
-	defer closeAll(conns)
-	for seq := 0; ; seq++ {
-		if w.stopped() {
-			return
-		}
+	w.runClient(0x74786e+uint64(id), func(rng *rand.Rand, conns []*goredis.Client, _ int) bool {
 		node := rng.IntN(len(conns))
 		a, _ := txnPair(rng.IntN(txnPairs))
 		kind := TxnIncrPair
@@ -211,7 +204,21 @@ func (w *workload) txnWorker(id, proc int, reader bool) {
 		op := w.sendTxn(conns[node], kind, a)
 		op.Process, op.Node = proc, w.names[node]
 		w.tx.h.Add(op)
-		if op.Outcome == OutcomeFail && !w.pause(rng) {
+		return op.Outcome != OutcomeFail || w.pause(rng)
+	})
+}
+
+// runClient runs one client of the transaction workloads: a source seeded
+// by the run's seed and salt, one connection to every node (dialAll), and
+// round after round (seq counts them) until the workload stops or a round
+// returns false.
+func (w *workload) runClient(salt uint64, round func(rng *rand.Rand, conns []*goredis.Client, seq int) bool) {
+	defer w.wg.Done()
+	rng := rand.New(rand.NewPCG(w.seed, salt))
+	conns := w.dialAll()
+	defer closeAll(conns)
+	for seq := 0; !w.stopped(); seq++ {
+		if !round(rng, conns, seq) {
 			return
 		}
 	}
