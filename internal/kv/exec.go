@@ -342,19 +342,21 @@ func (w *writeSet) watchHolds(key []byte, rec *WatchRecord) (bool, error) {
 	if s.gone && s.goneMeta.LastWrite.Index > rec.Applied {
 		return false, nil
 	}
-	del, err := readIndexRow(w.db, keyspace.DelStampRow(keyspace.HashSlot(key)))
+	del, err := readCountRow(w.db, keyspace.DelStampRow(keyspace.HashSlot(key)))
 	if err != nil {
 		return false, err
 	}
-	flush, err := readIndexRow(w.db, keyspace.FlushRow)
+	flush, err := readCountRow(w.db, keyspace.FlushRow)
 	if err != nil {
 		return false, err
 	}
 	return del <= rec.Applied && flush <= rec.Applied, nil
 }
 
-// readIndexRow reads a watch row (0 when absent).
-func readIndexRow(r pebbleReader, row []byte) (uint64, error) {
+// readCountRow reads a row holding a count or an index in
+// keyspace.EncodeCount's form (0 when absent): the key counts, the watch
+// rows, the applied index.
+func readCountRow(r pebbleReader, row []byte) (uint64, error) {
 	var n uint64
 	var derr error
 	if _, _, err := getRaw(r, row, func(v []byte) { n, derr = keyspace.DecodeCount(v) }); err != nil {
@@ -465,7 +467,7 @@ func (v *view2) watch(key []byte) (WatchRecord, error) {
 	if err := v.access("watch"); err != nil {
 		return rec, err
 	}
-	if rec.Applied, err = readIndexRow(v.r, metaApplied); err != nil {
+	if rec.Applied, err = readCountRow(v.r, metaApplied); err != nil {
 		return rec, err
 	}
 	return rec, nil
@@ -511,7 +513,7 @@ func (w *writeSet) writeWatchRows(b *pebble.Batch) error {
 	}
 	for _, slot := range order {
 		row := keyspace.DelStampRow(slot)
-		old, err := readIndexRow(w.db, row)
+		old, err := readCountRow(w.db, row)
 		if err != nil {
 			return err
 		}
@@ -535,7 +537,7 @@ func (w *writeSet) writeFlushRow(b *pebble.Batch) error {
 	last := uint64(0)
 	if !w.flushed {
 		var err error
-		if last, err = readIndexRow(w.db, keyspace.LastKeyWriteRow); err != nil {
+		if last, err = readCountRow(w.db, keyspace.LastKeyWriteRow); err != nil {
 			return err
 		}
 	}
@@ -545,7 +547,7 @@ func (w *writeSet) writeFlushRow(b *pebble.Batch) error {
 			break
 		}
 	}
-	old, err := readIndexRow(w.db, keyspace.FlushRow)
+	old, err := readCountRow(w.db, keyspace.FlushRow)
 	if err != nil {
 		return err
 	}

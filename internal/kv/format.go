@@ -93,7 +93,7 @@ func (c *Command) MinFormat() uint8 {
 // loadFormatState reads the replicated apply time, format version and
 // v1-rows flag into the store's cached copies (at Open and after Restore).
 func (s *Store) loadFormatState() error {
-	at, err := s.readUint(metaApplyTime)
+	at, err := readCountRow(s.db, metaApplyTime)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package kv
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -220,11 +219,11 @@ func (s *Store) HashContext(ctx context.Context) (uint64, uint64, error) {
 	}
 	snap := s.db.NewSnapshot()
 	defer func() { _ = snap.Close() }() // releasing a snapshot cannot fail in a way that changes the hash
-	applied, err := s.readSnapUint(snap, metaApplied)
+	applied, err := readCountRow(snap, metaApplied)
 	if err != nil {
 		return 0, 0, fmt.Errorf("hash: %w", err)
 	}
-	now, err := s.readSnapUint(snap, metaApplyTime)
+	now, err := readCountRow(snap, metaApplyTime)
 	if err != nil {
 		return 0, 0, fmt.Errorf("hash: %w", err)
 	}
@@ -263,20 +262,4 @@ func (s *Store) hashErr(err error) error {
 		return cerr
 	}
 	return fmt.Errorf("hash: %w", err)
-}
-
-func (s *Store) readSnapUint(r pebbleReader, key []byte) (uint64, error) {
-	var v uint64
-	var bad bool
-	_, _, err := getRaw(r, key, func(b []byte) {
-		if len(b) != 8 {
-			bad = true
-			return
-		}
-		v = binary.BigEndian.Uint64(b)
-	})
-	if err == nil && bad {
-		err = fmt.Errorf("metadata %q is not 8 bytes", key)
-	}
-	return v, err
 }

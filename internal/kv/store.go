@@ -227,7 +227,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.db, s.cache = db, cache
 	s.opened.Store(true)
-	applied, err := s.readUint(metaApplied)
+	applied, err := readCountRow(s.db, metaApplied)
 	if err == nil {
 		s.applied.Store(applied)
 		err = db.Delete(legacyMetaKeyCount, pebble.Sync)
@@ -241,21 +241,6 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open pebble %s: read metadata: %w", cfg.Dir, err)
 	}
 	return s, nil
-}
-
-func (s *Store) readUint(key []byte) (uint64, error) {
-	v, closer, err := s.db.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = closer.Close() }() // releases v's buffer; nothing to report
-	if len(v) != 8 {
-		return 0, fmt.Errorf("metadata %q has %d bytes, want 8", key, len(v))
-	}
-	return binary.BigEndian.Uint64(v), nil
 }
 
 // AppliedIndex returns the index of the last entry whose effects are in the

@@ -520,22 +520,10 @@ func (w *writeSet) writeTo2(b *pebble.Batch) error {
 
 // readCounts reads the v2 key and expiry counts.
 func readCounts(r pebbleReader) (keys, expires uint64, err error) {
-	read := func(row []byte) (uint64, error) {
-		var n uint64
-		var derr error
-		_, _, err := getRaw(r, row, func(v []byte) { n, derr = keyspace.DecodeCount(v) })
-		if err == nil {
-			err = derr
-		}
-		if err != nil {
-			return 0, fmt.Errorf("read %s: %w", row, err)
-		}
-		return n, nil
-	}
-	if keys, err = read(keyspace.KeyCountRow); err != nil {
+	if keys, err = readCountRow(r, keyspace.KeyCountRow); err != nil {
 		return 0, 0, err
 	}
-	expires, err = read(keyspace.ExpireCountRow)
+	expires, err = readCountRow(r, keyspace.ExpireCountRow)
 	return keys, expires, err
 }
 
